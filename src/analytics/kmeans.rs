@@ -1,0 +1,613 @@
+//! Batch analytics of the `SPARK` component: k-means over the `[humidity, temperature]` of the records held by
+//! the HDFS-like file store, as the reference pipeline's `kmeans_sensors.py` does with Spark MLlib
+//! (`KMeans(k=2, seed=1)`, predictions to `predictions_<ts>.csv`, centres and silhouette reported).
+//!
+//! This module owns reading the store (tolerating the chaos it may hold, Spark-style), the fit (linfa KMeans++
+//! seeded with `Xoshiro256Plus`, centres put in a canonical order), the silhouette score and writing the
+//! outputs atomically. It reads no clock, uses no OS randomness and iterates no hash map, so the same points and
+//! seed always give a bit-identical result, in sim mode as in live mode.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use linfa::DatasetBase;
+use linfa::traits::{Fit, Predict};
+use linfa_clustering::{KMeans, KMeansInit};
+use ndarray::Array2;
+use rand_xoshiro::Xoshiro256Plus;
+use rand_xoshiro::rand_core::SeedableRng;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// How many `"path: reason"` lines a [`StoreScan`] keeps; further skips are only counted.
+pub const MAX_PROBLEMS: usize = 10;
+
+/// What can go wrong in the k-means batch job.
+#[derive(Debug, thiserror::Error)]
+pub enum KMeansError {
+    /// A real I/O failure on a file or directory of the store or of the output directory.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// `k` was 0.
+    #[error("k-means needs k >= 1")]
+    ZeroK,
+    /// Fewer points than clusters.
+    #[error("k-means with k={k} needs at least {k} points, got {points}")]
+    TooFewPoints { k: usize, points: usize },
+    /// A point with a NaN or infinite coordinate.
+    #[error("point {index} is not finite: {point:?}")]
+    NonFinitePoint { index: usize, point: [f64; 2] },
+    /// linfa rejected the parameters or could not fit.
+    #[error("k-means fit failed")]
+    Fit(#[from] linfa_clustering::KMeansError),
+    /// The output stamp would not make a plain file name.
+    #[error("output stamp {0:?} must be non-empty and contain no path separator")]
+    BadStamp(String),
+    /// `write_outputs` got a result whose labels do not match the points.
+    #[error("result has {labels} labels for {points} points")]
+    LabelCount { labels: usize, points: usize },
+}
+
+/// Parameters of one k-means run; the defaults are the reference job's (`k=2, seed=1`) and Spark MLlib's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KMeansConfig {
+    /// Number of clusters.
+    pub k: usize,
+    /// Seed of the `Xoshiro256Plus` generator that drives KMeans++ initialisation.
+    pub seed: u64,
+    /// Independent initialisations; the one with the lowest inertia wins.
+    pub n_runs: usize,
+    /// Iteration cap of each run.
+    pub max_iterations: u64,
+    /// A run stops when the centres move less than this.
+    pub tolerance: f64,
+}
+
+impl Default for KMeansConfig {
+    fn default() -> Self {
+        Self { k: 2, seed: 1, n_runs: 10, max_iterations: 300, tolerance: 1e-4 }
+    }
+}
+
+/// What [`scan_store`] found. Every record file is counted once: `files == points.len() + skipped`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreScan {
+    /// `[humidity, temperature]` of the usable records, in sorted path order.
+    pub points: Vec<[f64; 2]>,
+    /// Number of `*.json` record files found.
+    pub files: usize,
+    /// Records that gave no point (not JSON, a value missing or not castable to a number, file vanished).
+    pub skipped: usize,
+    /// The first [`MAX_PROBLEMS`] skips as `"path: reason"`.
+    pub problems: Vec<String>,
+}
+
+impl StoreScan {
+    fn skip(&mut self, path: &Path, reason: &str) {
+        self.skipped += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(format!("{}: {reason}", path.display()));
+        }
+    }
+}
+
+/// Reads every `*.json` under `root` recursively in sorted path order (determinism), Spark-style: a record
+/// whose humidity or temperature does not cast to a number is skipped and counted, never an error. Values
+/// may be JSON numbers or strings holding a number (surrounding whitespace allowed); fractional values are
+/// kept, not truncated as Spark's `cast("int")` would. A missing root gives an empty scan, and a file or day
+/// directory that vanishes while scanning is skipped; any other I/O failure is an error naming the path.
+pub fn scan_store(root: &Path) -> Result<StoreScan, KMeansError> {
+    let mut paths = Vec::new();
+    collect_json_files(root, &mut paths)?;
+    paths.sort();
+
+    let mut scan = StoreScan { files: paths.len(), ..StoreScan::default() };
+    for path in &paths {
+        match fs::read(path) {
+            Ok(bytes) => match parse_record(&bytes) {
+                Ok(point) => scan.points.push(point),
+                Err(reason) => scan.skip(path, &reason),
+            },
+            Err(err) if err.kind() == io::ErrorKind::NotFound => scan.skip(path, "vanished while scanning"),
+            Err(source) => return Err(KMeansError::Io { action: "read", path: path.clone(), source }),
+        }
+    }
+    if scan.skipped > 0 {
+        tracing::info!(root = %root.display(), files = scan.files, skipped = scan.skipped,
+            first = ?scan.problems.first(), "k-means store scan skipped unusable records");
+    }
+    tracing::debug!(root = %root.display(), files = scan.files, points = scan.points.len(), "k-means store scanned");
+    Ok(scan)
+}
+
+/// Appends the `*.json` files under `dir` (recursively, symlinked directories not followed) to `out`.
+fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), KMeansError> {
+    let io_err = |path: &Path, source| KMeansError::Io { action: "list", path: path.to_path_buf(), source };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(io_err(dir, source)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| io_err(dir, source))?;
+        let path = entry.path();
+        if entry.file_type().map_err(|source| io_err(&path, source))?.is_dir() {
+            collect_json_files(&path, out)?;
+        } else if path.extension().is_some_and(|ext| ext == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `[humidity, temperature]` of one record file, or why it has none.
+fn parse_record(bytes: &[u8]) -> Result<[f64; 2], String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| format!("not JSON ({err})"))?;
+    let Value::Object(fields) = value else {
+        return Err("not a JSON object".to_owned());
+    };
+    Ok([cast_field(&fields, "humidity")?, cast_field(&fields, "temperature")?])
+}
+
+/// The field `name` as a finite number: a JSON number or a string holding one.
+fn cast_field(fields: &Map<String, Value>, name: &str) -> Result<f64, String> {
+    let value = fields.get(name).ok_or_else(|| format!("{name} is missing"))?;
+    let number = match value {
+        Value::Number(n) => n.as_f64().filter(|x| x.is_finite()),
+        Value::String(s) => cast_number(s),
+        _ => None,
+    };
+    number.ok_or_else(|| {
+        let shown: String = value.to_string().chars().take(40).collect();
+        format!("{name} {shown} does not cast to a number")
+    })
+}
+
+/// A string as a finite number (` None`, `NaN`, `inf` and garbage give `None`).
+fn cast_number(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// Outcome of [`fit`]. Centres are sorted by humidity, then temperature, and `labels` (one per point, in
+/// input order) index into them, so equal inputs give equal results whatever order linfa found the clusters in.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct KMeansResult {
+    /// Number of clusters asked for.
+    pub k: usize,
+    /// Seed used.
+    pub seed: u64,
+    /// Number of points clustered.
+    pub points: usize,
+    /// `[humidity, temperature]` of each centre, sorted. linfa updates centres m_k-means style (the old
+    /// centre weighs in as one more point), so they end within about `tolerance` of their cluster means.
+    pub centres: Vec<[f64; 2]>,
+    /// Cluster of each point, indexing `centres`.
+    pub labels: Vec<usize>,
+    /// Number of points in each cluster (may hold 0 when points coincide).
+    pub cluster_sizes: Vec<usize>,
+    /// Mean silhouette coefficient (Euclidean); `None` when undefined (fewer than two non-empty clusters, or
+    /// every point alone in its cluster).
+    pub silhouette: Option<f64>,
+    /// Sum of squared distances of the points to their centres (Spark's training cost).
+    pub inertia: f64,
+}
+
+/// Clusters `points` with linfa's KMeans (KMeans++ init, `Xoshiro256Plus::seed_from_u64(cfg.seed)`).
+/// Errors if `k == 0`, if there are fewer points than `k`, if a point is not finite, or if linfa rejects
+/// the other parameters.
+pub fn fit(points: &[[f64; 2]], cfg: &KMeansConfig) -> Result<KMeansResult, KMeansError> {
+    if cfg.k == 0 {
+        return Err(KMeansError::ZeroK);
+    }
+    if points.len() < cfg.k {
+        return Err(KMeansError::TooFewPoints { k: cfg.k, points: points.len() });
+    }
+    if let Some(index) = points.iter().position(|p| !p.iter().all(|x| x.is_finite())) {
+        return Err(KMeansError::NonFinitePoint { index, point: points[index] });
+    }
+
+    let dataset = DatasetBase::from(Array2::from_shape_fn((points.len(), 2), |(i, j)| points[i][j]));
+    let model = KMeans::params_with_rng(cfg.k, Xoshiro256Plus::seed_from_u64(cfg.seed))
+        .init_method(KMeansInit::KMeansPlusPlus)
+        .n_runs(cfg.n_runs)
+        .max_n_iterations(cfg.max_iterations)
+        .tolerance(cfg.tolerance)
+        .fit(&dataset)?;
+    let raw_labels = model.predict(dataset.records());
+    let raw_centres: Vec<[f64; 2]> = model.centroids().rows().into_iter().map(|c| [c[0], c[1]]).collect();
+
+    // Canonical order: by humidity, then temperature; `rank[old]` is the new index of linfa's centre `old`.
+    let mut order: Vec<usize> = (0..raw_centres.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (raw_centres[a], raw_centres[b]);
+        a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1]))
+    });
+    let mut rank = vec![0; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        rank[old] = new;
+    }
+    let centres: Vec<[f64; 2]> = order.iter().map(|&old| raw_centres[old]).collect();
+    let labels: Vec<usize> = raw_labels.iter().map(|&old| rank[old]).collect();
+
+    let mut cluster_sizes = vec![0; centres.len()];
+    let mut inertia = 0.0;
+    for (point, &label) in points.iter().zip(&labels) {
+        cluster_sizes[label] += 1;
+        inertia += squared_distance(*point, centres[label]);
+    }
+    let silhouette = silhouette(points, &labels, centres.len());
+    tracing::info!(
+        k = cfg.k,
+        seed = cfg.seed,
+        points = points.len(),
+        ?centres,
+        ?cluster_sizes,
+        ?silhouette,
+        inertia,
+        "k-means fitted"
+    );
+    Ok(KMeansResult {
+        k: cfg.k,
+        seed: cfg.seed,
+        points: points.len(),
+        centres,
+        labels,
+        cluster_sizes,
+        silhouette,
+        inertia,
+    })
+}
+
+fn squared_distance(a: [f64; 2], b: [f64; 2]) -> f64 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)
+}
+
+/// Mean silhouette coefficient (Euclidean) of `labels` (each `< k`), in O(n²) time and O(n·k) memory.
+/// A point alone in its cluster scores 0 (Rousseeuw's convention, as scikit-learn). linfa's
+/// `SilhouetteScore` is not used: it scores such points 1, a single cluster 1, and coinciding points NaN.
+fn silhouette(points: &[[f64; 2]], labels: &[usize], k: usize) -> Option<f64> {
+    let n = points.len();
+    let mut sizes = vec![0usize; k];
+    for &label in labels {
+        *sizes.get_mut(label)? += 1;
+    }
+    let clusters = sizes.iter().filter(|&&size| size > 0).count();
+    if labels.len() != n || clusters < 2 || clusters == n {
+        return None;
+    }
+    // sums[i * k + c]: total distance from point i to the points of cluster c.
+    let mut sums = vec![0.0; n * k];
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = squared_distance(points[i], points[j]).sqrt();
+            sums[i * k + labels[j]] += d;
+            sums[j * k + labels[i]] += d;
+        }
+    }
+    let total: f64 = (0..n)
+        .map(|i| {
+            let own = labels[i];
+            if sizes[own] == 1 {
+                return 0.0;
+            }
+            let a = sums[i * k + own] / (sizes[own] - 1) as f64;
+            let b = (0..k)
+                .filter(|&c| c != own && sizes[c] > 0)
+                .map(|c| sums[i * k + c] / sizes[c] as f64)
+                .fold(f64::INFINITY, f64::min);
+            let scale = a.max(b);
+            if scale > 0.0 { (b - a) / scale } else { 0.0 }
+        })
+        .sum();
+    Some(total / n as f64)
+}
+
+/// The `centres_<stamp>.json` document.
+#[derive(Serialize)]
+struct CentresDoc<'a> {
+    k: usize,
+    seed: u64,
+    points: usize,
+    centres: &'a [[f64; 2]],
+    cluster_sizes: &'a [usize],
+    silhouette: Option<f64>,
+    inertia: f64,
+}
+
+/// Writes `predictions_<stamp>.csv` in `dir` (header `humidity,temperature,prediction`, one row per point) and
+/// `centres_<stamp>.json` (k, seed, points, centres, cluster_sizes, silhouette, inertia), creating `dir` if
+/// needed, and returns their paths. Each file is written under a hidden temporary name, synced, then renamed,
+/// so readers never see half a file.
+pub fn write_outputs(
+    dir: &Path,
+    stamp: &str,
+    points: &[[f64; 2]],
+    result: &KMeansResult,
+) -> Result<Vec<PathBuf>, KMeansError> {
+    if stamp.is_empty() || stamp.contains(['/', '\\', '\0']) {
+        return Err(KMeansError::BadStamp(stamp.to_owned()));
+    }
+    if result.labels.len() != points.len() {
+        return Err(KMeansError::LabelCount { labels: result.labels.len(), points: points.len() });
+    }
+    fs::create_dir_all(dir).map_err(|source| KMeansError::Io {
+        action: "create",
+        path: dir.into(),
+        source,
+    })?;
+
+    let predictions = write_atomically(dir, &format!("predictions_{stamp}.csv"), |out| {
+        writeln!(out, "humidity,temperature,prediction")?;
+        for (point, label) in points.iter().zip(&result.labels) {
+            writeln!(out, "{},{},{label}", point[0], point[1])?;
+        }
+        Ok(())
+    })?;
+    let doc = CentresDoc {
+        k: result.k,
+        seed: result.seed,
+        points: result.points,
+        centres: &result.centres,
+        cluster_sizes: &result.cluster_sizes,
+        silhouette: result.silhouette,
+        inertia: result.inertia,
+    };
+    let centres = write_atomically(dir, &format!("centres_{stamp}.json"), |out| {
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)
+    })?;
+    tracing::info!(predictions = %predictions.display(), centres = %centres.display(), "k-means outputs written");
+    Ok(vec![predictions, centres])
+}
+
+/// Writes `dir/name` through `dir/.name.tmp`; on failure the temporary file is removed.
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    body: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> Result<PathBuf, KMeansError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let written = File::create(&tmp).and_then(|file| {
+        let mut out = BufWriter::new(file);
+        body(&mut out)?;
+        out.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
+        fs::rename(&tmp, &path)
+    });
+    match written {
+        Ok(()) => Ok(path),
+        Err(source) => {
+            // Best effort: the write already failed, and that is the error worth reporting.
+            let _ = fs::remove_file(&tmp);
+            Err(KMeansError::Io { action: "write", path, source })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// `n` points uniformly within ±`spread` of each centre, blob after blob.
+    fn blobs(centres: &[[f64; 2]], n: usize, spread: f64, seed: u64) -> Vec<[f64; 2]> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        centres
+            .iter()
+            .flat_map(|c| {
+                (0..n)
+                    .map(|_| [c[0] + rng.gen_range(-spread..spread), c[1] + rng.gen_range(-spread..spread)])
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_separated_blobs_give_their_means_as_centres() {
+        // Listed high-humidity first, to check the canonical (humidity-sorted) order.
+        let points = blobs(&[[50.0, 20.0], [20.0, 40.0]], 60, 2.0, 7);
+        let result = fit(&points, &KMeansConfig::default()).unwrap();
+
+        assert_eq!((result.k, result.seed, result.points), (2, 1, 120));
+        let [low, high] = [result.centres[0], result.centres[1]];
+        assert!((low[0] - 20.0).abs() < 0.6 && (low[1] - 40.0).abs() < 0.6, "{low:?}");
+        assert!((high[0] - 50.0).abs() < 0.6 && (high[1] - 20.0).abs() < 0.6, "{high:?}");
+        assert!(result.labels[..60].iter().all(|&l| l == 1));
+        assert!(result.labels[60..].iter().all(|&l| l == 0));
+        assert_eq!(result.cluster_sizes, vec![60, 60]);
+        assert!(result.silhouette.unwrap() > 0.8, "{:?}", result.silhouette);
+        // Every point lies within 2·√2 of its blob's true centre.
+        assert!(result.inertia > 0.0 && result.inertia < 120.0 * 8.0, "{}", result.inertia);
+    }
+
+    #[test]
+    fn same_seed_gives_bit_identical_results() {
+        let points = blobs(&[[20.0, 40.0], [25.0, 36.0], [30.0, 40.0]], 200, 4.0, 3);
+        let cfg = KMeansConfig { k: 3, seed: 11, ..KMeansConfig::default() };
+        let (a, b) = (fit(&points, &cfg).unwrap(), fit(&points, &cfg).unwrap());
+        let bits = |r: &KMeansResult| -> Vec<u64> {
+            r.centres
+                .iter()
+                .flatten()
+                .chain([&r.inertia, &r.silhouette.unwrap()])
+                .map(|x| x.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&a), bits(&b));
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.cluster_sizes, b.cluster_sizes);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let two = [[1.0, 2.0], [3.0, 4.0]];
+        let k3 = KMeansConfig { k: 3, ..KMeansConfig::default() };
+        assert!(matches!(fit(&two, &k3), Err(KMeansError::TooFewPoints { k: 3, points: 2 })));
+        let k0 = KMeansConfig { k: 0, ..KMeansConfig::default() };
+        assert!(matches!(fit(&two, &k0), Err(KMeansError::ZeroK)));
+        let nan = [[1.0, 2.0], [3.0, f64::NAN], [5.0, 6.0]];
+        assert!(matches!(
+            fit(&nan, &KMeansConfig::default()),
+            Err(KMeansError::NonFinitePoint { index: 1, .. })
+        ));
+        let no_runs = KMeansConfig { n_runs: 0, ..KMeansConfig::default() };
+        assert!(matches!(fit(&two, &no_runs), Err(KMeansError::Fit(_))));
+    }
+
+    #[test]
+    fn silhouette_matches_hand_computation_and_is_none_when_undefined() {
+        // A and B in cluster 0, C alone in cluster 1 (scores 0).
+        let points = [[0.0, 0.0], [0.0, 1.0], [3.0, 0.0]];
+        let s_a = (3.0 - 1.0) / 3.0;
+        let s_b = (10f64.sqrt() - 1.0) / 10f64.sqrt();
+        let got = silhouette(&points, &[0, 0, 1], 2).unwrap();
+        assert!((got - (s_a + s_b) / 3.0).abs() < 1e-12, "{got}");
+
+        assert_eq!(silhouette(&points, &[1, 1, 1], 2), None, "one cluster");
+        assert_eq!(silhouette(&points, &[0, 1, 2], 3), None, "every point alone");
+        assert_eq!(silhouette(&[[1.0, 1.0]; 4], &[0, 0, 1, 1], 2), Some(0.0), "coinciding points");
+    }
+
+    fn put(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    #[test]
+    fn scan_store_keeps_castable_records_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rec = |h: &str, t: &str| {
+            format!(
+                r#"{{"device_id":"d","humidity":{h},"temperature":{t},"time":"2020-02-18T21:23:32.106Z"}}"#
+            )
+        };
+        put(root, "2020-02-18/a.json", &rec(r#""21""#, r#""40""#));
+        put(root, "2020-02-18/b.json", &rec("22.5", "39"));
+        put(root, "2020-02-18/c.json", &rec(r#"" None""#, r#"" None""#));
+        put(root, "2020-02-19/d.json", "not json {");
+        put(root, "2020-02-19/e.json", r#"{"device_id":"d","humidity":"21"}"#);
+        put(root, "2020-02-19/f.json", &rec(r#"" 23 ""#, r#""38""#));
+        put(root, "2020-02-19/g.json", "[21, 40]");
+        put(root, "2020-02-19/h.json", &rec(r#""NaN""#, r#""40""#));
+        put(root, "2020-02-19/i.json", &rec("null", "true"));
+        put(root, "2020-02-19/nested/deeper/j.json", &rec("24", r#""37""#));
+        put(root, "2020-02-19/notes.txt", &rec("1", "1"));
+
+        let scan = scan_store(root).unwrap();
+        assert_eq!(scan.points, vec![[21.0, 40.0], [22.5, 39.0], [23.0, 38.0], [24.0, 37.0]]);
+        assert_eq!((scan.files, scan.skipped), (10, 6));
+        let problems: Vec<&str> =
+            scan.problems.iter().map(|p| p.strip_prefix(&*root.to_string_lossy()).unwrap()).collect();
+        assert_eq!(
+            problems,
+            [
+                r#"/2020-02-18/c.json: humidity " None" does not cast to a number"#,
+                "/2020-02-19/d.json: not JSON (expected ident at line 1 column 2)",
+                "/2020-02-19/e.json: temperature is missing",
+                "/2020-02-19/g.json: not a JSON object",
+                r#"/2020-02-19/h.json: humidity "NaN" does not cast to a number"#,
+                "/2020-02-19/i.json: humidity null does not cast to a number",
+            ]
+        );
+    }
+
+    #[test]
+    fn scan_store_handles_missing_root_and_caps_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(scan_store(&dir.path().join("absent")).unwrap(), StoreScan::default());
+
+        for i in 0..MAX_PROBLEMS + 3 {
+            put(dir.path(), &format!("2020-02-18/{i:02}.json"), "garbage");
+        }
+        let scan = scan_store(dir.path()).unwrap();
+        assert_eq!(
+            (scan.files, scan.skipped, scan.problems.len()),
+            (MAX_PROBLEMS + 3, MAX_PROBLEMS + 3, MAX_PROBLEMS)
+        );
+        assert!(scan.problems[0].contains("00.json: not JSON"), "{}", scan.problems[0]);
+    }
+
+    #[test]
+    fn write_outputs_writes_both_files_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("predictions");
+        let points = [[10.0, 20.0], [1.0, 2.0], [1.5, 2.0], [10.0, 21.0]];
+        let result = fit(&points, &KMeansConfig::default()).unwrap();
+        // linfa (m_k-means) stops within its tolerance of the exact cluster means.
+        assert!((result.inertia - 0.625).abs() < 1e-6, "{}", result.inertia);
+
+        let paths = write_outputs(&out_dir, "20200218T212332", &points, &result).unwrap();
+        assert_eq!(
+            paths,
+            [out_dir.join("predictions_20200218T212332.csv"), out_dir.join("centres_20200218T212332.json")]
+        );
+        assert_eq!(
+            fs::read_to_string(&paths[0]).unwrap(),
+            "humidity,temperature,prediction\n10,20,1\n1,2,0\n1.5,2,0\n10,21,1\n"
+        );
+        let doc: Value = serde_json::from_str(&fs::read_to_string(&paths[1]).unwrap()).unwrap();
+        let centres: Vec<[f64; 2]> = serde_json::from_value(doc["centres"].clone()).unwrap();
+        let expected = [[1.25, 2.0], [10.0, 20.5]];
+        for (got, (want, ours)) in centres.iter().zip(expected.iter().zip(&result.centres)) {
+            for i in 0..2 {
+                assert!((got[i] - want[i]).abs() < 1e-4 && (got[i] - ours[i]).abs() < 1e-9, "{centres:?}");
+            }
+        }
+        assert_eq!(doc["cluster_sizes"], serde_json::json!([2, 2]));
+        assert_eq!(
+            (doc["k"].as_u64(), doc["seed"].as_u64(), doc["points"].as_u64()),
+            (Some(2), Some(1), Some(4))
+        );
+        let silhouette = doc["silhouette"].as_f64().unwrap();
+        assert!((silhouette - result.silhouette.unwrap()).abs() < 1e-9 && silhouette > 0.9, "{silhouette}");
+
+        let mut names: Vec<String> = fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["centres_20200218T212332.json", "predictions_20200218T212332.csv"]);
+
+        assert!(matches!(write_outputs(&out_dir, "a/b", &points, &result), Err(KMeansError::BadStamp(_))));
+        assert!(matches!(
+            write_outputs(&out_dir, "x", &points[..3], &result),
+            Err(KMeansError::LabelCount { labels: 4, points: 3 })
+        ));
+    }
+
+    #[test]
+    fn gnfuv_pi2_splits_into_two_clusters() {
+        let path = Path::new("/work/shared/datasets/gnfuv/pi2.csv");
+        if !path.exists() {
+            println!("skipping: {} is absent", path.display());
+            return;
+        }
+        let mut reader = csv::Reader::from_path(path).unwrap();
+        let points: Vec<[f64; 2]> = reader
+            .records()
+            .filter_map(|row| {
+                let row = row.unwrap();
+                Some([cast_number(&row[1])?, cast_number(&row[2])?])
+            })
+            .collect();
+        assert_eq!(points.len(), 1546 - 14, "valid rows");
+
+        let result = fit(&points, &KMeansConfig::default()).unwrap();
+        println!(
+            "pi2 k=2 seed=1: centres {:?} sizes {:?} silhouette {:?}",
+            result.centres, result.cluster_sizes, result.silhouette
+        );
+        assert!(result.cluster_sizes.iter().all(|&size| size > 0));
+        let silhouette = result.silhouette.unwrap();
+        assert!(silhouette > 0.0 && silhouette <= 1.0, "{silhouette}");
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP API of a live run (axum): Prometheus metrics, health, components, links and the index.
+//!
+//! - `GET /metrics` — Prometheus text format 0.0.4.
+//! - `GET /health` — every component's state; 200 when all run, 503 otherwise.
+//! - `GET /api/components`, `GET /api/links` — supervisor and link state as JSON.
+//! - `GET /indices`, `GET /indices/{name}/docs?from=&size=` — the `ELASTICSEARCH` document index.
+//!
+//! The router is also usable in-process (tower `oneshot`), which is how sim-mode tools query it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::kernel::supervisor::State as Lifecycle;
+use crate::sinks::index::validate_index_name;
+use crate::topology::Pipeline;
+
+/// Largest page `GET /indices/{name}/docs` returns.
+pub const MAX_PAGE: usize = 10_000;
+
+/// The API over a pipeline.
+pub fn router(p: Arc<Pipeline>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/api/components", get(components))
+        .route("/api/links", get(links))
+        .route("/indices", get(indices))
+        .route("/indices/{name}/docs", get(docs))
+        .with_state(p)
+}
+
+async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], p.metrics.encode()).into_response()
+}
+
+async fn health(State(p): State<Arc<Pipeline>>) -> Response {
+    let all = p.supervisor.health_all();
+    let healthy = all.iter().all(|(_, h)| h.state == Lifecycle::Running);
+    let body: BTreeMap<String, Value> =
+        all.into_iter().map(|(n, h)| (n, serde_json::to_value(h).unwrap_or_default())).collect();
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"healthy": healthy, "components": body}))).into_response()
+}
+
+async fn components(State(p): State<Arc<Pipeline>>) -> Json<Value> {
+    let list: Vec<Value> = p
+        .supervisor
+        .health_all()
+        .into_iter()
+        .map(|(name, h)| {
+            let kind = p.flow.components.get(&name).map(|c| c.kind()).unwrap_or("");
+            json!({"name": name, "kind": kind, "health": h})
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn links(State(p): State<Arc<Pipeline>>) -> Json<Value> {
+    let list: Vec<Value> = p
+        .links
+        .values()
+        .map(|l| json!({"name": l.name(), "from": l.from(), "to": l.to(), "faults": l.faults(), "stats": l.stats(), "in_flight": l.in_flight()}))
+        .collect();
+    Json(Value::Array(list))
+}
+
+async fn indices(State(p): State<Arc<Pipeline>>) -> Json<Value> {
+    Json(serde_json::to_value(p.index.list()).unwrap_or_default())
+}
+
+/// Paging of `GET /indices/{name}/docs`.
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    from: usize,
+    #[serde(default = "default_size")]
+    size: usize,
+}
+
+fn default_size() -> usize {
+    10
+}
+
+async fn docs(
+    State(p): State<Arc<Pipeline>>,
+    Path(name): Path<String>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Response {
+    let Ok(Query(page)) = page else {
+        let body = json!({"error": "query parameters 'from' and 'size' must be non-negative integers"});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    };
+    if let Err(e) = validate_index_name(&name) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response();
+    }
+    if page.size > MAX_PAGE {
+        let body = json!({"error": format!("size must be at most {MAX_PAGE}, got {}", page.size)});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    if !p.index.list().iter().any(|i| i.name == name) {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no such index: {name}")})))
+            .into_response();
+    }
+    let docs: Vec<Value> = p.index.docs(&name, page.from, page.size).iter().map(|d| (**d).clone()).collect();
+    let total = p.index.count(&name);
+    Json(json!({"index": name, "total": total, "from": page.from, "docs": docs})).into_response()
+}

@@ -1,0 +1,149 @@
+//! `chaoslab bench pipeline`: the figures the project's targets are stated in, printed, not asserted.
+//!
+//! 1. Sim throughput: sensor records per wall second through MQTT_BROKER → FLINK → ELASTICSEARCH with no
+//!    rate limit (target ≥ 1 M records/s/core).
+//! 2. Time compression of a 30-minute reference run in sim mode (target ≥ 1000×).
+//! 3. Live: MQTT messages per second through the embedded broker (rumqttd behind our front port).
+//! 4. Live start-up until every component is running and ready (target < 300 ms).
+//! 5. Peak resident memory of the process (target < 64 MB).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::runner::{LiveRun, SimRun};
+use crate::topology::Pipeline;
+use crate::topology::flow::Flow;
+use crate::transport::envelope::{Envelope, Qos};
+use crate::transport::mqtt::client::{BrokerUrl, ClientOptions, LiveSession};
+use crate::transport::mqtt::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, serve_front};
+
+/// Runs all pipeline benchmarks and prints their figures.
+pub fn pipeline(records: u64, messages: u64) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    println!("chaoslab bench pipeline ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+
+    let (n, wall) = sim_throughput(records, &dir.join("throughput"))?;
+    let rate = n as f64 / wall;
+    println!(
+        "sim throughput:    {n} records through MQTT_BROKER -> FLINK -> ELASTICSEARCH in {wall:.3} s = {:.0} records/s on one core (target >= 1000000)",
+        rate
+    );
+
+    let summary =
+        SimRun::new(Flow::reference()?, dir.join("reference")).seed(7).run_for(Duration::from_secs(1800))?;
+    println!(
+        "sim compression:   30 min reference run in {:.3} s wall = {:.0}x (target >= 1000x); {} trace events",
+        summary.wall_secs, summary.compression, summary.trace.events
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (sent, secs) = rt.block_on(live_mqtt(messages))?;
+    println!(
+        "live MQTT:         {sent} QoS0 messages publisher -> embedded broker -> subscriber in {secs:.3} s = {:.0} msg/s",
+        sent as f64 / secs
+    );
+    let startup = rt.block_on(live_startup(&dir.join("live")))?;
+    println!(
+        "live start-up:     {:.1} ms until every component is running and ready (target < 300 ms)",
+        startup * 1e3
+    );
+    drop(rt);
+
+    match peak_rss_kib() {
+        Some(kib) => println!("peak RSS:          {:.1} MB (target < 64 MB)", kib as f64 / 1024.0),
+        None => println!("peak RSS:          not available on this platform"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("chaoslab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// SENSOR (no rate limit) → MQTT_BROKER → FLINK → ELASTICSEARCH, trace hashed in memory.
+fn sim_throughput(records: u64, out: &std::path::Path) -> anyhow::Result<(u64, f64)> {
+    let mut flow = Flow::reference()?;
+    for name in ["NIFI", "HADOOP", "NODE-RED", "SPARK"] {
+        flow.components.remove(name);
+    }
+    let started = Instant::now();
+    SimRun::new(flow, out).seed(1).rate_ms(Some(0)).trace_in_memory().run(|p: Arc<Pipeline>| async move {
+        let flink = p.metrics.component("FLINK");
+        while flink.records_in.get() < records {
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    })?;
+    let wall = started.elapsed().as_secs_f64();
+    Ok((records, wall))
+}
+
+async fn live_mqtt(messages: u64) -> anyhow::Result<(u64, f64)> {
+    let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(EmbeddedConfig::default())).await??;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let _front = crate::kernel::task::ChildTask::spawn(async move {
+        let _ = serve_front(listener, broker.internal_addr(), Arc::new(ProxyStats::default())).await;
+    });
+    let url = BrokerUrl { host: addr.ip().to_string(), port: addr.port() };
+    let opts = |id: &str| ClientOptions {
+        url: url.clone(),
+        client_id: id.into(),
+        clean_session: true,
+        keep_alive: Duration::from_secs(30),
+    };
+    let mut sub = LiveSession::connect(opts("bench-sub")).await?;
+    sub.subscribe("bench/#", Qos::AtMostOnce).await?;
+    let mut publisher = LiveSession::connect(opts("bench-pub")).await?;
+    let started = Instant::now();
+    let producer = tokio::spawn(async move {
+        for i in 0..messages {
+            let payload = format!("{{\"seq\":{i},\"humidity\":\"21\",\"temperature\":\"40\"}}");
+            if publisher.publish(Envelope::new("bench/x", payload).with_qos(Qos::AtMostOnce)).await.is_err() {
+                break;
+            }
+        }
+        publisher
+    });
+    let mut got = 0;
+    while got < messages {
+        match tokio::time::timeout(Duration::from_secs(5), sub.recv()).await {
+            Ok(Ok(_)) => got += 1,
+            _ => break,
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = producer.await;
+    Ok((got, secs))
+}
+
+async fn live_startup(out: &std::path::Path) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let handle = LiveRun::new(Flow::reference()?, out)
+        .seed(Some(1))
+        .mqtt_listen(Some("127.0.0.1:0".parse()?))
+        .http_listen(Some("127.0.0.1:0".parse()?))
+        .start()
+        .await?;
+    for name in handle.pipeline.supervisor.names() {
+        let sup = handle.pipeline.supervisor.clone();
+        tokio::time::timeout(Duration::from_secs(10), sup.wait_for(&name, |h| h.ready))
+            .await
+            .with_context(|| format!("{name} did not become ready"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    handle.stop().await?;
+    Ok(secs)
+}
+
+/// Peak resident set size in KiB (Linux `VmHWM`).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,93 @@
+//! Time as components see it: wall-clock in live mode, virtual in sim mode.
+//!
+//! Sim mode runs on a paused tokio clock, so `tokio::time::Instant` only moves when every task is
+//! waiting on a timer. Calendar time is derived from it (`epoch + elapsed`), which keeps timestamps in
+//! payloads, file names and the trace identical from run to run. Nothing in sim mode may call
+//! `SystemTime::now` or `chrono::Utc::now`: this type is the only door to "now".
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::time::Instant;
+
+/// A component's view of time. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    kind: ClockKind,
+    start: Instant,
+    /// Skew applied to calendar time (a time fault); monotonic time is never skewed.
+    offset: chrono::Duration,
+}
+
+#[derive(Clone, Debug)]
+enum ClockKind {
+    Live,
+    Sim { epoch: DateTime<Utc> },
+}
+
+impl Clock {
+    /// A wall clock. `start` is taken now.
+    pub fn live() -> Self {
+        Clock { kind: ClockKind::Live, start: Instant::now(), offset: chrono::Duration::zero() }
+    }
+
+    /// A virtual clock whose calendar time starts at `epoch`. Must be created inside the sim runtime,
+    /// so that `start` is read from its paused clock.
+    pub fn sim(epoch: DateTime<Utc>) -> Self {
+        Clock { kind: ClockKind::Sim { epoch }, start: Instant::now(), offset: chrono::Duration::zero() }
+    }
+
+    /// True in sim mode.
+    pub fn is_sim(&self) -> bool {
+        matches!(self.kind, ClockKind::Sim { .. })
+    }
+
+    /// Monotonic time since the run started (virtual in sim mode).
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    /// The instant the run started, for `sleep_until` arithmetic.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Calendar time now, including any skew.
+    pub fn now(&self) -> DateTime<Utc> {
+        let base = match &self.kind {
+            ClockKind::Live => Utc::now(),
+            ClockKind::Sim { epoch } => {
+                *epoch + chrono::Duration::from_std(self.elapsed()).unwrap_or(chrono::Duration::MAX)
+            }
+        };
+        base + self.offset
+    }
+
+    /// The same clock shifted by `offset` (calendar time only).
+    pub fn skewed(&self, offset: chrono::Duration) -> Clock {
+        Clock { offset, ..self.clone() }
+    }
+}
+
+/// Formats a timestamp the way the reference sensor and Flink job do: `2020-02-18T21:23:32.106Z`.
+pub fn iso_millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn sim_clock_follows_virtual_time() {
+        let epoch =
+            DateTime::parse_from_rfc3339("2020-02-21T21:20:00Z").map(|t| t.with_timezone(&Utc)).unwrap();
+        let clock = Clock::sim(epoch);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(clock.elapsed(), Duration::from_millis(1_500));
+        assert_eq!(iso_millis(clock.now()), "2020-02-21T21:20:01.500Z");
+        let skewed = clock.skewed(chrono::Duration::seconds(-60));
+        assert_eq!(iso_millis(skewed.now()), "2020-02-21T21:19:01.500Z");
+        assert_eq!(skewed.elapsed(), clock.elapsed());
+    }
+}

@@ -1,0 +1,190 @@
+//! What a component is to the supervisor: a name, a restart policy and a function that runs it.
+//!
+//! A component's `run` is called afresh for every (re)start with a [`Ctx`]; whatever it keeps in local
+//! variables is lost when it crashes, exactly like a process. What must survive restarts (its random
+//! stream, its metrics, its inbound links) lives outside, in the context and the topology.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::Clock;
+use super::metrics::ComponentMetrics;
+use super::seed::SharedRng;
+use super::supervisor::HealthHandle;
+use super::trace::Trace;
+
+/// The body of a component: one incarnation, from start to exit.
+pub type RunFn = Arc<dyn Fn(Ctx) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// How the supervisor reacts when a component exits or crashes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub mode: RestartMode,
+    /// First back-off.
+    #[serde(with = "humantime_serde_compat")]
+    pub backoff: Duration,
+    /// Longest back-off.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_backoff: Duration,
+    /// Back-off growth per consecutive crash.
+    pub multiplier: f64,
+    /// A component that ran this long before crashing starts again from the first back-off.
+    #[serde(with = "humantime_serde_compat")]
+    pub reset_after: Duration,
+    /// Give up (state `failed`) after this many consecutive crashes; 0 = never give up.
+    pub max_restarts: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::Always,
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2.0,
+            reset_after: Duration::from_secs(60),
+            max_restarts: 0,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The back-off before restart number `consecutive` (1-based).
+    pub fn backoff_for(&self, consecutive: u32) -> Duration {
+        let factor = self.multiplier.max(1.0).powi(consecutive.saturating_sub(1).min(64) as i32);
+        let secs = (self.backoff.as_secs_f64() * factor).min(self.max_backoff.as_secs_f64());
+        Duration::from_secs_f64(secs.max(0.0))
+    }
+}
+
+/// When a component is restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// After a crash and after a normal exit.
+    Always,
+    /// Only after a crash.
+    OnFailure,
+    /// Never; a crashed component stays down until started by hand.
+    Never,
+}
+
+/// Serde adapter for durations written like `1s`, `500ms`, `2m`.
+pub mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `1s`-style text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads `1s`-style text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// A component as registered with the supervisor.
+#[derive(Clone)]
+pub struct ComponentSpec {
+    /// Reference name, e.g. `FLINK`.
+    pub name: String,
+    /// What it is, e.g. `window-average`.
+    pub kind: String,
+    /// Restart behaviour.
+    pub restart: RestartPolicy,
+    /// The body.
+    pub run: RunFn,
+}
+
+impl fmt::Debug for ComponentSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComponentSpec").field("name", &self.name).field("kind", &self.kind).finish()
+    }
+}
+
+impl ComponentSpec {
+    /// A spec from a closure returning a future.
+    pub fn new<F, Fut>(name: &str, kind: &str, restart: RestartPolicy, run: F) -> Self
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        ComponentSpec {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            restart,
+            run: Arc::new(move |ctx| Box::pin(run(ctx))),
+        }
+    }
+}
+
+/// Everything one incarnation of a component gets.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The component's name.
+    pub name: Arc<str>,
+    /// Its clock.
+    pub clock: Clock,
+    /// The run's trace.
+    pub trace: Trace,
+    /// Its standard counters.
+    pub metrics: ComponentMetrics,
+    /// Its random stream (survives restarts).
+    pub rng: SharedRng,
+    /// Its health report.
+    pub health: HealthHandle,
+    /// Cancelled when the supervisor asks the component to stop gracefully.
+    pub shutdown: CancellationToken,
+}
+
+impl Ctx {
+    /// Writes an event to the trace under this component's name.
+    pub fn trace(&self, kind: &str, data: Value) {
+        self.trace.emit(&self.name, kind, data);
+    }
+
+    /// Counts a dropped record and traces it.
+    pub fn drop_record(&self, reason: &str, data: Value) {
+        self.metrics.dropped(reason);
+        let mut data = data;
+        if let Value::Object(map) = &mut data {
+            map.insert("reason".into(), Value::from(reason));
+        }
+        self.trace("record.dropped", data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RestartPolicy::default();
+        assert_eq!(p.backoff_for(1), Duration::from_secs(1));
+        assert_eq!(p.backoff_for(2), Duration::from_secs(2));
+        assert_eq!(p.backoff_for(3), Duration::from_secs(4));
+        assert_eq!(p.backoff_for(10), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn policy_reads_from_toml() {
+        let p: RestartPolicy = toml::from_str("mode = \"on-failure\"\nbackoff = \"500ms\"").unwrap();
+        assert_eq!(p.mode, RestartMode::OnFailure);
+        assert_eq!(p.backoff, Duration::from_millis(500));
+        assert!(toml::from_str::<RestartPolicy>("backoff = \"soon\"").is_err());
+    }
+}

@@ -1,0 +1,506 @@
+//! The supervisor: starts, stops, crashes and restarts components, and knows their health.
+//!
+//! Each component has a keeper task that owns its current incarnation. Commands (stop, start, crash,
+//! restart) reach the keeper over a channel, so a crash injected by a fault and a crash caused by a
+//! bug or a panic take the same path: state change → trace event → metrics → restart policy with
+//! back-off. Components are started in the order they were added and stopped in reverse.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::Clock;
+use super::component::{ComponentSpec, Ctx, RestartMode};
+use super::metrics::Metrics;
+use super::seed::Seed;
+use super::trace::Trace;
+
+/// Lifecycle state of a component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Added, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Stopped on request; waits for a start.
+    Stopped,
+    /// Crashed; a restart may follow.
+    Crashed,
+    /// Waiting out the back-off before a restart.
+    Restarting,
+    /// Exited normally and will not be restarted.
+    Exited,
+    /// Gave up after too many consecutive crashes.
+    Failed,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Stopped => "stopped",
+            State::Crashed => "crashed",
+            State::Restarting => "restarting",
+            State::Exited => "exited",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// A component's health as the supervisor and the component itself report it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Health {
+    /// Lifecycle state.
+    pub state: State,
+    /// Set by the component: true when it does its job (e.g. connected to its broker).
+    pub ready: bool,
+    /// Last reason or note (crash cause, "connected", …).
+    pub detail: String,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// Milliseconds since run start when the state last changed.
+    pub since_ms: u64,
+}
+
+/// Lets a running component report readiness.
+#[derive(Clone)]
+pub struct HealthHandle {
+    tx: Arc<watch::Sender<Health>>,
+}
+
+impl HealthHandle {
+    /// Reports whether the component can do its job, with a short reason.
+    pub fn set_ready(&self, ready: bool, detail: &str) {
+        self.tx.send_if_modified(|h| {
+            if h.ready == ready && h.detail == detail {
+                return false;
+            }
+            h.ready = ready;
+            h.detail = detail.to_string();
+            true
+        });
+    }
+}
+
+/// A command for a component's keeper.
+#[derive(Debug)]
+enum Command {
+    Start,
+    Stop,
+    Restart,
+    Crash(String),
+}
+
+/// No component of that name.
+#[derive(Debug, thiserror::Error)]
+#[error("no component named {0:?} (known: {1})")]
+pub struct UnknownComponent(pub String, pub String);
+
+struct Slot {
+    spec: ComponentSpec,
+    control: mpsc::UnboundedSender<Command>,
+    control_rx: Option<mpsc::UnboundedReceiver<Command>>,
+    health: Arc<watch::Sender<Health>>,
+    up: Arc<AtomicBool>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    clock: Clock,
+    trace: Trace,
+    metrics: Metrics,
+    seed: Seed,
+    grace: Duration,
+}
+
+/// Owns every component of a pipeline.
+#[derive(Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+    slots: Arc<Mutex<BTreeMap<String, Slot>>>,
+    order: Arc<Mutex<Vec<String>>>,
+    flags: Arc<Mutex<BTreeMap<String, Arc<AtomicBool>>>>,
+}
+
+impl Supervisor {
+    /// A supervisor with no components.
+    pub fn new(clock: Clock, trace: Trace, metrics: Metrics, seed: Seed) -> Supervisor {
+        let shared = Shared { clock, trace, metrics, seed, grace: Duration::from_secs(5) };
+        Supervisor {
+            shared: Arc::new(shared),
+            slots: Default::default(),
+            order: Default::default(),
+            flags: Default::default(),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Names in start order.
+    pub fn names(&self) -> Vec<String> {
+        self.order.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Registers a component (not started yet). Adding a name twice replaces nothing and is an error.
+    pub fn add(&self, spec: ComponentSpec) -> anyhow::Result<()> {
+        let mut slots = self.slots();
+        if slots.contains_key(&spec.name) {
+            anyhow::bail!("component {:?} is defined twice", spec.name);
+        }
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let health =
+            Health { state: State::Created, ready: false, detail: String::new(), restarts: 0, since_ms: 0 };
+        let name = spec.name.clone();
+        slots.insert(
+            name.clone(),
+            Slot {
+                spec,
+                control,
+                control_rx: Some(control_rx),
+                health: Arc::new(watch::channel(health).0),
+                up: self.up_flag(&name),
+                keeper: None,
+            },
+        );
+        self.order.lock().unwrap_or_else(PoisonError::into_inner).push(name);
+        Ok(())
+    }
+
+    /// The flag that is true while `name` runs (links use it to drop traffic to a component that is down).
+    /// It may be asked for before the component is added.
+    pub fn up_flag(&self, name: &str) -> Arc<AtomicBool> {
+        let mut flags = self.flags.lock().unwrap_or_else(PoisonError::into_inner);
+        flags.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Starts every component not yet started, in the order added.
+    pub fn start_all(&self) {
+        for name in self.names() {
+            let mut slots = self.slots();
+            let Some(slot) = slots.get_mut(&name) else { continue };
+            let Some(rx) = slot.control_rx.take() else { continue };
+            let keeper = Keeper {
+                spec: slot.spec.clone(),
+                shared: self.shared.clone(),
+                health: slot.health.clone(),
+                up: slot.up.clone(),
+                rng: self.shared.seed.shared_stream(&format!("component:{name}")),
+                metrics: self.shared.metrics.component(&name),
+            };
+            slot.keeper = Some(tokio::spawn(keeper.run(rx)));
+        }
+    }
+
+    fn command(&self, name: &str, cmd: Command) -> Result<(), UnknownComponent> {
+        let slots = self.slots();
+        match slots.get(name) {
+            Some(slot) => {
+                // The keeper only goes away at shutdown; a command sent then has nothing left to act on.
+                let _ = slot.control.send(cmd);
+                Ok(())
+            }
+            None => {
+                Err(UnknownComponent(name.to_string(), slots.keys().cloned().collect::<Vec<_>>().join(", ")))
+            }
+        }
+    }
+
+    /// Asks a component to stop gracefully; it stays down until [`Supervisor::start`].
+    pub fn stop(&self, name: &str) -> Result<(), UnknownComponent> {
+        self.command(name, Command::Stop)
+    }
+
+    /// Starts a stopped (or failed) component.
+    pub fn start(&self, name: &str) -> Result<(), UnknownComponent> {
+        self.command(name, Command::Start)
+    }
+
+    /// Stops and starts a component at once.
+    pub fn restart(&self, name: &str) -> Result<(), UnknownComponent> {
+        self.command(name, Command::Restart)
+    }
+
+    /// Kills a component without letting it clean up; its restart policy decides what follows.
+    pub fn crash(&self, name: &str, reason: &str) -> Result<(), UnknownComponent> {
+        self.command(name, Command::Crash(reason.to_string()))
+    }
+
+    /// Current health of one component.
+    pub fn health(&self, name: &str) -> Option<Health> {
+        self.slots().get(name).map(|s| s.health.borrow().clone())
+    }
+
+    /// Health of all components in start order.
+    pub fn health_all(&self) -> Vec<(String, Health)> {
+        let slots = self.slots();
+        self.names()
+            .into_iter()
+            .filter_map(|n| slots.get(&n).map(|s| (n.clone(), s.health.borrow().clone())))
+            .collect()
+    }
+
+    /// Waits until `name` reaches a state for which `pred` holds.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        pred: impl Fn(&Health) -> bool,
+    ) -> Result<Health, UnknownComponent> {
+        let mut rx = {
+            let slots = self.slots();
+            match slots.get(name) {
+                Some(s) => s.health.subscribe(),
+                None => return Err(UnknownComponent(name.to_string(), String::new())),
+            }
+        };
+        loop {
+            let current = rx.borrow_and_update().clone();
+            if pred(&current) {
+                return Ok(current);
+            }
+            if rx.changed().await.is_err() {
+                return Ok(current);
+            }
+        }
+    }
+
+    /// Stops every component in reverse start order and waits for the keepers to end.
+    pub async fn shutdown(&self) {
+        for name in self.names().into_iter().rev() {
+            self.shutdown_one(&name).await;
+        }
+    }
+
+    /// Stops one component for good (no restart) and waits for its keeper.
+    pub async fn shutdown_one(&self, name: &str) {
+        let keeper = {
+            let mut slots = self.slots();
+            let Some(slot) = slots.get_mut(name) else { return };
+            // Replacing the sender closes the keeper's channel: it stops its component and ends.
+            let (dead, _) = mpsc::unbounded_channel();
+            slot.control = dead;
+            slot.keeper.take()
+        };
+        if let Some(k) = keeper {
+            let _ = k.await;
+        }
+    }
+}
+
+/// How one incarnation ended.
+enum Ending {
+    /// Stopped on request; wait for a start.
+    Stopped,
+    /// The supervisor is going away.
+    Shutdown,
+    /// Restart at once.
+    Restart,
+    /// Exited by itself.
+    Exited,
+    /// Crashed, with the reason.
+    Crashed(String),
+}
+
+struct Keeper {
+    spec: ComponentSpec,
+    shared: Arc<Shared>,
+    health: Arc<watch::Sender<Health>>,
+    up: Arc<AtomicBool>,
+    rng: super::seed::SharedRng,
+    metrics: super::metrics::ComponentMetrics,
+}
+
+impl Keeper {
+    fn set_state(&self, state: State, detail: &str) {
+        let since_ms = self.shared.clock.elapsed().as_millis() as u64;
+        let mut from = State::Created;
+        self.health.send_modify(|h| {
+            from = h.state;
+            h.state = state;
+            h.since_ms = since_ms;
+            h.detail = detail.to_string();
+            if state != State::Running {
+                h.ready = false;
+            }
+        });
+        let running = state == State::Running;
+        self.up.store(running, Ordering::SeqCst);
+        self.metrics.up.set(i64::from(running));
+        self.shared.trace.emit(
+            &self.spec.name,
+            "component.state",
+            json!({"from": from.as_str(), "to": state.as_str(), "detail": detail}),
+        );
+        match state {
+            State::Crashed | State::Failed => {
+                tracing::warn!(component = %self.spec.name, "{}: {detail}", state.as_str())
+            }
+            _ => {
+                tracing::info!(component = %self.spec.name, "{}{}", state.as_str(), if detail.is_empty() { String::new() } else { format!(": {detail}") })
+            }
+        }
+    }
+
+    async fn run(self, mut control: mpsc::UnboundedReceiver<Command>) {
+        let mut consecutive = 0u32;
+        loop {
+            let started = tokio::time::Instant::now();
+            let ending = self.run_once(&mut control).await;
+            let lived = started.elapsed();
+            let crashed = match ending {
+                Ending::Shutdown => {
+                    self.set_state(State::Stopped, "shutdown");
+                    return;
+                }
+                Ending::Restart => {
+                    self.set_state(State::Restarting, "restart requested");
+                    continue;
+                }
+                Ending::Stopped => {
+                    self.set_state(State::Stopped, "stopped");
+                    if self.wait_for_start(&mut control).await {
+                        consecutive = 0;
+                        continue;
+                    }
+                    return;
+                }
+                Ending::Exited => {
+                    self.set_state(State::Exited, "exited");
+                    false
+                }
+                Ending::Crashed(reason) => {
+                    self.set_state(State::Crashed, &reason);
+                    true
+                }
+            };
+            let policy = &self.spec.restart;
+            let restart = match policy.mode {
+                RestartMode::Always => true,
+                RestartMode::OnFailure => crashed,
+                RestartMode::Never => false,
+            };
+            if !restart {
+                if self.wait_for_start(&mut control).await {
+                    consecutive = 0;
+                    continue;
+                }
+                return;
+            }
+            if lived >= policy.reset_after {
+                consecutive = 0;
+            }
+            consecutive += 1;
+            if policy.max_restarts > 0 && consecutive > policy.max_restarts {
+                self.set_state(
+                    State::Failed,
+                    &format!("gave up after {} consecutive crashes", consecutive - 1),
+                );
+                if self.wait_for_start(&mut control).await {
+                    consecutive = 0;
+                    continue;
+                }
+                return;
+            }
+            let backoff = policy.backoff_for(consecutive);
+            self.set_state(State::Restarting, &format!("restart in {}", humantime::format_duration(backoff)));
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    biased;
+                    cmd = control.recv() => match cmd {
+                        None => { self.set_state(State::Stopped, "shutdown"); return; }
+                        Some(Command::Stop) => {
+                            self.set_state(State::Stopped, "stopped");
+                            if !self.wait_for_start(&mut control).await { return; }
+                            consecutive = 0;
+                            break;
+                        }
+                        Some(Command::Start | Command::Restart) => break,
+                        Some(Command::Crash(_)) => {}
+                    },
+                    _ = &mut wait => break,
+                }
+            }
+            self.metrics.restarts.inc();
+            self.health.send_modify(|h| h.restarts += 1);
+        }
+    }
+
+    /// Waits for a start command; false when the supervisor is gone.
+    async fn wait_for_start(&self, control: &mut mpsc::UnboundedReceiver<Command>) -> bool {
+        loop {
+            match control.recv().await {
+                None => return false,
+                Some(Command::Start | Command::Restart) => return true,
+                Some(Command::Stop | Command::Crash(_)) => {}
+            }
+        }
+    }
+
+    async fn run_once(&self, control: &mut mpsc::UnboundedReceiver<Command>) -> Ending {
+        let shutdown = CancellationToken::new();
+        let ctx = Ctx {
+            name: self.spec.name.as_str().into(),
+            clock: self.shared.clock.clone(),
+            trace: self.shared.trace.clone(),
+            metrics: self.metrics.clone(),
+            rng: self.rng.clone(),
+            health: HealthHandle { tx: self.health.clone() },
+            shutdown: shutdown.clone(),
+        };
+        let mut task = tokio::spawn((self.spec.run)(ctx));
+        self.set_state(State::Running, "");
+        loop {
+            tokio::select! {
+                biased;
+                cmd = control.recv() => match cmd {
+                    Some(Command::Start) => {}
+                    Some(Command::Crash(reason)) => {
+                        task.abort();
+                        let _ = (&mut task).await;
+                        return Ending::Crashed(reason);
+                    }
+                    Some(Command::Stop) => { self.stop_gracefully(task, &shutdown).await; return Ending::Stopped; }
+                    Some(Command::Restart) => { self.stop_gracefully(task, &shutdown).await; return Ending::Restart; }
+                    None => { self.stop_gracefully(task, &shutdown).await; return Ending::Shutdown; }
+                },
+                res = &mut task => return match res {
+                    Ok(Ok(())) => Ending::Exited,
+                    Ok(Err(e)) => Ending::Crashed(format!("{e:#}")),
+                    Err(e) if e.is_panic() => Ending::Crashed(format!("panicked: {}", panic_message(e.into_panic()))),
+                    Err(_) => Ending::Crashed("aborted".into()),
+                },
+            }
+        }
+    }
+
+    async fn stop_gracefully(&self, mut task: JoinHandle<anyhow::Result<()>>, shutdown: &CancellationToken) {
+        shutdown.cancel();
+        if tokio::time::timeout(self.shared.grace, &mut task).await.is_err() {
+            tracing::warn!(component = %self.spec.name, "did not stop within {:?}; killed", self.shared.grace);
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}

@@ -1,0 +1,25 @@
+//! chaoslab: a whole reference data pipeline in one process, with chaos engineering built in.
+//!
+//! The pipeline of rdsea/bigdataincidentanalytics (a sensor replaying GNFUV data over MQTT, a Flink
+//! count-window job, NiFi into HDFS, Node-RED, Spark k-means, Elasticsearch) runs here as tokio tasks
+//! under one supervisor, joined by links that carry fault hooks. It runs **live** (real time, real
+//! sockets: any MQTT client, browser or Prometheus can connect) or in **sim** mode (virtual time,
+//! everything in-process, one seed fixes every byte of the trace).
+//!
+//! Modules, from the bottom up:
+//! - [`kernel`]: clock, seeded randomness, trace, metrics, components and their supervisor.
+//! - [`transport`]: envelopes, links (where faults live), MQTT (in-process, embedded rumqttd, external).
+//! - [`sources`], [`transforms`], [`sinks`], [`analytics`]: the pipeline stages.
+//! - [`topology`]: flow files and the builder that wires stages into a [`topology::Pipeline`].
+//! - [`runner`]: sim and live runs and their summary; [`api`]: the HTTP API; [`bench`]: benchmarks.
+
+pub mod analytics;
+pub mod api;
+pub mod bench;
+pub mod kernel;
+pub mod runner;
+pub mod sinks;
+pub mod sources;
+pub mod topology;
+pub mod transforms;
+pub mod transport;

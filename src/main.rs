@@ -1,0 +1,261 @@
+//! The `chaoslab` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use chaoslab::runner::{LiveRun, SimRun};
+use chaoslab::sources::dataset::Dataset;
+use chaoslab::sources::synth::{SynthParams, synthesize};
+use chaoslab::topology::flow::Flow;
+use chaoslab::transport::mqtt::client::BrokerUrl;
+
+/// A whole reference data pipeline in one process, with chaos engineering built in.
+#[derive(Parser)]
+#[command(name = "chaoslab", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: live (default) or in virtual time with --sim.
+    Run(RunArgs),
+    /// Run the SPARK k-means job once over the records a run stored.
+    Kmeans(KmeansArgs),
+    /// Synthetic datasets and dataset checks.
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// Check a flow file.
+    Flow {
+        #[command(subcommand)]
+        command: FlowCommand,
+    },
+    /// Benchmarks; they print their figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Run in virtual time: in-process transports, deterministic for the seed.
+    #[arg(long)]
+    sim: bool,
+    /// Root seed (sim default 0; live default random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How long to run (e.g. 30m). Required with --sim; live runs until Ctrl-C without it.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Output directory (trace, index, file store, flat file, k-means results).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Pipeline definition (default: the built-in flows/reference.toml).
+    #[arg(long)]
+    flow: Option<PathBuf>,
+    /// Sensor CSV in GNFUV format (device_id,humidity,temperature,time).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Override the sensor's publish interval in milliseconds (0 = as fast as possible).
+    #[arg(long)]
+    rate_ms: Option<u64>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Live: use this external MQTT broker (mqtt://host:port) instead of the embedded one.
+    #[arg(long)]
+    mqtt_url: Option<BrokerUrl>,
+    /// Live: where the embedded MQTT broker listens (default from the flow: 127.0.0.1:1883).
+    #[arg(long)]
+    mqtt_listen: Option<SocketAddr>,
+    /// Live: where the HTTP API listens (default from the flow: 127.0.0.1:8080).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+}
+
+#[derive(Args)]
+struct KmeansArgs {
+    /// A run's output directory.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// The file store under it.
+    #[arg(long, default_value = "hdfs/nifi")]
+    store: PathBuf,
+    /// Clusters.
+    #[arg(long, default_value_t = 2)]
+    k: usize,
+    /// Initialisation seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Write the seeded synthetic GNFUV-shaped dataset (the shipped datasets/gnfuv-synth.csv is seed 2018).
+    Synth {
+        /// Seed.
+        #[arg(long, default_value_t = 2018)]
+        seed: u64,
+        /// Rows in all.
+        #[arg(long, default_value_t = 1546)]
+        rows: usize,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Validate a dataset and print its shape.
+    Check {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowCommand {
+    /// Parse and check a flow file, then list its components and links.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Sim throughput and time compression, live MQTT throughput, start-up time, memory.
+    Pipeline {
+        /// Records for the sim throughput run.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Messages for the live MQTT run.
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sim = matches!(&cli.command, Command::Run(a) if a.sim);
+    init_logging(if sim { "warn" } else { "info" });
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttd=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn load_flow(path: &Option<PathBuf>) -> anyhow::Result<Flow> {
+    Ok(match path {
+        Some(p) => Flow::load(p)?,
+        None => Flow::reference()?,
+    })
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => {
+            let flow = load_flow(&a.flow)?;
+            let summary = if a.sim {
+                let duration = a.duration.context("--sim needs --for, e.g. --for 30m")?;
+                SimRun::new(flow, &a.out)
+                    .seed(a.seed.unwrap_or(0))
+                    .dataset(a.dataset)
+                    .rate_ms(a.rate_ms)
+                    .run_for(duration)?
+            } else {
+                LiveRun::new(flow, &a.out)
+                    .seed(a.seed)
+                    .dataset(a.dataset)
+                    .rate_ms(a.rate_ms)
+                    .mqtt_url(a.mqtt_url)
+                    .mqtt_listen(a.mqtt_listen)
+                    .http_listen(a.http_listen)
+                    .run_blocking(a.duration)?
+            };
+            if a.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{}", summary.render());
+            }
+            Ok(())
+        }
+        Command::Kmeans(a) => {
+            let store = a.out.join(&a.store);
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+            let report =
+                chaoslab::analytics::spark::run_job(&store, &a.out.join("spark"), &stamp, a.k, a.seed)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.result.is_none() {
+                anyhow::bail!(
+                    "{} holds {} usable records; k-means needs at least {}",
+                    store.display(),
+                    report.files - report.skipped,
+                    a.k
+                );
+            }
+            Ok(())
+        }
+        Command::Dataset { command: DatasetCommand::Synth { seed, rows, out } } => {
+            let text = synthesize(&SynthParams { seed, rows, ..SynthParams::default() });
+            match out {
+                Some(path) => {
+                    let tmp = path.with_extension("csv.tmp");
+                    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+                    std::fs::rename(&tmp, &path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Dataset { command: DatasetCommand::Check { file } } => {
+            let ds = Dataset::load(&file)?;
+            let none = ds
+                .rows
+                .iter()
+                .filter(|r| r.humidity_value().is_none() || r.temperature_value().is_none())
+                .count();
+            println!(
+                "{}: {} rows, {} devices, {} rows with None values",
+                file.display(),
+                ds.rows.len(),
+                ds.devices().len(),
+                none
+            );
+            for (device, rows) in ds.by_device() {
+                println!("  {device}: {} rows", rows.len());
+            }
+            Ok(())
+        }
+        Command::Flow { command: FlowCommand::Check { file } } => {
+            let flow = Flow::load(&file)?;
+            println!("{}: pipeline '{}' is valid", file.display(), flow.pipeline.name);
+            for (name, c) in &flow.components {
+                println!("  component {name}: {}", c.kind());
+            }
+            for (from, to) in flow.edges() {
+                println!("  link {from}->{to}");
+            }
+            Ok(())
+        }
+        Command::Bench { command: BenchCommand::Pipeline { records, messages } } => {
+            chaoslab::bench::pipeline(records, messages)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! What a run amounts to: per-component and per-link counts, what the stages produced, the trace digest.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::analytics::kmeans::KMeansResult;
+use crate::kernel::trace::TraceSummary;
+use crate::sinks::index::IndexInfo;
+use crate::topology::{Mode, Pipeline};
+use crate::transport::link::LinkStats;
+
+/// One component's counts.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentSummary {
+    /// Final state.
+    pub state: String,
+    /// Restarts.
+    pub restarts: u64,
+    /// Records in.
+    pub records_in: u64,
+    /// Records out.
+    pub records_out: u64,
+    /// Records dropped.
+    pub records_dropped: u64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Live or sim.
+    pub mode: Mode,
+    /// Root seed.
+    pub seed: u64,
+    /// Run time on the run's clock (virtual in sim mode).
+    pub simulated_secs: f64,
+    /// Wall-clock time the run took.
+    pub wall_secs: f64,
+    /// Simulated seconds per wall second.
+    pub compression: f64,
+    /// Whether every in-flight message was delivered before the end.
+    pub drained: bool,
+    /// Components by name.
+    pub components: BTreeMap<String, ComponentSummary>,
+    /// Links.
+    pub links: BTreeMap<String, LinkStats>,
+    /// Windows emitted by count-window stages.
+    pub windows_written: u64,
+    /// Records waiting in open windows at the end.
+    pub open_window_records: u64,
+    /// Indices and their sizes.
+    pub indices: Vec<IndexInfo>,
+    /// Files written by file stores.
+    pub stored_files: u64,
+    /// Lines appended to flat files.
+    pub flat_file_lines: u64,
+    /// The last k-means model per stage.
+    pub kmeans: BTreeMap<String, Option<KMeansResult>>,
+    /// Trace size and digest.
+    pub trace: TraceSummary,
+}
+
+impl RunSummary {
+    /// Collects the summary of a finished pipeline.
+    pub fn collect(p: &Pipeline, wall_secs: f64, drained: bool, trace: TraceSummary) -> RunSummary {
+        let mut components = BTreeMap::new();
+        for (name, h) in p.supervisor.health_all() {
+            let m = p.metrics.component(&name);
+            let state = serde_json::to_value(h.state).ok().and_then(|v| v.as_str().map(String::from));
+            components.insert(
+                name,
+                ComponentSummary {
+                    state: state.unwrap_or_default(),
+                    restarts: h.restarts,
+                    records_in: m.records_in.get(),
+                    records_out: m.records_out.get(),
+                    records_dropped: m.dropped_total(),
+                },
+            );
+        }
+        let simulated_secs = p.clock.elapsed().as_secs_f64();
+        let count = |kind: &str| trace.by_kind.get(kind).copied().unwrap_or(0);
+        RunSummary {
+            pipeline: p.flow.pipeline.name.clone(),
+            mode: p.mode,
+            seed: p.seed.0,
+            simulated_secs,
+            wall_secs,
+            compression: if wall_secs > 0.0 { simulated_secs / wall_secs } else { 0.0 },
+            drained,
+            components,
+            links: p.links.iter().map(|(n, l)| (n.clone(), l.stats())).collect(),
+            windows_written: count("window.emitted"),
+            open_window_records: p.windows.values().map(|w| w.pending() as u64).sum(),
+            indices: p.index.list(),
+            stored_files: count("file.stored"),
+            flat_file_lines: count("record.appended"),
+            kmeans: p
+                .spark
+                .iter()
+                .map(|(n, s)| (n.clone(), s.probe.latest().and_then(|r| r.result)))
+                .collect(),
+            trace,
+        }
+    }
+
+    /// The human-readable form; the last line is `trace-digest: <hex>`.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let mode = match self.mode {
+            Mode::Sim => "sim",
+            Mode::Live => "live",
+        };
+        let _ = writeln!(s, "chaoslab {mode} run of '{}' (seed {})", self.pipeline, self.seed);
+        let _ = writeln!(
+            s,
+            "  time: {:.1} s simulated in {:.3} s wall ({:.0}x){}",
+            self.simulated_secs,
+            self.wall_secs,
+            self.compression,
+            if self.drained { "" } else { "; NOT fully drained" }
+        );
+        let row = |s: &mut String, a: &str, b: &str, c: &str, d: &str, e: &str, f: &str| {
+            let _ = writeln!(s, "  {a:<14} {b:<10} {c:>9} {d:>9} {e:>9} {f:>8}");
+        };
+        row(&mut s, "component", "state", "in", "out", "dropped", "restarts");
+        for (name, c) in &self.components {
+            let n = |x: u64| x.to_string();
+            row(
+                &mut s,
+                name,
+                &c.state,
+                &n(c.records_in),
+                &n(c.records_out),
+                &n(c.records_dropped),
+                &n(c.restarts),
+            );
+        }
+        let _ = writeln!(s, "  {:<26} {:>9} {:>9} {:>9}", "link", "sent", "delivered", "dropped");
+        for (name, l) in &self.links {
+            let _ = writeln!(s, "  {:<26} {:>9} {:>9} {:>9}", name, l.sent, l.delivered, l.dropped());
+        }
+        let _ = writeln!(
+            s,
+            "  windows written: {} ({} records waiting in open windows)",
+            self.windows_written, self.open_window_records
+        );
+        for i in &self.indices {
+            let _ = writeln!(s, "  index {}: {} documents", i.name, i.docs);
+        }
+        let _ =
+            writeln!(s, "  stored files: {}; flat-file lines: {}", self.stored_files, self.flat_file_lines);
+        for (name, k) in &self.kmeans {
+            match k {
+                Some(r) => {
+                    let centres: Vec<String> =
+                        r.centres.iter().map(|c| format!("({:.2}, {:.2})", c[0], c[1])).collect();
+                    let sil = r.silhouette.map_or("n/a".to_string(), |x| format!("{x:.4}"));
+                    let _ = writeln!(
+                        s,
+                        "  {name} k-means: k={} over {} points; centres (humidity, temperature) {}; sizes {:?}; silhouette {sil}",
+                        r.k,
+                        r.points,
+                        centres.join(" "),
+                        r.cluster_sizes
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "  {name} k-means: no model (too few records)");
+                }
+            }
+        }
+        let _ = writeln!(s, "  trace: {} events", self.trace.events);
+        let _ = write!(s, "trace-digest: {}", self.trace.digest);
+        s
+    }
+}

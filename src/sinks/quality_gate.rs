@@ -1,0 +1,128 @@
+//! `NODE-RED`: the "Sensor Data Flow" — count every packet, check data quality, append to a flat file.
+//!
+//! Every MQTT message increments `mqtt_received_data_packets_total{job="node-red"}` (the counter the
+//! `NotReceivingSensorData` alert watches). A message that is not JSON is dropped (Node-RED's `json`
+//! node fails); a record without `time` is dropped and raises the `MissingTimeInformation` event; the
+//! rest are appended, one per line, to the flat file (`/data/sensordata/data.txt` in the reference).
+
+use std::fs::OpenOptions;
+use std::io::{LineWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use serde_json::{Value, json};
+
+use crate::kernel::component::Ctx;
+use crate::kernel::metrics::{Metrics, MetricsError};
+use crate::kernel::task::ChildTask;
+use crate::topology::flow::QualityGateConfig;
+use crate::transport::link::Link;
+use crate::transport::mqtt::MqttConnector;
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, subscribe_into};
+
+/// Registers `mqtt_received_data_packets_total{job=…}` and returns the series for `job`.
+pub fn register_packets(metrics: &Metrics, job: &str) -> Result<IntCounter, MetricsError> {
+    let family = IntCounterVec::new(
+        Opts::new("mqtt_received_data_packets_total", "MQTT messages received by the Node-RED flow."),
+        &["job"],
+    )?;
+    metrics.register(&family)?;
+    Ok(family.with_label_values(&[job]))
+}
+
+/// What the quality check decides for one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep; the line to append.
+    Keep(String),
+    /// Not JSON.
+    NotJson,
+    /// No usable `time`.
+    MissingTime,
+}
+
+/// Checks one payload.
+pub fn check(payload: &[u8]) -> Verdict {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(payload) else { return Verdict::NotJson };
+    match obj.get("time") {
+        Some(Value::String(t)) if !t.trim().is_empty() => {}
+        _ => return Verdict::MissingTime,
+    }
+    Verdict::Keep(String::from_utf8_lossy(payload).trim().to_string())
+}
+
+/// Runs one incarnation of the flow.
+pub async fn run(
+    ctx: Ctx,
+    cfg: QualityGateConfig,
+    file: PathBuf,
+    connector: MqttConnector,
+    inbound: Arc<Link>,
+    packets: IntCounter,
+) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = LineWriter::new(OpenOptions::new().create(true).append(true).open(&file)?);
+    let opts = SessionOptions {
+        client_id: cfg.client_id.clone(),
+        clean_session: true,
+        retry: cfg.retry,
+        log: ConnectionLog {
+            connected: "Connected to broker: {client}@{broker}".into(),
+            lost: "Disconnected from broker: {client}@{broker}".into(),
+            failed: "Connection failed to broker: {client}@{broker}".into(),
+        },
+    };
+    let _mqtt_in = ChildTask::spawn(subscribe_into(
+        ctx.clone(),
+        connector,
+        opts,
+        cfg.topic.clone(),
+        cfg.qos,
+        inbound.clone(),
+    ));
+    let mut rx = inbound.receiver().await;
+    loop {
+        let env = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
+        };
+        ctx.metrics.records_in.inc();
+        packets.inc();
+        match check(&env.payload) {
+            Verdict::Keep(line) => {
+                out.write_all(line.as_bytes())?;
+                out.write_all(b"\n")?;
+                ctx.metrics.records_out.inc();
+                ctx.trace("record.appended", json!({"bytes": line.len()}));
+            }
+            Verdict::NotJson => {
+                tracing::warn!(component = %ctx.name, "json: Unexpected token in JSON payload");
+                ctx.drop_record("invalid_json", json!({}));
+            }
+            Verdict::MissingTime => {
+                tracing::warn!(component = %ctx.name, signal = "MissingTimeInformation", "record without time dropped");
+                ctx.trace("signal.emitted", json!({"name": "MissingTimeInformation"}));
+                ctx.drop_record("missing_time", json!({}));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_check() {
+        let ok = br#"{"device_id":"d","humidity":" None","temperature":" None","time":"2020-02-18T21:23:32.106Z"}"#;
+        assert!(matches!(check(ok), Verdict::Keep(_)));
+        assert_eq!(check(br#"{"device_id":"d","humidity":"1"}"#), Verdict::MissingTime);
+        assert_eq!(check(br#"{"device_id":"d","time":""}"#), Verdict::MissingTime);
+        assert_eq!(check(b"\xff{"), Verdict::NotJson);
+        assert_eq!(check(b"[1,2]"), Verdict::NotJson);
+    }
+}

@@ -1,0 +1,151 @@
+//! `SENSOR`: replays a GNFUV-format dataset to MQTT, like the reference `simplesensor` container.
+//!
+//! Sequential mode is the reference simulator: one row every `rate_ms`, in file order, looping at the
+//! end, values published as the strings in the file (` None` included) and `time` replaced by the
+//! publish time. Per-device mode runs one generator per `device_id`, each keeping the gaps between its own
+//! rows (divided by `speedup`). Generators hand records to the `SENSOR->MQTT_BROKER` link; a publisher
+//! loop owns the MQTT session at the far end of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::kernel::clock::iso_millis;
+use crate::kernel::component::Ctx;
+use crate::kernel::task::ChildTask;
+use crate::sources::dataset::{Dataset, SensorRow};
+use crate::topology::flow::{ReplayMode, SensorConfig};
+use crate::transport::envelope::Envelope;
+use crate::transport::link::Link;
+use crate::transport::mqtt::MqttConnector;
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, publish_from};
+
+/// The published JSON, field order as the reference: `device_id, humidity, temperature, time`.
+#[derive(Serialize)]
+struct Payload<'a> {
+    device_id: &'a str,
+    humidity: &'a str,
+    temperature: &'a str,
+    time: String,
+}
+
+/// Records handed to the link without pausing before yielding to other tasks (only matters with `rate_ms = 0`).
+const BURST: u64 = 64;
+
+/// Runs one incarnation of the sensor.
+pub async fn run(
+    ctx: Ctx,
+    cfg: SensorConfig,
+    dataset: Arc<Dataset>,
+    connector: MqttConnector,
+    link: Arc<Link>,
+) -> anyhow::Result<()> {
+    let opts = SessionOptions {
+        client_id: cfg.client_id.clone(),
+        clean_session: true,
+        retry: cfg.retry,
+        log: ConnectionLog {
+            connected: "Successfully connected to MQTT broker at {broker}".into(),
+            lost: "Connection to MQTT broker at {broker} lost: {reason}".into(),
+            failed: "Attempting to connect to mqtt broker at {broker} failed: {reason}".into(),
+        },
+    };
+    let _publisher = ChildTask::spawn(publish_from(ctx.clone(), connector, opts, link.clone(), |ctx, _| {
+        ctx.metrics.records_out.inc();
+    }));
+    tracing::info!(component = %ctx.name, rows = dataset.rows.len(), mode = ?cfg.mode, "replaying {}", dataset.source);
+    match cfg.mode {
+        ReplayMode::Sequential => {
+            let rows: Vec<&SensorRow> = dataset.rows.iter().collect();
+            let gap = Duration::from_millis(cfg.rate_ms);
+            replay(&ctx, &cfg, &link, &rows, |_| gap).await;
+        }
+        ReplayMode::PerDevice => {
+            let mut children = Vec::new();
+            for device in dataset.devices() {
+                let (ctx, cfg, link, dataset) = (ctx.clone(), cfg.clone(), link.clone(), dataset.clone());
+                let device = device.to_string();
+                children.push(ChildTask::spawn(async move {
+                    let by_device = dataset.by_device();
+                    let rows = by_device.get(device.as_str()).cloned().unwrap_or_default();
+                    let gaps = device_gaps(&rows, cfg.speedup, Duration::from_millis(cfg.rate_ms));
+                    replay(&ctx, &cfg, &link, &rows, |i| gaps[i]).await;
+                }));
+            }
+            for c in children {
+                c.join().await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pause after each row of one device: its next row's time minus its own, divided by `speedup`;
+/// after the last row (before looping) the device's median gap.
+fn device_gaps(rows: &[&SensorRow], speedup: f64, fallback: Duration) -> Vec<Duration> {
+    let mut gaps: Vec<Duration> = rows
+        .windows(2)
+        .map(|w| (w[1].time - w[0].time).to_std().unwrap_or_default().div_f64(speedup))
+        .collect();
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(fallback);
+    gaps.push(median);
+    gaps
+}
+
+/// Publishes `rows` in order, forever, pausing `gap(i)` after row `i`.
+async fn replay(
+    ctx: &Ctx,
+    cfg: &SensorConfig,
+    link: &Link,
+    rows: &[&SensorRow],
+    gap: impl Fn(usize) -> Duration,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut sent = 0u64;
+    let mut next = tokio::time::Instant::now();
+    loop {
+        for (i, row) in rows.iter().enumerate() {
+            let time = iso_millis(ctx.clock.now());
+            let payload = Payload {
+                device_id: &row.device_id,
+                humidity: &row.humidity,
+                temperature: &row.temperature,
+                time: time.clone(),
+            };
+            let bytes = match serde_json::to_vec(&payload) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(component = %ctx.name, "cannot encode row {}: {e}", row.line);
+                    continue;
+                }
+            };
+            ctx.trace("record.published", json!({"device": row.device_id, "line": row.line, "time": time}));
+            ctx.metrics.records_in.inc();
+            link.send(Envelope::new(cfg.topic.clone(), bytes).with_qos(cfg.qos)).await;
+            sent += 1;
+            let pause = gap(i);
+            if pause.is_zero() {
+                if sent.is_multiple_of(BURST) {
+                    tokio::task::yield_now().await;
+                }
+            } else {
+                // Like a timer with delay semantics: a late tick is not made up by a burst.
+                next = (next + pause).max(tokio::time::Instant::now());
+                tokio::select! {
+                    biased;
+                    _ = ctx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+            }
+            if ctx.shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+}

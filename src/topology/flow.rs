@@ -1,0 +1,743 @@
+//! The pipeline definition file (`flows/*.toml`): components, their kinds and settings, the links
+//! between them with optional faults, and a schedule of actions.
+//!
+//! Parsing is strict (unknown keys are errors) and every error names the file, the line and the key, so a
+//! typo never silently turns into a default. Wiring is checked after parsing: every name a component
+//! refers to must exist and be of a kind that can play that role.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::kernel::component::RestartPolicy;
+use crate::kernel::component::humantime_serde_compat as hd;
+use crate::transport::envelope::Qos;
+use crate::transport::link::LinkFaults;
+
+/// The reference pipeline, compiled into the binary.
+pub const REFERENCE_FLOW: &str = include_str!("../../flows/reference.toml");
+
+/// A parsed and checked pipeline definition.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// Run-wide settings.
+    pub pipeline: PipelineSection,
+    /// HTTP API (live mode).
+    #[serde(default)]
+    pub http: HttpSection,
+    /// Components by reference name.
+    pub components: BTreeMap<String, ComponentConfig>,
+    /// Faults present from the start, by link name `FROM->TO`.
+    #[serde(default)]
+    pub links: BTreeMap<String, LinkFaults>,
+    /// Actions at fixed times.
+    #[serde(default)]
+    pub schedule: Vec<ScheduledAction>,
+    /// Where relative paths are resolved (the flow file's directory); not part of the file.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+    /// Where the flow came from, for messages.
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// `[pipeline]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Name shown in summaries.
+    pub name: String,
+    /// Calendar time at which sim runs start.
+    #[serde(default = "default_epoch")]
+    pub sim_epoch: DateTime<Utc>,
+    /// Queue length of every link.
+    #[serde(default = "default_capacity")]
+    pub link_capacity: usize,
+}
+
+fn default_epoch() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2020-02-21T21:00:00Z").map(|t| t.to_utc()).unwrap_or_default()
+}
+
+fn default_capacity() -> usize {
+    1024
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Listen address of the HTTP API in live mode.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+/// One component; `kind` selects the variant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ComponentConfig {
+    /// `SENSOR`.
+    SensorReplay(SensorConfig),
+    /// `MQTT_BROKER`.
+    MqttBroker(BrokerConfig),
+    /// `FLINK`.
+    CountWindowAverage(WindowConfig),
+    /// `NIFI`.
+    MqttIngest(IngestConfig),
+    /// `HADOOP`.
+    FileStore(FileStoreConfig),
+    /// `NODE-RED`.
+    QualityGate(QualityGateConfig),
+    /// `SPARK`.
+    Kmeans(KmeansConfig),
+    /// `ELASTICSEARCH`.
+    DocumentIndex(IndexConfig),
+}
+
+impl ComponentConfig {
+    /// The kind as written in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ComponentConfig::SensorReplay(_) => "sensor-replay",
+            ComponentConfig::MqttBroker(_) => "mqtt-broker",
+            ComponentConfig::CountWindowAverage(_) => "count-window-average",
+            ComponentConfig::MqttIngest(_) => "mqtt-ingest",
+            ComponentConfig::FileStore(_) => "file-store",
+            ComponentConfig::QualityGate(_) => "quality-gate",
+            ComponentConfig::Kmeans(_) => "kmeans",
+            ComponentConfig::DocumentIndex(_) => "document-index",
+        }
+    }
+
+    /// The restart policy.
+    pub fn restart(&self) -> &RestartPolicy {
+        match self {
+            ComponentConfig::SensorReplay(c) => &c.restart,
+            ComponentConfig::MqttBroker(c) => &c.restart,
+            ComponentConfig::CountWindowAverage(c) => &c.restart,
+            ComponentConfig::MqttIngest(c) => &c.restart,
+            ComponentConfig::FileStore(c) => &c.restart,
+            ComponentConfig::QualityGate(c) => &c.restart,
+            ComponentConfig::Kmeans(c) => &c.restart,
+            ComponentConfig::DocumentIndex(c) => &c.restart,
+        }
+    }
+
+    /// The components this one sends to (each gives a link `self->target`).
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            ComponentConfig::SensorReplay(c) => vec![c.broker.as_str()],
+            ComponentConfig::CountWindowAverage(c) => vec![c.output.as_str()],
+            ComponentConfig::MqttIngest(c) => vec![c.output.as_str()],
+            _ => vec![],
+        }
+    }
+
+    /// The broker this component subscribes through (gives a link `broker->self`).
+    pub fn subscribes_via(&self) -> Option<&str> {
+        match self {
+            ComponentConfig::CountWindowAverage(c) => Some(&c.broker),
+            ComponentConfig::MqttIngest(c) => Some(&c.broker),
+            ComponentConfig::QualityGate(c) => Some(&c.broker),
+            _ => None,
+        }
+    }
+
+    /// The store a batch job reads from (gives a request link `store->self`).
+    pub fn reads_from(&self) -> Option<&str> {
+        match self {
+            ComponentConfig::Kmeans(c) => Some(&c.input),
+            _ => None,
+        }
+    }
+}
+
+/// How the sensor replays its file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayMode {
+    /// One row every `rate_ms`, in file order, looping (the reference simulator).
+    #[default]
+    Sequential,
+    /// One sensor per device, each keeping its own inter-arrival gaps divided by `speedup`.
+    PerDevice,
+}
+
+/// Reads a QoS written as its level: 0, 1 or 2 (2 is served as 1).
+fn qos_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Qos, D::Error> {
+    let level = u8::deserialize(d)?;
+    Qos::from_level(level)
+        .ok_or_else(|| serde::de::Error::custom(format!("qos must be 0, 1 or 2, got {level}")))
+}
+
+fn qos0() -> Qos {
+    Qos::AtMostOnce
+}
+fn qos1() -> Qos {
+    Qos::AtLeastOnce
+}
+
+/// `kind = "sensor-replay"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    /// GNFUV-format CSV; `builtin:gnfuv-synth.csv` is the synthetic file compiled into the binary.
+    pub dataset: String,
+    /// Broker component to publish through.
+    pub broker: String,
+    /// Topic to publish to.
+    pub topic: String,
+    /// Pause between rows in sequential mode; 0 = as fast as possible.
+    #[serde(default = "default_rate")]
+    pub rate_ms: u64,
+    /// Replay mode.
+    #[serde(default)]
+    pub mode: ReplayMode,
+    /// Time compression in per-device mode.
+    #[serde(default = "default_speedup")]
+    pub speedup: f64,
+    /// QoS of each publish.
+    #[serde(default = "qos0", deserialize_with = "qos_level")]
+    pub qos: Qos,
+    /// Client id prefix.
+    #[serde(default = "default_sensor_client")]
+    pub client_id: String,
+    /// Retry interval when the broker is unreachable.
+    #[serde(default = "one_second", with = "hd")]
+    pub retry: Duration,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_rate() -> u64 {
+    1000
+}
+fn default_speedup() -> f64 {
+    1.0
+}
+fn default_sensor_client() -> String {
+    "mqttjs_sensor".into()
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `kind = "mqtt-broker"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Listen address of the embedded broker in live mode (ignored in sim mode).
+    #[serde(default = "default_mqtt_listen")]
+    pub listen: SocketAddr,
+    /// Queue length per client session (in-process broker).
+    #[serde(default = "default_capacity")]
+    pub session_queue: usize,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_mqtt_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+
+/// `kind = "count-window-average"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Broker to subscribe through.
+    pub broker: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Records per window and key.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Index component that receives the reports.
+    pub output: String,
+    /// Index name.
+    pub index: String,
+    /// Subscription QoS.
+    #[serde(default = "qos1", deserialize_with = "qos_level")]
+    pub qos: Qos,
+    /// MQTT client id.
+    #[serde(default = "default_flink_client")]
+    pub client_id: String,
+    /// Reconnect interval.
+    #[serde(default = "one_second", with = "hd")]
+    pub retry: Duration,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_window() -> usize {
+    10
+}
+fn default_flink_client() -> String {
+    "flink-client".into()
+}
+
+/// `kind = "mqtt-ingest"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Broker to subscribe through.
+    pub broker: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Store component that receives the records.
+    pub output: String,
+    /// Subscription QoS.
+    #[serde(default = "qos0", deserialize_with = "qos_level")]
+    pub qos: Qos,
+    /// MQTT client id.
+    #[serde(default = "default_nifi_client")]
+    pub client_id: String,
+    /// Processor id shown in log lines (`ConsumeMQTT[id=…]`).
+    #[serde(default = "default_processor_id")]
+    pub processor_id: String,
+    /// Reconnect interval (NiFi yields for about a second).
+    #[serde(default = "one_second", with = "hd")]
+    pub retry: Duration,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_nifi_client() -> String {
+    "nifi".into()
+}
+fn default_processor_id() -> String {
+    "74042ed4-0170-1000-0000-00000000c001".into()
+}
+
+/// `kind = "file-store"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStoreConfig {
+    /// Directory under the run's output directory.
+    #[serde(default = "default_hdfs_dir")]
+    pub dir: PathBuf,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_hdfs_dir() -> PathBuf {
+    PathBuf::from("hdfs/nifi")
+}
+
+/// `kind = "quality-gate"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityGateConfig {
+    /// Broker to subscribe through.
+    pub broker: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Flat file under the run's output directory.
+    #[serde(default = "default_flat_file")]
+    pub file: PathBuf,
+    /// Prometheus `job` label of its counter.
+    #[serde(default = "default_nodered_job")]
+    pub job: String,
+    /// Subscription QoS (Node-RED asks for 2; served as 1).
+    #[serde(default = "qos1", deserialize_with = "qos_level")]
+    pub qos: Qos,
+    /// MQTT client id.
+    #[serde(default = "default_nodered_client")]
+    pub client_id: String,
+    /// Reconnect interval (Node-RED's `mqttReconnectTime`).
+    #[serde(default = "fifteen_seconds", with = "hd")]
+    pub retry: Duration,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_flat_file() -> PathBuf {
+    PathBuf::from("node-red/data.txt")
+}
+fn default_nodered_job() -> String {
+    "node-red".into()
+}
+fn default_nodered_client() -> String {
+    "nodered".into()
+}
+fn fifteen_seconds() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// `kind = "kmeans"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmeansConfig {
+    /// File-store component to read.
+    pub input: String,
+    /// Clusters.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Seed of the k-means initialisation (Spark's `seed=1`).
+    #[serde(default = "default_kmeans_seed")]
+    pub seed: u64,
+    /// How often the job runs; it also runs once at the end of a sim run.
+    #[serde(default = "five_minutes", with = "hd")]
+    pub every: Duration,
+    /// Output directory under the run's output directory.
+    #[serde(default = "default_spark_dir")]
+    pub dir: PathBuf,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_k() -> usize {
+    2
+}
+fn default_kmeans_seed() -> u64 {
+    1
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_spark_dir() -> PathBuf {
+    PathBuf::from("spark")
+}
+
+/// `kind = "document-index"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Directory under the run's output directory.
+    #[serde(default = "default_index_dir")]
+    pub dir: PathBuf,
+    /// Restart behaviour.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+fn default_index_dir() -> PathBuf {
+    PathBuf::from("index")
+}
+
+/// What a scheduled action does.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Kill a component (its restart policy applies).
+    Crash,
+    /// Stop a component (for `for`, if given).
+    Stop,
+    /// Start a stopped component.
+    Start,
+    /// Restart a component.
+    Restart,
+    /// Set faults on a link (for `for`, if given).
+    LinkFaults,
+}
+
+/// `[[schedule]]`: one action at a point in run time.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledAction {
+    /// Run time at which to act.
+    #[serde(with = "hd")]
+    pub at: Duration,
+    /// What to do.
+    pub action: Action,
+    /// A component name, or a link name `FROM->TO` for `link-faults`.
+    pub target: String,
+    /// Undo after this long (stop → start, link-faults → clear).
+    #[serde(default, rename = "for", with = "option_duration")]
+    pub duration: Option<Duration>,
+    /// Faults for `link-faults`.
+    #[serde(default)]
+    pub faults: Option<LinkFaults>,
+}
+
+mod option_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// A flow that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The file could not be read.
+    #[error("cannot read flow {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error (the message carries line, column and key).
+    #[error("{source_name}: {message}")]
+    Parse {
+        /// File.
+        source_name: String,
+        /// What toml reported.
+        message: String,
+    },
+    /// The wiring is inconsistent.
+    #[error("{source_name}: {message}")]
+    Invalid {
+        /// File.
+        source_name: String,
+        /// Which key and why.
+        message: String,
+    },
+}
+
+impl Flow {
+    /// The built-in reference pipeline.
+    pub fn reference() -> Result<Flow, FlowError> {
+        Flow::parse(REFERENCE_FLOW, "flows/reference.toml (built in)", None)
+    }
+
+    /// Reads and checks a flow file; relative paths in it resolve against its directory.
+    pub fn load(path: &Path) -> Result<Flow, FlowError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| FlowError::Read { path: path.display().to_string(), source })?;
+        Flow::parse(&text, &path.display().to_string(), path.parent().map(Path::to_path_buf))
+    }
+
+    /// Parses and checks flow text.
+    pub fn parse(text: &str, source: &str, base_dir: Option<PathBuf>) -> Result<Flow, FlowError> {
+        let mut flow: Flow = toml::from_str(text).map_err(|e| FlowError::Parse {
+            source_name: source.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        flow.base_dir = base_dir;
+        flow.source = source.to_string();
+        flow.check()?;
+        Ok(flow)
+    }
+
+    fn invalid(&self, message: String) -> FlowError {
+        FlowError::Invalid { source_name: self.source.clone(), message }
+    }
+
+    /// Every link the wiring implies, as `(from, to)`, in a fixed order.
+    pub fn edges(&self) -> Vec<(String, String)> {
+        let mut edges = Vec::new();
+        for (name, c) in &self.components {
+            for t in c.targets() {
+                edges.push((name.clone(), t.to_string()));
+            }
+            if let Some(b) = c.subscribes_via() {
+                edges.push((b.to_string(), name.clone()));
+            }
+            if let Some(s) = c.reads_from() {
+                edges.push((s.to_string(), name.clone()));
+            }
+        }
+        edges.sort();
+        edges
+    }
+
+    fn check(&self) -> Result<(), FlowError> {
+        let kind_of = |n: &str| self.components.get(n).map(|c| c.kind());
+        for (name, c) in &self.components {
+            if name.is_empty() || name.contains("->") || name.chars().any(char::is_whitespace) {
+                return Err(self.invalid(format!(
+                    "components.{name:?}: names may not be empty or contain '->' or spaces"
+                )));
+            }
+            let want = |field: &str, target: &str, kind: &str| -> Result<(), FlowError> {
+                match kind_of(target) {
+                    Some(k) if k == kind => Ok(()),
+                    Some(k) => Err(self.invalid(format!(
+                        "components.{name}.{field}: {target:?} is a {k}, expected a {kind}"
+                    ))),
+                    None => {
+                        Err(self.invalid(format!("components.{name}.{field}: no component named {target:?}")))
+                    }
+                }
+            };
+            match c {
+                ComponentConfig::SensorReplay(s) => {
+                    want("broker", &s.broker, "mqtt-broker")?;
+                    crate::transport::mqtt::topic::validate_topic_name(&s.topic)
+                        .map_err(|e| self.invalid(format!("components.{name}.topic: {e}")))?;
+                    if !(s.speedup.is_finite() && s.speedup > 0.0) {
+                        return Err(self
+                            .invalid(format!("components.{name}.speedup: must be > 0, got {}", s.speedup)));
+                    }
+                }
+                ComponentConfig::CountWindowAverage(w) => {
+                    want("broker", &w.broker, "mqtt-broker")?;
+                    want("output", &w.output, "document-index")?;
+                    if w.window == 0 {
+                        return Err(self.invalid(format!("components.{name}.window: must be at least 1")));
+                    }
+                }
+                ComponentConfig::MqttIngest(i) => {
+                    want("broker", &i.broker, "mqtt-broker")?;
+                    want("output", &i.output, "file-store")?;
+                }
+                ComponentConfig::QualityGate(q) => want("broker", &q.broker, "mqtt-broker")?,
+                ComponentConfig::Kmeans(k) => {
+                    want("input", &k.input, "file-store")?;
+                    if k.k == 0 {
+                        return Err(self.invalid(format!("components.{name}.k: must be at least 1")));
+                    }
+                    if k.every.is_zero() {
+                        return Err(self.invalid(format!("components.{name}.every: must be more than 0")));
+                    }
+                }
+                ComponentConfig::MqttBroker(_)
+                | ComponentConfig::FileStore(_)
+                | ComponentConfig::DocumentIndex(_) => {}
+            }
+            for (field, filter) in [("topic", subscription_topic(c))] {
+                if let Some(f) = filter {
+                    crate::transport::mqtt::topic::validate_filter(f)
+                        .map_err(|e| self.invalid(format!("components.{name}.{field}: {e}")))?;
+                }
+            }
+        }
+        let brokers = self.components.values().filter(|c| c.kind() == "mqtt-broker").count();
+        if brokers > 1 {
+            return Err(self.invalid("only one mqtt-broker component per flow is supported".into()));
+        }
+        let edges = self.edges();
+        for (link, faults) in &self.links {
+            let known = edges.iter().any(|(f, t)| format!("{f}->{t}") == *link);
+            if !known {
+                let all: Vec<String> = edges.iter().map(|(f, t)| format!("{f}->{t}")).collect();
+                return Err(self.invalid(format!("links.{link:?}: no such link (links: {})", all.join(", "))));
+            }
+            faults.validate().map_err(|e| self.invalid(format!("links.{link:?}: {e}")))?;
+        }
+        for (i, s) in self.schedule.iter().enumerate() {
+            let at = format!("schedule[{i}]");
+            match s.action {
+                Action::LinkFaults => {
+                    if !edges.iter().any(|(f, t)| format!("{f}->{t}") == s.target) {
+                        return Err(self.invalid(format!("{at}.target: no link named {:?}", s.target)));
+                    }
+                    match &s.faults {
+                        Some(f) => f.validate().map_err(|e| self.invalid(format!("{at}.faults: {e}")))?,
+                        None => return Err(self.invalid(format!("{at}.faults: required for link-faults"))),
+                    }
+                }
+                _ => {
+                    if !self.components.contains_key(&s.target) {
+                        return Err(self.invalid(format!("{at}.target: no component named {:?}", s.target)));
+                    }
+                    if s.faults.is_some() {
+                        return Err(self.invalid(format!("{at}.faults: only for link-faults")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the flow against its directory (absolute paths stay as they are).
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let path = PathBuf::from(p);
+        match &self.base_dir {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path,
+        }
+    }
+}
+
+fn subscription_topic(c: &ComponentConfig) -> Option<&str> {
+    match c {
+        ComponentConfig::CountWindowAverage(w) => Some(&w.topic),
+        ComponentConfig::MqttIngest(i) => Some(&i.topic),
+        ComponentConfig::QualityGate(q) => Some(&q.topic),
+        _ => None,
+    }
+}
+
+/// toml's message already has `line N, column M` for syntax errors; for schema errors we add the line.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let snippet = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}: {msg} (at `{snippet}`)")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_flow_parses_and_wires() {
+        let flow = Flow::reference().unwrap();
+        let edges: Vec<String> = flow.edges().into_iter().map(|(f, t)| format!("{f}->{t}")).collect();
+        for e in [
+            "SENSOR->MQTT_BROKER",
+            "MQTT_BROKER->FLINK",
+            "MQTT_BROKER->NIFI",
+            "MQTT_BROKER->NODE-RED",
+            "FLINK->ELASTICSEARCH",
+            "NIFI->HADOOP",
+            "HADOOP->SPARK",
+        ] {
+            assert!(edges.contains(&e.to_string()), "missing {e} in {edges:?}");
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let text = Flow::reference_text().replace("window = 10", "window = 10\nwindw = 3");
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.starts_with("x.toml: line "), "{err}");
+        assert!(err.contains("windw"), "{err}");
+
+        let text = Flow::reference_text().replace("output = \"ELASTICSEARCH\"", "output = \"HADOOP\"");
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(
+            err.contains("components.FLINK.output: \"HADOOP\" is a file-store, expected a document-index"),
+            "{err}"
+        );
+
+        let text = format!("{}\n[links.\"FLINK->NIFI\"]\nloss = 0.5\n", Flow::reference_text());
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("links.\"FLINK->NIFI\": no such link"), "{err}");
+
+        let text = format!("{}\n[links.\"MQTT_BROKER->FLINK\"]\nloss = 1.5\n", Flow::reference_text());
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("loss must be between 0 and 1"), "{err}");
+
+        let text =
+            Flow::reference_text().replace("topic = \"customTopic\"\nwindow", "topic = \"a/#/b\"\nwindow");
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("components.FLINK.topic"), "{err}");
+    }
+
+    impl Flow {
+        fn reference_text() -> String {
+            REFERENCE_FLOW.to_string()
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `NIFI`: the "IoT Sensor Data Storage" flow — `ConsumeMQTT` on `customTopic`, then `PutHDFS`.
+//!
+//! Records are forwarded unchanged through the `NIFI->HADOOP` link. While the broker is unreachable
+//! the processor logs NiFi's own error line about once a second, which the log routing of the
+//! monitoring pipeline turns into the `MqttConnectionError` signal.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::kernel::component::Ctx;
+use crate::kernel::task::ChildTask;
+use crate::topology::flow::IngestConfig;
+use crate::transport::link::Link;
+use crate::transport::mqtt::MqttConnector;
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, subscribe_into};
+
+/// Runs one incarnation of the flow.
+pub async fn run(
+    ctx: Ctx,
+    cfg: IngestConfig,
+    connector: MqttConnector,
+    inbound: Arc<Link>,
+    outbound: Arc<Link>,
+) -> anyhow::Result<()> {
+    let id = &cfg.processor_id;
+    let opts = SessionOptions {
+        client_id: cfg.client_id.clone(),
+        clean_session: true,
+        retry: cfg.retry,
+        log: ConnectionLog {
+            connected: format!("ConsumeMQTT[id={id}] Connected to {{broker}} as {{client}}"),
+            lost: format!(
+                "ConsumeMQTT[id={id}] Connection to {{broker}} lost due to: Connection lost: {{reason}}"
+            ),
+            failed: format!(
+                "ConsumeMQTT[id={id}] Connection to {{broker}} lost (or was never connected) and connection failed. \
+                 Yielding processor: {{reason}}"
+            ),
+        },
+    };
+    let _consume = ChildTask::spawn(subscribe_into(
+        ctx.clone(),
+        connector,
+        opts,
+        cfg.topic.clone(),
+        cfg.qos,
+        inbound.clone(),
+    ));
+    let mut rx = inbound.receiver().await;
+    loop {
+        let env = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
+        };
+        ctx.metrics.records_in.inc();
+        ctx.trace("record.received", json!({"bytes": env.payload.len()}));
+        if outbound.send(env).await {
+            ctx.metrics.records_out.inc();
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `FLINK`: the reference Flink job — keyed by `device_id`, a tumbling count window of 10, averaged.
+//!
+//! Like Flink's `countWindow(n)` (global windows with a purging count trigger), a window fires when its
+//! key has `n` records and never times out: a remainder waits for the key to come back. Each report is
+//! `{id, deviceId, numberOfMeasurements, averageHumidity, averageTemperature, measurementIds}` sent to
+//! the index through the `FLINK->ELASTICSEARCH` link. A record whose values are not numbers (` None`) or
+//! whose time is not `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` is counted and logged, never a crash.
+//!
+//! Open windows are job state without checkpoints, as in the reference job: a crash loses them. They
+//! live in [`WindowState`], owned by the topology, so that the loss can be counted on restart.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use prometheus::{IntCounter, IntGauge, Opts};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::kernel::component::Ctx;
+use crate::kernel::metrics::{Metrics, MetricsError};
+use crate::kernel::task::ChildTask;
+use crate::topology::flow::WindowConfig;
+use crate::transport::envelope::Envelope;
+use crate::transport::link::Link;
+use crate::transport::mqtt::MqttConnector;
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, subscribe_into};
+
+/// One parsed sensor record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Humidity.
+    pub humidity: f64,
+    /// Temperature.
+    pub temperature: f64,
+    /// The record's `time`, as received.
+    pub time: String,
+}
+
+/// The report written per window (field names as the reference's `WindowedSensorReport`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowReport {
+    /// Random id (seeded in sim mode).
+    pub id: String,
+    /// The key.
+    pub device_id: String,
+    /// Records in the window.
+    pub number_of_measurements: usize,
+    /// Mean humidity.
+    pub average_humidity: f64,
+    /// Mean temperature.
+    pub average_temperature: f64,
+    /// The records' times.
+    pub measurement_ids: Vec<String>,
+}
+
+/// Why a record was not windowed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Not a JSON object.
+    #[error("payload is not a JSON object")]
+    NotJson,
+    /// A field is missing or not a string/number.
+    #[error("field '{0}' is missing")]
+    Missing(&'static str),
+    /// A value does not parse as a number.
+    #[error("field '{0}' is not a number: {1:?}")]
+    NotANumber(&'static str, String),
+    /// The time is not in the reference format.
+    #[error("field 'time' is not yyyy-MM-dd'T'HH:mm:ss.SSS'Z': {0:?}")]
+    BadTime(String),
+}
+
+/// Parses a sensor payload into its key and measurement.
+pub fn parse_record(payload: &[u8]) -> Result<(String, Measurement), RecordError> {
+    let v: Value = serde_json::from_slice(payload).map_err(|_| RecordError::NotJson)?;
+    let obj = v.as_object().ok_or(RecordError::NotJson)?;
+    let text = |field: &'static str| -> Result<String, RecordError> {
+        match obj.get(field) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            _ => Err(RecordError::Missing(field)),
+        }
+    };
+    let number = |field: &'static str| -> Result<f64, RecordError> {
+        let raw = text(field)?;
+        match raw.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            _ => Err(RecordError::NotANumber(field, raw)),
+        }
+    };
+    let device = text("device_id")?;
+    let humidity = number("humidity")?;
+    let temperature = number("temperature")?;
+    let time = text("time")?;
+    if chrono::NaiveDateTime::parse_from_str(&time, "%Y-%m-%dT%H:%M:%S%.3fZ").is_err() || time.len() != 24 {
+        return Err(RecordError::BadTime(time));
+    }
+    Ok((device, Measurement { humidity, temperature, time }))
+}
+
+/// Open windows per key, kept by the topology across restarts of the job (only to count what a crash loses).
+#[derive(Clone, Default)]
+pub struct WindowState(Arc<Mutex<BTreeMap<String, Vec<Measurement>>>>);
+
+impl WindowState {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<Measurement>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records waiting in open windows.
+    pub fn pending(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// Adds a record; returns the full window when it reached `size`.
+    pub fn push(&self, device: String, m: Measurement, size: usize) -> Option<(String, Vec<Measurement>)> {
+        let mut w = self.lock();
+        let entry = w.entry(device.clone()).or_default();
+        entry.push(m);
+        if entry.len() >= size { w.remove(&device).map(|records| (device, records)) } else { None }
+    }
+
+    fn clear(&self) -> usize {
+        let mut w = self.lock();
+        let n = w.values().map(Vec::len).sum();
+        w.clear();
+        n
+    }
+}
+
+/// The arithmetic means of a window.
+pub fn average(device: &str, id: String, records: &[Measurement]) -> WindowReport {
+    let n = records.len();
+    let sum_h: f64 = records.iter().map(|m| m.humidity).sum();
+    let sum_t: f64 = records.iter().map(|m| m.temperature).sum();
+    WindowReport {
+        id,
+        device_id: device.to_string(),
+        number_of_measurements: n,
+        average_humidity: sum_h / n as f64,
+        average_temperature: sum_t / n as f64,
+        measurement_ids: records.iter().map(|m| m.time.clone()).collect(),
+    }
+}
+
+/// The job's own metrics.
+#[derive(Clone)]
+pub struct WindowMetrics {
+    windows: IntCounter,
+    invalid: IntCounter,
+    lost: IntCounter,
+    open: IntGauge,
+}
+
+impl WindowMetrics {
+    /// Registers `flink_windows_emitted_total`, `flink_invalid_records_total`,
+    /// `flink_window_records_lost_total` and `flink_open_window_records`.
+    pub fn register(metrics: &Metrics) -> Result<WindowMetrics, MetricsError> {
+        let windows =
+            IntCounter::with_opts(Opts::new("flink_windows_emitted_total", "Count windows emitted."))?;
+        let invalid = IntCounter::with_opts(Opts::new(
+            "flink_invalid_records_total",
+            "Records whose values are not numbers.",
+        ))?;
+        let lost = IntCounter::with_opts(Opts::new(
+            "flink_window_records_lost_total",
+            "Records in open windows lost when the job crashed.",
+        ))?;
+        let open =
+            IntGauge::with_opts(Opts::new("flink_open_window_records", "Records waiting in open windows."))?;
+        for c in [&windows, &invalid, &lost] {
+            metrics.register(c)?;
+        }
+        metrics.register(&open)?;
+        Ok(WindowMetrics { windows, invalid, lost, open })
+    }
+}
+
+/// Runs one incarnation of the job.
+pub async fn run(
+    ctx: Ctx,
+    cfg: WindowConfig,
+    connector: MqttConnector,
+    inbound: Arc<Link>,
+    outbound: Arc<Link>,
+    state: WindowState,
+    metrics: WindowMetrics,
+) -> anyhow::Result<()> {
+    let lost = state.clear();
+    if lost > 0 {
+        metrics.lost.inc_by(lost as u64);
+        ctx.trace("window.state_lost", json!({"records": lost}));
+        tracing::warn!(component = %ctx.name, "restarted without checkpoint: {lost} records in open windows lost");
+    }
+    metrics.open.set(0);
+    let opts = SessionOptions {
+        client_id: cfg.client_id.clone(),
+        clean_session: true,
+        retry: cfg.retry,
+        log: ConnectionLog {
+            connected: format!("Successfully connected to MQTT broker({{broker}}, {})", cfg.topic),
+            lost: format!("Disconnected from MQTT source({{broker}}, {}): {{reason}}", cfg.topic),
+            failed: format!("MQTT Connection cancelled({{broker}}, {}): {{reason}}", cfg.topic),
+        },
+    };
+    let _source = ChildTask::spawn(subscribe_into(
+        ctx.clone(),
+        connector,
+        opts,
+        cfg.topic.clone(),
+        cfg.qos,
+        inbound.clone(),
+    ));
+    let mut rx = inbound.receiver().await;
+    loop {
+        let env = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
+        };
+        ctx.metrics.records_in.inc();
+        let (device, m) = match parse_record(&env.payload) {
+            Ok(x) => x,
+            Err(e) => {
+                metrics.invalid.inc();
+                tracing::info!(component = %ctx.name, "skipping record: {e}");
+                ctx.drop_record("invalid_record", json!({"error": e.to_string()}));
+                continue;
+            }
+        };
+        ctx.trace("record.received", json!({"device": device, "time": m.time}));
+        let full = state.push(device, m, cfg.window);
+        metrics.open.set(state.pending() as i64);
+        let Some((device, records)) = full else { continue };
+        let report = average(&device, ctx.rng.uuid().to_string(), &records);
+        metrics.windows.inc();
+        ctx.metrics.records_out.inc();
+        ctx.trace(
+            "window.emitted",
+            json!({"id": report.id, "device": device, "n": report.number_of_measurements,
+                   "averageHumidity": report.average_humidity, "averageTemperature": report.average_temperature}),
+        );
+        let doc = serde_json::to_vec(&report)?;
+        outbound.send(Envelope::new(cfg.index.clone(), doc)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_reference_payloads_and_rejects_none() {
+        let ok = br#"{"device_id":"d","humidity":"21","temperature":"40","time":"2020-02-18T21:23:32.106Z"}"#;
+        let (d, m) = parse_record(ok).unwrap();
+        assert_eq!((d.as_str(), m.humidity, m.temperature), ("d", 21.0, 40.0));
+        let none = br#"{"device_id":"d","humidity":" None","temperature":" None","time":"2020-02-18T21:23:32.106Z"}"#;
+        assert_eq!(parse_record(none), Err(RecordError::NotANumber("humidity", " None".into())));
+        assert_eq!(parse_record(b"nope"), Err(RecordError::NotJson));
+        let no_time = br#"{"device_id":"d","humidity":1,"temperature":2}"#;
+        assert_eq!(parse_record(no_time), Err(RecordError::Missing("time")));
+        let bad_time = br#"{"device_id":"d","humidity":1,"temperature":2,"time":"2020-02-18 21:23:32"}"#;
+        assert!(matches!(parse_record(bad_time), Err(RecordError::BadTime(_))));
+    }
+
+    #[test]
+    fn windows_tumble_per_key_and_average_exactly() {
+        let state = WindowState::default();
+        let m = |h: f64, t: f64| Measurement { humidity: h, temperature: t, time: "x".into() };
+        let hs = [21.0, 21.0, 21.0, 21.0, 22.0, 22.0, 22.0, 23.0, 23.0, 24.0];
+        let ts = [40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 39.0, 39.0, 39.0, 38.0];
+        let mut fired = None;
+        for i in 0..10 {
+            if i < 9 {
+                assert!(state.push("other".into(), m(1.0, 1.0), 10).is_none());
+            }
+            if let Some(w) = state.push("5g2xh".into(), m(hs[i], ts[i]), 10) {
+                fired = Some(w);
+            }
+        }
+        let (device, records) = fired.unwrap();
+        let report = average(&device, "id".into(), &records);
+        assert_eq!((report.average_humidity, report.average_temperature), (22.0, 39.5));
+        assert_eq!(state.pending(), 9, "the other key's 9 records wait for a 10th");
+    }
+}

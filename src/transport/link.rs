@@ -1,0 +1,615 @@
+//! Links: the one road every message takes from one component to the next, and where faults live.
+//!
+//! A link is a directed, named hop (`MQTT_BROKER->FLINK`) with a bounded queue. Its [`LinkFaults`] are
+//! plain data that can be changed at any time (all off by default): loss, duplication, corruption and
+//! partition are decided when a message is sent; latency, jitter, reordering and bandwidth become a due
+//! time, and the receiver gets messages in due-time order. Every decision draws from the link's own
+//! random stream (seed + link name), so a faulty run is as reproducible as a clean one. A message sent
+//! while the receiving component is down is dropped and counted, like a packet to a dead host.
+//!
+//! Links are also used for request-style hops (a batch job reading a store): [`Link::gate`] applies the
+//! same faults to one request.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::IntCounter;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, mpsc};
+use tokio::time::Instant;
+
+use super::envelope::Envelope;
+use crate::kernel::component::humantime_serde_compat as hd;
+use crate::kernel::metrics::Metrics;
+use crate::kernel::seed::{Rng, Seed};
+use crate::kernel::trace::Trace;
+
+/// The faults a link applies. Probabilities are in `[0, 1]`; everything zero means a perfect link.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkFaults {
+    /// Fixed extra delay.
+    #[serde(with = "hd")]
+    pub latency: Duration,
+    /// Random extra delay, uniform in `[0, jitter]`.
+    #[serde(with = "hd")]
+    pub jitter: Duration,
+    /// How much each jitter draw follows the previous one (netem's correlation), in `[0, 1]`.
+    pub correlation: f64,
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Probability that a message's payload has one bit flipped.
+    pub corrupt: f64,
+    /// Probability that a message skips the delay queue (arrives ahead of earlier ones).
+    pub reorder: f64,
+    /// Nothing gets through.
+    pub partition: bool,
+    /// Throughput cap in bytes per second; 0 = unlimited.
+    pub bandwidth: u64,
+}
+
+impl LinkFaults {
+    /// True when every fault is off.
+    pub fn is_clear(&self) -> bool {
+        *self == LinkFaults::default()
+    }
+
+    /// Checks ranges; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, p) in [
+            ("correlation", self.correlation),
+            ("loss", self.loss),
+            ("duplicate", self.duplicate),
+            ("corrupt", self.corrupt),
+            ("reorder", self.reorder),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name} must be between 0 and 1, got {p}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counters of one link.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    /// Messages offered to the link.
+    pub sent: u64,
+    /// Messages handed to the receiver (duplicates included).
+    pub delivered: u64,
+    /// Lost to the loss fault.
+    pub dropped_loss: u64,
+    /// Dropped by a partition.
+    pub dropped_partition: u64,
+    /// Dropped because the receiving component was down.
+    pub dropped_down: u64,
+    /// Still queued when the link was torn down.
+    pub dropped_queued: u64,
+    /// Extra copies made.
+    pub duplicated: u64,
+    /// Payloads corrupted.
+    pub corrupted: u64,
+}
+
+impl LinkStats {
+    /// All drops.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_loss + self.dropped_partition + self.dropped_down + self.dropped_queued
+    }
+}
+
+struct Counter {
+    value: AtomicU64,
+    metric: IntCounter,
+}
+
+impl Counter {
+    fn new(metrics: &Metrics, link: &str, outcome: &str) -> Counter {
+        Counter { value: AtomicU64::new(0), metric: metrics.link(link, outcome) }
+    }
+    fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+        self.metric.inc_by(n);
+    }
+    fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+struct Counters {
+    sent: Counter,
+    delivered: Counter,
+    loss: Counter,
+    partition: Counter,
+    down: Counter,
+    queued: Counter,
+    duplicated: Counter,
+    corrupted: Counter,
+}
+
+/// State the fault decisions share.
+struct FaultState {
+    faults: LinkFaults,
+    rng: Rng,
+    last_jitter: f64,
+    next_free: Option<Instant>,
+    seq: u64,
+}
+
+/// A message in flight with its due time.
+struct Item {
+    due: Instant,
+    seq: u64,
+    env: Envelope,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Item {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// A directed hop between two components.
+pub struct Link {
+    name: String,
+    from: String,
+    to: String,
+    state: Mutex<FaultState>,
+    tx: mpsc::Sender<Item>,
+    rx: AsyncMutex<LinkReceiverState>,
+    dest_up: Arc<AtomicBool>,
+    counters: Counters,
+    in_flight: AtomicU64,
+    trace: Trace,
+}
+
+struct LinkReceiverState {
+    rx: mpsc::Receiver<Item>,
+    heap: BinaryHeap<Reverse<Item>>,
+}
+
+/// Which end of the hop a partition cuts, for selecting links by component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Links into the component.
+    To,
+    /// Links out of the component.
+    From,
+    /// Both.
+    Both,
+}
+
+/// Why [`Link::gate`] refused a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    /// Cut off by a partition.
+    #[error("link {0} is partitioned")]
+    Partitioned(String),
+    /// The request was lost.
+    #[error("request over link {0} was lost")]
+    Lost(String),
+    /// The other side is down.
+    #[error("{1} is down (link {0})")]
+    Down(String, String),
+}
+
+impl Link {
+    /// A link `from -> to` with a queue of `capacity` messages. `dest_up` tells whether `to` is running.
+    pub fn new(
+        from: &str,
+        to: &str,
+        capacity: usize,
+        seed: Seed,
+        metrics: &Metrics,
+        trace: Trace,
+        dest_up: Arc<AtomicBool>,
+    ) -> Arc<Link> {
+        let name = format!("{from}->{to}");
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let c = |outcome: &str| Counter::new(metrics, &name, outcome);
+        let counters = Counters {
+            sent: c("sent"),
+            delivered: c("delivered"),
+            loss: c("dropped_loss"),
+            partition: c("dropped_partition"),
+            down: c("dropped_down"),
+            queued: c("dropped_queued"),
+            duplicated: c("duplicated"),
+            corrupted: c("corrupted"),
+        };
+        let state = FaultState {
+            faults: LinkFaults::default(),
+            rng: seed.stream(&format!("link:{name}")),
+            last_jitter: 0.0,
+            next_free: None,
+            seq: 0,
+        };
+        Arc::new(Link {
+            name,
+            from: from.to_string(),
+            to: to.to_string(),
+            state: Mutex::new(state),
+            tx,
+            rx: AsyncMutex::new(LinkReceiverState { rx, heap: BinaryHeap::new() }),
+            dest_up,
+            counters,
+            in_flight: AtomicU64::new(0),
+            trace,
+        })
+    }
+
+    /// `FROM->TO`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sending component.
+    pub fn from(&self) -> &str {
+        &self.from
+    }
+
+    /// Receiving component.
+    pub fn to(&self) -> &str {
+        &self.to
+    }
+
+    fn state(&self) -> MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> LinkFaults {
+        self.state().faults.clone()
+    }
+
+    /// Replaces the faults in force (traced as `fault.applied`, or `fault.cleared` when all are off).
+    pub fn set_faults(&self, faults: LinkFaults) {
+        let kind = if faults.is_clear() { "fault.cleared" } else { "fault.applied" };
+        let data = serde_json::to_value(&faults).unwrap_or_default();
+        {
+            let mut st = self.state();
+            st.faults = faults;
+            st.last_jitter = 0.0;
+        }
+        tracing::info!(link = %self.name, "{kind}: {data}");
+        self.trace.emit(&self.name, kind, json!({"link": self.name, "faults": data}));
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> LinkStats {
+        let c = &self.counters;
+        LinkStats {
+            sent: c.sent.get(),
+            delivered: c.delivered.get(),
+            dropped_loss: c.loss.get(),
+            dropped_partition: c.partition.get(),
+            dropped_down: c.down.get(),
+            dropped_queued: c.queued.get(),
+            duplicated: c.duplicated.get(),
+            corrupted: c.corrupted.get(),
+        }
+    }
+
+    /// Messages accepted but not yet received (queued or delayed).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn dropped(&self, counter: &Counter, reason: &str, env: &Envelope) {
+        counter.add(1);
+        self.trace.emit(
+            &self.name,
+            "link.dropped",
+            json!({"link": self.name, "reason": reason, "topic": env.topic, "bytes": env.payload.len()}),
+        );
+    }
+
+    /// Offers a message to the link. Waits while the queue is full (backpressure). Returns false when the
+    /// message was dropped (by a fault, or because the receiver is down).
+    pub async fn send(&self, env: Envelope) -> bool {
+        self.counters.sent.add(1);
+        if !self.dest_up.load(Ordering::SeqCst) {
+            self.dropped(&self.counters.down, "destination_down", &env);
+            return false;
+        }
+        let now = Instant::now();
+        let mut copies: Vec<Item> = Vec::with_capacity(1);
+        {
+            let mut st = self.state();
+            if st.faults.is_clear() {
+                st.seq += 1;
+                copies.push(Item { due: now, seq: st.seq, env });
+            } else {
+                let st = &mut *st;
+                if st.faults.partition {
+                    self.dropped(&self.counters.partition, "partition", &env);
+                    return false;
+                }
+                if st.faults.loss > 0.0 && st.rng.r#gen::<f64>() < st.faults.loss {
+                    self.dropped(&self.counters.loss, "loss", &env);
+                    return false;
+                }
+                let mut env = env;
+                if st.faults.corrupt > 0.0
+                    && st.rng.r#gen::<f64>() < st.faults.corrupt
+                    && !env.payload.is_empty()
+                {
+                    let mut bytes = env.payload.to_vec();
+                    let i = st.rng.gen_range(0..bytes.len());
+                    bytes[i] ^= 1 << st.rng.gen_range(0..8);
+                    env.payload = Bytes::from(bytes);
+                    self.counters.corrupted.add(1);
+                    self.trace.emit(&self.name, "link.corrupted", json!({"link": self.name, "byte": i}));
+                }
+                let twice = st.faults.duplicate > 0.0 && st.rng.r#gen::<f64>() < st.faults.duplicate;
+                let due = Self::due_time(st, now, env.payload.len());
+                st.seq += 1;
+                if twice {
+                    self.counters.duplicated.add(1);
+                    self.trace.emit(
+                        &self.name,
+                        "link.duplicated",
+                        json!({"link": self.name, "topic": env.topic}),
+                    );
+                    copies.push(Item { due, seq: st.seq, env: env.clone() });
+                    st.seq += 1;
+                }
+                copies.push(Item { due, seq: st.seq, env });
+            }
+        }
+        for item in copies {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if self.tx.send(item).await.is_err() {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn due_time(st: &mut FaultState, now: Instant, bytes: usize) -> Instant {
+        let f = &st.faults;
+        let mut due = now;
+        let reorder = f.reorder > 0.0 && st.rng.r#gen::<f64>() < f.reorder;
+        if !reorder {
+            let mut delay = f.latency.as_secs_f64();
+            if !f.jitter.is_zero() {
+                let fresh: f64 = st.rng.r#gen();
+                let r = f.correlation * st.last_jitter + (1.0 - f.correlation) * fresh;
+                st.last_jitter = r;
+                delay += r * f.jitter.as_secs_f64();
+            }
+            due += Duration::from_secs_f64(delay);
+        }
+        if f.bandwidth > 0 {
+            let start = st.next_free.map_or(due, |free| free.max(due));
+            let transmit = Duration::from_secs_f64(bytes as f64 / f.bandwidth as f64);
+            st.next_free = Some(start + transmit);
+            due = start + transmit;
+        }
+        due
+    }
+
+    /// Takes the receiving end. Only one holder at a time; a restarted component takes it again and finds
+    /// whatever was queued while it was gone.
+    pub async fn receiver(&self) -> LinkReceiver<'_> {
+        LinkReceiver { link: self, state: self.rx.lock().await }
+    }
+
+    /// Applies the link's faults to one request (a read, an RPC): waits out the delay, or fails.
+    pub async fn gate(&self) -> Result<(), GateError> {
+        self.counters.sent.add(1);
+        if !self.dest_up.load(Ordering::SeqCst) {
+            self.counters.down.add(1);
+            return Err(GateError::Down(self.name.clone(), self.to.clone()));
+        }
+        let now = Instant::now();
+        let due = {
+            let mut st = self.state();
+            if st.faults.partition {
+                self.counters.partition.add(1);
+                return Err(GateError::Partitioned(self.name.clone()));
+            }
+            if st.faults.loss > 0.0 && st.rng.r#gen::<f64>() < st.faults.loss {
+                self.counters.loss.add(1);
+                return Err(GateError::Lost(self.name.clone()));
+            }
+            Self::due_time(&mut st, now, 0)
+        };
+        tokio::time::sleep_until(due).await;
+        self.counters.delivered.add(1);
+        Ok(())
+    }
+}
+
+/// The receiving end of a link, held by the component that consumes it.
+pub struct LinkReceiver<'a> {
+    link: &'a Link,
+    state: AsyncMutexGuard<'a, LinkReceiverState>,
+}
+
+impl LinkReceiver<'_> {
+    /// The next message in due-time order; `None` when every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        let st = &mut *self.state;
+        loop {
+            while let Ok(item) = st.rx.try_recv() {
+                st.heap.push(Reverse(item));
+            }
+            let now = Instant::now();
+            if let Some(Reverse(top)) = st.heap.peek()
+                && top.due <= now
+            {
+                let Reverse(item) = st.heap.pop()?;
+                self.link.counters.delivered.add(1);
+                self.link.in_flight.fetch_sub(1, Ordering::SeqCst);
+                return Some(item.env);
+            }
+            let next_due = st.heap.peek().map(|Reverse(i)| i.due);
+            tokio::select! {
+                biased;
+                item = st.rx.recv() => match item {
+                    Some(item) => st.heap.push(Reverse(item)),
+                    None => match next_due {
+                        Some(due) => tokio::time::sleep_until(due).await,
+                        None => return None,
+                    },
+                },
+                _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
+            }
+        }
+    }
+
+    /// Drops everything queued (a receiver that loses its buffer, e.g. on crash); returns how many.
+    pub fn discard_queued(&mut self) -> u64 {
+        let st = &mut *self.state;
+        let mut n = st.heap.len() as u64;
+        st.heap.clear();
+        while st.rx.try_recv().is_ok() {
+            n += 1;
+        }
+        if n > 0 {
+            self.link.in_flight.fetch_sub(n, Ordering::SeqCst);
+            self.link.counters.queued.add(n);
+            self.link.trace.emit(
+                &self.link.name,
+                "link.discarded",
+                json!({"link": self.link.name, "messages": n}),
+            );
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::clock::Clock;
+
+    fn link(up: bool) -> Arc<Link> {
+        let metrics = Metrics::new().unwrap();
+        let trace = Trace::recording(Clock::sim(chrono::DateTime::UNIX_EPOCH));
+        Link::new("A", "B", 64, Seed(7), &metrics, trace, Arc::new(AtomicBool::new(up)))
+    }
+
+    fn msg(i: u32) -> Envelope {
+        Envelope::new("t", format!("{i}"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clean_link_preserves_order() {
+        let l = link(true);
+        for i in 0..10 {
+            assert!(l.send(msg(i)).await);
+        }
+        let mut rx = l.receiver().await;
+        for i in 0..10 {
+            assert_eq!(rx.recv().await.unwrap().payload, format!("{i}"));
+        }
+        assert_eq!(l.stats().delivered, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_delivery_by_exactly_the_latency() {
+        let l = link(true);
+        l.set_faults(LinkFaults { latency: Duration::from_millis(250), ..Default::default() });
+        let t0 = Instant::now();
+        l.send(msg(1)).await;
+        let mut rx = l.receiver().await;
+        rx.recv().await.unwrap();
+        assert_eq!(t0.elapsed(), Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn loss_is_seeded_and_accounted() {
+        let run = || async {
+            let l = link(true);
+            l.set_faults(LinkFaults { loss: 0.3, ..Default::default() });
+            let mut kept = Vec::new();
+            for i in 0..200 {
+                if l.send(msg(i)).await {
+                    kept.push(i);
+                }
+                let mut rx = l.receiver().await;
+                if kept.last() == Some(&i) {
+                    assert_eq!(rx.recv().await.unwrap().payload, format!("{i}"));
+                }
+            }
+            let s = l.stats();
+            assert_eq!(s.sent, s.delivered + s.dropped());
+            assert!(s.dropped_loss > 30 && s.dropped_loss < 90, "{s:?}");
+            kept
+        };
+        assert_eq!(run().await, run().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partition_and_down_receiver_drop_everything() {
+        let l = link(true);
+        l.set_faults(LinkFaults { partition: true, ..Default::default() });
+        assert!(!l.send(msg(1)).await);
+        assert!(l.gate().await.is_err());
+        let down = link(false);
+        assert!(!down.send(msg(1)).await);
+        assert_eq!(down.stats().dropped_down, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicate_corrupt_and_bandwidth() {
+        let l = link(true);
+        l.set_faults(LinkFaults { duplicate: 1.0, corrupt: 1.0, bandwidth: 1000, ..Default::default() });
+        let t0 = Instant::now();
+        l.send(Envelope::new("t", vec![0u8; 500])).await;
+        let mut rx = l.receiver().await;
+        let a = rx.recv().await.unwrap();
+        let b = rx.recv().await.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.payload.iter().filter(|&&x| x != 0).count(), 1);
+        assert_eq!(t0.elapsed(), Duration::from_millis(500));
+        let s = l.stats();
+        assert_eq!((s.sent, s.delivered, s.duplicated, s.corrupted), (1, 2, 1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_can_reorder_but_loses_nothing() {
+        let l = link(true);
+        l.set_faults(LinkFaults {
+            latency: Duration::from_millis(10),
+            jitter: Duration::from_millis(100),
+            ..Default::default()
+        });
+        for i in 0..50 {
+            l.send(msg(i)).await;
+        }
+        let mut rx = l.receiver().await;
+        let mut got: Vec<u32> = Vec::new();
+        for _ in 0..50 {
+            got.push(String::from_utf8_lossy(&rx.recv().await.unwrap().payload).parse().unwrap());
+        }
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(got, sorted, "jitter of 100ms over simultaneous sends should reorder some");
+    }
+}
