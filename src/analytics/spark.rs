@@ -136,7 +136,7 @@ pub async fn run_once(
     }
 }
 
-/// Runs the job every `cfg.every` until stopped.
+/// Runs the job every `cfg.every` until stopped, and once more when stopped gracefully.
 pub async fn run(
     ctx: Ctx,
     cfg: KmeansConfig,
@@ -148,12 +148,16 @@ pub async fn run(
     ctx.health.set_ready(true, "scheduled");
     let mut next = tokio::time::Instant::now() + cfg.every;
     loop {
-        tokio::select! {
+        let stopping = tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep_until(next) => {}
-        }
+            _ = ctx.shutdown.cancelled() => true,
+            _ = tokio::time::sleep_until(next) => false,
+        };
+        // A graceful stop (the end of a run) runs the job one last time over everything stored.
         run_once(&ctx, &cfg, &store, &out_dir, &link, &probe).await;
+        if stopping {
+            return Ok(());
+        }
         next += cfg.every;
     }
 }

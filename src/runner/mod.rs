@@ -213,9 +213,10 @@ impl LiveRun {
                 let listener = bind(listen, "MQTT", "--mqtt-listen")?;
                 let listen = listener.local_addr()?;
                 // Starting rumqttd waits until it accepts connections: keep that off the async workers.
-                let embedded = tokio::task::spawn_blocking(|| EmbeddedBroker::start(EmbeddedConfig::default()))
-                    .await
-                    .context("embedded broker start-up panicked")??;
+                let embedded =
+                    tokio::task::spawn_blocking(|| EmbeddedBroker::start(EmbeddedConfig::default()))
+                        .await
+                        .context("embedded broker start-up panicked")??;
                 self.opts.live_mqtt = Some(LiveMqtt::Embedded {
                     internal: embedded.internal_addr(),
                     listen,

@@ -1,0 +1,60 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// `../shared` beside the checkout (or `$CHAOSLAB_SHARED`), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("CHAOSLAB_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+/// The real GNFUV file, or `None` after printing why the caller skips.
+pub fn gnfuv_pi2(test: &str) -> Option<PathBuf> {
+    let path = shared_dir().map(|d| d.join("datasets/gnfuv/pi2.csv")).filter(|p| p.is_file());
+    if path.is_none() {
+        eprintln!("SKIP {test}: ../shared/datasets/gnfuv/pi2.csv not found (set CHAOSLAB_SHARED)");
+    }
+    path
+}
+
+/// Every file under `dir` with its bytes, in path order.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Parsed lines of a run's trace.
+pub fn trace(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("trace.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The documents of an index file.
+pub fn index_docs(dir: &Path, index: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("index").join(format!("{index}.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,273 @@
+//! Sim-mode behaviour of the whole IoT path: determinism, faithful windows, link faults, supervision.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chaoslab::runner::SimRun;
+use chaoslab::sources::dataset::Dataset;
+use chaoslab::topology::flow::Flow;
+use chaoslab::transport::link::LinkFaults;
+
+const MIN: Duration = Duration::from_secs(60);
+
+#[test]
+fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let run = |dir: &std::path::Path, seed| {
+        SimRun::new(Flow::reference().unwrap(), dir).seed(seed).run_for(10 * MIN).unwrap()
+    };
+    let a = run(dirs[0].path(), 7);
+    let b = run(dirs[1].path(), 7);
+    let c = run(dirs[2].path(), 8);
+    assert_eq!(a.trace.digest, b.trace.digest);
+    assert_eq!(
+        common::tree(dirs[0].path()),
+        common::tree(dirs[1].path()),
+        "output files differ for the same seed"
+    );
+    assert_ne!(a.trace.digest, c.trace.digest);
+    let ids = |dir: &std::path::Path| -> Vec<String> {
+        common::index_docs(dir, "flink-sensor-data")
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (ida, idc) = (ids(dirs[0].path()), ids(dirs[2].path()));
+    assert!(!ida.is_empty());
+    assert_eq!(ida.len(), idc.len(), "the seed changes ids, not the data");
+    assert!(ida.iter().zip(&idc).all(|(x, y)| x != y), "another seed must give other window ids");
+    assert_eq!(a.simulated_secs, 600.0);
+    // Sim time is virtual: the 10 minutes ran in far less wall time (not a benchmark, a sanity bound).
+    assert!(a.wall_secs < 60.0);
+}
+
+/// What FLINK must produce for `published` rows of `ds` replayed in file order (looping): per device, the
+/// valid rows in order, cut into windows of 10, averaged.
+fn expected_windows(ds: &Dataset, published: usize) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut pending: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut windows: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for row in ds.rows.iter().cycle().take(published) {
+        let (Some(h), Some(t)) = (row.humidity_value(), row.temperature_value()) else { continue };
+        let open = pending.entry(row.device_id.clone()).or_default();
+        open.push((h, t));
+        if open.len() == 10 {
+            let n = open.len() as f64;
+            let mean = (open.iter().map(|x| x.0).sum::<f64>() / n, open.iter().map(|x| x.1).sum::<f64>() / n);
+            windows.entry(row.device_id.clone()).or_default().push(mean);
+            open.clear();
+        }
+    }
+    windows
+}
+
+#[test]
+fn gnfuv_windows_equal_the_means_of_the_csv() {
+    let Some(pi2) = common::gnfuv_pi2("gnfuv_windows_equal_the_means_of_the_csv") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let summary = SimRun::new(Flow::reference().unwrap(), dir.path())
+        .seed(3)
+        .dataset(Some(pi2.clone()))
+        .run_for(30 * MIN)
+        .unwrap();
+    let published = summary.components["SENSOR"].records_in as usize;
+    assert_eq!(published, 1801, "one record a second for 30 minutes, the first at t=0");
+    let ds = Dataset::load(&pi2).unwrap();
+    let expected = expected_windows(&ds, published);
+
+    let docs = common::index_docs(dir.path(), "flink-sensor-data");
+    let mut got: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for d in &docs {
+        assert_eq!(d["numberOfMeasurements"], 10);
+        assert_eq!(d["measurementIds"].as_array().unwrap().len(), 10);
+        let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "id",
+                "deviceId",
+                "numberOfMeasurements",
+                "averageHumidity",
+                "averageTemperature",
+                "measurementIds"
+            ]
+        );
+        got.entry(d["deviceId"].as_str().unwrap().to_string())
+            .or_default()
+            .push((d["averageHumidity"].as_f64().unwrap(), d["averageTemperature"].as_f64().unwrap()));
+    }
+    assert_eq!(got, expected, "every window's averages must equal the means computed from the CSV");
+    let first = &got["gnfuv-temp-exp1-55d487b85b-5g2xh"][0];
+    assert_eq!(*first, (22.0, 39.5), "the reference's sample report");
+    // 14 rows are " None": FLINK counts them and carries on.
+    let flink = &summary.components["FLINK"];
+    let none_published =
+        ds.rows.iter().cycle().take(published).filter(|r| r.humidity_value().is_none()).count();
+    assert_eq!(flink.records_dropped as usize, none_published);
+    assert_eq!(flink.state, "stopped");
+    let model = summary.kmeans["SPARK"].as_ref().expect("k-means ran at the end of the run");
+    assert_eq!(model.k, 2);
+    assert_eq!(model.points, published - none_published);
+}
+
+#[test]
+fn loss_on_the_flink_link_is_accounted_for_and_seeded() {
+    let run = |seed| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut flow = Flow::reference().unwrap();
+        flow.links.insert("MQTT_BROKER->FLINK".into(), LinkFaults { loss: 0.10, ..Default::default() });
+        let s = SimRun::new(flow, dir.path()).seed(seed).run_for(20 * MIN).unwrap();
+        (s, common::trace(dir.path()))
+    };
+    let (a, trace) = run(11);
+    let link = &a.links["MQTT_BROKER->FLINK"];
+    let published = a.components["SENSOR"].records_out;
+    assert_eq!(link.sent, published, "every published record entered the link");
+    assert_eq!(link.sent, link.delivered + link.dropped(), "published = delivered + dropped");
+    assert_eq!(link.dropped(), link.dropped_loss);
+    let rate = link.dropped_loss as f64 / link.sent as f64;
+    assert!((0.06..0.14).contains(&rate), "loss rate {rate} far from 10%");
+    let flink = &a.components["FLINK"];
+    assert_eq!(flink.records_in, link.delivered);
+    assert_eq!(flink.records_in, a.windows_written * 10 + a.open_window_records + flink.records_dropped);
+    let drops = trace
+        .iter()
+        .filter(|e| e["kind"] == "link.dropped" && e["data"]["link"] == "MQTT_BROKER->FLINK")
+        .count();
+    assert_eq!(drops as u64, link.dropped_loss, "every drop is in the trace");
+    // Other consumers are untouched.
+    assert_eq!(a.links["MQTT_BROKER->NIFI"].dropped(), 0);
+
+    let (b, _) = run(11);
+    assert_eq!(a.trace.digest, b.trace.digest);
+    assert_eq!(b.links["MQTT_BROKER->FLINK"].dropped_loss, link.dropped_loss);
+    let (c, _) = run(12);
+    assert_ne!(c.links["MQTT_BROKER->FLINK"], *link, "another seed drops other records");
+}
+
+#[test]
+fn latency_on_a_link_delays_every_record_by_exactly_that_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flow = Flow::reference().unwrap();
+    flow.links.insert(
+        "MQTT_BROKER->FLINK".into(),
+        LinkFaults { latency: Duration::from_millis(2500), ..Default::default() },
+    );
+    SimRun::new(flow, dir.path()).seed(5).run_for(2 * MIN).unwrap();
+    let trace = common::trace(dir.path());
+    let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["t"].as_str().unwrap()).unwrap();
+    let mut checked = 0;
+    for e in trace.iter().filter(|e| e["component"] == "FLINK" && e["kind"] == "record.received") {
+        let published = chrono::DateTime::parse_from_rfc3339(e["data"]["time"].as_str().unwrap()).unwrap();
+        assert_eq!((at(e) - published).num_milliseconds(), 2500, "{e}");
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} records reached FLINK");
+    // NIFI's link has no latency: its records arrive at their publish time.
+    let nifi_first =
+        trace.iter().find(|e| e["component"] == "NIFI" && e["kind"] == "record.received").unwrap();
+    assert_eq!(nifi_first["t"], "2020-02-21T21:00:00.000Z");
+}
+
+#[test]
+fn a_crashed_flink_is_restarted_and_the_pipeline_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = SimRun::new(Flow::reference().unwrap(), dir.path())
+        .seed(9)
+        .run(|p| async move {
+            tokio::time::sleep(5 * MIN + Duration::from_millis(500)).await;
+            p.supervisor.crash("FLINK", "test crash").unwrap();
+            tokio::time::sleep(5 * MIN).await;
+            let metrics = p.metrics.encode();
+            assert!(
+                metrics.contains("chaoslab_component_restarts_total{component=\"FLINK\"} 1"),
+                "{metrics}"
+            );
+            assert!(metrics.contains("chaoslab_component_up{component=\"FLINK\"} 1"));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(summary.components["FLINK"].restarts, 1);
+    let trace = common::trace(dir.path());
+    let states: Vec<(String, u64)> = trace
+        .iter()
+        .filter(|e| e["component"] == "FLINK" && e["kind"] == "component.state")
+        .map(|e| (e["data"]["to"].as_str().unwrap().to_string(), e["ms"].as_u64().unwrap()))
+        .collect();
+    let names: Vec<&str> = states.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["running", "crashed", "restarting", "running", "stopped"]);
+    assert_eq!(states[1].1, 300_500, "crashed when told");
+    assert_eq!(states[3].1 - states[1].1, 1_000, "restarted after the first back-off of 1 s");
+    let windows_after = trace
+        .iter()
+        .filter(|e| e["kind"] == "window.emitted" && e["ms"].as_u64().unwrap() > states[3].1)
+        .count();
+    assert!(windows_after > 20, "FLINK kept producing after its restart ({windows_after} windows)");
+    // While FLINK was down it had no MQTT session (clean session, QoS 1), so the broker had nobody to route
+    // to: those records never reached its link. What was in its open windows was lost and counted.
+    let link = &summary.links["MQTT_BROKER->FLINK"];
+    let published = summary.components["SENSOR"].records_out;
+    assert_eq!(published - link.sent, 1, "the record published during the 1 s back-off never reached FLINK");
+    assert_eq!(link.sent, link.delivered + link.dropped());
+    let lost: u64 = trace
+        .iter()
+        .filter(|e| e["kind"] == "window.state_lost")
+        .map(|e| e["data"]["records"].as_u64().unwrap())
+        .sum();
+    assert!(lost > 0, "open windows were lost with the crash");
+    let flink = &summary.components["FLINK"];
+    assert_eq!(
+        flink.records_in,
+        (summary.windows_written * 10) + summary.open_window_records + flink.records_dropped + lost
+    );
+    // Other consumers never noticed.
+    assert_eq!(summary.links["MQTT_BROKER->NIFI"].dropped(), 0);
+    assert_eq!(summary.components["NIFI"].restarts, 0);
+}
+
+#[test]
+fn scheduled_broker_outage_disconnects_consumers_and_loses_the_records_published_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[schedule]]\nat = \"2m\"\naction = \"stop\"\ntarget = \"MQTT_BROKER\"\nfor = \"90s\"\n",
+        chaoslab::topology::flow::REFERENCE_FLOW
+    );
+    let flow = Flow::parse(&text, "outage.toml", None).unwrap();
+    let s = SimRun::new(flow, dir.path()).seed(2).run_for(6 * MIN).unwrap();
+    let trace = common::trace(dir.path());
+    let lost_at_broker = s.links["SENSOR->MQTT_BROKER"].dropped_down;
+    assert!(
+        (85..=92).contains(&lost_at_broker),
+        "about 90 records published into a dead broker: {lost_at_broker}"
+    );
+    assert_eq!(s.components["MQTT_BROKER"].restarts, 0, "stopped and started, not crashed");
+    let node_red_lost = trace.iter().any(|e| {
+        e["component"] == "NODE-RED"
+            && e["kind"] == "mqtt.disconnected"
+            && e["data"]["log"]
+                .as_str()
+                .unwrap()
+                .starts_with("Disconnected from broker: nodered@sim://MQTT_BROKER")
+    });
+    assert!(node_red_lost);
+    let nifi_errors: Vec<u64> = trace
+        .iter()
+        .filter(|e| e["component"] == "NIFI" && e["kind"] == "mqtt.error")
+        .map(|e| e["ms"].as_u64().unwrap())
+        .collect();
+    assert!(
+        (85..=92).contains(&nifi_errors.len()),
+        "NiFi retries about once a second: {}",
+        nifi_errors.len()
+    );
+    assert!(nifi_errors.windows(2).all(|w| w[1] - w[0] == 1000));
+    // Node-RED retries every 15 s, so it comes back up to 15 s after the broker.
+    let reconnects: Vec<u64> = trace
+        .iter()
+        .filter(|e| e["component"] == "NODE-RED" && e["kind"] == "mqtt.connected")
+        .map(|e| e["ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reconnects.len(), 2);
+    assert!(reconnects[1] >= 210_000 && reconnects[1] <= 225_000, "{reconnects:?}");
+}
