@@ -114,7 +114,14 @@ pub struct ComponentMetrics {
 impl ComponentMetrics {
     /// Counts one dropped record with its reason.
     pub fn dropped(&self, reason: &str) {
-        self.dropped.with_label_values(&[&self.name, reason]).inc();
+        self.dropped_n(reason, 1);
+    }
+
+    /// Counts `n` dropped records with their reason.
+    pub fn dropped_n(&self, reason: &str, n: u64) {
+        if n > 0 {
+            self.dropped.with_label_values(&[&self.name, reason]).inc_by(n);
+        }
     }
 
     /// Records dropped for all reasons.

@@ -22,28 +22,37 @@ use crate::transport::link::LinkFaults;
 pub const REFERENCE_FLOW: &str = include_str!("../../flows/reference.toml");
 
 /// A parsed and checked pipeline definition.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug)]
 pub struct Flow {
     /// Run-wide settings.
     pub pipeline: PipelineSection,
     /// HTTP API (live mode).
-    #[serde(default)]
     pub http: HttpSection,
     /// Components by reference name.
     pub components: BTreeMap<String, ComponentConfig>,
     /// Faults present from the start, by link name `FROM->TO`.
-    #[serde(default)]
     pub links: BTreeMap<String, LinkFaults>,
     /// Actions at fixed times.
-    #[serde(default)]
     pub schedule: Vec<ScheduledAction>,
-    /// Where relative paths are resolved (the flow file's directory); not part of the file.
-    #[serde(skip)]
+    /// Where relative paths are resolved (the flow file's directory).
     pub base_dir: Option<PathBuf>,
     /// Where the flow came from, for messages.
-    #[serde(skip)]
     pub source: String,
+}
+
+/// The file as written; components stay raw tables until their `kind` is known, so that errors inside
+/// them can name the key (`components.SENSOR.rate_ms`), which serde's tagged enums cannot.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    pipeline: PipelineSection,
+    #[serde(default)]
+    http: HttpSection,
+    components: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    links: BTreeMap<String, LinkFaults>,
+    #[serde(default)]
+    schedule: Vec<ScheduledAction>,
 }
 
 /// `[pipeline]`.
@@ -83,8 +92,7 @@ impl Default for HttpSection {
 }
 
 /// One component; `kind` selects the variant.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Clone, Debug)]
 pub enum ComponentConfig {
     /// `SENSOR`.
     SensorReplay(SensorConfig),
@@ -104,7 +112,48 @@ pub enum ComponentConfig {
     DocumentIndex(IndexConfig),
 }
 
+/// Every `kind` a component may have.
+pub const KINDS: [&str; 8] = [
+    "sensor-replay",
+    "mqtt-broker",
+    "count-window-average",
+    "mqtt-ingest",
+    "file-store",
+    "quality-gate",
+    "kmeans",
+    "document-index",
+];
+
+fn variant<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        (if path == "." { String::new() } else { path }, e.into_inner().to_string())
+    })
+}
+
 impl ComponentConfig {
+    /// Reads one component table. The error is `(key path inside the table, message)`.
+    pub fn from_table(mut table: toml::Table) -> Result<ComponentConfig, (String, String)> {
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(k)) => k,
+            Some(_) => return Err(("kind".into(), "must be a string".into())),
+            None => return Err(("kind".into(), format!("missing; one of {}", KINDS.join(", ")))),
+        };
+        Ok(match kind.as_str() {
+            "sensor-replay" => ComponentConfig::SensorReplay(variant(table)?),
+            "mqtt-broker" => ComponentConfig::MqttBroker(variant(table)?),
+            "count-window-average" => ComponentConfig::CountWindowAverage(variant(table)?),
+            "mqtt-ingest" => ComponentConfig::MqttIngest(variant(table)?),
+            "file-store" => ComponentConfig::FileStore(variant(table)?),
+            "quality-gate" => ComponentConfig::QualityGate(variant(table)?),
+            "kmeans" => ComponentConfig::Kmeans(variant(table)?),
+            "document-index" => ComponentConfig::DocumentIndex(variant(table)?),
+            other => {
+                return Err(("kind".into(), format!("unknown kind {other:?}; one of {}", KINDS.join(", "))));
+            }
+        })
+    }
+
     /// The kind as written in the file.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -523,12 +572,35 @@ impl Flow {
 
     /// Parses and checks flow text.
     pub fn parse(text: &str, source: &str, base_dir: Option<PathBuf>) -> Result<Flow, FlowError> {
-        let mut flow: Flow = toml::from_str(text).map_err(|e| FlowError::Parse {
+        let raw: RawFlow = toml::from_str(text).map_err(|e| FlowError::Parse {
             source_name: source.to_string(),
             message: describe_toml_error(text, &e),
         })?;
-        flow.base_dir = base_dir;
-        flow.source = source.to_string();
+        let mut components = BTreeMap::new();
+        for (name, table) in raw.components {
+            let config = ComponentConfig::from_table(table).map_err(|(key, message)| {
+                let at = key_line(text, &name, key.split('.').next().unwrap_or(""));
+                let path = if key.is_empty() {
+                    format!("components.{name}")
+                } else {
+                    format!("components.{name}.{key}")
+                };
+                FlowError::Parse {
+                    source_name: source.to_string(),
+                    message: format!("line {at}: {path}: {message}"),
+                }
+            })?;
+            components.insert(name, config);
+        }
+        let flow = Flow {
+            pipeline: raw.pipeline,
+            http: raw.http,
+            components,
+            links: raw.links,
+            schedule: raw.schedule,
+            base_dir,
+            source: source.to_string(),
+        };
         flow.check()?;
         Ok(flow)
     }
@@ -671,6 +743,33 @@ fn subscription_topic(c: &ComponentConfig) -> Option<&str> {
         ComponentConfig::QualityGate(q) => Some(&q.topic),
         _ => None,
     }
+}
+
+/// The line of `key` inside the `[components.NAME]` table (or of the table's header, or 1).
+fn key_line(text: &str, name: &str, key: &str) -> usize {
+    let headers = [format!("[components.{name}]"), format!("[components.\"{name}\"]")];
+    let mut in_table = false;
+    let mut header_line = 1;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            if in_table {
+                break;
+            }
+            in_table = headers.iter().any(|h| line.starts_with(h.as_str()));
+            if in_table {
+                header_line = i + 1;
+            }
+            continue;
+        }
+        if in_table && !key.is_empty() {
+            let k = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if k == key {
+                return i + 1;
+            }
+        }
+    }
+    header_line
 }
 
 /// toml's message already has `line N, column M` for syntax errors; for schema errors we add the line.

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::client::BrokerUrl;
 use super::embedded::{ProxyStats, serve_front};
-use super::sim_broker::SimBroker;
+use super::sim_broker::{SimBroker, SimBrokerStats};
 use crate::kernel::component::Ctx;
 use crate::kernel::metrics::{Metrics, MetricsError};
 
@@ -66,7 +66,17 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
             let _down = SetDownOnDrop(broker.clone());
             announce(&ctx, &format!("{version} (in-process broker) starting"), "broker.starting");
             ctx.health.set_ready(true, "serving");
-            tick_uptime(&ctx, &uptime).await;
+            let mut seen = broker.stats();
+            let sync = |seen: &mut SimBrokerStats| {
+                let now = broker.stats();
+                ctx.metrics.records_in.inc_by(now.messages_received - seen.messages_received);
+                ctx.metrics.records_out.inc_by(now.messages_routed - seen.messages_routed);
+                ctx.metrics.dropped_n("subscriber_offline", now.dropped_offline - seen.dropped_offline);
+                ctx.metrics.dropped_n("queue_overflow", now.dropped_overflow - seen.dropped_overflow);
+                *seen = now;
+            };
+            tick_uptime(&ctx, &uptime, || sync(&mut seen)).await;
+            sync(&mut seen);
             announce(&ctx, &format!("{version} (in-process broker) terminating"), "broker.terminating");
             Ok(())
         }
@@ -85,7 +95,7 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
             tokio::select! {
                 biased;
                 res = &mut serve => res.map_err(|e| anyhow::anyhow!("MQTT listener on {listen} failed: {e}"))?,
-                _ = tick_uptime(&ctx, &uptime) => {}
+                _ = tick_uptime(&ctx, &uptime, || {}) => {}
             }
             announce(&ctx, &format!("{version} (rumqttd) terminating"), "broker.terminating");
             Ok(())
@@ -118,8 +128,8 @@ fn announce(ctx: &Ctx, line: &str, kind: &str) {
     ctx.trace(kind, json!({"log": line}));
 }
 
-/// Adds a second to the uptime every second until shutdown.
-async fn tick_uptime(ctx: &Ctx, uptime: &IntCounter) {
+/// Adds a second to the uptime every second until shutdown, calling `each_second` too.
+async fn tick_uptime(ctx: &Ctx, uptime: &IntCounter, mut each_second: impl FnMut()) {
     let mut next = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
         tokio::select! {
@@ -128,6 +138,7 @@ async fn tick_uptime(ctx: &Ctx, uptime: &IntCounter) {
             _ = tokio::time::sleep_until(next) => {}
         }
         uptime.inc();
+        each_second();
         next += Duration::from_secs(1);
     }
 }

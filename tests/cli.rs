@@ -1,0 +1,175 @@
+//! The command line as a user runs it: summaries, the shipped dataset, and clear errors on bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn chaoslab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaoslab")).args(args).output().expect("run chaoslab")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn sim_run_prints_a_summary_ending_with_the_digest_and_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let human = chaoslab(&["run", "--sim", "--seed", "7", "--for", "5m", "--out", o]);
+    assert!(human.status.success(), "{}", text(&human.stderr));
+    let stdout = text(&human.stdout);
+    let last = stdout.trim_end().lines().last().unwrap();
+    let digest = last.strip_prefix("trace-digest: ").expect("last line is the digest");
+    assert_eq!(digest.len(), 64);
+    assert!(stdout.contains("windows written: "), "{stdout}");
+    assert!(stdout.contains("SPARK k-means: k=2"), "{stdout}");
+
+    // --json: one object, same digest for the same seed (the directory is reused: it is ours).
+    let json = chaoslab(&["run", "--sim", "--seed", "7", "--for", "5m", "--out", o, "--json"]);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["trace"]["digest"], digest);
+    assert_eq!(v["mode"], "sim");
+    assert_eq!(v["simulated_secs"], 300.0);
+    assert!(v["windows_written"].as_u64().unwrap() > 0);
+    assert!(v["components"]["SENSOR"]["records_out"].as_u64().unwrap() >= 300);
+    assert!(out.join("trace.jsonl").is_file());
+    assert!(out.join("index/flink-sensor-data.jsonl").is_file());
+    assert!(out.join("node-red/data.txt").is_file());
+}
+
+#[test]
+fn the_shipped_dataset_is_what_the_documented_command_generates() {
+    let o = chaoslab(&["dataset", "synth", "--seed", "2018"]);
+    assert!(o.status.success());
+    let shipped =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/gnfuv-synth.csv")).unwrap();
+    assert!(
+        o.stdout == shipped,
+        "datasets/gnfuv-synth.csv differs from `chaoslab dataset synth --seed 2018`"
+    );
+}
+
+#[test]
+fn a_malformed_csv_row_names_file_line_and_field_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, "device_id,humidity,temperature,time\nd1,21,40,2018-03-26 17:19:17.406089000\nd1,abc,40,2018-03-26 17:19:18.000000000\n").unwrap();
+    let out = dir.path().join("out");
+    let o = chaoslab(&[
+        "run",
+        "--sim",
+        "--for",
+        "1m",
+        "--dataset",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("bad.csv:3"), "{err}");
+    assert!(err.contains("humidity"), "{err}");
+    assert!(err.contains("abc"), "{err}");
+    assert!(!out.exists(), "nothing may be written for a bad dataset");
+
+    let missing = chaoslab(&[
+        "run",
+        "--sim",
+        "--for",
+        "1m",
+        "--dataset",
+        "/nonexistent/x.csv",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("/nonexistent/x.csv"), "{}", text(&missing.stderr));
+}
+
+#[test]
+fn a_bad_flow_names_the_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("flow.toml");
+    let good = chaoslab::topology::flow::REFERENCE_FLOW;
+    std::fs::write(&flow, good.replace("rate_ms = 1000", "rate_ms = \"fast\"")).unwrap();
+    let o = chaoslab(&["flow", "check", flow.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    let line = good.lines().position(|l| l.starts_with("rate_ms = 1000")).unwrap() + 1;
+    assert!(err.contains(&format!("flow.toml: line {line}")), "{err}");
+    assert!(err.contains("rate_ms"), "{err}");
+
+    std::fs::write(
+        &flow,
+        good.replace(
+            "broker = \"MQTT_BROKER\"\ntopic = \"customTopic\"\nwindow",
+            "broker = \"MQTT\"\ntopic = \"customTopic\"\nwindow",
+        ),
+    )
+    .unwrap();
+    let o = chaoslab(&[
+        "run",
+        "--sim",
+        "--for",
+        "1m",
+        "--flow",
+        flow.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("components.FLINK.broker: no component named \"MQTT\""),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.path().join("o").exists());
+
+    let ok = chaoslab(&[
+        "flow",
+        "check",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/reference.toml").to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("link MQTT_BROKER->FLINK"));
+}
+
+#[test]
+fn a_foreign_non_empty_output_directory_is_refused_not_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let o = chaoslab(&["run", "--sim", "--for", "1m", "--out", dir.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("not written by chaoslab"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(dir.path().join("precious.txt")).unwrap(), "keep me");
+}
+
+#[test]
+fn sim_needs_a_duration() {
+    let o = chaoslab(&["run", "--sim"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("--for"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn kmeans_on_demand_over_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().to_str().unwrap();
+    assert!(chaoslab(&["run", "--sim", "--seed", "1", "--for", "3m", "--out", o]).status.success());
+    let k = chaoslab(&["kmeans", "--out", o, "--k", "2", "--seed", "1"]);
+    assert!(k.status.success(), "{}", text(&k.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&k.stdout).unwrap();
+    assert_eq!(report["result"]["k"], 2);
+    assert_eq!(report["files"], 181);
+    let again = chaoslab(&["kmeans", "--out", o, "--k", "2", "--seed", "1"]);
+    let report2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(report["result"]["centres"], report2["result"]["centres"], "deterministic for the seed");
+    let empty = tempfile::tempdir().unwrap();
+    let none = chaoslab(&["kmeans", "--out", empty.path().to_str().unwrap()]);
+    assert!(!none.status.success());
+    assert!(text(&none.stderr).contains("k-means needs at least 2"), "{}", text(&none.stderr));
+}

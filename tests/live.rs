@@ -1,0 +1,627 @@
+//! Live-mode integration tests: the reference flow on real sockets on 127.0.0.1.
+//!
+//! Every test binds free ports only (`127.0.0.1:0`), so it never collides with a broker or web server
+//! already on the machine, and writes into its own temporary directory. External clients are real: MQTT
+//! sessions from the crate's own rumqttc client, HTTP over a bare `TcpStream`, `promtool` and Mosquitto
+//! when they are installed, and the `chaoslab` binary itself. Every wait is bounded, so a broken
+//! pipeline fails a test instead of hanging it; no test asserts how fast anything is.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chaoslab::kernel::supervisor::State;
+use chaoslab::runner::summary::RunSummary;
+use chaoslab::runner::{LiveHandle, LiveRun};
+use chaoslab::sources::dataset::{Dataset, SensorRow};
+use chaoslab::topology::BUILTIN_DATASET;
+use chaoslab::topology::flow::Flow;
+use chaoslab::transport::envelope::{Envelope, Qos};
+use chaoslab::transport::mqtt::client::{BrokerUrl, ClientOptions, LiveSession};
+use chaoslab::transport::mqtt::error::MqttError;
+use prometheus_parse::Scrape;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// Upper bound on any single wait (a record, a window, a state change, an HTTP exchange).
+const WAIT: Duration = Duration::from_secs(20);
+/// Pause between two polls in [`eventually`].
+const POLL: Duration = Duration::from_millis(100);
+/// The sensor's topic in the reference flow.
+const TOPIC: &str = "customTopic";
+/// The index FLINK writes to in the reference flow.
+const INDEX: &str = "flink-sensor-data";
+/// The components of the reference flow.
+const REFERENCE_COMPONENTS: [&str; 8] =
+    ["ELASTICSEARCH", "FLINK", "HADOOP", "MQTT_BROKER", "NIFI", "NODE-RED", "SENSOR", "SPARK"];
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The reference flow, live on free ports, with a seeded sensor publishing every 20 ms.
+fn fast_run(out: &Path) -> LiveRun {
+    LiveRun::new(Flow::reference().unwrap(), out)
+        .seed(Some(1))
+        .rate_ms(Some(20))
+        .http_listen(Some(any_port()))
+        .mqtt_listen(Some(any_port()))
+}
+
+async fn start(run: LiveRun) -> LiveHandle {
+    timeout(WAIT, run.start()).await.expect("live run did not start in time").unwrap()
+}
+
+async fn stop(handle: LiveHandle) -> RunSummary {
+    timeout(WAIT, handle.stop()).await.expect("live run did not stop in time").unwrap()
+}
+
+/// Polls `probe` until it yields a value; fails the test after [`WAIT`].
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A parsed HTTP response.
+struct HttpResponse {
+    status: u16,
+    /// Header names in lower case.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// `GET path` over a fresh connection, read to EOF (`Connection: close`).
+async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = timeout(WAIT, exchange).await.unwrap_or_else(|_| panic!("GET {path}: no response in time"));
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: no header end"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("GET {path}: bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let response = HttpResponse { status, headers, body: body.to_string() };
+    assert_eq!(response.header("transfer-encoding"), None, "GET {path}: chunked bodies are not decoded here");
+    response
+}
+
+/// `GET /metrics`, checked for status and content type, parsed.
+async fn scrape(addr: SocketAddr) -> Scrape {
+    let response = http_get(addr, "/metrics").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4"));
+    parse_metrics(&response.body)
+}
+
+/// Parses the text format; prometheus-parse skips lines it does not understand, so every sample line
+/// must also come out as a sample.
+fn parse_metrics(text: &str) -> Scrape {
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample_lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
+    assert_eq!(scrape.samples.len(), sample_lines, "some sample lines did not parse:\n{text}");
+    scrape
+}
+
+/// The value of the sample `metric{labels}`, if present.
+fn sample(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))?;
+    match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => Some(v),
+        ref other => panic!("{metric}: unexpected sample value {other:?}"),
+    }
+}
+
+async fn metric(addr: SocketAddr, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    sample(&scrape(addr).await, metric, labels)
+}
+
+async fn connect(url: &BrokerUrl, client_id: &str) -> Result<LiveSession, MqttError> {
+    let opts = ClientOptions {
+        url: url.clone(),
+        client_id: client_id.to_string(),
+        clean_session: true,
+        keep_alive: Duration::from_secs(30),
+    };
+    timeout(WAIT, LiveSession::connect(opts)).await.expect("connect did not resolve in time")
+}
+
+/// A session subscribed to the sensor's topic.
+async fn subscriber(url: &BrokerUrl, client_id: &str) -> LiveSession {
+    let mut session = connect(url, client_id).await.unwrap();
+    session.subscribe(TOPIC, Qos::AtLeastOnce).await.unwrap();
+    session
+}
+
+/// The next message's payload as JSON.
+async fn recv_json(session: &mut LiveSession) -> Value {
+    let env = timeout(WAIT, session.recv()).await.expect("no message in time").unwrap();
+    assert_eq!(env.topic, TOPIC);
+    serde_json::from_slice(&env.payload).unwrap_or_else(|e| panic!("payload is not JSON ({e}): {env:?}"))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, a valid instant.
+fn is_iso_millis(s: &str) -> bool {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    s.len() == SHAPE.len()
+        && s.bytes().zip(SHAPE).all(|(c, &p)| if p == b'd' { c.is_ascii_digit() } else { c == p })
+        && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+}
+
+/// Checks a sensor payload's shape and returns `(device_id, humidity, temperature)`.
+fn sensor_record(v: &Value) -> (String, String, String) {
+    let obj = v.as_object().unwrap_or_else(|| panic!("not a JSON object: {v}"));
+    // serde_json keeps key order here (the crate enables `preserve_order`): the reference's order.
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["device_id", "humidity", "temperature", "time"], "{v}");
+    let text = |k: &str| obj[k].as_str().unwrap_or_else(|| panic!("{k} is not a string: {v}")).to_string();
+    let time = text("time");
+    assert!(is_iso_millis(&time), "time {time:?} is not YYYY-MM-DDTHH:MM:SS.mmmZ");
+    (text("device_id"), text("humidity"), text("temperature"))
+}
+
+fn builtin_rows() -> Vec<SensorRow> {
+    Dataset::from_reader("builtin:gnfuv-synth.csv", BUILTIN_DATASET.as_bytes()).unwrap().rows
+}
+
+/// The built-in dataset without its ` None` rows, so that FLINK drops nothing the sensor sends.
+fn clean_dataset(dir: &Path) -> PathBuf {
+    let path = dir.join("clean.csv");
+    let text: String =
+        BUILTIN_DATASET.lines().filter(|l| !l.contains("None")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Waits until `/health` answers 200 with every component running and ready; returns the body.
+async fn wait_healthy(addr: SocketAddr) -> Value {
+    eventually("every component running and ready", async || {
+        let response = http_get(addr, "/health").await;
+        let body = response.json();
+        let all_ready = body["components"]
+            .as_object()
+            .is_some_and(|c| c.values().all(|h| h["state"] == "running" && h["ready"] == true));
+        (response.status == 200 && all_ready).then_some(body)
+    })
+    .await
+}
+
+/// The one lint promtool reports on our metrics: the reference's alert watches `broker_uptime{job="mqtt"}`
+/// (mosquitto-exporter's name) with `increase()`, so the counter keeps that name without `_total`.
+const KNOWN_LINT: &str = r#"broker_uptime counter metrics should have "_total" suffix"#;
+
+/// Runs `promtool check metrics < file`: no format error (exit 1) and no lint but [`KNOWN_LINT`]
+/// (lint problems alone exit 3).
+fn promtool_check(promtool: &Path, file: &Path) {
+    let output = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap();
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let problems: Vec<&str> =
+        report.lines().map(str::trim).filter(|l| !l.is_empty() && *l != KNOWN_LINT).collect();
+    let only_known_lint = output.status.code() == Some(3) && problems.is_empty();
+    assert!(
+        output.status.success() || only_known_lint,
+        "promtool check metrics failed ({}):\n{report}",
+        output.status
+    );
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_subscriber_receives_sensor_records_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out"))).await;
+    let mut session = subscriber(&handle.mqtt_url, "test-subscriber").await;
+
+    let mut received = Vec::new();
+    for _ in 0..30 {
+        let v = recv_json(&mut session).await;
+        let time = v["time"].as_str().unwrap_or_default().to_string();
+        received.push((sensor_record(&v), time));
+    }
+    // `time` is the publish time, not the dataset's 2018 timestamps, and never goes backwards.
+    let now = chrono::Utc::now();
+    for (_, time) in &received {
+        let t = chrono::DateTime::parse_from_rfc3339(time).unwrap();
+        assert!((now - t.with_timezone(&chrono::Utc)).num_minutes().abs() < 10, "{time} is not now");
+    }
+    assert!(received.windows(2).all(|w| w[0].1 <= w[1].1), "times go backwards: {received:?}");
+
+    // The records are consecutive rows of the built-in dataset, in file order.
+    let rows = builtin_rows();
+    let matches_from = |start: usize| {
+        received.iter().enumerate().all(|(j, ((device, hum, temp), _))| {
+            let row = &rows[(start + j) % rows.len()];
+            (&row.device_id, &row.humidity, &row.temperature) == (device, hum, temp)
+        })
+    };
+    assert!((0..rows.len()).any(matches_from), "not consecutive dataset rows: {received:?}");
+    assert_eq!(received[0].0.0, rows[0].device_id, "the sensor starts at the first rows");
+
+    session.disconnect().await;
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_serves_valid_prometheus_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out"))).await;
+    let addr = handle.http_addr;
+
+    let flink_in = eventually("FLINK to receive records", async || {
+        metric(addr, "chaoslab_records_in_total", &[("component", "FLINK")]).await.filter(|&v| v > 0.0)
+    })
+    .await;
+    assert!(flink_in > 0.0);
+
+    let response = http_get(addr, "/metrics").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("text/plain; version=0.0.4"));
+    let scrape = parse_metrics(&response.body);
+    assert!(sample(&scrape, "broker_uptime", &[("job", "mqtt")]).is_some(), "{}", response.body);
+    assert!(
+        sample(&scrape, "mqtt_received_data_packets_total", &[("job", "node-red")]).is_some(),
+        "{}",
+        response.body
+    );
+    assert!(sample(&scrape, "chaoslab_records_in_total", &[("component", "FLINK")]) >= Some(flink_in));
+
+    match find_on_path("promtool") {
+        Some(promtool) => {
+            let file = dir.path().join("metrics.txt");
+            std::fs::write(&file, &response.body).unwrap();
+            promtool_check(&promtool, &file);
+        }
+        None => eprintln!("skipping the promtool check: promtool is not on PATH"),
+    }
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_components_and_index_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out"))).await;
+    let addr = handle.http_addr;
+
+    let health = wait_healthy(addr).await;
+    assert_eq!(health["healthy"], true);
+    let names: BTreeSet<&str> =
+        health["components"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(names, BTreeSet::from(REFERENCE_COMPONENTS));
+
+    let components = http_get(addr, "/api/components").await;
+    assert_eq!(components.status, 200);
+    let list = components.json();
+    let list = list.as_array().unwrap();
+    let names: BTreeSet<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, BTreeSet::from(REFERENCE_COMPONENTS));
+    let kind_of = |name: &str| list.iter().find(|c| c["name"] == name).map(|c| c["kind"].clone());
+    assert_eq!(kind_of("FLINK"), Some(Value::from("count-window-average")));
+    assert_eq!(kind_of("MQTT_BROKER"), Some(Value::from("mqtt-broker")));
+
+    // Two windows of 10 records (the first device has hundreds of rows in a row).
+    eventually("two FLINK windows in the index", async || {
+        let indices = http_get(addr, "/indices").await.json();
+        let listed = indices.as_array()?.iter().find(|i| i["name"] == INDEX)?.clone();
+        (listed["docs"].as_u64()? >= 2).then_some(())
+    })
+    .await;
+
+    let page = http_get(addr, &format!("/indices/{INDEX}/docs?from=0&size=2")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = page.json();
+    assert_eq!(page["index"], INDEX);
+    assert_eq!(page["from"], 0);
+    assert!(page["total"].as_u64().unwrap() >= 2);
+    let docs = page["docs"].as_array().unwrap();
+    assert_eq!(docs.len(), 2);
+    let first_device = &builtin_rows()[0].device_id;
+    for doc in docs {
+        let keys: BTreeSet<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
+        let expected = [
+            "averageHumidity",
+            "averageTemperature",
+            "deviceId",
+            "id",
+            "measurementIds",
+            "numberOfMeasurements",
+        ];
+        assert_eq!(keys, BTreeSet::from(expected), "{doc}");
+        assert!(!doc["id"].as_str().unwrap().is_empty());
+        assert_eq!(doc["deviceId"].as_str(), Some(first_device.as_str()), "{doc}");
+        assert_eq!(doc["numberOfMeasurements"], 10);
+        assert!(doc["averageHumidity"].is_f64() && doc["averageTemperature"].is_f64(), "{doc}");
+        let ids = doc["measurementIds"].as_array().unwrap();
+        assert_eq!(ids.len(), 10);
+        assert!(ids.iter().all(|t| t.as_str().is_some_and(is_iso_millis)), "{doc}");
+    }
+    assert_ne!(docs[0]["id"], docs[1]["id"]);
+
+    for bad in [format!("/indices/{INDEX}/docs?size=100000"), format!("/indices/{INDEX}/docs?from=-1")] {
+        let response = http_get(addr, &bad).await;
+        assert_eq!(response.status, 400, "GET {bad}: {}", response.body);
+        assert!(response.json()["error"].is_string());
+    }
+    let unknown = http_get(addr, "/indices/no-such-index/docs").await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_payloads_are_counted_and_the_pipeline_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fast_run(&dir.path().join("out")).dataset(Some(clean_dataset(dir.path())));
+    let handle = start(run).await;
+    let addr = handle.http_addr;
+    wait_healthy(addr).await;
+
+    let invalid_record = [("component", "FLINK"), ("reason", "invalid_record")];
+    let invalid_json = [("component", "NODE-RED"), ("reason", "invalid_json")];
+    let dropped = "chaoslab_records_dropped_total";
+    assert_eq!(metric(addr, dropped, &invalid_record).await, None, "the clean dataset has no bad rows");
+
+    let mut publisher = connect(&handle.mqtt_url, "test-publisher").await.unwrap();
+    let bad_humidity = r#"{"device_id":"test-device","humidity":"abc","temperature":"20","time":"2020-02-18T21:23:32.106Z"}"#;
+    for payload in ["not json", bad_humidity] {
+        let env = Envelope::new(TOPIC, payload.as_bytes().to_vec()).with_qos(Qos::AtLeastOnce);
+        publisher.publish(env).await.unwrap();
+    }
+    eventually("both bad records counted", async || {
+        let scrape = scrape(addr).await;
+        let flink = sample(&scrape, dropped, &invalid_record);
+        let node_red = sample(&scrape, dropped, &invalid_json);
+        (flink == Some(2.0) && node_red == Some(1.0)).then_some(())
+    })
+    .await;
+    publisher.disconnect().await;
+
+    // Still healthy, and good records keep flowing past the bad ones.
+    let health = http_get(addr, "/health").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let flink_in = metric(addr, "chaoslab_records_in_total", &[("component", "FLINK")]).await.unwrap();
+    eventually("FLINK to receive more records", async || {
+        let now = metric(addr, "chaoslab_records_in_total", &[("component", "FLINK")]).await?;
+        (now > flink_in).then_some(())
+    })
+    .await;
+    let mut session = subscriber(&handle.mqtt_url, "test-subscriber").await;
+    sensor_record(&recv_json(&mut session).await);
+    session.disconnect().await;
+
+    let summary = stop(handle).await;
+    assert_eq!(summary.components["FLINK"].state, "stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_disconnects_clients_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out"))).await;
+    let addr = handle.http_addr;
+    let supervisor = &handle.pipeline.supervisor;
+    let mut session = subscriber(&handle.mqtt_url, "test-before-outage").await;
+    sensor_record(&recv_json(&mut session).await);
+    eventually("broker_uptime to count", async || {
+        metric(addr, "broker_uptime", &[("job", "mqtt")]).await.filter(|&v| v > 0.0)
+    })
+    .await;
+
+    supervisor.stop("MQTT_BROKER").unwrap();
+    timeout(WAIT, supervisor.wait_for("MQTT_BROKER", |h| h.state == State::Stopped))
+        .await
+        .expect("broker did not stop")
+        .unwrap();
+    let ended = timeout(WAIT, async {
+        loop {
+            if let Err(e) = session.recv().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("the session did not notice the outage");
+    assert!(matches!(ended, MqttError::Disconnected { .. }), "{ended:?}");
+    let refused = connect(&handle.mqtt_url, "test-during-outage").await;
+    assert!(matches!(refused, Err(MqttError::ConnectionRefused { .. })), "{refused:?}");
+
+    let down_at = metric(addr, "broker_uptime", &[("job", "mqtt")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let still = metric(addr, "broker_uptime", &[("job", "mqtt")]).await.unwrap();
+    assert_eq!(still, down_at, "broker_uptime must stand still while the broker is down");
+
+    supervisor.start("MQTT_BROKER").unwrap();
+    let url = handle.mqtt_url.clone();
+    let mut session = eventually("the broker to accept connections again", async || {
+        connect(&url, "test-after-outage").await.ok()
+    })
+    .await;
+    session.subscribe(TOPIC, Qos::AtLeastOnce).await.unwrap();
+    sensor_record(&recv_json(&mut session).await);
+    eventually("broker_uptime to count again", async || {
+        metric(addr, "broker_uptime", &[("job", "mqtt")]).await.filter(|&v| v > down_at)
+    })
+    .await;
+
+    session.disconnect().await;
+    stop(handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupied_http_port_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let taken = std::net::TcpListener::bind(any_port()).unwrap();
+    let addr = taken.local_addr().unwrap();
+    let result = fast_run(&out).http_listen(Some(addr)).start().await;
+    let message = format!("{:#}", result.err().expect("start must fail on an occupied port"));
+    assert!(message.contains(&addr.to_string()), "{message}");
+    assert!(message.contains("--http-listen"), "{message}");
+    assert!(!out.exists(), "nothing may be written when a port is taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupied_mqtt_port_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let taken = std::net::TcpListener::bind(any_port()).unwrap();
+    let addr = taken.local_addr().unwrap();
+    let result = fast_run(&out).mqtt_listen(Some(addr)).start().await;
+    let message = format!("{:#}", result.err().expect("start must fail on an occupied port"));
+    assert!(message.contains(&addr.to_string()), "{message}");
+    assert!(message.contains("--mqtt-listen"), "{message}");
+    assert!(!out.exists(), "nothing may be written when a port is taken");
+}
+
+/// A Mosquitto process killed when the guard drops (also when the test fails).
+struct Mosquitto {
+    child: std::process::Child,
+    url: BrokerUrl,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts `program` on a free loopback port and waits until it accepts TCP connections.
+    async fn start(program: &Path) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind(any_port()).unwrap().local_addr().unwrap().port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = std::process::Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut guard = Mosquitto { child, url: BrokerUrl { host: "127.0.0.1".into(), port }, _dir: dir };
+        eventually("mosquitto to listen", async || {
+            assert!(guard.child.try_wait().unwrap().is_none(), "mosquitto exited early");
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+        })
+        .await;
+        guard
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_against_an_external_mosquitto() {
+    let Some(program) = find_on_path("mosquitto") else {
+        eprintln!("skipping runs_against_an_external_mosquitto: mosquitto is not on PATH");
+        return;
+    };
+    let mosquitto = Mosquitto::start(&program).await;
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out")).mqtt_url(Some(mosquitto.url.clone()))).await;
+    assert_eq!(handle.mqtt_url, mosquitto.url);
+
+    let mut session = subscriber(&mosquitto.url, "test-mosquitto-subscriber").await;
+    let devices: BTreeSet<String> = builtin_rows().into_iter().map(|r| r.device_id).collect();
+    for _ in 0..5 {
+        let (device, _, _) = sensor_record(&recv_json(&mut session).await);
+        assert!(devices.contains(&device), "unknown device {device}");
+    }
+    eventually("FLINK to window records from mosquitto", async || {
+        metric(handle.http_addr, "chaoslab_records_in_total", &[("component", "FLINK")])
+            .await
+            .filter(|&v| v > 0.0)
+    })
+    .await;
+
+    session.disconnect().await;
+    stop(handle).await;
+    drop(mosquitto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_live_run_prints_a_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+        .args(["run", "--for", "3s", "--rate-ms", "50", "--out"])
+        .arg(&out)
+        .args(["--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("chaoslab run did not end in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {}:\n{stdout}\n{stderr}", output.status);
+
+    let json_line =
+        stdout.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON: {stdout}"));
+    let summary: Value = serde_json::from_str(json_line).unwrap();
+    assert_eq!(summary["mode"], "live");
+    assert_eq!(summary["pipeline"], "reference");
+    assert!(summary["components"]["SENSOR"]["records_out"].as_u64().unwrap() > 0, "{summary}");
+    let trace = std::fs::metadata(out.join("trace.jsonl")).expect("trace.jsonl is missing");
+    assert!(trace.len() > 0, "trace.jsonl is empty");
+}
