@@ -157,7 +157,11 @@ fn main() -> ExitCode {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttd=warn")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_timer(chaoslab::kernel::clock::LogTime)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn load_flow(path: &Option<PathBuf>) -> anyhow::Result<Flow> {

@@ -271,3 +271,64 @@ fn scheduled_broker_outage_disconnects_consumers_and_loses_the_records_published
     assert_eq!(reconnects.len(), 2);
     assert!(reconnects[1] >= 210_000 && reconnects[1] <= 225_000, "{reconnects:?}");
 }
+
+#[test]
+fn per_device_replay_keeps_each_devices_own_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = chaoslab::topology::flow::REFERENCE_FLOW
+        .replace("mode = \"sequential\"", "mode = \"per-device\"")
+        .replace("speedup = 1.0", "speedup = 10.0");
+    let flow = Flow::parse(&text, "per-device.toml", None).unwrap();
+    SimRun::new(flow, dir.path()).seed(4).run_for(3 * MIN).unwrap();
+    let ds =
+        chaoslab::topology::load_dataset(&Flow::reference().unwrap(), "builtin:gnfuv-synth.csv").unwrap();
+    let rows = ds.by_device();
+    let mut published: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for e in common::trace(dir.path()).iter().filter(|e| e["kind"] == "record.published") {
+        published
+            .entry(e["data"]["device"].as_str().unwrap().to_string())
+            .or_default()
+            .push((e["data"]["line"].as_u64().unwrap(), e["ms"].as_u64().unwrap()));
+    }
+    assert_eq!(published.len(), 9, "every device publishes from the start");
+    for (device, seen) in &published {
+        let file_rows = &rows[device.as_str()];
+        assert_eq!(seen[0].1, 0, "{device} starts at once");
+        for (i, w) in seen.windows(2).enumerate() {
+            let (a, b) = (file_rows[i % file_rows.len()], file_rows[(i + 1) % file_rows.len()]);
+            assert_eq!((w[0].0, w[1].0), (a.line, b.line), "{device} publishes its rows in file order");
+            if b.line > a.line {
+                let want = (b.time - a.time).num_microseconds().unwrap() as f64 / 10.0 / 1000.0;
+                let got = (w[1].1 - w[0].1) as f64;
+                assert!((got - want).abs() <= 1.0, "{device}: gap {got} ms, file says {want} ms / 10");
+            }
+        }
+    }
+}
+
+#[test]
+fn broker_uptime_stands_still_while_the_broker_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    SimRun::new(Flow::reference().unwrap(), dir.path())
+        .seed(1)
+        .run(|p| async move {
+            let uptime = |p: &chaoslab::topology::Pipeline| -> u64 {
+                let text = p.metrics.encode();
+                let line =
+                    text.lines().find(|l| l.starts_with("broker_uptime{job=\"mqtt\"}")).unwrap().to_string();
+                line.rsplit(' ').next().unwrap().parse().unwrap()
+            };
+            tokio::time::sleep(MIN + Duration::from_millis(500)).await;
+            assert_eq!(uptime(&p), 60);
+            p.supervisor.stop("MQTT_BROKER").unwrap();
+            tokio::time::sleep(MIN).await;
+            assert_eq!(uptime(&p), 60, "no increase while down");
+            assert!(!p.supervisor.health("NIFI").unwrap().ready, "NIFI lost its broker");
+            p.supervisor.start("MQTT_BROKER").unwrap();
+            tokio::time::sleep(MIN + Duration::from_millis(250)).await;
+            assert_eq!(uptime(&p), 120);
+            assert!(p.supervisor.health("NIFI").unwrap().ready, "NIFI reconnected");
+            Ok(())
+        })
+        .unwrap();
+}

@@ -69,6 +69,35 @@ impl Clock {
     }
 }
 
+thread_local! {
+    static LOG_CLOCK: std::cell::RefCell<Option<Clock>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, log lines written from this thread carry `clock`'s time (see [`LogTime`]).
+pub struct LogClockGuard(());
+
+/// Makes log lines of this thread (the sim thread) show the run's virtual time.
+pub fn log_with(clock: Clock) -> LogClockGuard {
+    LOG_CLOCK.with(|c| *c.borrow_mut() = Some(clock));
+    LogClockGuard(())
+}
+
+impl Drop for LogClockGuard {
+    fn drop(&mut self) {
+        LOG_CLOCK.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// A log timer: the sim clock on the sim thread, the wall clock elsewhere.
+pub struct LogTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for LogTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let sim = LOG_CLOCK.with(|c| c.borrow().as_ref().map(Clock::now));
+        write!(w, "{}", iso_millis(sim.unwrap_or_else(Utc::now)))
+    }
+}
+
 /// Formats a timestamp the way the reference sensor and Flink job do: `2020-02-18T21:23:32.106Z`.
 pub fn iso_millis(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -94,6 +94,7 @@ impl SimRun {
         let wall = std::time::Instant::now();
         rt.block_on(async move {
             let pipeline = Arc::new(Pipeline::build(self.flow, self.opts)?);
+            let _log_time = crate::kernel::clock::log_with(pipeline.clock.clone());
             pipeline.start();
             script(pipeline.clone()).await?;
             let drained = pipeline.finish(DRAIN).await?;

@@ -92,8 +92,6 @@ pub struct LinkStats {
     pub dropped_partition: u64,
     /// Dropped because the receiving component was down.
     pub dropped_down: u64,
-    /// Still queued when the link was torn down.
-    pub dropped_queued: u64,
     /// Extra copies made.
     pub duplicated: u64,
     /// Payloads corrupted.
@@ -103,7 +101,7 @@ pub struct LinkStats {
 impl LinkStats {
     /// All drops.
     pub fn dropped(&self) -> u64 {
-        self.dropped_loss + self.dropped_partition + self.dropped_down + self.dropped_queued
+        self.dropped_loss + self.dropped_partition + self.dropped_down
     }
 }
 
@@ -131,7 +129,6 @@ struct Counters {
     loss: Counter,
     partition: Counter,
     down: Counter,
-    queued: Counter,
     duplicated: Counter,
     corrupted: Counter,
 }
@@ -234,7 +231,6 @@ impl Link {
             loss: c("dropped_loss"),
             partition: c("dropped_partition"),
             down: c("dropped_down"),
-            queued: c("dropped_queued"),
             duplicated: c("duplicated"),
             corrupted: c("corrupted"),
         };
@@ -305,7 +301,6 @@ impl Link {
             dropped_loss: c.loss.get(),
             dropped_partition: c.partition.get(),
             dropped_down: c.down.get(),
-            dropped_queued: c.queued.get(),
             duplicated: c.duplicated.get(),
             corrupted: c.corrupted.get(),
         }
@@ -479,26 +474,6 @@ impl LinkReceiver<'_> {
                 _ = tokio::time::sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
             }
         }
-    }
-
-    /// Drops everything queued (a receiver that loses its buffer, e.g. on crash); returns how many.
-    pub fn discard_queued(&mut self) -> u64 {
-        let st = &mut *self.state;
-        let mut n = st.heap.len() as u64;
-        st.heap.clear();
-        while st.rx.try_recv().is_ok() {
-            n += 1;
-        }
-        if n > 0 {
-            self.link.in_flight.fetch_sub(n, Ordering::SeqCst);
-            self.link.counters.queued.add(n);
-            self.link.trace.emit(
-                &self.link.name,
-                "link.discarded",
-                json!({"link": self.link.name, "messages": n}),
-            );
-        }
-        n
     }
 }
 

@@ -302,7 +302,7 @@ impl SimBroker {
         }
         if state.sessions.get(client_id).is_some_and(|session| session.connection.is_some()) {
             debug!(broker = %self.shared.address, client_id, "session taken over");
-            ();
+            state.go_offline(client_id, Some("session taken over"));
         }
         if clean_session {
             state.discard(client_id);
@@ -602,7 +602,7 @@ mod tests {
         sleep(Duration::from_millis(10)).await;
 
         let mut new = broker.connect("client", false).unwrap();
-        let (mut old, result) = waiting.await.unwrap();
+        let (mut old, result) = timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
         assert_eq!(result, Err(lost("session taken over")));
         assert_eq!(old.publish(msg("t", "x", Q0)).await, Err(lost("session taken over")));
         assert_eq!(old.subscribe("u", Q0), Err(lost("session taken over")));
@@ -684,7 +684,10 @@ mod tests {
 
         broker.set_up(false);
         assert!(!broker.is_up());
-        assert_eq!(waiting.await.unwrap(), Err(lost("broker stopped")));
+        assert_eq!(
+            timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap(),
+            Err(lost("broker stopped"))
+        );
         assert_eq!(broker.stats().connected, 0);
         assert_eq!(publisher.publish(msg("t", "x", Q1)).await, Err(lost("broker stopped")));
         let refused = broker.connect("publisher", true).map(|_| ());
@@ -729,7 +732,7 @@ mod tests {
         for n in 0..10 {
             assert_eq!(next(&mut consumer).await, got("load", &n.to_string(), Q1, false));
         }
-        producing.await.unwrap();
+        timeout(Duration::from_secs(1), producing).await.unwrap().unwrap();
         assert_eq!(published.load(Ordering::SeqCst), 10);
         assert_eq!(broker.stats().messages_routed, 10);
     }
@@ -749,7 +752,7 @@ mod tests {
         assert!(!producing.is_finished());
 
         drop(stalled);
-        producing.await.unwrap();
+        timeout(Duration::from_secs(1), producing).await.unwrap().unwrap();
         let stats = broker.stats();
         assert_eq!((stats.messages_received, stats.messages_routed, stats.dropped_offline), (3, 1, 2));
     }
@@ -810,7 +813,7 @@ mod tests {
             }));
         }
         for task in tasks {
-            task.await.unwrap();
+            timeout(Duration::from_secs(60), task).await.unwrap().unwrap();
         }
         Arc::try_unwrap(log).unwrap().into_inner().unwrap()
     }
