@@ -5,13 +5,14 @@
 //! 2. Time compression of a 30-minute reference run in sim mode (target ≥ 1000×).
 //! 3. Live: MQTT messages per second through the embedded broker (rumqttd behind our front port).
 //! 4. Live start-up until every component is running and ready (target < 300 ms).
-//! 5. Peak resident memory of the process (target < 64 MB).
+//! 5. Peak resident memory of each phase (target < 64 MB for the reference pipeline).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::kernel::trace::TraceLevel;
 use crate::runner::{LiveRun, SimRun};
 use crate::topology::Pipeline;
 use crate::topology::flow::Flow;
@@ -24,19 +25,36 @@ pub fn pipeline(records: u64, messages: u64) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     println!("chaoslab bench pipeline ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
 
-    let (n, wall) = sim_throughput(records, &dir.join("throughput"))?;
-    let rate = n as f64 / wall;
+    let live_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    reset_peak_rss();
+    let startup = live_rt.block_on(live_startup(&dir.join("live")))?;
     println!(
-        "sim throughput:    {n} records through MQTT_BROKER -> FLINK -> ELASTICSEARCH in {wall:.3} s = {:.0} records/s on one core (target >= 1000000)",
-        rate
+        "live start-up:     {:.1} ms until every component is running and ready (target < 300 ms); peak RSS {} (target < 64 MB)",
+        startup * 1e3,
+        peak_rss_text()
     );
+    drop(live_rt);
 
+    reset_peak_rss();
     let summary =
         SimRun::new(Flow::reference()?, dir.join("reference")).seed(7).run_for(Duration::from_secs(1800))?;
     println!(
-        "sim compression:   30 min reference run in {:.3} s wall = {:.0}x (target >= 1000x); {} trace events",
-        summary.wall_secs, summary.compression, summary.trace.events
+        "sim compression:   30 min reference run in {:.3} s wall = {:.0}x (target >= 1000x); {} trace events; peak RSS {}",
+        summary.wall_secs,
+        summary.compression,
+        summary.trace.events,
+        peak_rss_text()
     );
+
+    for level in [TraceLevel::Records, TraceLevel::Lifecycle] {
+        reset_peak_rss();
+        let (n, wall) = sim_throughput(records, &dir.join("throughput"), level)?;
+        println!(
+            "sim throughput:    {n} records MQTT_BROKER -> FLINK -> ELASTICSEARCH in {wall:.3} s = {:.0} records/s on one core, trace {level:?} (target >= 1000000); peak RSS {}",
+            n as f64 / wall,
+            peak_rss_text()
+        );
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (sent, secs) = rt.block_on(live_mqtt(messages))?;
@@ -44,17 +62,7 @@ pub fn pipeline(records: u64, messages: u64) -> anyhow::Result<()> {
         "live MQTT:         {sent} QoS0 messages publisher -> embedded broker -> subscriber in {secs:.3} s = {:.0} msg/s",
         sent as f64 / secs
     );
-    let startup = rt.block_on(live_startup(&dir.join("live")))?;
-    println!(
-        "live start-up:     {:.1} ms until every component is running and ready (target < 300 ms)",
-        startup * 1e3
-    );
     drop(rt);
-
-    match peak_rss_kib() {
-        Some(kib) => println!("peak RSS:          {:.1} MB (target < 64 MB)", kib as f64 / 1024.0),
-        None => println!("peak RSS:          not available on this platform"),
-    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -66,19 +74,21 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// SENSOR (no rate limit) → MQTT_BROKER → FLINK → ELASTICSEARCH, trace hashed in memory.
-fn sim_throughput(records: u64, out: &std::path::Path) -> anyhow::Result<(u64, f64)> {
+fn sim_throughput(records: u64, out: &std::path::Path, level: TraceLevel) -> anyhow::Result<(u64, f64)> {
     let mut flow = Flow::reference()?;
     for name in ["NIFI", "HADOOP", "NODE-RED", "SPARK"] {
         flow.components.remove(name);
     }
     let started = Instant::now();
-    SimRun::new(flow, out).seed(1).rate_ms(Some(0)).trace_in_memory().run(|p: Arc<Pipeline>| async move {
-        let flink = p.metrics.component("FLINK");
-        while flink.records_in.get() < records {
-            tokio::task::yield_now().await;
-        }
-        Ok(())
-    })?;
+    SimRun::new(flow, out).seed(1).rate_ms(Some(0)).trace_in_memory().trace_level(level).run(
+        |p: Arc<Pipeline>| async move {
+            let flink = p.metrics.component("FLINK");
+            while flink.records_in.get() < records {
+                tokio::task::yield_now().await;
+            }
+            Ok(())
+        },
+    )?;
     let wall = started.elapsed().as_secs_f64();
     Ok((records, wall))
 }
@@ -139,6 +149,15 @@ async fn live_startup(out: &std::path::Path) -> anyhow::Result<f64> {
     let secs = started.elapsed().as_secs_f64();
     handle.stop().await?;
     Ok(secs)
+}
+
+/// Starts a new peak-RSS measurement (Linux: writing 5 to `clear_refs` resets `VmHWM`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_text() -> String {
+    peak_rss_kib().map_or("n/a".into(), |kib| format!("{:.1} MB", kib as f64 / 1024.0))
 }
 
 /// Peak resident set size in KiB (Linux `VmHWM`).

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use chaoslab::kernel::trace::TraceLevel;
 use chaoslab::runner::{LiveRun, SimRun};
 use chaoslab::sources::dataset::Dataset;
 use chaoslab::sources::synth::{SynthParams, synthesize};
@@ -71,6 +72,9 @@ struct RunArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// What the trace records: every record at every hop, or only lifecycle events (states, faults, drops, windows).
+    #[arg(long, value_enum, default_value = "records")]
+    trace: TraceLevel,
     /// Live: use this external MQTT broker (mqtt://host:port) instead of the embedded one.
     #[arg(long)]
     mqtt_url: Option<BrokerUrl>,
@@ -181,12 +185,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     .seed(a.seed.unwrap_or(0))
                     .dataset(a.dataset)
                     .rate_ms(a.rate_ms)
+                    .trace_level(a.trace)
                     .run_for(duration)?
             } else {
                 LiveRun::new(flow, &a.out)
                     .seed(a.seed)
                     .dataset(a.dataset)
                     .rate_ms(a.rate_ms)
+                    .trace_level(a.trace)
                     .mqtt_url(a.mqtt_url)
                     .mqtt_listen(a.mqtt_listen)
                     .http_listen(a.http_listen)

@@ -332,3 +332,34 @@ fn broker_uptime_stands_still_while_the_broker_is_down() {
         })
         .unwrap();
 }
+
+#[test]
+fn lifecycle_trace_keeps_what_is_not_per_record_and_stays_deterministic() {
+    let run = |level| {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SimRun::new(Flow::reference().unwrap(), dir.path())
+            .seed(6)
+            .trace_level(level)
+            .run_for(3 * MIN)
+            .unwrap();
+        (s, common::trace(dir.path()))
+    };
+    use chaoslab::kernel::trace::TraceLevel;
+    let (full, full_trace) = run(TraceLevel::Records);
+    let (a, a_trace) = run(TraceLevel::Lifecycle);
+    let (b, _) = run(TraceLevel::Lifecycle);
+    assert_eq!(a.trace.digest, b.trace.digest);
+    let per_record =
+        ["record.published", "record.received", "record.appended", "file.stored", "document.written"];
+    assert!(a_trace.iter().all(|e| !per_record.contains(&e["kind"].as_str().unwrap())));
+    let lifecycle = |t: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        t.iter()
+            .filter(|e| !per_record.contains(&e["kind"].as_str().unwrap()))
+            .map(|e| e["data"].clone())
+            .collect()
+    };
+    assert_eq!(lifecycle(&a_trace), lifecycle(&full_trace), "the same events, minus the per-record ones");
+    assert_eq!(a.windows_written, full.windows_written, "counts come from metrics, not from the trace");
+    assert_eq!(a.stored_files, full.stored_files);
+    assert!(a.trace.events * 3 < full.trace.events);
+}

@@ -101,7 +101,7 @@ pub async fn run_once(
     if let Err(e) = link.gate().await {
         probe.runs.with_label_values(&["failed"]).inc();
         tracing::error!(component = %ctx.name, "k-means job failed: cannot read the store: {e}");
-        ctx.trace("kmeans.failed", json!({"error": e.to_string()}));
+        ctx.trace("kmeans.failed", &json!({"error": e.to_string()}));
         return;
     }
     let stamp = ctx.clock.now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
@@ -125,13 +125,13 @@ pub async fn run_once(
                 None => json!({"files": report.files, "skipped": report.skipped, "points": 0}),
             };
             tracing::info!(component = %ctx.name, "k-means: {summary}");
-            ctx.trace("kmeans.result", summary);
+            ctx.trace("kmeans.result", &summary);
             probe.record(&report);
         }
         Err(e) => {
             probe.runs.with_label_values(&["failed"]).inc();
             tracing::error!(component = %ctx.name, "k-means job failed: {e:#}");
-            ctx.trace("kmeans.failed", json!({"error": format!("{e:#}")}));
+            ctx.trace("kmeans.failed", &json!({"error": format!("{e:#}")}));
         }
     }
 }

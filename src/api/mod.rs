@@ -111,7 +111,8 @@ async fn docs(
         return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no such index: {name}")})))
             .into_response();
     }
-    let docs: Vec<Value> = p.index.docs(&name, page.from, page.size).iter().map(|d| (**d).clone()).collect();
+    let docs = p.index.docs(&name, page.from, page.size);
+    let docs: Vec<&serde_json::value::RawValue> = docs.iter().map(|d| &**d).collect();
     let total = p.index.count(&name);
     Json(json!({"index": name, "total": total, "from": page.from, "docs": docs})).into_response()
 }

@@ -103,6 +103,25 @@ pub fn iso_millis(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Formats timestamps like [`iso_millis`], remembering the last one: many events share a millisecond.
+#[derive(Debug, Default)]
+pub struct IsoCache {
+    ms: Option<i64>,
+    text: String,
+}
+
+impl IsoCache {
+    /// `t` as `2020-02-18T21:23:32.106Z`.
+    pub fn format(&mut self, t: DateTime<Utc>) -> &str {
+        let ms = t.timestamp_millis();
+        if self.ms != Some(ms) {
+            self.ms = Some(ms);
+            self.text = iso_millis(t);
+        }
+        &self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +137,9 @@ mod tests {
         let skewed = clock.skewed(chrono::Duration::seconds(-60));
         assert_eq!(iso_millis(skewed.now()), "2020-02-21T21:19:01.500Z");
         assert_eq!(skewed.elapsed(), clock.elapsed());
+        let mut cache = IsoCache::default();
+        assert_eq!(cache.format(clock.now()), "2020-02-21T21:20:01.500Z");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(cache.format(clock.now()), "2020-02-21T21:20:01.501Z");
     }
 }

@@ -152,18 +152,23 @@ pub struct Ctx {
 
 impl Ctx {
     /// Writes an event to the trace under this component's name.
-    pub fn trace(&self, kind: &str, data: Value) {
+    pub fn trace<D: serde::Serialize + ?Sized>(&self, kind: &str, data: &D) {
         self.trace.emit(&self.name, kind, data);
     }
 
-    /// Counts a dropped record and traces it.
+    /// Writes a per-record event (omitted at trace level `lifecycle`).
+    pub fn trace_record<D: serde::Serialize + ?Sized>(&self, kind: &str, data: &D) {
+        self.trace.emit_record(&self.name, kind, data);
+    }
+
+    /// Counts a dropped record and traces it (`data` gets a `reason` field).
     pub fn drop_record(&self, reason: &str, data: Value) {
         self.metrics.dropped(reason);
         let mut data = data;
         if let Value::Object(map) = &mut data {
             map.insert("reason".into(), Value::from(reason));
         }
-        self.trace("record.dropped", data);
+        self.trace("record.dropped", &data);
     }
 }
 

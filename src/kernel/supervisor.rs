@@ -339,7 +339,7 @@ impl Keeper {
         self.shared.trace.emit(
             &self.spec.name,
             "component.state",
-            json!({"from": from.as_str(), "to": state.as_str(), "detail": detail}),
+            &json!({"from": from.as_str(), "to": state.as_str(), "detail": detail}),
         );
         match state {
             State::Crashed | State::Failed => {

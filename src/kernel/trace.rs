@@ -12,16 +12,28 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde_json::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::clock::{Clock, iso_millis};
+use super::clock::{Clock, IsoCache};
+
+/// How much goes into the trace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceLevel {
+    /// Everything, one event per record per hop (the default).
+    #[default]
+    Records,
+    /// Only what is not per record: state changes, faults, connections, drops, windows, job results.
+    Lifecycle,
+}
 
 /// A handle on the run's trace. Cheap to clone; all clones write to the same file.
 #[derive(Clone)]
 pub struct Trace {
     inner: Arc<Mutex<Inner>>,
     clock: Clock,
+    records: bool,
 }
 
 struct Inner {
@@ -32,6 +44,9 @@ struct Inner {
     by_kind: BTreeMap<String, u64>,
     keep: Option<Vec<String>>,
     error: Option<String>,
+    /// The line being built, reused from event to event.
+    buf: Vec<u8>,
+    time: IsoCache,
 }
 
 /// What a finished trace amounts to.
@@ -78,33 +93,70 @@ impl Trace {
             by_kind: BTreeMap::new(),
             keep: keep.then(Vec::new),
             error: None,
+            buf: Vec::with_capacity(256),
+            time: IsoCache::default(),
         };
-        Trace { inner: Arc::new(Mutex::new(inner)), clock }
+        Trace { inner: Arc::new(Mutex::new(inner)), clock, records: true }
+    }
+
+    /// The same trace keeping only events of `level`.
+    pub fn with_level(mut self, level: TraceLevel) -> Trace {
+        self.records = level == TraceLevel::Records;
+        self
+    }
+
+    /// Appends a per-record event (`record.published`, `record.received`, …), unless the level omits them.
+    pub fn emit_record<D: Serialize + ?Sized>(&self, component: &str, kind: &str, data: &D) {
+        if self.records {
+            self.emit(component, kind, data);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends one event. `data` should be a JSON object (use `serde_json::json!`).
-    pub fn emit(&self, component: &str, kind: &str, data: Value) {
-        let t = iso_millis(self.clock.now());
+    /// Appends one event. `data` should serialize to a JSON object (a struct, a map, or `json!({…})`).
+    pub fn emit<D: Serialize + ?Sized>(&self, component: &str, kind: &str, data: &D) {
+        let now = self.clock.now();
         let ms = self.clock.elapsed().as_millis();
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         inner.seq += 1;
-        let line = format!(
-            "{{\"seq\":{},\"t\":\"{}\",\"ms\":{},\"component\":{},\"kind\":{},\"data\":{}}}\n",
-            inner.seq,
-            t,
-            ms,
-            Value::from(component),
-            Value::from(kind),
-            data
-        );
-        inner.hasher.update(line.as_bytes());
-        *inner.by_kind.entry(kind.to_string()).or_insert(0) += 1;
+        let mut line = std::mem::take(&mut inner.buf);
+        line.clear();
+        line.extend_from_slice(b"{\"seq\":");
+        line.extend_from_slice(inner.seq.to_string().as_bytes());
+        line.extend_from_slice(b",\"t\":\"");
+        line.extend_from_slice(inner.time.format(now).as_bytes());
+        line.extend_from_slice(b"\",\"ms\":");
+        line.extend_from_slice(ms.to_string().as_bytes());
+        line.extend_from_slice(b",\"component\":");
+        let encoded = serde_json::to_writer(&mut line, component)
+            .and_then(|()| {
+                line.extend_from_slice(b",\"kind\":");
+                serde_json::to_writer(&mut line, kind)
+            })
+            .and_then(|()| {
+                line.extend_from_slice(b",\"data\":");
+                serde_json::to_writer(&mut line, data)
+            });
+        if let Err(e) = encoded {
+            // Only a Serialize impl that fails (none of ours) gets here; keep the line valid JSON.
+            tracing::error!("trace event {kind} of {component} could not be encoded: {e}");
+            line.truncate(line.iter().rposition(|&b| b == b':').map_or(0, |i| i + 1));
+            line.extend_from_slice(b"null");
+        }
+        line.extend_from_slice(b"}\n");
+        inner.hasher.update(&line);
+        match inner.by_kind.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                inner.by_kind.insert(kind.to_string(), 1);
+            }
+        }
         if let Some(w) = inner.writer.as_mut()
-            && let Err(e) = w.write_all(line.as_bytes())
+            && let Err(e) = w.write_all(&line)
         {
             let msg = format!("writing the trace failed: {e}");
             tracing::error!("{msg}");
@@ -112,8 +164,9 @@ impl Trace {
             inner.error = Some(msg);
         }
         if let Some(keep) = inner.keep.as_mut() {
-            keep.push(line);
+            keep.push(String::from_utf8_lossy(&line).into_owned());
         }
+        inner.buf = line;
     }
 
     /// Number of events of `kind` so far.
@@ -154,8 +207,8 @@ mod tests {
         let epoch = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap().to_utc();
         let run = || {
             let t = Trace::recording(Clock::sim(epoch));
-            t.emit("FLINK", "window.emitted", json!({"b": 2, "a": 1}));
-            t.emit("SENSOR", "record.published", json!({"topic": "customTopic"}));
+            t.emit("FLINK", "window.emitted", &json!({"b": 2, "a": 1}));
+            t.emit("SENSOR", "record.published", &json!({"topic": "customTopic"}));
             t
         };
         let (a, b) = (run(), run());
@@ -169,7 +222,7 @@ mod tests {
         assert_eq!(sa.events, 2);
         assert_eq!(sa.by_kind.get("record.published"), Some(&1));
         let c = Trace::recording(Clock::sim(epoch));
-        c.emit("FLINK", "window.emitted", json!({"a": 1, "b": 3}));
+        c.emit("FLINK", "window.emitted", &json!({"a": 1, "b": 3}));
         assert_ne!(c.finish().unwrap().digest, sa.digest);
     }
 }

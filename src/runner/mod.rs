@@ -17,6 +17,7 @@ use anyhow::Context as _;
 
 use self::summary::RunSummary;
 use crate::kernel::seed::Seed;
+use crate::kernel::trace::TraceLevel;
 use crate::topology::flow::{ComponentConfig, Flow};
 use crate::topology::{LiveMqtt, Mode, Pipeline, RunOptions, TraceSink};
 use crate::transport::mqtt::client::BrokerUrl;
@@ -42,6 +43,7 @@ impl SimRun {
             rate_ms: None,
             live_mqtt: None,
             trace: TraceSink::File,
+            trace_level: TraceLevel::Records,
         };
         SimRun { flow, opts }
     }
@@ -67,6 +69,12 @@ impl SimRun {
     /// Keeps the trace in memory only (hash and counts).
     pub fn trace_in_memory(mut self) -> SimRun {
         self.opts.trace = TraceSink::Memory;
+        self
+    }
+
+    /// How much goes into the trace.
+    pub fn trace_level(mut self, level: TraceLevel) -> SimRun {
+        self.opts.trace_level = level;
         self
     }
 
@@ -149,6 +157,7 @@ impl LiveRun {
             rate_ms: None,
             live_mqtt: None,
             trace: TraceSink::File,
+            trace_level: TraceLevel::Records,
         };
         LiveRun { flow, opts, mqtt_url: None, mqtt_listen: None, http_listen: None }
     }
@@ -170,6 +179,12 @@ impl LiveRun {
     /// Replaces the sensors' rate.
     pub fn rate_ms(mut self, rate: Option<u64>) -> LiveRun {
         self.opts.rate_ms = rate;
+        self
+    }
+
+    /// How much goes into the trace.
+    pub fn trace_level(mut self, level: TraceLevel) -> LiveRun {
+        self.opts.trace_level = level;
         self
     }
 

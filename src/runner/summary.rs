@@ -82,7 +82,12 @@ impl RunSummary {
             );
         }
         let simulated_secs = p.clock.elapsed().as_secs_f64();
-        let count = |kind: &str| trace.by_kind.get(kind).copied().unwrap_or(0);
+        let out_of = |kind: &str| -> u64 {
+            let names = p.flow.components.iter().filter(|(_, c)| c.kind() == kind);
+            names.map(|(n, _)| components.get(n).map_or(0, |c: &ComponentSummary| c.records_out)).sum()
+        };
+        let (windows_written, stored_files, flat_file_lines) =
+            (out_of("count-window-average"), out_of("file-store"), out_of("quality-gate"));
         RunSummary {
             pipeline: p.flow.pipeline.name.clone(),
             mode: p.mode,
@@ -93,11 +98,11 @@ impl RunSummary {
             drained,
             components,
             links: p.links.iter().map(|(n, l)| (n.clone(), l.stats())).collect(),
-            windows_written: count("window.emitted"),
+            windows_written,
             open_window_records: p.windows.values().map(|w| w.pending() as u64).sum(),
             indices: p.index.list(),
-            stored_files: count("file.stored"),
-            flat_file_lines: count("record.appended"),
+            stored_files,
+            flat_file_lines,
             kmeans: p
                 .spark
                 .iter()

@@ -53,7 +53,7 @@ pub async fn run(ctx: Ctx, root: PathBuf, inbound: Arc<Link>) -> anyhow::Result<
             Ok(path) => {
                 ctx.metrics.records_out.inc();
                 let rel = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
-                ctx.trace("file.stored", json!({"path": rel, "bytes": env.payload.len()}));
+                ctx.trace_record("file.stored", &json!({"path": rel, "bytes": env.payload.len()}));
             }
             Err(e) => {
                 tracing::error!(component = %ctx.name, "PutHDFS failed: {e}");

@@ -1,7 +1,8 @@
 //! `ELASTICSEARCH`: an embedded, append-only document index.
 //!
-//! Each index is a list of JSON documents, kept in memory for the HTTP API and appended, one document per
-//! line, to `<out>/index/<name>.jsonl`. Writers reach it through links (FLINK->ELASTICSEARCH, …); the
+//! Each index is a list of JSON documents, kept in memory as their validated JSON text (no parsed tree:
+//! cheap to keep, served as is) for the HTTP API, and appended, one document per line, to
+//! `<out>/index/<name>.jsonl`. Writers reach it through links (FLINK->ELASTICSEARCH, …); the
 //! component drains those links, so an index that is down or partitioned loses writes exactly where the
 //! real one would. Index names follow Elasticsearch's rules (lower case, no path characters), which also
 //! keeps names from the network from escaping the directory.
@@ -13,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::kernel::component::Ctx;
 use crate::transport::link::Link;
@@ -48,8 +50,11 @@ pub struct IndexInfo {
     pub docs: usize,
 }
 
+/// One stored document: JSON text known to be an object.
+pub type Doc = Arc<RawValue>;
+
 struct IndexData {
-    docs: Vec<Arc<Value>>,
+    docs: Vec<Doc>,
     file: Option<BufWriter<File>>,
 }
 
@@ -84,10 +89,24 @@ impl IndexStore {
         self.dir.as_ref().map(|d| d.join(format!("{index}.jsonl")))
     }
 
+    /// Appends a document given as JSON text; returns its position in the index.
+    pub fn append_json(&self, index: &str, json: &[u8]) -> Result<usize, IndexError> {
+        let text = std::str::from_utf8(json).map_err(|_| IndexError::NotAnObject(index.to_string()))?;
+        let doc: Box<RawValue> =
+            serde_json::from_str(text.trim()).map_err(|_| IndexError::NotAnObject(index.to_string()))?;
+        self.append_raw(index, doc)
+    }
+
     /// Appends a document; returns its position in the index.
-    pub fn append(&self, index: &str, doc: Value) -> Result<usize, IndexError> {
+    pub fn append<T: serde::Serialize>(&self, index: &str, doc: &T) -> Result<usize, IndexError> {
+        let doc =
+            serde_json::value::to_raw_value(doc).map_err(|_| IndexError::NotAnObject(index.to_string()))?;
+        self.append_raw(index, doc)
+    }
+
+    fn append_raw(&self, index: &str, doc: Box<RawValue>) -> Result<usize, IndexError> {
         validate_index_name(index)?;
-        if !doc.is_object() {
+        if !doc.get().starts_with('{') {
             return Err(IndexError::NotAnObject(index.to_string()));
         }
         let mut indices = self.lock();
@@ -100,16 +119,16 @@ impl IndexStore {
         }
         let Some(data) = indices.get_mut(index) else { return Err(IndexError::InvalidName(index.into())) };
         if let Some(file) = data.file.as_mut() {
-            let line = format!("{doc}\n");
-            file.write_all(line.as_bytes())
+            let written = file.write_all(doc.get().as_bytes()).and_then(|()| file.write_all(b"\n"));
+            written
                 .map_err(|source| IndexError::Io { path: self.path_of(index).unwrap_or_default(), source })?;
         }
-        data.docs.push(Arc::new(doc));
+        data.docs.push(Arc::from(doc));
         Ok(data.docs.len() - 1)
     }
 
     /// Documents `from..from+size` of an index (empty when the index does not exist).
-    pub fn docs(&self, index: &str, from: usize, size: usize) -> Vec<Arc<Value>> {
+    pub fn docs(&self, index: &str, from: usize, size: usize) -> Vec<Doc> {
         let indices = self.lock();
         indices.get(index).map(|d| d.docs.iter().skip(from).take(size).cloned().collect()).unwrap_or_default()
     }
@@ -144,6 +163,13 @@ fn open_append(path: &Path) -> Result<BufWriter<File>, IndexError> {
     Ok(BufWriter::new(file))
 }
 
+/// Trace data of `document.written`.
+#[derive(Serialize)]
+struct Written<'a> {
+    index: &'a str,
+    pos: usize,
+}
+
 /// The `ELASTICSEARCH` component: drains its inbound links into the store. A link's messages carry the
 /// index name as topic and the document as payload.
 pub async fn run(ctx: Ctx, store: IndexStore, inbound: Vec<Arc<Link>>) -> anyhow::Result<()> {
@@ -155,23 +181,18 @@ pub async fn run(ctx: Ctx, store: IndexStore, inbound: Vec<Arc<Link>>) -> anyhow
             let mut rx = link.receiver().await;
             while let Some(env) = rx.recv().await {
                 ctx.metrics.records_in.inc();
-                let doc: Value = match serde_json::from_slice(&env.payload) {
-                    Ok(doc) => doc,
-                    Err(e) => {
-                        tracing::warn!(component = %ctx.name, index = %env.topic, "rejected document: {e}");
-                        ctx.drop_record("mapper_parsing_exception", json!({"index": env.topic}));
-                        continue;
-                    }
-                };
-                let id = doc.get("id").cloned().unwrap_or(Value::Null);
-                match store.append(&env.topic, doc) {
+                match store.append_json(&env.topic, &env.payload) {
                     Ok(pos) => {
                         ctx.metrics.records_out.inc();
-                        ctx.trace("document.written", json!({"index": env.topic, "id": id, "pos": pos}));
+                        ctx.trace_record("document.written", &Written { index: &env.topic, pos });
                     }
                     Err(e) => {
                         tracing::warn!(component = %ctx.name, "rejected document: {e}");
-                        ctx.drop_record("rejected", json!({"index": env.topic, "error": e.to_string()}));
+                        let reason = match e {
+                            IndexError::NotAnObject(_) => "mapper_parsing_exception",
+                            _ => "rejected",
+                        };
+                        ctx.drop_record(reason, json!({"index": env.topic, "error": e.to_string()}));
                     }
                 }
             }
@@ -199,25 +220,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = IndexStore::new(Some(dir.path().join("index")));
         for i in 0..5 {
-            store.append("flink-sensor-data", json!({"id": i})).unwrap();
+            store.append("flink-sensor-data", &json!({"id": i})).unwrap();
         }
-        assert_eq!(store.count("flink-sensor-data"), 5);
-        let page: Vec<i64> =
-            store.docs("flink-sensor-data", 1, 2).iter().map(|d| d["id"].as_i64().unwrap()).collect();
-        assert_eq!(page, vec![1, 2]);
-        assert_eq!(store.list(), vec![IndexInfo { name: "flink-sensor-data".into(), docs: 5 }]);
+        store.append_json("flink-sensor-data", b" {\"id\": 5} ").unwrap();
+        assert_eq!(store.count("flink-sensor-data"), 6);
+        let page: Vec<String> =
+            store.docs("flink-sensor-data", 1, 2).iter().map(|d| d.get().to_string()).collect();
+        assert_eq!(page, ["{\"id\":1}", "{\"id\":2}"]);
+        assert_eq!(store.list(), vec![IndexInfo { name: "flink-sensor-data".into(), docs: 6 }]);
         store.flush().unwrap();
         let text = std::fs::read_to_string(dir.path().join("index/flink-sensor-data.jsonl")).unwrap();
-        assert_eq!(text.lines().count(), 5);
+        assert_eq!(text.lines().count(), 6);
+        assert_eq!(text.lines().last(), Some("{\"id\": 5}"));
     }
 
     #[test]
     fn bad_names_and_documents_are_refused() {
         let store = IndexStore::new(None);
         for bad in ["", "../etc", "Upper", "_x", "a/b"] {
-            assert!(matches!(store.append(bad, json!({})), Err(IndexError::InvalidName(_))), "{bad}");
+            assert!(matches!(store.append(bad, &json!({})), Err(IndexError::InvalidName(_))), "{bad}");
         }
-        assert!(matches!(store.append("ok", json!([1])), Err(IndexError::NotAnObject(_))));
+        assert!(matches!(store.append("ok", &json!([1])), Err(IndexError::NotAnObject(_))));
+        assert!(matches!(store.append_json("ok", b"{\"a\":"), Err(IndexError::NotAnObject(_))));
+        assert!(matches!(store.append_json("ok", b"\xff"), Err(IndexError::NotAnObject(_))));
         assert!(store.list().is_empty());
     }
 }

@@ -97,7 +97,7 @@ pub async fn run(
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
                 ctx.metrics.records_out.inc();
-                ctx.trace("record.appended", json!({"bytes": line.len()}));
+                ctx.trace_record("record.appended", &json!({"bytes": line.len()}));
             }
             Verdict::NotJson => {
                 tracing::warn!(component = %ctx.name, "json: Unexpected token in JSON payload");
@@ -105,7 +105,7 @@ pub async fn run(
             }
             Verdict::MissingTime => {
                 tracing::warn!(component = %ctx.name, signal = "MissingTimeInformation", "record without time dropped");
-                ctx.trace("signal.emitted", json!({"name": "MissingTimeInformation"}));
+                ctx.trace("signal.emitted", &json!({"name": "MissingTimeInformation"}));
                 ctx.drop_record("missing_time", json!({}));
             }
         }

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 
-use crate::kernel::clock::iso_millis;
+use crate::kernel::clock::IsoCache;
 use crate::kernel::component::Ctx;
 use crate::kernel::task::ChildTask;
 use crate::sources::dataset::{Dataset, SensorRow};
@@ -28,7 +27,15 @@ struct Payload<'a> {
     device_id: &'a str,
     humidity: &'a str,
     temperature: &'a str,
-    time: String,
+    time: &'a str,
+}
+
+/// Trace data of `record.published`.
+#[derive(Serialize)]
+struct Published<'a> {
+    device: &'a str,
+    line: u64,
+    time: &'a str,
 }
 
 /// Records handed to the link without pausing before yielding to other tasks (only matters with `rate_ms = 0`).
@@ -109,14 +116,15 @@ async fn replay(
     }
     let mut sent = 0u64;
     let mut next = tokio::time::Instant::now();
+    let mut clock = IsoCache::default();
     loop {
         for (i, row) in rows.iter().enumerate() {
-            let time = iso_millis(ctx.clock.now());
+            let time = clock.format(ctx.clock.now());
             let payload = Payload {
                 device_id: &row.device_id,
                 humidity: &row.humidity,
                 temperature: &row.temperature,
-                time: time.clone(),
+                time,
             };
             let bytes = match serde_json::to_vec(&payload) {
                 Ok(b) => b,
@@ -125,7 +133,7 @@ async fn replay(
                     continue;
                 }
             };
-            ctx.trace("record.published", json!({"device": row.device_id, "line": row.line, "time": time}));
+            ctx.trace_record("record.published", &Published { device: &row.device_id, line: row.line, time });
             ctx.metrics.records_in.inc();
             link.send(Envelope::new(cfg.topic.clone(), bytes).with_qos(cfg.qos)).await;
             sent += 1;

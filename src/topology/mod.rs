@@ -23,7 +23,7 @@ use crate::kernel::component::{ComponentSpec, RestartPolicy};
 use crate::kernel::metrics::Metrics;
 use crate::kernel::seed::Seed;
 use crate::kernel::supervisor::Supervisor;
-use crate::kernel::trace::Trace;
+use crate::kernel::trace::{Trace, TraceLevel};
 use crate::sinks::index::IndexStore;
 use crate::sources::dataset::Dataset;
 use crate::transforms::window_average::{WindowMetrics, WindowState};
@@ -74,6 +74,8 @@ pub struct RunOptions {
     pub live_mqtt: Option<LiveMqtt>,
     /// Where the trace goes.
     pub trace: TraceSink,
+    /// How much goes into it.
+    pub trace_level: TraceLevel,
 }
 
 /// How live components reach MQTT.
@@ -218,7 +220,8 @@ impl Pipeline {
                     .with_context(|| format!("cannot create {}", path.display()))?
             }
             TraceSink::Memory => Trace::in_memory(clock.clone()),
-        };
+        }
+        .with_level(opts.trace_level);
         let metrics = Metrics::new()?;
         let supervisor = Supervisor::new(clock.clone(), trace.clone(), metrics.clone(), opts.seed);
         let index = IndexStore::new(Some(opts.out.join("index")));
@@ -430,7 +433,7 @@ impl Pipeline {
         self.trace.emit(
             "chaoslab",
             "run.started",
-            json!({"pipeline": self.flow.pipeline.name, "mode": self.mode, "seed": self.seed.0}),
+            &json!({"pipeline": self.flow.pipeline.name, "mode": self.mode, "seed": self.seed.0}),
         );
         for (name, faults) in &self.flow.links {
             if let Some(l) = self.links.get(name) {
@@ -449,7 +452,7 @@ impl Pipeline {
                     trace.emit(
                         "chaoslab",
                         "schedule.action",
-                        json!({"action": format!("{:?}", s.action), "target": s.target}),
+                        &json!({"action": format!("{:?}", s.action), "target": s.target}),
                     );
                     apply_action(&sup, &links, &s.action, &s.target, s.faults.clone());
                     if let Some(d) = s.duration {
@@ -505,7 +508,7 @@ impl Pipeline {
         }
         self.supervisor.shutdown().await;
         self.index.flush()?;
-        self.trace.emit("chaoslab", "run.finished", json!({"drained": drained}));
+        self.trace.emit("chaoslab", "run.finished", &json!({"drained": drained}));
         Ok(drained)
     }
 }

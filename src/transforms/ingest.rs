@@ -55,7 +55,7 @@ pub async fn run(
             env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
         };
         ctx.metrics.records_in.inc();
-        ctx.trace("record.received", json!({"bytes": env.payload.len()}));
+        ctx.trace_record("record.received", &json!({"bytes": env.payload.len()}));
         if outbound.send(env).await {
             ctx.metrics.records_out.inc();
         }

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus::{IntCounter, IntGauge, Opts};
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
@@ -61,7 +63,7 @@ pub enum RecordError {
     #[error("payload is not a JSON object")]
     NotJson,
     /// A field is missing or not a string/number.
-    #[error("field '{0}' is missing")]
+    #[error("field '{0}' is missing or not a string or number")]
     Missing(&'static str),
     /// A value does not parse as a number.
     #[error("field '{0}' is not a number: {1:?}")]
@@ -71,32 +73,97 @@ pub enum RecordError {
     BadTime(String),
 }
 
+/// A payload as published: values are strings in the reference, numbers are accepted too.
+#[derive(Deserialize)]
+struct RawRecord<'a> {
+    #[serde(borrow)]
+    device_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    humidity: Option<Text<'a>>,
+    #[serde(borrow)]
+    temperature: Option<Text<'a>>,
+    #[serde(borrow)]
+    time: Option<Text<'a>>,
+}
+
+/// A JSON string (borrowed when it has no escapes) or a number, as text.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The reference's `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`, parsed once.
+static TIME_FORMAT: std::sync::LazyLock<Vec<chrono::format::Item<'static>>> =
+    std::sync::LazyLock::new(|| chrono::format::StrftimeItems::new("%Y-%m-%dT%H:%M:%S%.3fZ").collect());
+
+/// True when `s` is a valid time in the reference's format.
+fn is_reference_time(s: &str) -> bool {
+    let mut parsed = chrono::format::Parsed::new();
+    chrono::format::parse(&mut parsed, s, TIME_FORMAT.iter()).is_ok()
+        && parsed.to_naive_datetime_with_offset(0).is_ok()
+}
+
+/// Why a payload did not fit [`RawRecord`] (the slow path, for the error only).
+fn misfit(payload: &[u8]) -> RecordError {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(payload) else {
+        return RecordError::NotJson;
+    };
+    ["device_id", "humidity", "temperature", "time"]
+        .into_iter()
+        .find(|f| !matches!(obj.get(*f), Some(Value::String(_) | Value::Number(_))))
+        .map_or(RecordError::NotJson, RecordError::Missing)
+}
+
 /// Parses a sensor payload into its key and measurement.
 pub fn parse_record(payload: &[u8]) -> Result<(String, Measurement), RecordError> {
-    let v: Value = serde_json::from_slice(payload).map_err(|_| RecordError::NotJson)?;
-    let obj = v.as_object().ok_or(RecordError::NotJson)?;
-    let text = |field: &'static str| -> Result<String, RecordError> {
-        match obj.get(field) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(Value::Number(n)) => Ok(n.to_string()),
-            _ => Err(RecordError::Missing(field)),
-        }
-    };
-    let number = |field: &'static str| -> Result<f64, RecordError> {
-        let raw = text(field)?;
+    let raw: RawRecord<'_> = serde_json::from_slice(payload).map_err(|_| misfit(payload))?;
+    let number = |field: &'static str, v: Option<Text<'_>>| -> Result<f64, RecordError> {
+        let raw = v.ok_or(RecordError::Missing(field))?.0;
         match raw.trim().parse::<f64>() {
             Ok(x) if x.is_finite() => Ok(x),
-            _ => Err(RecordError::NotANumber(field, raw)),
+            _ => Err(RecordError::NotANumber(field, raw.into_owned())),
         }
     };
-    let device = text("device_id")?;
-    let humidity = number("humidity")?;
-    let temperature = number("temperature")?;
-    let time = text("time")?;
-    if chrono::NaiveDateTime::parse_from_str(&time, "%Y-%m-%dT%H:%M:%S%.3fZ").is_err() || time.len() != 24 {
-        return Err(RecordError::BadTime(time));
+    let device = raw.device_id.ok_or(RecordError::Missing("device_id"))?.0.into_owned();
+    let humidity = number("humidity", raw.humidity)?;
+    let temperature = number("temperature", raw.temperature)?;
+    let time = raw.time.ok_or(RecordError::Missing("time"))?.0;
+    if time.len() != 24 || !is_reference_time(&time) {
+        return Err(RecordError::BadTime(time.into_owned()));
     }
-    Ok((device, Measurement { humidity, temperature, time }))
+    Ok((device, Measurement { humidity, temperature, time: time.into_owned() }))
+}
+
+/// Trace data of `record.received`.
+#[derive(Serialize)]
+struct Received<'a> {
+    device: &'a str,
+    time: &'a str,
 }
 
 /// Open windows per key, kept by the topology across restarts of the job (only to count what a crash loses).
@@ -190,7 +257,7 @@ pub async fn run(
     let lost = state.clear();
     if lost > 0 {
         metrics.lost.inc_by(lost as u64);
-        ctx.trace("window.state_lost", json!({"records": lost}));
+        ctx.trace("window.state_lost", &json!({"records": lost}));
         tracing::warn!(component = %ctx.name, "restarted without checkpoint: {lost} records in open windows lost");
     }
     metrics.open.set(0);
@@ -229,7 +296,7 @@ pub async fn run(
                 continue;
             }
         };
-        ctx.trace("record.received", json!({"device": device, "time": m.time}));
+        ctx.trace_record("record.received", &Received { device: &device, time: &m.time });
         let full = state.push(device, m, cfg.window);
         metrics.open.set(state.pending() as i64);
         let Some((device, records)) = full else { continue };
@@ -238,7 +305,7 @@ pub async fn run(
         ctx.metrics.records_out.inc();
         ctx.trace(
             "window.emitted",
-            json!({"id": report.id, "device": device, "n": report.number_of_measurements,
+            &json!({"id": report.id, "device": device, "n": report.number_of_measurements,
                    "averageHumidity": report.average_humidity, "averageTemperature": report.average_temperature}),
         );
         let doc = serde_json::to_vec(&report)?;
@@ -260,8 +327,15 @@ mod tests {
         assert_eq!(parse_record(b"nope"), Err(RecordError::NotJson));
         let no_time = br#"{"device_id":"d","humidity":1,"temperature":2}"#;
         assert_eq!(parse_record(no_time), Err(RecordError::Missing("time")));
-        let bad_time = br#"{"device_id":"d","humidity":1,"temperature":2,"time":"2020-02-18 21:23:32"}"#;
-        assert!(matches!(parse_record(bad_time), Err(RecordError::BadTime(_))));
+        let nested = br#"{"device_id":"d","humidity":[1],"temperature":2,"time":"2020-02-18T21:23:32.106Z"}"#;
+        assert_eq!(parse_record(nested), Err(RecordError::Missing("humidity")));
+        let escaped =
+            br#"{"device_id":"d\u0031","humidity":1.5,"temperature":"2","time":"2020-02-18T21:23:32.106Z"}"#;
+        assert_eq!(parse_record(escaped).unwrap().0, "d1");
+        for bad in ["2020-02-18 21:23:32.106Z", "2020-02-30T21:23:32.106Z", "2020-02-18T21:23:32.1060", "x"] {
+            let payload = format!(r#"{{"device_id":"d","humidity":1,"temperature":2,"time":"{bad}"}}"#);
+            assert!(matches!(parse_record(payload.as_bytes()), Err(RecordError::BadTime(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -142,9 +142,9 @@ struct FaultState {
     seq: u64,
 }
 
-/// A message in flight with its due time.
+/// A message in flight with its due time (`None`: at once, the clean-link fast path).
 struct Item {
-    due: Instant,
+    due: Option<Instant>,
     seq: u64,
     env: Envelope,
 }
@@ -289,7 +289,7 @@ impl Link {
             st.last_jitter = 0.0;
         }
         tracing::info!(link = %self.name, "{kind}: {data}");
-        self.trace.emit(&self.name, kind, json!({"link": self.name, "faults": data}));
+        self.trace.emit(&self.name, kind, &json!({"link": self.name, "faults": data}));
     }
 
     /// Counters so far.
@@ -316,7 +316,7 @@ impl Link {
         self.trace.emit(
             &self.name,
             "link.dropped",
-            json!({"link": self.name, "reason": reason, "topic": env.topic, "bytes": env.payload.len()}),
+            &json!({"link": self.name, "reason": reason, "topic": env.topic, "bytes": env.payload.len()}),
         );
     }
 
@@ -328,14 +328,14 @@ impl Link {
             self.dropped(&self.counters.down, "destination_down", &env);
             return false;
         }
-        let now = Instant::now();
         let mut copies: Vec<Item> = Vec::with_capacity(1);
         {
             let mut st = self.state();
             if st.faults.is_clear() {
                 st.seq += 1;
-                copies.push(Item { due: now, seq: st.seq, env });
+                copies.push(Item { due: None, seq: st.seq, env });
             } else {
+                let now = Instant::now();
                 let st = &mut *st;
                 if st.faults.partition {
                     self.dropped(&self.counters.partition, "partition", &env);
@@ -355,17 +355,17 @@ impl Link {
                     bytes[i] ^= 1 << st.rng.gen_range(0..8);
                     env.payload = Bytes::from(bytes);
                     self.counters.corrupted.add(1);
-                    self.trace.emit(&self.name, "link.corrupted", json!({"link": self.name, "byte": i}));
+                    self.trace.emit(&self.name, "link.corrupted", &json!({"link": self.name, "byte": i}));
                 }
                 let twice = st.faults.duplicate > 0.0 && st.rng.r#gen::<f64>() < st.faults.duplicate;
-                let due = Self::due_time(st, now, env.payload.len());
+                let due = Some(Self::due_time(st, now, env.payload.len()));
                 st.seq += 1;
                 if twice {
                     self.counters.duplicated.add(1);
                     self.trace.emit(
                         &self.name,
                         "link.duplicated",
-                        json!({"link": self.name, "topic": env.topic}),
+                        &json!({"link": self.name, "topic": env.topic}),
                     );
                     copies.push(Item { due, seq: st.seq, env: env.clone() });
                     st.seq += 1;
@@ -404,6 +404,12 @@ impl Link {
             due = start + transmit;
         }
         due
+    }
+
+    fn delivered(&self, item: Item) -> Envelope {
+        self.counters.delivered.add(1);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        item.env
     }
 
     /// Takes the receiving end. Only one holder at a time; a restarted component takes it again and finds
@@ -449,19 +455,24 @@ impl LinkReceiver<'_> {
     pub async fn recv(&mut self) -> Option<Envelope> {
         let st = &mut *self.state;
         loop {
+            if st.heap.is_empty() {
+                match st.rx.try_recv() {
+                    Ok(item) if item.due.is_none() => return Some(self.link.delivered(item)),
+                    Ok(item) => st.heap.push(Reverse(item)),
+                    Err(_) => {}
+                }
+            }
             while let Ok(item) = st.rx.try_recv() {
                 st.heap.push(Reverse(item));
             }
             let now = Instant::now();
             if let Some(Reverse(top)) = st.heap.peek()
-                && top.due <= now
+                && top.due.is_none_or(|due| due <= now)
             {
                 let Reverse(item) = st.heap.pop()?;
-                self.link.counters.delivered.add(1);
-                self.link.in_flight.fetch_sub(1, Ordering::SeqCst);
-                return Some(item.env);
+                return Some(self.link.delivered(item));
             }
-            let next_due = st.heap.peek().map(|Reverse(i)| i.due);
+            let next_due = st.heap.peek().and_then(|Reverse(i)| i.due);
             tokio::select! {
                 biased;
                 item = st.rx.recv() => match item {

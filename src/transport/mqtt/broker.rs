@@ -102,7 +102,7 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
         }
         BrokerBackend::External(url) => {
             let target = format!("{}:{}", url.host, url.port);
-            ctx.trace("broker.external", json!({"url": url.to_string()}));
+            ctx.trace("broker.external", &json!({"url": url.to_string()}));
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
@@ -125,7 +125,7 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
 
 fn announce(ctx: &Ctx, line: &str, kind: &str) {
     tracing::info!(component = %ctx.name, "{line}");
-    ctx.trace(kind, json!({"log": line}));
+    ctx.trace(kind, &json!({"log": line}));
 }
 
 /// Adds a second to the uptime every second until shutdown, calling `each_second` too.

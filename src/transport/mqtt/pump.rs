@@ -63,7 +63,7 @@ fn note(ctx: &Ctx, trace: &Trace, kind: &str, line: &str, error: bool) {
     } else {
         tracing::info!(component = %ctx.name, "{line}");
     }
-    trace.emit(&ctx.name, kind, json!({"log": line}));
+    trace.emit(&ctx.name, kind, &json!({"log": line}));
 }
 
 /// Connects, subscribes to `filter`, and forwards every message through `link`; reconnects forever.
