@@ -17,6 +17,7 @@ pub mod analytics;
 pub mod api;
 pub mod bench;
 pub mod kernel;
+pub mod orders;
 pub mod runner;
 pub mod sinks;
 pub mod sources;

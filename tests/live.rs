@@ -6,6 +6,8 @@
 //! when they are installed, and the `chaoslab` binary itself. Every wait is bounded, so a broken
 //! pipeline fails a test instead of hanging it; no test asserts how fast anything is.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -324,7 +326,10 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
             std::fs::write(&file, &response.body).unwrap();
             promtool_check(&promtool, &file);
         }
-        None => eprintln!("skipping the promtool check: promtool is not on PATH"),
+        None => common::skip(
+            "metrics_endpoint_serves_valid_prometheus_text (promtool part)",
+            "promtool is not on PATH",
+        ),
     }
     stop(handle).await;
 }
@@ -569,7 +574,7 @@ impl Drop for Mosquitto {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_against_an_external_mosquitto() {
     let Some(program) = find_on_path("mosquitto") else {
-        eprintln!("skipping runs_against_an_external_mosquitto: mosquitto is not on PATH");
+        common::skip("runs_against_an_external_mosquitto", "mosquitto is not on PATH");
         return;
     };
     let mosquitto = Mosquitto::start(&program).await;

@@ -363,3 +363,93 @@ fn lifecycle_trace_keeps_what_is_not_per_record_and_stays_deterministic() {
     assert_eq!(a.stored_files, full.stored_files);
     assert!(a.trace.events * 3 < full.trace.events);
 }
+
+#[test]
+fn as_fast_as_possible_still_lets_virtual_time_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flow = Flow::reference().unwrap();
+    for name in ["NIFI", "HADOOP", "SPARK"] {
+        flow.components.remove(name);
+    }
+    let s = SimRun::new(flow, dir.path()).seed(1).rate_ms(Some(0)).run_for(Duration::from_secs(1)).unwrap();
+    assert!(s.drained);
+    let published = s.components["SENSOR"].records_out;
+    assert!(published >= 10_000, "64 records per 1 ms tick: {published}");
+    assert_eq!(s.links["MQTT_BROKER->FLINK"].sent, published);
+}
+
+#[test]
+fn a_stopped_store_fails_the_kmeans_job_and_a_delayed_sensor_link_still_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[links.\"SENSOR->MQTT_BROKER\"]\nlatency = \"3s\"\n[[schedule]]\nat = \"4m\"\naction = \"stop\"\ntarget = \"HADOOP\"\nfor = \"2m\"\n",
+        chaoslab::topology::flow::REFERENCE_FLOW
+    );
+    let s = SimRun::new(Flow::parse(&text, "x.toml", None).unwrap(), dir.path())
+        .seed(1)
+        .run_for(11 * MIN)
+        .unwrap();
+    let trace = common::trace(dir.path());
+    let failed: Vec<&serde_json::Value> = trace.iter().filter(|e| e["kind"] == "kmeans.failed").collect();
+    assert_eq!(failed.len(), 1, "only the 5 m run falls in the outage");
+    assert_eq!(failed[0]["ms"], 300_000);
+    assert!(failed[0]["data"]["error"].as_str().unwrap().contains("HADOOP is down"), "{}", failed[0]);
+    assert!(s.drained, "the sensor's publisher empties its delayed link before stopping");
+    let link = &s.links["SENSOR->MQTT_BROKER"];
+    assert_eq!((link.sent, link.dropped()), (link.delivered, 0));
+    assert_eq!(s.simulated_secs, 660.0 + 3.0, "stopping waits out the last 3 s of latency, no more");
+}
+
+#[test]
+fn timed_link_faults_are_undone_to_what_was_there_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[links.\"MQTT_BROKER->FLINK\"]\nloss = 0.2\n[[schedule]]\nat = \"1m\"\naction = \"link-faults\"\ntarget = \"MQTT_BROKER->FLINK\"\nfor = \"1m\"\nfaults = {{ partition = true }}\n",
+        chaoslab::topology::flow::REFERENCE_FLOW
+    );
+    let flow = Flow::parse(&text, "x.toml", None).unwrap();
+    SimRun::new(flow, dir.path())
+        .seed(1)
+        .run(|p| async move {
+            let link = p.links["MQTT_BROKER->FLINK"].clone();
+            tokio::time::sleep(Duration::from_secs(90)).await;
+            assert!(link.faults().partition);
+            tokio::time::sleep(MIN).await;
+            assert_eq!(
+                link.faults(),
+                LinkFaults { loss: 0.2, ..Default::default() },
+                "back to the flow's own loss"
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn runs_with_crashes_faults_and_schedules_are_just_as_deterministic() {
+    let text = format!(
+        "{}\n[links.\"MQTT_BROKER->NIFI\"]\nlatency = \"200ms\"\njitter = \"2s\"\ncorrelation = 0.3\nreorder = 0.1\nduplicate = 0.05\ncorrupt = 0.05\n\
+         [links.\"NIFI->HADOOP\"]\nbandwidth = 60\n\
+         [[schedule]]\nat = \"2m\"\naction = \"crash\"\ntarget = \"FLINK\"\n\
+         [[schedule]]\nat = \"3m\"\naction = \"stop\"\ntarget = \"MQTT_BROKER\"\nfor = \"40s\"\n\
+         [[schedule]]\nat = \"5m\"\naction = \"link-faults\"\ntarget = \"MQTT_BROKER->NODE-RED\"\nfor = \"1m\"\nfaults = {{ loss = 0.5 }}\n",
+        chaoslab::topology::flow::REFERENCE_FLOW
+    );
+    let run = || {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SimRun::new(Flow::parse(&text, "x.toml", None).unwrap(), dir.path())
+            .seed(21)
+            .run_for(8 * MIN)
+            .unwrap();
+        (s, common::tree(dir.path()))
+    };
+    let (a, files_a) = run();
+    let (b, files_b) = run();
+    assert_eq!(a.trace.digest, b.trace.digest);
+    assert_eq!(files_a, files_b);
+    let nifi = &a.links["MQTT_BROKER->NIFI"];
+    assert!(nifi.duplicated > 0 && nifi.corrupted > 0, "{nifi:?}");
+    for (name, l) in &a.links {
+        assert_eq!(l.sent + l.duplicated, l.delivered + l.dropped(), "{name}: {l:?}");
+    }
+}

@@ -50,6 +50,7 @@ pub struct SparkProbe {
     silhouette: Gauge,
     centre: GaugeVec,
     latest: Arc<Mutex<Option<JobReport>>>,
+    files_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SparkProbe {
@@ -67,7 +68,13 @@ impl SparkProbe {
         metrics.register(&runs)?;
         metrics.register(&silhouette)?;
         metrics.register(&centre)?;
-        Ok(SparkProbe { runs, silhouette, centre, latest: Default::default() })
+        Ok(SparkProbe {
+            runs,
+            silhouette,
+            centre,
+            latest: Default::default(),
+            files_seen: Default::default(),
+        })
     }
 
     /// The latest successful report.
@@ -117,8 +124,13 @@ pub async fn run_once(
     match outcome {
         Ok(report) => {
             probe.runs.with_label_values(&["ok"]).inc();
-            ctx.metrics.records_in.inc_by(report.files as u64);
-            ctx.metrics.records_out.inc_by(report.result.as_ref().map_or(0, |r| r.points as u64));
+            // Each run rereads the whole store; count each stored record once, and each model written once.
+            let files = report.files as u64;
+            let seen = probe.files_seen.swap(files, std::sync::atomic::Ordering::SeqCst);
+            ctx.metrics.records_in.inc_by(files.saturating_sub(seen));
+            if report.result.is_some() {
+                ctx.metrics.records_out.inc();
+            }
             let summary = match &report.result {
                 Some(r) => json!({"files": report.files, "skipped": report.skipped, "points": r.points,
                                   "centres": r.centres, "sizes": r.cluster_sizes, "silhouette": r.silhouette}),

@@ -15,8 +15,6 @@ use tokio::time::Instant;
 pub struct Clock {
     kind: ClockKind,
     start: Instant,
-    /// Skew applied to calendar time (a time fault); monotonic time is never skewed.
-    offset: chrono::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -28,13 +26,13 @@ enum ClockKind {
 impl Clock {
     /// A wall clock. `start` is taken now.
     pub fn live() -> Self {
-        Clock { kind: ClockKind::Live, start: Instant::now(), offset: chrono::Duration::zero() }
+        Clock { kind: ClockKind::Live, start: Instant::now() }
     }
 
     /// A virtual clock whose calendar time starts at `epoch`. Must be created inside the sim runtime,
     /// so that `start` is read from its paused clock.
     pub fn sim(epoch: DateTime<Utc>) -> Self {
-        Clock { kind: ClockKind::Sim { epoch }, start: Instant::now(), offset: chrono::Duration::zero() }
+        Clock { kind: ClockKind::Sim { epoch }, start: Instant::now() }
     }
 
     /// True in sim mode.
@@ -52,20 +50,14 @@ impl Clock {
         self.start
     }
 
-    /// Calendar time now, including any skew.
+    /// Calendar time now.
     pub fn now(&self) -> DateTime<Utc> {
-        let base = match &self.kind {
+        match &self.kind {
             ClockKind::Live => Utc::now(),
             ClockKind::Sim { epoch } => {
                 *epoch + chrono::Duration::from_std(self.elapsed()).unwrap_or(chrono::Duration::MAX)
             }
-        };
-        base + self.offset
-    }
-
-    /// The same clock shifted by `offset` (calendar time only).
-    pub fn skewed(&self, offset: chrono::Duration) -> Clock {
-        Clock { offset, ..self.clone() }
+        }
     }
 }
 
@@ -134,9 +126,6 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         assert_eq!(clock.elapsed(), Duration::from_millis(1_500));
         assert_eq!(iso_millis(clock.now()), "2020-02-21T21:20:01.500Z");
-        let skewed = clock.skewed(chrono::Duration::seconds(-60));
-        assert_eq!(iso_millis(skewed.now()), "2020-02-21T21:19:01.500Z");
-        assert_eq!(skewed.elapsed(), clock.elapsed());
         let mut cache = IsoCache::default();
         assert_eq!(cache.format(clock.now()), "2020-02-21T21:20:01.500Z");
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -260,7 +260,10 @@ impl Supervisor {
             let slots = self.slots();
             match slots.get(name) {
                 Some(s) => s.health.subscribe(),
-                None => return Err(UnknownComponent(name.to_string(), String::new())),
+                None => {
+                    let known = slots.keys().cloned().collect::<Vec<_>>().join(", ");
+                    return Err(UnknownComponent(name.to_string(), known));
+                }
             }
         };
         loop {
@@ -364,6 +367,7 @@ impl Keeper {
                 }
                 Ending::Restart => {
                     self.set_state(State::Restarting, "restart requested");
+                    self.count_restart();
                     continue;
                 }
                 Ending::Stopped => {
@@ -403,7 +407,7 @@ impl Keeper {
             if policy.max_restarts > 0 && consecutive > policy.max_restarts {
                 self.set_state(
                     State::Failed,
-                    &format!("gave up after {} consecutive crashes", consecutive - 1),
+                    &format!("gave up after {} restarts in a row", policy.max_restarts),
                 );
                 if self.wait_for_start(&mut control).await {
                     consecutive = 0;
@@ -415,6 +419,8 @@ impl Keeper {
             self.set_state(State::Restarting, &format!("restart in {}", humantime::format_duration(backoff)));
             let wait = tokio::time::sleep(backoff);
             tokio::pin!(wait);
+            // A stop during the back-off turns the pending restart into a plain start later.
+            let mut restarted = true;
             loop {
                 tokio::select! {
                     biased;
@@ -424,6 +430,7 @@ impl Keeper {
                             self.set_state(State::Stopped, "stopped");
                             if !self.wait_for_start(&mut control).await { return; }
                             consecutive = 0;
+                            restarted = false;
                             break;
                         }
                         Some(Command::Start | Command::Restart) => break,
@@ -432,9 +439,16 @@ impl Keeper {
                     _ = &mut wait => break,
                 }
             }
-            self.metrics.restarts.inc();
-            self.health.send_modify(|h| h.restarts += 1);
+            if restarted {
+                self.count_restart();
+            }
         }
+    }
+
+    /// A new incarnation after a crash, an exit or a restart request (not a start after a stop).
+    fn count_restart(&self) {
+        self.metrics.restarts.inc();
+        self.health.send_modify(|h| h.restarts += 1);
     }
 
     /// Waits for a start command; false when the supervisor is gone.
@@ -502,5 +516,133 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::kernel::component::RestartPolicy;
+
+    fn supervisor() -> (Supervisor, Trace) {
+        let clock = Clock::sim(chrono::DateTime::UNIX_EPOCH);
+        let trace = Trace::recording(clock.clone());
+        (Supervisor::new(clock, trace.clone(), Metrics::new().unwrap(), Seed(1)), trace)
+    }
+
+    /// A component that fails `fail` times (returning an error after 1 s), then runs until stopped.
+    fn flaky(name: &str, mode: RestartMode, fail: u32, max_restarts: u32) -> (ComponentSpec, Arc<AtomicU32>) {
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = runs.clone();
+        let policy = RestartPolicy { mode, max_restarts, ..RestartPolicy::default() };
+        let spec = ComponentSpec::new(name, "test", policy, move |ctx| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if n < fail {
+                    anyhow::bail!("failure {n}");
+                }
+                ctx.shutdown.cancelled().await;
+                Ok(())
+            }
+        });
+        (spec, runs)
+    }
+
+    fn states(trace: &Trace, name: &str) -> Vec<String> {
+        trace
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["component"] == name && e["kind"] == "component.state")
+            .map(|e| e["data"]["to"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crashes_restart_with_growing_back_off_then_give_up() {
+        let (sup, trace) = supervisor();
+        let (spec, runs) = flaky("X", RestartMode::Always, 10, 2);
+        sup.add(spec).unwrap();
+        sup.start_all();
+        let t0 = tokio::time::Instant::now();
+        let h = sup.wait_for("X", |h| h.state == State::Failed).await.unwrap();
+        // run 1 s, back-off 1 s, run 1 s, back-off 2 s, run 1 s → third crash exceeds max_restarts = 2.
+        assert_eq!(t0.elapsed(), Duration::from_secs(6));
+        assert_eq!((runs.load(Ordering::SeqCst), h.restarts), (3, 2));
+        assert_eq!(h.detail, "gave up after 2 restarts in a row");
+        // A start after giving up brings it back.
+        sup.start("X").unwrap();
+        sup.wait_for("X", |h| h.state == State::Running).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        assert!(sup.start("nope").unwrap_err().to_string().contains("known: X"));
+        let err = sup.wait_for("nope", |_| true).await.unwrap_err().to_string();
+        assert!(err.contains("known: X"), "{err}");
+        assert_eq!(
+            states(&trace, "X")[..6],
+            ["running", "crashed", "restarting", "running", "crashed", "restarting"].map(String::from)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn policies_never_and_on_failure() {
+        let (sup, _) = supervisor();
+        let (never, never_runs) = flaky("N", RestartMode::Never, 1, 0);
+        let (on_failure, of_runs) = flaky("F", RestartMode::OnFailure, 1, 0);
+        sup.add(never).unwrap();
+        sup.add(on_failure).unwrap();
+        sup.start_all();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(sup.health("N").unwrap().state, State::Crashed, "never: stays down");
+        assert_eq!(never_runs.load(Ordering::SeqCst), 1);
+        assert_eq!(sup.health("F").unwrap().state, State::Running, "on-failure: restarted after the crash");
+        assert_eq!(of_runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_start_restart_and_crash_commands() {
+        let (sup, _) = supervisor();
+        let (spec, runs) = flaky("X", RestartMode::Always, 0, 0);
+        sup.add(spec).unwrap();
+        let up = sup.up_flag("X");
+        sup.start_all();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(up.load(Ordering::SeqCst));
+        sup.stop("X").unwrap();
+        sup.wait_for("X", |h| h.state == State::Stopped).await.unwrap();
+        assert!(!up.load(Ordering::SeqCst));
+        sup.start("X").unwrap();
+        sup.wait_for("X", |h| h.state == State::Running).await.unwrap();
+        assert_eq!(sup.health("X").unwrap().restarts, 0, "a start after a stop is not a restart");
+        sup.restart("X").unwrap();
+        // The incarnation ends gracefully after its 1 s start-up sleep, then the new one starts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sup.health("X").unwrap().restarts, 1, "a requested restart counts");
+        sup.crash("X", "boom").unwrap();
+        let h = sup.wait_for("X", |h| h.state == State::Restarting).await.unwrap();
+        assert_eq!(h.detail, "restart in 1s");
+        // Stopped during the back-off: no restart happens, and starting later is a plain start.
+        sup.stop("X").unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(sup.health("X").unwrap().state, State::Stopped);
+        sup.start("X").unwrap();
+        sup.wait_for("X", |h| h.state == State::Running).await.unwrap();
+        assert_eq!(sup.health("X").unwrap().restarts, 1);
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        sup.shutdown().await;
+        assert_eq!(sup.health("X").unwrap().state, State::Stopped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_is_a_crash() {
+        let (sup, _) = supervisor();
+        let policy = RestartPolicy { mode: RestartMode::Never, ..RestartPolicy::default() };
+        sup.add(ComponentSpec::new("P", "test", policy, |_ctx| async { panic!("kaput") })).unwrap();
+        sup.start_all();
+        let h = sup.wait_for("P", |h| h.state == State::Crashed).await.unwrap();
+        assert_eq!(h.detail, "panicked: kaput");
     }
 }

@@ -106,7 +106,7 @@ impl RunSummary {
             kmeans: p
                 .spark
                 .iter()
-                .map(|(n, s)| (n.clone(), s.probe.latest().and_then(|r| r.result)))
+                .map(|(n, probe)| (n.clone(), probe.latest().and_then(|r| r.result)))
                 .collect(),
             trace,
         }

@@ -40,12 +40,7 @@ pub fn store(root: &Path, day: &str, name: &str, bytes: &[u8]) -> std::io::Resul
 pub async fn run(ctx: Ctx, root: PathBuf, inbound: Arc<Link>) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "accepting writes");
     let mut rx = inbound.receiver().await;
-    loop {
-        let env = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
-        };
+    while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();
         let day = ctx.clock.now().format("%Y-%m-%d").to_string();
         let name = ctx.rng.uuid().to_string();
@@ -56,13 +51,15 @@ pub async fn run(ctx: Ctx, root: PathBuf, inbound: Arc<Link>) -> anyhow::Result<
                 ctx.trace_record("file.stored", &json!({"path": rel, "bytes": env.payload.len()}));
             }
             Err(e) => {
-                tracing::error!(component = %ctx.name, "PutHDFS failed: {e}");
+                let target = root.join(&day).join(format!("{name}.json"));
+                tracing::error!(component = %ctx.name, "PutHDFS failed for {}: {e}", target.display());
                 let reason =
                     if e.kind() == std::io::ErrorKind::AlreadyExists { "conflict" } else { "io_error" };
                 ctx.drop_record(reason, json!({"error": e.to_string()}));
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

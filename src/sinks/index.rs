@@ -144,10 +144,13 @@ impl IndexStore {
     }
 
     /// Writes buffered lines to disk.
-    pub fn flush(&self) -> std::io::Result<()> {
-        for data in self.lock().values_mut() {
+    pub fn flush(&self) -> Result<(), IndexError> {
+        for (name, data) in self.lock().iter_mut() {
             if let Some(f) = data.file.as_mut() {
-                f.flush()?;
+                f.flush().map_err(|source| IndexError::Io {
+                    path: self.path_of(name).unwrap_or_default(),
+                    source,
+                })?;
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ use std::io::{LineWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde_json::{Value, json};
 
@@ -62,9 +63,10 @@ pub async fn run(
     packets: IntCounter,
 ) -> anyhow::Result<()> {
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut out = LineWriter::new(OpenOptions::new().create(true).append(true).open(&file)?);
+    let opened = OpenOptions::new().create(true).append(true).open(&file);
+    let mut out = LineWriter::new(opened.with_context(|| format!("cannot open {}", file.display()))?);
     let opts = SessionOptions {
         client_id: cfg.client_id.clone(),
         clean_session: true,
@@ -84,18 +86,13 @@ pub async fn run(
         inbound.clone(),
     ));
     let mut rx = inbound.receiver().await;
-    loop {
-        let env = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
-        };
+    while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();
         packets.inc();
         match check(&env.payload) {
             Verdict::Keep(line) => {
-                out.write_all(line.as_bytes())?;
-                out.write_all(b"\n")?;
+                let written = out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n"));
+                written.with_context(|| format!("cannot append to {}", file.display()))?;
                 ctx.metrics.records_out.inc();
                 ctx.trace_record("record.appended", &json!({"bytes": line.len()}));
             }
@@ -110,6 +107,7 @@ pub async fn run(
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

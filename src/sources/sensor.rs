@@ -41,6 +41,9 @@ struct Published<'a> {
 /// Records handed to the link without pausing before yielding to other tasks (only matters with `rate_ms = 0`).
 const BURST: u64 = 64;
 
+/// How long a stopping sensor waits for its publisher to empty the link.
+const DRAIN: Duration = Duration::from_secs(4);
+
 /// Runs one incarnation of the sensor.
 pub async fn run(
     ctx: Ctx,
@@ -85,6 +88,12 @@ pub async fn run(
                 c.join().await;
             }
         }
+    }
+    // Stopped: let the publisher hand over what is still on its way to the broker, within the grace the
+    // supervisor gives (a crash skips this, and what was queued is lost with the link's receiver).
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while link.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }
@@ -140,7 +149,13 @@ async fn replay(
             let pause = gap(i);
             if pause.is_zero() {
                 if sent.is_multiple_of(BURST) {
-                    tokio::task::yield_now().await;
+                    if ctx.clock.is_sim() {
+                        // "As fast as possible" in virtual time still has to let time pass, or timers
+                        // (the end of the run among them) would never fire: one tick per burst.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
                 }
             } else {
                 // Like a timer with delay semantics: a late tick is not made up by a burst.

@@ -18,6 +18,9 @@ use crate::kernel::component::humantime_serde_compat as hd;
 use crate::transport::envelope::Qos;
 use crate::transport::link::LinkFaults;
 
+/// The longest time a schedule may name (ten years).
+pub const MAX_RUN_TIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// The reference pipeline, compiled into the binary.
 pub const REFERENCE_FLOW: &str = include_str!("../../flows/reference.toml");
 
@@ -34,14 +37,22 @@ pub struct Flow {
     pub links: BTreeMap<String, LinkFaults>,
     /// Actions at fixed times.
     pub schedule: Vec<ScheduledAction>,
+    /// The embedded Kafka-semantics bus.
+    pub bus: BusSection,
+    /// The Pokémon order services.
+    pub orders: OrdersSection,
     /// Where relative paths are resolved (the flow file's directory).
     pub base_dir: Option<PathBuf>,
     /// Where the flow came from, for messages.
     pub source: String,
+    /// The file's text, to point messages at lines.
+    text: String,
 }
 
 /// The file as written; components stay raw tables until their `kind` is known, so that errors inside
-/// them can name the key (`components.SENSOR.rate_ms`), which serde's tagged enums cannot.
+/// them can name the key (`components.SENSOR.rate_ms`), which serde's tagged enums cannot. A file may
+/// start with `extends = "other.toml"` (resolved against its directory; `reference.toml` falls back to the
+/// built-in one): the other flow's tables are merged key by key under this file's.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFlow {
@@ -53,6 +64,146 @@ struct RawFlow {
     links: BTreeMap<String, LinkFaults>,
     #[serde(default)]
     schedule: Vec<ScheduledAction>,
+    #[serde(default)]
+    bus: BusSection,
+    #[serde(default)]
+    orders: OrdersSection,
+}
+
+/// `[bus]`: the embedded bus and its topics.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSection {
+    /// Brokers, named `KAFKA-1` … `KAFKA-n` (ids 1..=n).
+    pub brokers: u32,
+    /// Create unknown topics on first produce (1 partition, RF 1), like the reference's compose file.
+    pub auto_create_topics: bool,
+    /// Topics created at start.
+    pub topics: BTreeMap<String, TopicSection>,
+}
+
+impl Default for BusSection {
+    fn default() -> Self {
+        BusSection { brokers: 3, auto_create_topics: true, topics: BTreeMap::new() }
+    }
+}
+
+/// `[bus.topics.<name>]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSection {
+    /// Partitions.
+    pub partitions: u32,
+    /// Replicas per partition.
+    pub replication_factor: u16,
+    /// `min.insync.replicas`.
+    #[serde(default = "one")]
+    pub min_insync_replicas: u16,
+    /// Delete records older than this (Kafka's default is 7 days).
+    #[serde(default, with = "option_duration")]
+    pub retention: Option<Duration>,
+    /// Explicit replicas per partition (broker ids), as a partition reassignment writes them.
+    #[serde(default)]
+    pub replica_assignment: Option<Vec<Vec<u32>>>,
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// How the order API publishes a new order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PublishMode {
+    /// Commit, then produce; a failed produce leaves the order pending (the reference's dual write).
+    #[default]
+    Direct,
+    /// Insert the order and an outbox row in one transaction; a relay produces from the outbox.
+    Outbox,
+}
+
+/// What `DETECTIVE-PIKACHU` does with a message it cannot parse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoisonMode {
+    /// Seek back and retry forever, stalling the partition (the reference).
+    #[default]
+    Retry,
+    /// Park it on `poke-orders-dlq` and move on.
+    Dlq,
+}
+
+/// `[orders]`: the Pokémon order services.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersSection {
+    /// Run them at all.
+    pub enabled: bool,
+    /// How new orders reach `poke-orders`.
+    pub publish: PublishMode,
+    /// What the fraud detector does with unparsable messages.
+    pub poison: PoisonMode,
+    /// `DETECTIVE-PIKACHU` replicas (consumer group members).
+    pub detective_replicas: u32,
+    /// Pending orders older than this many minutes are reversed.
+    pub expired_order_minutes: u64,
+    /// How often `ORDER-REVERSED` runs.
+    #[serde(with = "hd")]
+    pub reversal_every: Duration,
+    /// `ORDER-UPDATER`'s pause after an error.
+    #[serde(with = "hd")]
+    pub updater_retry: Duration,
+    /// The API producer's `message.timeout.ms`.
+    #[serde(with = "hd")]
+    pub produce_timeout: Duration,
+    /// `OCTILLERY`.
+    pub load: LoadSection,
+}
+
+impl Default for OrdersSection {
+    fn default() -> Self {
+        OrdersSection {
+            enabled: false,
+            publish: PublishMode::Direct,
+            poison: PoisonMode::Retry,
+            detective_replicas: 3,
+            expired_order_minutes: 1,
+            reversal_every: Duration::from_secs(60),
+            updater_retry: Duration::from_secs(5),
+            produce_timeout: Duration::from_secs(2),
+            load: LoadSection::default(),
+        }
+    }
+}
+
+/// `[orders.load]`: the reference load (5 users × 1000 orders, 2 s apart).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadSection {
+    /// Generate load at all.
+    pub enabled: bool,
+    /// Users placing orders in parallel (user ids 1..=users).
+    pub users: u32,
+    /// Orders per user.
+    pub orders: u32,
+    /// Pause after each order.
+    #[serde(with = "hd")]
+    pub delay: Duration,
+    /// Pause before the first order.
+    #[serde(with = "hd")]
+    pub initial_delay: Duration,
+}
+
+impl Default for LoadSection {
+    fn default() -> Self {
+        LoadSection {
+            enabled: true,
+            users: 5,
+            orders: 1000,
+            delay: Duration::from_secs(2),
+            initial_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// `[pipeline]`.
@@ -570,12 +721,60 @@ impl Flow {
         Flow::parse(&text, &path.display().to_string(), path.parent().map(Path::to_path_buf))
     }
 
+    /// The merged table of a flow that `extends` another (recursively, at most 8 deep).
+    fn merged(
+        text: &str,
+        source: &str,
+        base_dir: Option<&Path>,
+        depth: u8,
+    ) -> Result<toml::Table, FlowError> {
+        let parse_err = |name: &str, text: &str, e: toml::de::Error| FlowError::Parse {
+            source_name: name.to_string(),
+            message: describe_toml_error(text, &e),
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(source, text, e))?;
+        let Some(parent) = table.remove("extends") else { return Ok(table) };
+        let invalid = |message: String| FlowError::Invalid { source_name: source.to_string(), message };
+        let parent = parent
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| invalid("extends: must be a file name".into()))?;
+        if depth >= 8 {
+            return Err(invalid(format!("extends: {parent:?} nests too deep (a cycle?)")));
+        }
+        let path = base_dir.map(|d| d.join(&parent));
+        let (base_text, base_name, base_base) = match path.as_ref().filter(|p| p.is_file()) {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| FlowError::Read { path: p.display().to_string(), source })?;
+                (text, p.display().to_string(), p.parent().map(Path::to_path_buf))
+            }
+            None if parent == "reference.toml" => {
+                (REFERENCE_FLOW.to_string(), "flows/reference.toml (built in)".into(), None)
+            }
+            None => return Err(invalid(format!("extends: cannot find {parent:?}"))),
+        };
+        let mut base = Flow::merged(&base_text, &base_name, base_base.as_deref(), depth + 1)?;
+        merge(&mut base, table);
+        Ok(base)
+    }
+
     /// Parses and checks flow text.
     pub fn parse(text: &str, source: &str, base_dir: Option<PathBuf>) -> Result<Flow, FlowError> {
-        let raw: RawFlow = toml::from_str(text).map_err(|e| FlowError::Parse {
-            source_name: source.to_string(),
-            message: describe_toml_error(text, &e),
-        })?;
+        let extends = toml::from_str::<toml::Table>(text).map(|t| t.contains_key("extends")).unwrap_or(false);
+        let raw: RawFlow = if extends {
+            // Spans are lost in a merged table; the key path still names the place.
+            let table = Flow::merged(text, source, base_dir.as_deref(), 0)?;
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| FlowError::Parse {
+                source_name: source.to_string(),
+                message: format!("{}: {}", e.path(), e.inner()),
+            })?
+        } else {
+            toml::from_str(text).map_err(|e| FlowError::Parse {
+                source_name: source.to_string(),
+                message: describe_toml_error(text, &e),
+            })?
+        };
         let mut components = BTreeMap::new();
         for (name, table) in raw.components {
             let config = ComponentConfig::from_table(table).map_err(|(key, message)| {
@@ -598,14 +797,21 @@ impl Flow {
             components,
             links: raw.links,
             schedule: raw.schedule,
+            bus: raw.bus,
+            orders: raw.orders,
             base_dir,
             source: source.to_string(),
+            text: text.to_string(),
         };
         flow.check()?;
         Ok(flow)
     }
 
     fn invalid(&self, message: String) -> FlowError {
+        let message = match message_line(&self.text, &message) {
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
+        };
         FlowError::Invalid { source_name: self.source.clone(), message }
     }
 
@@ -677,9 +883,14 @@ impl Flow {
                         return Err(self.invalid(format!("components.{name}.every: must be more than 0")));
                     }
                 }
-                ComponentConfig::MqttBroker(_)
-                | ComponentConfig::FileStore(_)
-                | ComponentConfig::DocumentIndex(_) => {}
+                ComponentConfig::MqttBroker(_) => {}
+                ComponentConfig::FileStore(f) => self.inside_out(name, "dir", &f.dir)?,
+                ComponentConfig::DocumentIndex(i) => self.inside_out(name, "dir", &i.dir)?,
+            }
+            match c {
+                ComponentConfig::QualityGate(q) => self.inside_out(name, "file", &q.file)?,
+                ComponentConfig::Kmeans(k) => self.inside_out(name, "dir", &k.dir)?,
+                _ => {}
             }
             for (field, filter) in [("topic", subscription_topic(c))] {
                 if let Some(f) = filter {
@@ -688,6 +899,7 @@ impl Flow {
                 }
             }
         }
+        self.check_bus()?;
         let brokers = self.components.values().filter(|c| c.kind() == "mqtt-broker").count();
         if brokers > 1 {
             return Err(self.invalid("only one mqtt-broker component per flow is supported".into()));
@@ -703,6 +915,17 @@ impl Flow {
         }
         for (i, s) in self.schedule.iter().enumerate() {
             let at = format!("schedule[{i}]");
+            if s.at > MAX_RUN_TIME || s.duration.is_some_and(|d| d > MAX_RUN_TIME) {
+                return Err(self.invalid(format!(
+                    "{at}: times must be at most {}",
+                    humantime::format_duration(MAX_RUN_TIME)
+                )));
+            }
+            if s.duration.is_some() && !matches!(s.action, Action::Stop | Action::LinkFaults) {
+                return Err(
+                    self.invalid(format!("{at}.for: only stop and link-faults can be undone after a while"))
+                );
+            }
             match s.action {
                 Action::LinkFaults => {
                     if !edges.iter().any(|(f, t)| format!("{f}->{t}") == s.target) {
@@ -726,6 +949,77 @@ impl Flow {
         Ok(())
     }
 
+    /// Output paths stay inside the run's output directory (which each run clears).
+    fn inside_out(&self, name: &str, field: &str, path: &Path) -> Result<(), FlowError> {
+        let escapes = path.is_absolute()
+            || path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+        if escapes || path.as_os_str().is_empty() {
+            return Err(self.invalid(format!(
+                "components.{name}.{field}: {:?} must be a relative path inside the output directory",
+                path.display().to_string()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_bus(&self) -> Result<(), FlowError> {
+        let n = self.bus.brokers;
+        if n == 0 {
+            return Err(self.invalid("bus.brokers: must be at least 1".into()));
+        }
+        for (name, t) in &self.bus.topics {
+            let at = format!("bus.topics.{name}");
+            if t.partitions == 0 {
+                return Err(self.invalid(format!("{at}.partitions: must be at least 1")));
+            }
+            if t.replication_factor == 0 || u32::from(t.replication_factor) > n {
+                return Err(self.invalid(format!(
+                    "{at}.replication_factor: must be between 1 and the {n} brokers, got {}",
+                    t.replication_factor
+                )));
+            }
+            if t.min_insync_replicas == 0 || t.min_insync_replicas > t.replication_factor {
+                return Err(self.invalid(format!(
+                    "{at}.min_insync_replicas: must be between 1 and replication_factor {}, got {}",
+                    t.replication_factor, t.min_insync_replicas
+                )));
+            }
+            if let Some(assignment) = &t.replica_assignment {
+                if assignment.len() != t.partitions as usize {
+                    return Err(self.invalid(format!(
+                        "{at}.replica_assignment: {} lists for {} partitions",
+                        assignment.len(),
+                        t.partitions
+                    )));
+                }
+                for (p, replicas) in assignment.iter().enumerate() {
+                    let mut seen = replicas.clone();
+                    seen.sort_unstable();
+                    seen.dedup();
+                    let ok = replicas.len() == usize::from(t.replication_factor)
+                        && seen.len() == replicas.len()
+                        && replicas.iter().all(|b| (1..=n).contains(b));
+                    if !ok {
+                        return Err(self.invalid(format!(
+                            "{at}.replica_assignment[{p}]: needs {} distinct broker ids in 1..={n}, got {replicas:?}",
+                            t.replication_factor
+                        )));
+                    }
+                }
+            }
+        }
+        let o = &self.orders;
+        if o.enabled && o.detective_replicas == 0 {
+            return Err(self.invalid("orders.detective_replicas: must be at least 1".into()));
+        }
+        if o.enabled && o.reversal_every.is_zero() {
+            return Err(self.invalid("orders.reversal_every: must be more than 0".into()));
+        }
+        Ok(())
+    }
+
     /// Resolves a path from the flow against its directory (absolute paths stay as they are).
     pub fn resolve(&self, p: &str) -> PathBuf {
         let path = PathBuf::from(p);
@@ -745,31 +1039,78 @@ fn subscription_topic(c: &ComponentConfig) -> Option<&str> {
     }
 }
 
-/// The line of `key` inside the `[components.NAME]` table (or of the table's header, or 1).
-fn key_line(text: &str, name: &str, key: &str) -> usize {
-    let headers = [format!("[components.{name}]"), format!("[components.\"{name}\"]")];
+/// Merges `over` into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// The line of `key` inside the table whose header is one of `headers` (the `nth` such table, for arrays of
+/// tables), else the header's line; `None` when the text has no such table.
+fn section_line(text: &str, headers: &[String], nth: usize, key: &str) -> Option<usize> {
     let mut in_table = false;
-    let mut header_line = 1;
+    let mut header_line = None;
+    let mut seen = 0;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.starts_with('[') {
             if in_table {
                 break;
             }
-            in_table = headers.iter().any(|h| line.starts_with(h.as_str()));
-            if in_table {
-                header_line = i + 1;
+            if headers.iter().any(|h| line.starts_with(h.as_str())) {
+                seen += 1;
+                if seen > nth {
+                    in_table = true;
+                    header_line = Some(i + 1);
+                }
             }
             continue;
         }
         if in_table && !key.is_empty() {
             let k = line.split('=').next().unwrap_or("").trim().trim_matches('"');
             if k == key {
-                return i + 1;
+                return Some(i + 1);
             }
         }
     }
     header_line
+}
+
+/// The line of `key` inside the `[components.NAME]` table (or of the table's header, or 1).
+fn key_line(text: &str, name: &str, key: &str) -> usize {
+    let headers = [format!("[components.{name}]"), format!("[components.\"{name}\"]")];
+    section_line(text, &headers, 0, key).unwrap_or(1)
+}
+
+/// The line a check message's leading key path (`components.FLINK.output: …`) points at.
+fn message_line(text: &str, message: &str) -> Option<usize> {
+    let path = message.split(": ").next()?;
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    let quoted = |name: &str| [format!("[{head}.{name}]"), format!("[{head}.\"{name}\"]")];
+    if let Some(index) = head.strip_prefix("schedule[").and_then(|r| r.strip_suffix(']')) {
+        return section_line(text, &["[[schedule]]".to_string()], index.parse().ok()?, rest);
+    }
+    match head {
+        "components" => {
+            let (name, key) = rest.split_once('.').unwrap_or((rest, ""));
+            section_line(text, &quoted(name), 0, key)
+        }
+        "links" => section_line(text, &quoted(rest.trim_matches('"')), 0, ""),
+        "bus" => {
+            let rest = rest.strip_prefix("topics.").unwrap_or(rest);
+            let (topic, key) = rest.split_once('.').unwrap_or((rest, ""));
+            let headers = [format!("[bus.topics.{topic}]"), format!("[bus.topics.\"{topic}\"]")];
+            section_line(text, &headers, 0, key)
+                .or_else(|| section_line(text, &["[bus]".to_string()], 0, key))
+        }
+        _ => section_line(text, &[format!("[{head}]")], 0, rest),
+    }
 }
 
 /// toml's message already has `line N, column M` for syntax errors; for schema errors we add the line.
@@ -827,11 +1168,86 @@ mod tests {
         let text = format!("{}\n[links.\"MQTT_BROKER->FLINK\"]\nloss = 1.5\n", Flow::reference_text());
         let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
         assert!(err.contains("loss must be between 0 and 1"), "{err}");
+        let line = text.lines().count() - 1;
+        assert!(err.starts_with(&format!("x.toml: line {line}: links.")), "{err}");
+
+        let text = format!(
+            "{}\n[[schedule]]\nat = \"1m\"\naction = \"crash\"\ntarget = \"FLINK\"\nfor = \"1m\"\n",
+            Flow::reference_text()
+        );
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("schedule[0].for: only stop and link-faults"), "{err}");
+        assert!(err.starts_with(&format!("x.toml: line {}: ", text.lines().count())), "{err}");
+
+        let text = Flow::reference_text().replace("dir = \"hdfs/nifi\"", "dir = \"../elsewhere\"");
+        let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "components.HADOOP.dir: \"../elsewhere\" must be a relative path inside the output directory"
+            ),
+            "{err}"
+        );
+
+        let text = format!("{}\n[links.\"MQTT_BROKER->FLINK\"]\nreorder = 0.5\n", Flow::reference_text());
+        assert!(
+            Flow::parse(&text, "x.toml", None).unwrap_err().to_string().contains("reorder needs a latency")
+        );
+        let text = format!(
+            "{}\n[links.\"MQTT_BROKER->FLINK\"]\nlatency = \"400000years\"\n",
+            Flow::reference_text()
+        );
+        assert!(
+            Flow::parse(&text, "x.toml", None).unwrap_err().to_string().contains("latency must be at most")
+        );
 
         let text =
             Flow::reference_text().replace("topic = \"customTopic\"\nwindow", "topic = \"a/#/b\"\nwindow");
         let err = Flow::parse(&text, "x.toml", None).unwrap_err().to_string();
         assert!(err.contains("components.FLINK.topic"), "{err}");
+    }
+
+    #[test]
+    fn extends_merges_tables_and_checks_the_bus() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        let text = format!(
+            "{REFERENCE_FLOW}\n[bus.topics.poke-orders]\npartitions = 3\nreplication_factor = 1\nmin_insync_replicas = 1\n"
+        );
+        std::fs::write(&base, text).unwrap();
+        let fixed = dir.path().join("fixed.toml");
+        std::fs::write(
+            &fixed,
+            "extends = \"base.toml\"\n[pipeline]\nname = \"fixed\"\n[bus.topics.poke-orders]\nreplication_factor = 3\nmin_insync_replicas = 2\nreplica_assignment = [[1,2,3],[3,1,2],[2,3,1]]\n",
+        )
+        .unwrap();
+        let flow = Flow::load(&fixed).unwrap();
+        assert_eq!(flow.pipeline.name, "fixed");
+        let t = &flow.bus.topics["poke-orders"];
+        assert_eq!((t.partitions, t.replication_factor, t.min_insync_replicas), (3, 3, 2));
+        assert_eq!(flow.components.len(), 8, "components come from the base");
+        assert_eq!(Flow::load(&base).unwrap().bus.topics["poke-orders"].replication_factor, 1);
+
+        std::fs::write(&fixed, "extends = \"base.toml\"\n[bus.topics.poke-orders]\nreplication_factor = 4\n")
+            .unwrap();
+        let err = Flow::load(&fixed).unwrap_err().to_string();
+        assert!(
+            err.contains("bus.topics.poke-orders.replication_factor: must be between 1 and the 3 brokers"),
+            "{err}"
+        );
+        std::fs::write(
+            &fixed,
+            "extends = \"base.toml\"\n[bus.topics.poke-orders]\nreplica_assignment = [[1],[1],[1,1]]\n",
+        )
+        .unwrap();
+        let err = Flow::load(&fixed).unwrap_err().to_string();
+        assert!(err.contains("replica_assignment[2]"), "{err}");
+        std::fs::write(&fixed, "extends = \"missing.toml\"\n").unwrap();
+        assert!(Flow::load(&fixed).unwrap_err().to_string().contains("cannot find \"missing.toml\""));
+        std::fs::write(&fixed, "extends = \"fixed.toml\"\n").unwrap();
+        assert!(Flow::load(&fixed).unwrap_err().to_string().contains("too deep"));
+        std::fs::write(&fixed, "extends = \"reference.toml\"\n[orders]\nenabled = true\nwhat = 1\n").unwrap();
+        let err = Flow::load(&fixed).unwrap_err().to_string();
+        assert!(err.contains("orders") && err.contains("what"), "{err}");
     }
 
     impl Flow {

@@ -96,13 +96,6 @@ pub enum LiveMqtt {
     External(crate::transport::mqtt::client::BrokerUrl),
 }
 
-/// A k-means stage's handles, for the final run and the summary.
-#[derive(Clone)]
-pub struct SparkStage {
-    /// Metrics and latest result.
-    pub probe: SparkProbe,
-}
-
 /// A built pipeline.
 pub struct Pipeline {
     /// The definition.
@@ -129,12 +122,8 @@ pub struct Pipeline {
     pub mqtt: MqttConnector,
     /// Open windows per window stage.
     pub windows: BTreeMap<String, WindowState>,
-    /// k-means stages.
-    pub spark: BTreeMap<String, SparkStage>,
-    /// Files each file-store writes under.
-    pub stores: BTreeMap<String, PathBuf>,
-    /// Flat files of quality gates.
-    pub flat_files: BTreeMap<String, PathBuf>,
+    /// k-means stages' metrics and latest results.
+    pub spark: BTreeMap<String, SparkProbe>,
 }
 
 fn start_rank(c: &ComponentConfig) -> u8 {
@@ -224,7 +213,11 @@ impl Pipeline {
         .with_level(opts.trace_level);
         let metrics = Metrics::new()?;
         let supervisor = Supervisor::new(clock.clone(), trace.clone(), metrics.clone(), opts.seed);
-        let index = IndexStore::new(Some(opts.out.join("index")));
+        let index_dir = flow.components.values().find_map(|c| match c {
+            ComponentConfig::DocumentIndex(i) => Some(i.dir.clone()),
+            _ => None,
+        });
+        let index = IndexStore::new(Some(opts.out.join(index_dir.unwrap_or_else(|| "index".into()))));
 
         let broker_name =
             flow.components.iter().find(|(_, c)| c.kind() == "mqtt-broker").map(|(n, _)| n.clone());
@@ -269,7 +262,7 @@ impl Pipeline {
                 opts.seed,
                 &metrics,
                 trace.clone(),
-                supervisor.up_flag(&to),
+                (supervisor.up_flag(&from), supervisor.up_flag(&to)),
             );
             links.insert(link.name().to_string(), link);
         }
@@ -294,8 +287,6 @@ impl Pipeline {
             mqtt: mqtt.clone(),
             windows: BTreeMap::new(),
             spark: BTreeMap::new(),
-            stores: BTreeMap::new(),
-            flat_files: BTreeMap::new(),
         };
 
         let mut order: Vec<(&String, &ComponentConfig)> = flow.components.iter().collect();
@@ -363,7 +354,6 @@ impl Pipeline {
                 }
                 ComponentConfig::FileStore(cfg) => {
                     let root = opts.out.join(&cfg.dir);
-                    pipeline.stores.insert(name.clone(), root.clone());
                     let inbound: Vec<Arc<Link>> =
                         links.values().filter(|l| l.to() == name).cloned().collect();
                     let inbound = match inbound.as_slice() {
@@ -378,7 +368,6 @@ impl Pipeline {
                 ComponentConfig::QualityGate(cfg) => {
                     let cfg = cfg.clone();
                     let file = opts.out.join(&cfg.file);
-                    pipeline.flat_files.insert(name.clone(), file.clone());
                     let packets = crate::sinks::quality_gate::register_packets(&metrics, &cfg.job)?;
                     let inbound = link(&cfg.broker, name)?;
                     let mqtt = mqtt.clone();
@@ -401,7 +390,7 @@ impl Pipeline {
                     };
                     let out_dir = opts.out.join(&cfg.dir);
                     let probe = SparkProbe::register(&metrics)?;
-                    pipeline.spark.insert(name.clone(), SparkStage { probe: probe.clone() });
+                    pipeline.spark.insert(name.clone(), probe.clone());
                     let read = link(&cfg.input, name)?;
                     ComponentSpec::new(name, kind, restart, move |ctx| {
                         spark::run(
@@ -454,18 +443,20 @@ impl Pipeline {
                         "schedule.action",
                         &json!({"action": format!("{:?}", s.action), "target": s.target}),
                     );
+                    // What to put back afterwards: the faults in force before, or a start after a stop.
+                    let before = links.get(&s.target).map(|l| l.faults());
                     apply_action(&sup, &links, &s.action, &s.target, s.faults.clone());
                     if let Some(d) = s.duration {
                         let undo = match s.action {
-                            Action::Stop => Some(Action::Start),
-                            Action::LinkFaults => Some(Action::LinkFaults),
+                            Action::Stop => Some((Action::Start, None)),
+                            Action::LinkFaults => Some((Action::LinkFaults, before)),
                             _ => None,
                         };
-                        if let Some(undo) = undo {
+                        if let Some((undo, faults)) = undo {
                             let (sup, links, target) = (sup.clone(), links.clone(), s.target.clone());
                             tokio::spawn(async move {
                                 tokio::time::sleep(d).await;
-                                apply_action(&sup, &links, &undo, &target, Some(Default::default()));
+                                apply_action(&sup, &links, &undo, &target, faults);
                             });
                         }
                     }

@@ -48,16 +48,12 @@ pub async fn run(
         inbound.clone(),
     ));
     let mut rx = inbound.receiver().await;
-    loop {
-        let env = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
-        };
+    while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();
         ctx.trace_record("record.received", &json!({"bytes": env.payload.len()}));
         if outbound.send(env).await {
             ctx.metrics.records_out.inc();
         }
     }
+    Ok(())
 }

@@ -280,12 +280,7 @@ pub async fn run(
         inbound.clone(),
     ));
     let mut rx = inbound.receiver().await;
-    loop {
-        let env = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            env = rx.recv() => match env { Some(env) => env, None => return Ok(()) },
-        };
+    while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();
         let (device, m) = match parse_record(&env.payload) {
             Ok(x) => x,
@@ -311,6 +306,7 @@ pub async fn run(
         let doc = serde_json::to_vec(&report)?;
         outbound.send(Envelope::new(cfg.index.clone(), doc)).await;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ use crate::kernel::metrics::Metrics;
 use crate::kernel::seed::{Rng, Seed};
 use crate::kernel::trace::Trace;
 
+/// The longest latency or jitter a link accepts.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 /// The faults a link applies. Probabilities are in `[0, 1]`; everything zero means a perfect link.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +78,18 @@ impl LinkFaults {
                 return Err(format!("{name} must be between 0 and 1, got {p}"));
             }
         }
+        for (name, d) in [("latency", self.latency), ("jitter", self.jitter)] {
+            if d > MAX_DELAY {
+                return Err(format!(
+                    "{name} must be at most {}, got {}",
+                    humantime::format_duration(MAX_DELAY),
+                    humantime::format_duration(d)
+                ));
+            }
+        }
+        if self.reorder > 0.0 && self.latency.is_zero() && self.jitter.is_zero() {
+            return Err("reorder needs a latency or jitter to jump ahead of (as netem's reorder does)".into());
+        }
         Ok(())
     }
 }
@@ -90,8 +105,10 @@ pub struct LinkStats {
     pub dropped_loss: u64,
     /// Dropped by a partition.
     pub dropped_partition: u64,
-    /// Dropped because the receiving component was down.
+    /// Dropped because the receiving component was down (or, for requests, the serving one).
     pub dropped_down: u64,
+    /// Queued for a receiver that went away (crashed or stopped): lost with it.
+    pub dropped_queued: u64,
     /// Extra copies made.
     pub duplicated: u64,
     /// Payloads corrupted.
@@ -101,25 +118,22 @@ pub struct LinkStats {
 impl LinkStats {
     /// All drops.
     pub fn dropped(&self) -> u64 {
-        self.dropped_loss + self.dropped_partition + self.dropped_down
+        self.dropped_loss + self.dropped_partition + self.dropped_down + self.dropped_queued
     }
 }
 
-struct Counter {
-    value: AtomicU64,
-    metric: IntCounter,
-}
+/// One outcome's counter (`chaoslab_link_messages_total{link,outcome}`).
+struct Counter(IntCounter);
 
 impl Counter {
     fn new(metrics: &Metrics, link: &str, outcome: &str) -> Counter {
-        Counter { value: AtomicU64::new(0), metric: metrics.link(link, outcome) }
+        Counter(metrics.link(link, outcome))
     }
     fn add(&self, n: u64) {
-        self.value.fetch_add(n, Ordering::Relaxed);
-        self.metric.inc_by(n);
+        self.0.inc_by(n);
     }
     fn get(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
@@ -129,6 +143,7 @@ struct Counters {
     loss: Counter,
     partition: Counter,
     down: Counter,
+    queued: Counter,
     duplicated: Counter,
     corrupted: Counter,
 }
@@ -174,6 +189,7 @@ pub struct Link {
     state: Mutex<FaultState>,
     tx: mpsc::Sender<Item>,
     rx: AsyncMutex<LinkReceiverState>,
+    src_up: Arc<AtomicBool>,
     dest_up: Arc<AtomicBool>,
     counters: Counters,
     in_flight: AtomicU64,
@@ -183,18 +199,6 @@ pub struct Link {
 struct LinkReceiverState {
     rx: mpsc::Receiver<Item>,
     heap: BinaryHeap<Reverse<Item>>,
-}
-
-/// Which end of the hop a partition cuts, for selecting links by component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Links into the component.
-    To,
-    /// Links out of the component.
-    From,
-    /// Both.
-    Both,
 }
 
 /// Why [`Link::gate`] refused a request.
@@ -212,7 +216,7 @@ pub enum GateError {
 }
 
 impl Link {
-    /// A link `from -> to` with a queue of `capacity` messages. `dest_up` tells whether `to` is running.
+    /// A link `from -> to` with a queue of `capacity` messages. `up` tells whether `from` and `to` are running.
     pub fn new(
         from: &str,
         to: &str,
@@ -220,8 +224,9 @@ impl Link {
         seed: Seed,
         metrics: &Metrics,
         trace: Trace,
-        dest_up: Arc<AtomicBool>,
+        up: (Arc<AtomicBool>, Arc<AtomicBool>),
     ) -> Arc<Link> {
+        let (src_up, dest_up) = up;
         let name = format!("{from}->{to}");
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let c = |outcome: &str| Counter::new(metrics, &name, outcome);
@@ -231,6 +236,7 @@ impl Link {
             loss: c("dropped_loss"),
             partition: c("dropped_partition"),
             down: c("dropped_down"),
+            queued: c("dropped_queued"),
             duplicated: c("duplicated"),
             corrupted: c("corrupted"),
         };
@@ -248,6 +254,7 @@ impl Link {
             state: Mutex::new(state),
             tx,
             rx: AsyncMutex::new(LinkReceiverState { rx, heap: BinaryHeap::new() }),
+            src_up,
             dest_up,
             counters,
             in_flight: AtomicU64::new(0),
@@ -301,6 +308,7 @@ impl Link {
             dropped_loss: c.loss.get(),
             dropped_partition: c.partition.get(),
             dropped_down: c.down.get(),
+            dropped_queued: c.queued.get(),
             duplicated: c.duplicated.get(),
             corrupted: c.corrupted.get(),
         }
@@ -418,39 +426,62 @@ impl Link {
         LinkReceiver { link: self, state: self.rx.lock().await }
     }
 
-    /// Applies the link's faults to one request (a read, an RPC): waits out the delay, or fails.
+    /// Applies the link's faults to one request that `to` makes of `from` (a read, an RPC): waits out the
+    /// delay, or fails when `from` is down, the link is partitioned, or the request is lost.
     pub async fn gate(&self) -> Result<(), GateError> {
         self.counters.sent.add(1);
-        if !self.dest_up.load(Ordering::SeqCst) {
-            self.counters.down.add(1);
-            return Err(GateError::Down(self.name.clone(), self.to.clone()));
+        let refused = |counter: &Counter, err: GateError| {
+            counter.add(1);
+            self.trace.emit(
+                &self.name,
+                "link.refused",
+                &json!({"link": self.name, "error": err.to_string()}),
+            );
+            Err(err)
+        };
+        if !self.src_up.load(Ordering::SeqCst) {
+            return refused(&self.counters.down, GateError::Down(self.name.clone(), self.from.clone()));
         }
-        let now = Instant::now();
         let due = {
             let mut st = self.state();
-            if st.faults.partition {
-                self.counters.partition.add(1);
-                return Err(GateError::Partitioned(self.name.clone()));
+            if st.faults.is_clear() {
+                None
+            } else if st.faults.partition {
+                drop(st);
+                return refused(&self.counters.partition, GateError::Partitioned(self.name.clone()));
+            } else if st.faults.loss > 0.0 && st.rng.r#gen::<f64>() < st.faults.loss {
+                drop(st);
+                return refused(&self.counters.loss, GateError::Lost(self.name.clone()));
+            } else {
+                Some(Self::due_time(&mut st, Instant::now(), 0))
             }
-            if st.faults.loss > 0.0 && st.rng.r#gen::<f64>() < st.faults.loss {
-                self.counters.loss.add(1);
-                return Err(GateError::Lost(self.name.clone()));
-            }
-            Self::due_time(&mut st, now, 0)
         };
-        tokio::time::sleep_until(due).await;
+        if let Some(due) = due {
+            tokio::time::sleep_until(due).await;
+        }
         self.counters.delivered.add(1);
         Ok(())
     }
 }
 
-/// The receiving end of a link, held by the component that consumes it.
+/// The receiving end of a link, held by the component that consumes it. When it is dropped (the
+/// component stopped or crashed) whatever was queued for it is lost and counted as `dropped_queued`,
+/// as a process loses its socket buffers.
 pub struct LinkReceiver<'a> {
     link: &'a Link,
     state: AsyncMutexGuard<'a, LinkReceiverState>,
 }
 
 impl LinkReceiver<'_> {
+    /// The next message, or `None` once `stop` is cancelled (the component's graceful stop).
+    pub async fn recv_until(&mut self, stop: &tokio_util::sync::CancellationToken) -> Option<Envelope> {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            env = self.recv() => env,
+        }
+    }
+
     /// The next message in due-time order; `None` when every sender is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Envelope> {
         let st = &mut *self.state;
@@ -488,6 +519,23 @@ impl LinkReceiver<'_> {
     }
 }
 
+impl Drop for LinkReceiver<'_> {
+    fn drop(&mut self) {
+        let st = &mut *self.state;
+        let mut lost = st.heap.len() as u64;
+        st.heap.clear();
+        while st.rx.try_recv().is_ok() {
+            lost += 1;
+        }
+        if lost > 0 {
+            self.link.in_flight.fetch_sub(lost, Ordering::SeqCst);
+            self.link.counters.queued.add(lost);
+            let data = json!({"link": self.link.name, "messages": lost});
+            self.link.trace.emit(&self.link.name, "link.discarded", &data);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,7 +544,15 @@ mod tests {
     fn link(up: bool) -> Arc<Link> {
         let metrics = Metrics::new().unwrap();
         let trace = Trace::recording(Clock::sim(chrono::DateTime::UNIX_EPOCH));
-        Link::new("A", "B", 64, Seed(7), &metrics, trace, Arc::new(AtomicBool::new(up)))
+        Link::new(
+            "A",
+            "B",
+            64,
+            Seed(7),
+            &metrics,
+            trace,
+            (Arc::new(AtomicBool::new(up)), Arc::new(AtomicBool::new(up))),
+        )
     }
 
     fn msg(i: u32) -> Envelope {

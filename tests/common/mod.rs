@@ -13,11 +13,20 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Skips a test that needs something this machine lacks, with a message; with
+/// `CHAOSLAB_REQUIRE_EXTERNALS=1` (CI sets it) a missing requirement fails the test instead.
+pub fn skip(test: &str, why: &str) {
+    if std::env::var_os("CHAOSLAB_REQUIRE_EXTERNALS").is_some_and(|v| v == "1") {
+        panic!("{test}: {why}, and CHAOSLAB_REQUIRE_EXTERNALS=1 forbids skipping");
+    }
+    eprintln!("SKIP {test}: {why}");
+}
+
 /// The real GNFUV file, or `None` after printing why the caller skips.
 pub fn gnfuv_pi2(test: &str) -> Option<PathBuf> {
     let path = shared_dir().map(|d| d.join("datasets/gnfuv/pi2.csv")).filter(|p| p.is_file());
     if path.is_none() {
-        eprintln!("SKIP {test}: ../shared/datasets/gnfuv/pi2.csv not found (set CHAOSLAB_SHARED)");
+        skip(test, "../shared/datasets/gnfuv/pi2.csv not found (set CHAOSLAB_SHARED)");
     }
     path
 }

@@ -66,17 +66,10 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
             let _down = SetDownOnDrop(broker.clone());
             announce(&ctx, &format!("{version} (in-process broker) starting"), "broker.starting");
             ctx.health.set_ready(true, "serving");
-            let mut seen = broker.stats();
-            let sync = |seen: &mut SimBrokerStats| {
-                let now = broker.stats();
-                ctx.metrics.records_in.inc_by(now.messages_received - seen.messages_received);
-                ctx.metrics.records_out.inc_by(now.messages_routed - seen.messages_routed);
-                ctx.metrics.dropped_n("subscriber_offline", now.dropped_offline - seen.dropped_offline);
-                ctx.metrics.dropped_n("queue_overflow", now.dropped_overflow - seen.dropped_overflow);
-                *seen = now;
-            };
-            tick_uptime(&ctx, &uptime, || sync(&mut seen)).await;
-            sync(&mut seen);
+            // The broker's own counters become this component's, also when it ends by a crash.
+            let mut counts = SyncCounts { broker: broker.clone(), ctx: ctx.clone(), seen: broker.stats() };
+            tick_uptime(&ctx, &uptime, || counts.sync()).await;
+            drop(counts);
             announce(&ctx, &format!("{version} (in-process broker) terminating"), "broker.terminating");
             Ok(())
         }
@@ -140,6 +133,32 @@ async fn tick_uptime(ctx: &Ctx, uptime: &IntCounter, mut each_second: impl FnMut
         uptime.inc();
         each_second();
         next += Duration::from_secs(1);
+    }
+}
+
+/// Copies the in-process broker's message counts into the component's metrics (each second, and when
+/// dropped — which a crash does too).
+struct SyncCounts {
+    broker: SimBroker,
+    ctx: Ctx,
+    seen: SimBrokerStats,
+}
+
+impl SyncCounts {
+    fn sync(&mut self) {
+        let now = self.broker.stats();
+        let m = &self.ctx.metrics;
+        m.records_in.inc_by(now.messages_received.saturating_sub(self.seen.messages_received));
+        m.records_out.inc_by(now.messages_routed.saturating_sub(self.seen.messages_routed));
+        m.dropped_n("subscriber_offline", now.dropped_offline.saturating_sub(self.seen.dropped_offline));
+        m.dropped_n("queue_overflow", now.dropped_overflow.saturating_sub(self.seen.dropped_overflow));
+        self.seen = now;
+    }
+}
+
+impl Drop for SyncCounts {
+    fn drop(&mut self) {
+        self.sync();
     }
 }
 

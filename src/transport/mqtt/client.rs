@@ -41,8 +41,6 @@ pub const INCOMING_CAPACITY: usize = 1024;
 const REQUEST_CAPACITY: usize = 256;
 /// Packet size limit in both directions: the payload plus the longest topic and headers.
 const MAX_PACKET_SIZE: usize = MAX_PAYLOAD_SIZE + 64 * 1024 + 16;
-/// Longest topic name or filter MQTT can encode.
-const MAX_TOPIC_LEN: usize = 65_535;
 /// How long `disconnect` waits for the DISCONNECT packet to be flushed.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(1);
 
@@ -238,8 +236,7 @@ impl LiveSession {
     /// Subscribes to `filter` and waits for the broker's SUBACK. A filter the broker rejects is
     /// `InvalidFilter`.
     pub async fn subscribe(&mut self, filter: &str, qos: Qos) -> Result<(), MqttError> {
-        validate_filter(filter)
-            .map_err(|reason| MqttError::InvalidFilter { filter: filter.to_string(), reason })?;
+        super::topic::validate_filter(filter)?;
         let client = self.client.clone();
         let subacks = &mut self.subacks;
         let request = async move {
@@ -263,8 +260,7 @@ impl LiveSession {
     /// Hands `env` to the event loop and returns; QoS 1 retransmission then happens within this
     /// connection only (a QoS 1 message not yet acknowledged when the connection drops is lost with it).
     pub async fn publish(&mut self, env: Envelope) -> Result<(), MqttError> {
-        validate_topic(&env.topic)
-            .map_err(|reason| MqttError::InvalidTopic { topic: env.topic.clone(), reason })?;
+        super::topic::validate_topic_name(&env.topic)?;
         if env.payload.len() > MAX_PAYLOAD_SIZE {
             return Err(MqttError::PayloadTooLarge { size: env.payload.len(), limit: MAX_PAYLOAD_SIZE });
         }
@@ -408,43 +404,6 @@ fn wire_keep_alive(requested: Duration) -> Duration {
     Duration::from_secs(requested.as_secs().clamp(1, u64::from(u16::MAX)))
 }
 
-/// Checks a topic name for publishing; `Err` says what is wrong.
-fn validate_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("empty".into());
-    }
-    if topic.len() > MAX_TOPIC_LEN {
-        return Err(format!("{} bytes long (at most {MAX_TOPIC_LEN})", topic.len()));
-    }
-    if let Some(bad) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
-        return Err(format!("contains {bad:?}, which is not allowed in a topic name"));
-    }
-    Ok(())
-}
-
-/// Checks a subscription filter; `Err` says what is wrong.
-fn validate_filter(filter: &str) -> Result<(), String> {
-    if filter.is_empty() {
-        return Err("empty".into());
-    }
-    if filter.len() > MAX_TOPIC_LEN {
-        return Err(format!("{} bytes long (at most {MAX_TOPIC_LEN})", filter.len()));
-    }
-    if filter.contains('\0') {
-        return Err("contains a NUL character".into());
-    }
-    let levels: Vec<&str> = filter.split('/').collect();
-    for (i, level) in levels.iter().enumerate() {
-        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-            return Err("'#' must be a whole level and the last one".into());
-        }
-        if level.contains('+') && *level != "+" {
-            return Err("'+' must be a whole level".into());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -539,20 +498,6 @@ pub(crate) mod tests {
             assert_eq!(err.input, text);
             assert!(err.reason.contains(reason), "{text:?}: {err}");
             assert!(err.to_string().starts_with("invalid broker URL"), "{err}");
-        }
-    }
-
-    #[test]
-    fn topics_and_filters_are_checked() {
-        assert_eq!(validate_topic("factory/line-1/temp"), Ok(()));
-        for bad in ["", "a/+/b", "a/#", "a\0b"] {
-            assert!(validate_topic(bad).is_err(), "{bad:?}");
-        }
-        for good in ["#", "+", "a/+/b", "a/b/#", "customTopic", "/"] {
-            assert_eq!(validate_filter(good), Ok(()), "{good:?}");
-        }
-        for bad in ["", "a/#/b", "a#", "a/b+", "a\0"] {
-            assert!(validate_filter(bad).is_err(), "{bad:?}");
         }
     }
 
