@@ -9,13 +9,16 @@
 //! Modules, from the bottom up:
 //! - [`kernel`]: clock, seeded randomness, trace, metrics, components and their supervisor.
 //! - [`transport`]: envelopes, links (where faults live), MQTT (in-process, embedded rumqttd, external).
-//! - [`sources`], [`transforms`], [`sinks`], [`analytics`]: the pipeline stages.
+//! - [`bus`]: the embedded Kafka-semantics bus (partitions, offsets, groups, brokers, ISR).
+//! - [`sources`], [`transforms`], [`sinks`], [`analytics`]: the IoT pipeline stages; [`orders`]: the Pokémon
+//!   order services.
 //! - [`topology`]: flow files and the builder that wires stages into a [`topology::Pipeline`].
 //! - [`runner`]: sim and live runs and their summary; [`api`]: the HTTP API; [`bench`]: benchmarks.
 
 pub mod analytics;
 pub mod api;
 pub mod bench;
+pub mod bus;
 pub mod kernel;
 pub mod orders;
 pub mod runner;

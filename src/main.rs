@@ -8,11 +8,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use chaoslab::kernel::seed::Seed;
 use chaoslab::kernel::trace::TraceLevel;
+use chaoslab::orders::http::ApiClient;
+use chaoslab::orders::load::run_users;
 use chaoslab::runner::{LiveRun, SimRun};
 use chaoslab::sources::dataset::Dataset;
 use chaoslab::sources::synth::{SynthParams, synthesize};
-use chaoslab::topology::flow::Flow;
+use chaoslab::topology::flow::{Flow, LoadSection, PoisonMode, PublishMode};
 use chaoslab::transport::mqtt::client::BrokerUrl;
 
 /// A whole reference data pipeline in one process, with chaos engineering built in.
@@ -29,6 +32,8 @@ enum Command {
     Run(RunArgs),
     /// Run the SPARK k-means job once over the records a run stored.
     Kmeans(KmeansArgs),
+    /// OCTILLERY on its own: place orders against any order API.
+    Load(LoadArgs),
     /// Synthetic datasets and dataset checks.
     Dataset {
         #[command(subcommand)]
@@ -84,6 +89,80 @@ struct RunArgs {
     /// Live: where the HTTP API listens (default from the flow: 127.0.0.1:8080).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Order store: postgres://user:pass@host/db or sqlite://path (default: <out>/orders.db).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Run without OCTILLERY's load.
+    #[arg(long)]
+    no_load: bool,
+    /// OCTILLERY users placing orders in parallel (reference: 5).
+    #[arg(long)]
+    load_users: Option<u32>,
+    /// Orders per user (reference: 1000).
+    #[arg(long)]
+    load_orders: Option<u32>,
+    /// Pause after each order (reference: 2s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    load_delay: Option<Duration>,
+    /// How the API publishes new orders: direct (the reference's dual write) or outbox.
+    #[arg(long, value_enum)]
+    publish: Option<PublishMode>,
+    /// What the fraud detector does with an unparsable message: retry (the reference) or dlq.
+    #[arg(long, value_enum)]
+    poison: Option<PoisonMode>,
+    /// Run the IoT path only, without the order services.
+    #[arg(long)]
+    no_orders: bool,
+}
+
+impl RunArgs {
+    /// Applies the order-service options to a flow.
+    fn apply(&self, flow: &mut Flow) {
+        let o = &mut flow.orders;
+        if self.no_orders {
+            o.enabled = false;
+        }
+        if self.no_load {
+            o.load.enabled = false;
+        }
+        if let Some(n) = self.load_users {
+            o.load.users = n;
+        }
+        if let Some(n) = self.load_orders {
+            o.load.orders = n;
+        }
+        if let Some(d) = self.load_delay {
+            o.load.delay = d;
+        }
+        if let Some(p) = self.publish {
+            o.publish = p;
+        }
+        if let Some(p) = self.poison {
+            o.poison = p;
+        }
+    }
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Base URL of an order API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Users placing orders in parallel (user ids 1..=users).
+    #[arg(long, default_value_t = 5)]
+    users: u32,
+    /// Orders per user.
+    #[arg(long, default_value_t = 1000)]
+    orders: u32,
+    /// Pause after each order.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    delay: Duration,
+    /// Pause before the first order.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    initial_delay: Duration,
+    /// Seed of the generated orders (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Args)]
@@ -178,7 +257,8 @@ fn load_flow(path: &Option<PathBuf>) -> anyhow::Result<Flow> {
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => {
-            let flow = load_flow(&a.flow)?;
+            let mut flow = load_flow(&a.flow)?;
+            a.apply(&mut flow);
             let summary = if a.sim {
                 let duration = a.duration.context("--sim needs --for, e.g. --for 30m")?;
                 SimRun::new(flow, &a.out)
@@ -186,6 +266,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     .dataset(a.dataset)
                     .rate_ms(a.rate_ms)
                     .trace_level(a.trace)
+                    .database_url(a.database_url)
                     .run_for(duration)?
             } else {
                 LiveRun::new(flow, &a.out)
@@ -193,6 +274,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     .dataset(a.dataset)
                     .rate_ms(a.rate_ms)
                     .trace_level(a.trace)
+                    .database_url(a.database_url)
                     .mqtt_url(a.mqtt_url)
                     .mqtt_listen(a.mqtt_listen)
                     .http_listen(a.http_listen)
@@ -218,6 +300,25 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     report.files - report.skipped,
                     a.k
                 );
+            }
+            Ok(())
+        }
+        Command::Load(a) => {
+            let client = ApiClient::remote(&a.url, Duration::from_secs(10))?;
+            let plan = LoadSection {
+                enabled: true,
+                users: a.users,
+                orders: a.orders,
+                delay: a.delay,
+                initial_delay: a.initial_delay,
+            };
+            let seed = a.seed.map_or_else(Seed::from_entropy, Seed);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report =
+                rt.block_on(run_users(client, &plan, seed.shared_stream("component:OCTILLERY"), None));
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.placed == 0 && report.failed > 0 {
+                anyhow::bail!("no order was placed at {}", a.url);
             }
             Ok(())
         }

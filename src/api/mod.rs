@@ -4,6 +4,8 @@
 //! - `GET /health` — every component's state; 200 when all run, 503 otherwise.
 //! - `GET /api/components`, `GET /api/links` — supervisor and link state as JSON.
 //! - `GET /indices`, `GET /indices/{name}/docs?from=&size=` — the `ELASTICSEARCH` document index.
+//! - `GET /api/orders/invariants` — the order services' invariants, checked now; and the order API itself
+//!   (`/orders/`, `/create_order`, `/list_orders`, `/docs`, …) when the flow runs it.
 //!
 //! The router is also usable in-process (tower `oneshot`), which is how sim-mode tools query it.
 
@@ -29,14 +31,29 @@ pub const MAX_PAGE: usize = 10_000;
 
 /// The API over a pipeline.
 pub fn router(p: Arc<Pipeline>) -> Router {
-    Router::new()
+    let orders = p.orders.as_ref().map(|o| o.router.clone());
+    let api = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/api/components", get(components))
         .route("/api/links", get(links))
         .route("/indices", get(indices))
         .route("/indices/{name}/docs", get(docs))
-        .with_state(p)
+        .route("/api/orders/invariants", get(invariants))
+        .with_state(p);
+    match orders {
+        Some(orders) => api.merge(orders),
+        None => api,
+    }
+}
+
+async fn invariants(State(p): State<Arc<Pipeline>>) -> Response {
+    match p.order_invariants().await {
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": "this pipeline runs no order services"})))
+            .into_response(),
+        Some(Ok(inv)) => Json(inv).into_response(),
+        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response(),
+    }
 }
 
 async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {

@@ -5,6 +5,17 @@
 //! (topics `poke-orders`, `poke-orders-state`) exactly as the reference does — including its weaknesses
 //! (dual write, poison pill), each with a selectable fix (outbox, dead-letter queue).
 
+pub mod api;
 pub mod catalog;
+pub mod database;
+pub mod detective;
 pub mod fraud;
 pub mod http;
+pub mod load;
+pub mod model;
+pub mod outbox;
+pub mod pages;
+pub mod reverser;
+pub mod service;
+pub mod store;
+pub mod updater;

@@ -44,6 +44,8 @@ impl SimRun {
             live_mqtt: None,
             trace: TraceSink::File,
             trace_level: TraceLevel::Records,
+            database_url: None,
+            api_base: None,
         };
         SimRun { flow, opts }
     }
@@ -78,6 +80,12 @@ impl SimRun {
         self
     }
 
+    /// The order store's URL (sim mode accepts SQLite only).
+    pub fn database_url(mut self, url: Option<String>) -> SimRun {
+        self.opts.database_url = url;
+        self
+    }
+
     /// Runs for `duration` of virtual time.
     pub fn run_for(self, duration: Duration) -> anyhow::Result<RunSummary> {
         self.run(move |_| async move {
@@ -101,13 +109,13 @@ impl SimRun {
         // Wall time is measured around the simulation for the summary only; nothing inside reads it.
         let wall = std::time::Instant::now();
         rt.block_on(async move {
-            let pipeline = Arc::new(Pipeline::build(self.flow, self.opts)?);
+            let pipeline = Arc::new(Pipeline::build(self.flow, self.opts).await?);
             let _log_time = crate::kernel::clock::log_with(pipeline.clock.clone());
             pipeline.start();
             script(pipeline.clone()).await?;
-            let drained = pipeline.finish(DRAIN).await?;
+            let (drained, orders) = pipeline.finish(DRAIN).await?;
             let trace = pipeline.trace.finish()?;
-            Ok(RunSummary::collect(&pipeline, wall.elapsed().as_secs_f64(), drained, trace))
+            Ok(RunSummary::collect(&pipeline, wall.elapsed().as_secs_f64(), drained, orders, trace))
         })
     }
 }
@@ -158,6 +166,8 @@ impl LiveRun {
             live_mqtt: None,
             trace: TraceSink::File,
             trace_level: TraceLevel::Records,
+            database_url: None,
+            api_base: None,
         };
         LiveRun { flow, opts, mqtt_url: None, mqtt_listen: None, http_listen: None }
     }
@@ -185,6 +195,12 @@ impl LiveRun {
     /// How much goes into the trace.
     pub fn trace_level(mut self, level: TraceLevel) -> LiveRun {
         self.opts.trace_level = level;
+        self
+    }
+
+    /// The order store's URL (`postgres://…` or `sqlite://…`).
+    pub fn database_url(mut self, url: Option<String>) -> LiveRun {
+        self.opts.database_url = url;
         self
     }
 
@@ -244,7 +260,8 @@ impl LiveRun {
             }
         };
         tracing::info!(seed = self.opts.seed.0, "live run: MQTT at {mqtt_url}, HTTP at http://{http_addr}");
-        let pipeline = Arc::new(Pipeline::build(self.flow, self.opts)?);
+        self.opts.api_base = Some(format!("http://{http_addr}"));
+        let pipeline = Arc::new(Pipeline::build(self.flow, self.opts).await?);
         pipeline.start();
         let http_stop = tokio_util::sync::CancellationToken::new();
         let app = crate::api::router(pipeline.clone());
@@ -288,11 +305,11 @@ impl LiveRun {
 impl LiveHandle {
     /// Drains and stops the pipeline and the HTTP API.
     pub async fn stop(self) -> anyhow::Result<RunSummary> {
-        let drained = self.pipeline.finish(Duration::from_secs(5)).await?;
+        let (drained, orders) = self.pipeline.finish(Duration::from_secs(5)).await?;
         self.http_stop.cancel();
         let _ = self.http.await;
         let trace = self.pipeline.trace.finish()?;
-        Ok(RunSummary::collect(&self.pipeline, self.started.elapsed().as_secs_f64(), drained, trace))
+        Ok(RunSummary::collect(&self.pipeline, self.started.elapsed().as_secs_f64(), drained, orders, trace))
     }
 }
 

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::analytics::kmeans::KMeansResult;
+use crate::bus::BusStats;
 use crate::kernel::trace::TraceSummary;
+use crate::orders::service::Invariants;
 use crate::sinks::index::IndexInfo;
 use crate::topology::{Mode, Pipeline};
 use crate::transport::link::LinkStats;
@@ -59,13 +61,45 @@ pub struct RunSummary {
     pub flat_file_lines: u64,
     /// The last k-means model per stage.
     pub kmeans: BTreeMap<String, Option<KMeansResult>>,
+    /// The order services, when the flow runs them.
+    pub orders: Option<OrdersSummary>,
     /// Trace size and digest.
     pub trace: TraceSummary,
 }
 
+/// What the order services did.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrdersSummary {
+    /// The run's invariants, checked against the store at the end.
+    pub invariants: Invariants,
+    /// New orders whose produce failed (they stayed pending).
+    pub publish_failures: u64,
+    /// The bus at the end.
+    pub bus: BusStats,
+}
+
+impl OrdersSummary {
+    /// Collects the order summary of a finished pipeline (`None` without order services).
+    pub async fn collect(p: &Pipeline) -> anyhow::Result<Option<OrdersSummary>> {
+        let Some(stack) = &p.orders else { return Ok(None) };
+        let invariants = stack.orders.invariants().await?;
+        Ok(Some(OrdersSummary {
+            invariants,
+            publish_failures: stack.orders.metrics.publish_failures.get(),
+            bus: stack.bus.stats(),
+        }))
+    }
+}
+
 impl RunSummary {
     /// Collects the summary of a finished pipeline.
-    pub fn collect(p: &Pipeline, wall_secs: f64, drained: bool, trace: TraceSummary) -> RunSummary {
+    pub fn collect(
+        p: &Pipeline,
+        wall_secs: f64,
+        drained: bool,
+        orders: Option<OrdersSummary>,
+        trace: TraceSummary,
+    ) -> RunSummary {
         let mut components = BTreeMap::new();
         for (name, h) in p.supervisor.health_all() {
             let m = p.metrics.component(&name);
@@ -108,6 +142,7 @@ impl RunSummary {
                 .iter()
                 .map(|(n, probe)| (n.clone(), probe.latest().and_then(|r| r.result)))
                 .collect(),
+            orders,
             trace,
         }
     }
@@ -177,6 +212,31 @@ impl RunSummary {
                     let _ = writeln!(s, "  {name} k-means: no model (too few records)");
                 }
             }
+        }
+        if let Some(o) = &self.orders {
+            let i = &o.invariants;
+            let states: Vec<String> = i.by_state.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(
+                s,
+                "  orders: {} created; {}; {} publish failures",
+                i.created,
+                states.join(", "),
+                o.publish_failures
+            );
+            let verdict = if i.ok { "hold".to_string() } else { "VIOLATED".to_string() };
+            let _ = writeln!(
+                s,
+                "  order invariants {verdict}: {} in flight, {} missing, {} decided against the fraud rule, {} illegal transitions",
+                i.in_flight,
+                i.missing.len(),
+                i.wrong_decision.len(),
+                i.illegal_transitions.len()
+            );
+            let _ = writeln!(
+                s,
+                "  bus: {} records produced, {} fetched, {} offline partitions",
+                o.bus.records_produced, o.bus.records_fetched, o.bus.offline_partitions
+            );
         }
         let _ = writeln!(s, "  trace: {} events", self.trace.events);
         let _ = write!(s, "trace-digest: {}", self.trace.digest);

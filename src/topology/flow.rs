@@ -18,6 +18,29 @@ use crate::kernel::component::humantime_serde_compat as hd;
 use crate::transport::envelope::Qos;
 use crate::transport::link::LinkFaults;
 
+/// Prefix of the broker components (`KAFKA-1` …).
+pub const BROKER_PREFIX: &str = "KAFKA-";
+/// The bus controller component.
+pub const KAFKA: &str = "KAFKA";
+/// The order store component.
+pub const ORDERS_DB: &str = "POKE-ORDERS-DB";
+/// The order API component.
+pub const ORDER_API: &str = "POKE-ORDER-API";
+/// The outbox relay component.
+pub const OUTBOX_RELAY: &str = "OUTBOX-RELAY";
+/// Prefix of the fraud detector replicas (`DETECTIVE-PIKACHU-0` …).
+pub const DETECTIVE_PREFIX: &str = "DETECTIVE-PIKACHU-";
+/// The state updater component.
+pub const ORDER_UPDATER: &str = "ORDER-UPDATER";
+/// The reverser component.
+pub const ORDER_REVERSED: &str = "ORDER-REVERSED";
+/// The load generator component.
+pub const LOAD: &str = "OCTILLERY";
+
+fn detectives(n: u32) -> Vec<String> {
+    (0..n).map(|i| format!("{DETECTIVE_PREFIX}{i}")).collect()
+}
+
 /// The longest time a schedule may name (ten years).
 pub const MAX_RUN_TIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -829,8 +852,61 @@ impl Flow {
                 edges.push((s.to_string(), name.clone()));
             }
         }
+        edges.extend(self.order_edges());
         edges.sort();
         edges
+    }
+
+    /// The order services' components, in start order (empty when `[orders]` is off).
+    pub fn order_components(&self) -> Vec<String> {
+        let o = &self.orders;
+        if !o.enabled {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = (1..=self.bus.brokers).map(|i| format!("{BROKER_PREFIX}{i}")).collect();
+        names.extend([KAFKA.to_string(), ORDERS_DB.to_string(), ORDER_API.to_string()]);
+        if o.publish == PublishMode::Outbox {
+            names.push(OUTBOX_RELAY.into());
+        }
+        names.extend(detectives(o.detective_replicas));
+        names.extend([ORDER_UPDATER.to_string(), ORDER_REVERSED.to_string()]);
+        if o.load.enabled {
+            names.push(LOAD.into());
+        }
+        names
+    }
+
+    /// The order services' hops (requests, produces and fetches), as `(from, to)`.
+    pub fn order_edges(&self) -> Vec<(String, String)> {
+        let o = &self.orders;
+        if !o.enabled {
+            return Vec::new();
+        }
+        let e = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let mut edges = vec![
+            e(ORDER_API, ORDERS_DB),
+            e(ORDER_API, KAFKA),
+            e(ORDER_REVERSED, ORDERS_DB),
+            e(ORDER_REVERSED, KAFKA),
+        ];
+        if o.publish == PublishMode::Outbox {
+            edges.extend([e(OUTBOX_RELAY, ORDERS_DB), e(OUTBOX_RELAY, KAFKA)]);
+        }
+        for d in detectives(o.detective_replicas) {
+            edges.extend([e(KAFKA, &d), e(&d, KAFKA)]);
+        }
+        edges.extend([e(KAFKA, ORDER_UPDATER), e(ORDER_UPDATER, ORDER_API)]);
+        if o.load.enabled {
+            edges.push(e(LOAD, ORDER_API));
+        }
+        edges
+    }
+
+    /// Every component name: the flow's and the order services'.
+    pub fn all_components(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.components.keys().cloned().collect();
+        names.extend(self.order_components());
+        names
     }
 
     fn check(&self) -> Result<(), FlowError> {
@@ -900,6 +976,13 @@ impl Flow {
             }
         }
         self.check_bus()?;
+        for name in self.order_components() {
+            if self.components.contains_key(&name) {
+                return Err(
+                    self.invalid(format!("components.{name}: the name is taken by the order services"))
+                );
+            }
+        }
         let brokers = self.components.values().filter(|c| c.kind() == "mqtt-broker").count();
         if brokers > 1 {
             return Err(self.invalid("only one mqtt-broker component per flow is supported".into()));
@@ -937,7 +1020,7 @@ impl Flow {
                     }
                 }
                 _ => {
-                    if !self.components.contains_key(&s.target) {
+                    if !self.all_components().contains(&s.target) {
                         return Err(self.invalid(format!("{at}.target: no component named {:?}", s.target)));
                     }
                     if s.faults.is_some() {

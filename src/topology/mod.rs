@@ -7,6 +7,7 @@
 //! directory and checks all inputs before anything runs, so a bad dataset or flow writes nothing.
 
 pub mod flow;
+pub mod orders;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,10 @@ pub struct RunOptions {
     pub trace: TraceSink,
     /// How much goes into it.
     pub trace_level: TraceLevel,
+    /// The order store (`postgres://…`, `sqlite://…`); default `<out>/orders.db`.
+    pub database_url: Option<String>,
+    /// Live mode: the base URL the order API is served at, for the services that call it.
+    pub api_base: Option<String>,
 }
 
 /// How live components reach MQTT.
@@ -124,6 +129,8 @@ pub struct Pipeline {
     pub windows: BTreeMap<String, WindowState>,
     /// k-means stages' metrics and latest results.
     pub spark: BTreeMap<String, SparkProbe>,
+    /// The order services, when the flow enables them.
+    pub orders: Option<orders::OrderStack>,
 }
 
 fn start_rank(c: &ComponentConfig) -> u8 {
@@ -185,7 +192,7 @@ pub fn prepare_out(out: &Path) -> anyhow::Result<()> {
 impl Pipeline {
     /// Checks every input, prepares the output directory and builds all components (none started).
     /// Must be called inside the runtime that will run the pipeline.
-    pub fn build(flow: Flow, opts: RunOptions) -> anyhow::Result<Pipeline> {
+    pub async fn build(flow: Flow, opts: RunOptions) -> anyhow::Result<Pipeline> {
         // Inputs first: nothing is written unless every dataset is good.
         let mut datasets = BTreeMap::new();
         for (name, c) in &flow.components {
@@ -287,6 +294,7 @@ impl Pipeline {
             mqtt: mqtt.clone(),
             windows: BTreeMap::new(),
             spark: BTreeMap::new(),
+            orders: None,
         };
 
         let mut order: Vec<(&String, &ComponentConfig)> = flow.components.iter().collect();
@@ -414,7 +422,29 @@ impl Pipeline {
             };
             supervisor.add(spec)?;
         }
+        pipeline.orders = orders::build(
+            &flow,
+            orders::Wiring {
+                mode: opts.mode,
+                out: &opts.out,
+                database_url: opts.database_url.as_deref(),
+                api_base: opts.api_base.as_deref(),
+                seed: opts.seed,
+                clock: &pipeline.clock,
+                trace: &pipeline.trace,
+                metrics: &metrics,
+                supervisor: &supervisor,
+                links: &links,
+            },
+        )
+        .await?;
         Ok(pipeline)
+    }
+
+    /// The order services' invariants, checked against the store (none without order services).
+    pub async fn order_invariants(&self) -> Option<Result<crate::orders::service::Invariants, String>> {
+        let stack = self.orders.as_ref()?;
+        Some(stack.orders.invariants().await.map_err(|e| e.to_string()))
     }
 
     /// Starts every component, applies the flow's link faults and arms its schedule.
@@ -470,16 +500,23 @@ impl Pipeline {
         self.links.values().map(|l| l.in_flight()).sum()
     }
 
-    /// Stops the sources, lets the rest of the pipeline drain (up to `max`), then stops everything in
-    /// reverse start order (batch jobs run once more as they stop). Returns whether the drain completed.
-    pub async fn finish(&self, max: Duration) -> anyhow::Result<bool> {
-        let sources: Vec<String> = self
+    /// Stops the sources, lets the rest of the pipeline drain (up to `max`), takes the order services'
+    /// summary while everything still runs, then stops everything in reverse start order (batch jobs run
+    /// once more as they stop). Returns whether the drain completed, and the order summary.
+    pub async fn finish(
+        &self,
+        max: Duration,
+    ) -> anyhow::Result<(bool, Option<crate::runner::summary::OrdersSummary>)> {
+        let mut sources: Vec<String> = self
             .flow
             .components
             .iter()
             .filter(|(_, c)| matches!(c, ComponentConfig::SensorReplay(_)))
             .map(|(n, _)| n.clone())
             .collect();
+        if self.orders.is_some() && self.flow.orders.load.enabled {
+            sources.push(flow::LOAD.to_string());
+        }
         for s in &sources {
             self.supervisor.shutdown_one(s).await;
         }
@@ -497,10 +534,11 @@ impl Pipeline {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let orders = crate::runner::summary::OrdersSummary::collect(self).await?;
         self.supervisor.shutdown().await;
         self.index.flush()?;
         self.trace.emit("chaoslab", "run.finished", &json!({"drained": drained}));
-        Ok(drained)
+        Ok((drained, orders))
     }
 }
 

@@ -426,8 +426,8 @@ impl Link {
         LinkReceiver { link: self, state: self.rx.lock().await }
     }
 
-    /// Applies the link's faults to one request that `to` makes of `from` (a read, an RPC): waits out the
-    /// delay, or fails when `from` is down, the link is partitioned, or the request is lost.
+    /// Applies the link's faults to one request across the hop (a read, a produce, an RPC, a query): waits
+    /// out the delay, or fails when either end is down, the link is partitioned, or the request is lost.
     pub async fn gate(&self) -> Result<(), GateError> {
         self.counters.sent.add(1);
         let refused = |counter: &Counter, err: GateError| {
@@ -439,8 +439,10 @@ impl Link {
             );
             Err(err)
         };
-        if !self.src_up.load(Ordering::SeqCst) {
-            return refused(&self.counters.down, GateError::Down(self.name.clone(), self.from.clone()));
+        for (up, end) in [(&self.src_up, &self.from), (&self.dest_up, &self.to)] {
+            if !up.load(Ordering::SeqCst) {
+                return refused(&self.counters.down, GateError::Down(self.name.clone(), end.clone()));
+            }
         }
         let due = {
             let mut st = self.state();

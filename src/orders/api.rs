@@ -1,0 +1,397 @@
+//! `POKE-ORDER-API`: the reference's FastAPI service, route for route.
+//!
+//! `POST /orders/`, `GET /orders/` (`state`, `skip`, `limit`), `GET|PUT /orders/{id}`, `DELETE /orders`,
+//! the HTML pages `GET|POST /create_order` and `GET /list_orders`, `/openapi.json` and `/docs`.
+//! Validation errors are 422 with FastAPI's shape (`{"detail":[{"loc":["body","price"],"msg":…,"type":…}]}`),
+//! a missing order is 404 `{"detail":"Order not found"}`, a database that cannot be reached is 503, and a
+//! stopped API answers 503 to everything.
+//!
+//! Creating an order is the reference's dual write: insert `pending`, commit, then produce to
+//! `poke-orders`; a failed produce is logged and the order stays pending (and is reversed later). With
+//! `publish = "outbox"` the order and an outbox row are written in one transaction instead, and
+//! `OUTBOX-RELAY` produces from the outbox, so no order is ever stranded.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Json};
+use serde_json::{Map, Value, json};
+
+use super::model::{NewOrder, Order, OrderState};
+use super::pages;
+use super::service::{ORDERS_TOPIC, Orders, millis};
+use super::store::StoreError;
+use crate::topology::flow::PublishMode;
+
+/// The component name.
+pub const API: &str = "POKE-ORDER-API";
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Longest Pokémon or country name accepted.
+pub const MAX_NAME: usize = 100;
+
+/// One validation problem, FastAPI style.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    /// Where: `["body", "price"]`, `["query", "state"]`, `["path", "order_id"]`.
+    pub loc: Vec<String>,
+    /// What.
+    pub msg: String,
+    /// Pydantic's error type.
+    pub kind: &'static str,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422.
+    Invalid(Vec<FieldError>),
+    /// 404.
+    NotFound,
+    /// 503.
+    Unavailable(String),
+    /// 500.
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Invalid(m) => {
+                ApiError::Invalid(vec![FieldError { loc: vec!["body".into()], msg: m, kind: "value_error" }])
+            }
+            StoreError::Backend(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Invalid(errors) => {
+                let detail: Vec<Value> =
+                    errors.iter().map(|e| json!({"loc": e.loc, "msg": e.msg, "type": e.kind})).collect();
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": detail}))).into_response()
+            }
+            ApiError::NotFound => {
+                (StatusCode::NOT_FOUND, Json(json!({"detail": "Order not found"}))).into_response()
+            }
+            ApiError::Unavailable(m) => {
+                tracing::warn!(component = API, "database unavailable: {m}");
+                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"detail": "Database unavailable"})))
+                    .into_response()
+            }
+            ApiError::Internal(m) => {
+                tracing::error!(component = API, "internal error: {m}");
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"detail": "Internal Server Error"})))
+                    .into_response()
+            }
+        }
+    }
+}
+
+fn field(loc: &str, name: &str, msg: &str, kind: &'static str) -> FieldError {
+    FieldError { loc: vec![loc.to_string(), name.to_string()], msg: msg.to_string(), kind }
+}
+
+/// Reads `PokeOrderCreate` from JSON fields (or form fields, all strings), collecting every problem.
+pub fn validate_new_order(fields: &Map<String, Value>) -> Result<NewOrder, ApiError> {
+    let mut errors = Vec::new();
+    let missing = |name: &str| field("body", name, "field required", "value_error.missing");
+    let user_id = match fields.get("user_id") {
+        None => {
+            errors.push(missing("user_id"));
+            None
+        }
+        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
+        Some(_) => {
+            errors.push(field("body", "user_id", "value is not a valid integer", "type_error.integer"));
+            None
+        }
+    };
+    let mut text = |name: &str| match fields.get(name) {
+        None => {
+            errors.push(missing(name));
+            None
+        }
+        Some(Value::String(s)) if s.chars().count() <= MAX_NAME => Some(s.clone()),
+        Some(Value::String(_)) => {
+            let msg = format!("ensure this value has at most {MAX_NAME} characters");
+            errors.push(field("body", name, &msg, "value_error.any_str.max_length"));
+            None
+        }
+        Some(_) => {
+            errors.push(field("body", name, "str type expected", "type_error.str"));
+            None
+        }
+    };
+    let pokemon = text("pokemon");
+    let country = text("country");
+    let price = match fields.get("price") {
+        None => {
+            errors.push(missing("price"));
+            None
+        }
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => s.trim().parse().ok(),
+        Some(_) => {
+            errors.push(field("body", "price", "value is not a valid float", "type_error.float"));
+            None
+        }
+    };
+    match (user_id, pokemon, country, price) {
+        (Some(user_id), Some(pokemon), Some(country), Some(price)) if errors.is_empty() => {
+            Ok(NewOrder { user_id, pokemon, country, price })
+        }
+        _ => Err(ApiError::Invalid(errors)),
+    }
+}
+
+fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::Invalid(vec![FieldError {
+            loc: vec!["body".into()],
+            msg: "value is not a valid dict".into(),
+            kind: "type_error.dict",
+        }])),
+        Err(e) => Err(ApiError::Invalid(vec![FieldError {
+            loc: vec!["body".into(), e.column().to_string()],
+            msg: format!("JSON decode error: {e}"),
+            kind: "value_error.jsondecode",
+        }])),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::Invalid(vec![field(
+            "path",
+            "order_id",
+            "value is not a valid integer",
+            "type_error.integer",
+        )])
+    })
+}
+
+/// `state`, `skip`, `limit` of the listings.
+pub fn validate_listing(q: &BTreeMap<String, String>) -> Result<(Option<OrderState>, u64, u64), ApiError> {
+    let mut errors = Vec::new();
+    let state = match q.get("state").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => match OrderState::from_str(s) {
+            Ok(st) => Some(st),
+            Err(e) => {
+                errors.push(field("query", "state", &e.to_string(), "type_error.enum"));
+                None
+            }
+        },
+    };
+    let mut number = |name: &str, default: u64, min: u64| -> u64 {
+        match q.get(name) {
+            None => default,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(v) if v >= min => v,
+                _ => {
+                    let msg = if min == 0 {
+                        "ensure this value is greater than or equal to 0"
+                    } else {
+                        "ensure this value is greater than 0"
+                    };
+                    errors.push(field("query", name, msg, "value_error.number"));
+                    default
+                }
+            },
+        }
+    };
+    let skip = number("skip", 0, 0);
+    let limit = number("limit", 20, 1).min(10_000);
+    if errors.is_empty() { Ok((state, skip, limit)) } else { Err(ApiError::Invalid(errors)) }
+}
+
+/// Inserts a new order and publishes it (or leaves it to the outbox).
+pub async fn create_order(o: &Orders, new: NewOrder) -> Result<Order, ApiError> {
+    let now = o.now();
+    let outbox = (o.cfg.publish == PublishMode::Outbox).then_some(ORDERS_TOPIC);
+    let order = o.db(|s| async move { s.create(&new, now, outbox).await }).await?;
+    o.ledger.created(order.id);
+    o.trace.emit(
+        API,
+        "order.created",
+        &json!({"id": order.id, "user_id": order.user_id, "pokemon": order.pokemon, "price": order.price}),
+    );
+    o.event(order.id, "order created", API).await;
+    if outbox.is_none() {
+        let value = Bytes::from(order.to_kafka_json());
+        match o.publish(ORDERS_TOPIC, value, millis(now)).await {
+            Ok(meta) => {
+                o.trace.emit(
+                    API,
+                    "order.published",
+                    &json!({"id": order.id, "partition": meta.partition, "offset": meta.offset}),
+                );
+            }
+            Err(e) => {
+                // The reference only logs this in its delivery callback: the order stays pending.
+                o.metrics.publish_failures.inc();
+                tracing::error!(component = API, "Message delivery failed for order {}: {e}", order.id);
+                o.trace.emit(API, "order.publish_failed", &json!({"id": order.id, "error": e.to_string()}));
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[derive(Clone)]
+struct Api {
+    orders: Orders,
+    up: Arc<AtomicBool>,
+}
+
+/// The router of the order API. `up` is the `POKE-ORDER-API` component's flag: while it is false every
+/// request gets 503.
+pub fn router(orders: Orders, up: Arc<AtomicBool>) -> Router {
+    let state = Api { orders, up };
+    Router::new()
+        .route("/orders/", get(list_json).post(create_json))
+        .route("/orders", get(list_json).post(create_json).delete(delete_all))
+        .route("/orders/{id}", get(get_json).put(update_json))
+        .route("/create_order", get(create_form).post(create_from_form))
+        .route("/list_orders", get(list_html))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Refuses requests while the component is down and records latency per route.
+async fn gate(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let started = tokio::time::Instant::now();
+    let resp = if api.up.load(Ordering::SeqCst) {
+        next.run(req).await
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"detail": "Service Unavailable"}))).into_response()
+    };
+    let status = resp.status().as_u16().to_string();
+    api.orders
+        .metrics
+        .requests
+        .with_label_values(&[method.as_str(), &route, &status])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn create_json(State(api): State<Api>, body: Bytes) -> Result<Json<Order>, ApiError> {
+    let fields = parse_json_object(&body)?;
+    let new = validate_new_order(&fields)?;
+    Ok(Json(create_order(&api.orders, new).await?))
+}
+
+async fn list_json(
+    State(api): State<Api>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<Vec<Order>>, ApiError> {
+    let (state, skip, limit) = validate_listing(&q)?;
+    Ok(Json(api.orders.db(|s| async move { s.list(state, skip, limit).await }).await?))
+}
+
+async fn get_json(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+    let id = parse_id(&id)?;
+    api.orders.db(|s| async move { s.get(id).await }).await?.map(Json).ok_or(ApiError::NotFound)
+}
+
+async fn update_json(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Order>, ApiError> {
+    let id = parse_id(&id)?;
+    let fields = parse_json_object(&body)?;
+    let state = match fields.get("state") {
+        None => {
+            return Err(ApiError::Invalid(vec![field(
+                "body",
+                "state",
+                "field required",
+                "value_error.missing",
+            )]));
+        }
+        Some(Value::String(s)) => OrderState::from_str(s).map_err(|e| {
+            ApiError::Invalid(vec![field("body", "state", &e.to_string(), "type_error.enum")])
+        })?,
+        Some(_) => {
+            return Err(ApiError::Invalid(vec![field(
+                "body",
+                "state",
+                "str type expected",
+                "type_error.str",
+            )]));
+        }
+    };
+    let o = &api.orders;
+    let before = o.db(|s| async move { s.get(id).await }).await?.ok_or(ApiError::NotFound)?;
+    let after = o.db(|s| async move { s.set_state(id, state).await }).await?.ok_or(ApiError::NotFound)?;
+    if before.state != after.state {
+        o.changed(id, before.state, after.state, API).await;
+    }
+    Ok(Json(after))
+}
+
+async fn delete_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    let n = api.orders.db(|s| async move { s.delete_all().await }).await?;
+    api.orders.trace.emit(API, "orders.deleted", &json!({"orders": n}));
+    Ok(Json(json!({"detail": "All orders deleted"})))
+}
+
+async fn create_form() -> Html<String> {
+    Html(pages::create_form())
+}
+
+async fn create_from_form(
+    State(api): State<Api>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Result<Html<String>, ApiError> {
+    let fields: Map<String, Value> = form.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let new = validate_new_order(&fields)?;
+    let order = create_order(&api.orders, new).await?;
+    Ok(Html(pages::order_created(&order)))
+}
+
+async fn list_html(
+    State(api): State<Api>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Html<String>, ApiError> {
+    // The reference ignores a state that is not one of the five here.
+    let mut q = q;
+    if q.get("state").is_some_and(|s| OrderState::from_str(s).is_err()) {
+        q.remove("state");
+    }
+    let (state, skip, limit) = validate_listing(&q)?;
+    let orders = api.orders.db(|s| async move { s.list(state, skip, limit).await }).await?;
+    Ok(Html(pages::order_list(&orders, state, skip, limit)))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(pages::openapi())
+}
+
+async fn docs(method: Method) -> Response {
+    if method == Method::HEAD {
+        return StatusCode::OK.into_response();
+    }
+    Html(pages::docs()).into_response()
+}

@@ -1,0 +1,136 @@
+//! `OCTILLERY`: the reference's synthetic load — N users in parallel, each placing `orders` orders with
+//! `delay` between them: a Pokémon from the shipped list, a country from the shipped list, a whole price
+//! 0–300, all from the run's seeded stream. Also `chaoslab load --url …` against any order API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use rand::Rng as _;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use serde_json::json;
+
+use super::catalog::{COUNTRIES, POKEMON, names};
+use super::http::ApiClient;
+use crate::kernel::component::Ctx;
+use crate::kernel::seed::SharedRng;
+use crate::kernel::task::ChildTask;
+use crate::topology::flow::LoadSection;
+use crate::transport::link::Link;
+
+/// What one run of the load produced.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoadReport {
+    /// Orders the API accepted (200).
+    pub placed: u64,
+    /// Orders that got no 200 (status or transport error).
+    pub failed: u64,
+    /// Answers by status code (`error` for no answer).
+    pub statuses: BTreeMap<String, u64>,
+}
+
+impl LoadReport {
+    fn add(&mut self, other: &LoadReport) {
+        self.placed += other.placed;
+        self.failed += other.failed;
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+}
+
+/// One user's orders. `gate` is the hop to the API (none for `chaoslab load`).
+pub async fn run_user(
+    client: ApiClient,
+    user_id: u32,
+    plan: LoadSection,
+    rng: SharedRng,
+    gate: Option<Arc<Link>>,
+) -> LoadReport {
+    let (pokemon, countries) = (names(POKEMON), names(COUNTRIES));
+    let mut report = LoadReport::default();
+    tokio::time::sleep(plan.initial_delay).await;
+    for _ in 0..plan.orders {
+        let body = {
+            let mut r = rng.lock();
+            json!({
+                "user_id": user_id,
+                "pokemon": pokemon.choose(&mut *r).copied().unwrap_or("pikachu"),
+                "country": countries.choose(&mut *r).copied().unwrap_or("Chile"),
+                "price": r.gen_range(0..=300),
+            })
+        };
+        let sent = match &gate {
+            Some(link) => match link.gate().await {
+                Ok(()) => client
+                    .send(Method::POST, "/orders/", Some(body.to_string().into_bytes()))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            None => client
+                .send(Method::POST, "/orders/", Some(body.to_string().into_bytes()))
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let key = match &sent {
+            Ok(resp) if resp.status == StatusCode::OK => {
+                report.placed += 1;
+                "200".to_string()
+            }
+            Ok(resp) => {
+                report.failed += 1;
+                resp.status.as_u16().to_string()
+            }
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(user = user_id, "order not placed: {e}");
+                "error".to_string()
+            }
+        };
+        *report.statuses.entry(key).or_insert(0) += 1;
+        tokio::time::sleep(plan.delay).await;
+    }
+    report
+}
+
+/// All users in parallel; returns their combined report.
+pub async fn run_users(
+    client: ApiClient,
+    plan: &LoadSection,
+    rng: SharedRng,
+    gate: Option<Arc<Link>>,
+) -> LoadReport {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut users = Vec::new();
+    for user_id in 1..=plan.users {
+        let (client, plan, rng, gate, tx) =
+            (client.clone(), plan.clone(), rng.clone(), gate.clone(), tx.clone());
+        users.push(ChildTask::spawn(async move {
+            let _ = tx.send(run_user(client, user_id, plan, rng, gate).await);
+        }));
+    }
+    drop(tx);
+    let mut total = LoadReport::default();
+    while let Some(r) = rx.recv().await {
+        total.add(&r);
+    }
+    total
+}
+
+/// The `OCTILLERY` component: runs the plan once, then exits.
+pub async fn run(ctx: Ctx, plan: LoadSection, client: ApiClient, gate: Arc<Link>) -> anyhow::Result<()> {
+    ctx.health.set_ready(true, "placing orders");
+    tracing::info!(component = %ctx.name, "{} users x {} orders, {:?} apart", plan.users, plan.orders, plan.delay);
+    let report = tokio::select! {
+        biased;
+        _ = ctx.shutdown.cancelled() => return Ok(()),
+        r = run_users(client, &plan, ctx.rng.clone(), Some(gate)) => r,
+    };
+    ctx.metrics.records_out.inc_by(report.placed);
+    ctx.metrics.dropped_n("not_placed", report.failed);
+    tracing::info!(component = %ctx.name, "load done: {} placed, {} failed", report.placed, report.failed);
+    ctx.trace("load.done", &report);
+    Ok(())
+}
