@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Starts a throwaway PostgreSQL cluster for chaoslab's tests and exports where it is.
 #
-#   source ci-postgres.sh      # starts it, exports the variables below
+#   source .ci/postgres.sh     # starts it, exports the variables below
 #   ...cargo test...
 #   chaoslab_pg_stop           # stops it and removes its directory (also run on EXIT if no EXIT trap was set)
 #
@@ -15,7 +15,7 @@
 # port is a free one picked on 127.0.0.1. Sourcing it changes no shell options of the caller.
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-    echo "ci-postgres.sh: source this file (source ci-postgres.sh), don't run it" >&2
+    echo ".ci/postgres.sh: source this file (source .ci/postgres.sh), don't run it" >&2
     exit 2
 fi
 

@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline: live (default) or in virtual time with --sim.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the SPARK k-means job once over the records a run stored.
     Kmeans(KmeansArgs),
     /// OCTILLERY on its own: place orders against any order API.
@@ -113,6 +113,10 @@ struct RunArgs {
     /// Run the IoT path only, without the order services.
     #[arg(long)]
     no_orders: bool,
+    /// Run the order services on a real Kafka cluster (host:port,…) instead of the embedded bus (needs the
+    /// `kafka` build feature).
+    #[arg(long)]
+    kafka_brokers: Option<String>,
 }
 
 impl RunArgs {
@@ -139,6 +143,9 @@ impl RunArgs {
         }
         if let Some(p) = self.poison {
             o.poison = p;
+        }
+        if let Some(servers) = &self.kafka_brokers {
+            flow.bus.bootstrap = Some(servers.clone());
         }
     }
 }

@@ -12,10 +12,24 @@ use prometheus::IntGaugeVec;
 use serde_json::json;
 
 use super::Bus;
+use super::backend::BusClient;
+use super::group::PartitionLag;
 use crate::kernel::component::Ctx;
 
 /// How often the controller refreshes lag and enforces retention.
 pub const CONTROLLER_TICK: Duration = Duration::from_secs(5);
+
+/// The groups whose lag the controller follows on a real cluster.
+const GROUPS: [(&str, &str); 2] =
+    [("poke-order-consumer", "poke-orders"), ("order-updater", "poke-orders-state")];
+
+fn set_lag(gauge: &IntGaugeVec, group: &str, offsets: &[PartitionLag]) {
+    for p in offsets {
+        let base = p.committed.unwrap_or(p.log_start);
+        let value = p.high_watermark.saturating_sub(base) as i64;
+        gauge.with_label_values(&[group, &p.topic, &p.partition.to_string()]).set(value);
+    }
+}
 
 /// Marks a broker down when its component ends, however it ends.
 struct BrokerDownOnDrop(Bus, u32);
@@ -43,27 +57,34 @@ pub async fn run_broker(ctx: Ctx, bus: Bus, id: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the controller: retention and lag.
+/// Runs the controller: retention (embedded bus) and lag (either bus).
 pub async fn run_controller(
     ctx: Ctx,
-    bus: Bus,
+    bus: BusClient,
     lag: IntGaugeVec,
     rebalances: IntGaugeVec,
 ) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "serving");
-    let admin = bus.admin();
     loop {
-        let removed = admin.enforce_retention(ctx.clock.now().timestamp_millis());
-        if removed > 0 {
-            ctx.trace("bus.retention", &json!({"records": removed}));
-        }
-        for group in admin.list_groups() {
-            let Ok(desc) = admin.describe_group(&group) else { continue };
-            rebalances.with_label_values(&[&group]).set(desc.rebalances as i64);
-            for p in &desc.offsets {
-                let base = p.committed.unwrap_or(p.log_start);
-                let value = p.high_watermark.saturating_sub(base) as i64;
-                lag.with_label_values(&[&group, &p.topic, &p.partition.to_string()]).set(value);
+        match bus.embedded().map(Bus::admin) {
+            Some(admin) => {
+                let removed = admin.enforce_retention(ctx.clock.now().timestamp_millis());
+                if removed > 0 {
+                    ctx.trace("bus.retention", &json!({"records": removed}));
+                }
+                for group in admin.list_groups() {
+                    let Ok(desc) = admin.describe_group(&group) else { continue };
+                    rebalances.with_label_values(&[&group]).set(desc.rebalances as i64);
+                    set_lag(&lag, &group, &desc.offsets);
+                }
+            }
+            None => {
+                for (group, topic) in GROUPS {
+                    match bus.consumer_lag(group, topic).await {
+                        Ok(offsets) => set_lag(&lag, group, &offsets),
+                        Err(e) => tracing::debug!(component = %ctx.name, "lag of {group} unknown: {e}"),
+                    }
+                }
             }
         }
         tokio::select! {

@@ -21,6 +21,7 @@
 //! preferred replica by itself; a live consumer handle heartbeats forever (no `max.poll.interval.ms`);
 //! retention deletes single records, not segments; there are no transactions or idempotent producers.
 
+pub mod backend;
 pub mod client;
 pub mod cluster;
 pub mod component;

@@ -15,7 +15,8 @@ use serde_json::json;
 use super::fraud::is_fraud;
 use super::model::{Order, OrderState};
 use super::service::{DETECTIVE_GROUP, DLQ_TOPIC, ORDERS_TOPIC, Orders, STATE_TOPIC, produce};
-use crate::bus::{Acks, Bus, ConsumerConfig, ConsumerRecord, ProducerConfig};
+use crate::bus::backend::{AnyProducer, BusClient};
+use crate::bus::{Acks, ConsumerRecord};
 use crate::kernel::component::Ctx;
 use crate::topology::flow::PoisonMode;
 use crate::transport::link::Link;
@@ -29,13 +30,13 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 pub async fn run(
     ctx: Ctx,
     orders: Orders,
-    bus: Bus,
+    bus: BusClient,
     fetch: Arc<Link>,
     publish: Arc<Link>,
 ) -> anyhow::Result<()> {
-    let mut consumer = bus.consumer(ConsumerConfig::new(DETECTIVE_GROUP, &ctx.name).earliest());
+    let mut consumer = bus.consumer(DETECTIVE_GROUP, &ctx.name, true)?;
     consumer.subscribe(&[ORDERS_TOPIC])?;
-    let producer = bus.producer(&ctx.name, ProducerConfig { acks: Acks::All });
+    let producer = bus.producer(&ctx.name, Acks::All)?;
     ctx.health.set_ready(true, "consuming");
     loop {
         if let Err(e) = fetch.gate().await {
@@ -100,7 +101,7 @@ async fn pause(ctx: &Ctx, d: Duration) -> bool {
 async fn handle(
     ctx: &Ctx,
     orders: &Orders,
-    producer: &crate::bus::Producer,
+    producer: &AnyProducer,
     publish: &Link,
     r: &ConsumerRecord,
 ) -> bool {

@@ -20,7 +20,8 @@ use super::model::{Order, OrderState};
 use super::store::{OrderStore, StoreError};
 use rand::Rng as _;
 
-use crate::bus::{Bus, BusError, Producer, RecordMeta};
+use crate::bus::backend::{AnyProducer, BusClient};
+use crate::bus::{BusError, RecordMeta};
 use crate::kernel::clock::Clock;
 use crate::kernel::metrics::{Metrics, MetricsError};
 use crate::kernel::seed::SharedRng;
@@ -182,9 +183,9 @@ pub struct Orders {
     /// Created orders and transitions.
     pub ledger: Ledger,
     /// The API's producer (`poke-producer`, acks=all).
-    pub producer: Producer,
+    pub producer: Arc<AnyProducer>,
     /// The bus (for partition metadata).
-    pub bus: Bus,
+    pub bus: BusClient,
     /// The producer's random partitioner stream.
     pub partitioner: SharedRng,
     /// API → database.
@@ -208,7 +209,7 @@ pub enum ProduceError {
 /// replicas, a refused hop) every 100 ms until `timeout` — librdkafka's `message.timeout.ms`.
 pub async fn produce(
     link: &Link,
-    producer: &Producer,
+    producer: &AnyProducer,
     topic: &str,
     partition: Option<u32>,
     value: Bytes,
@@ -242,8 +243,8 @@ pub async fn produce(
 /// them; if that one has no leader, one more random pick, available or not. So while a partition is
 /// offline some produces still go to it and fail — the reference's failure mode, which a partitioner
 /// that only picks available partitions would hide.
-pub fn pick_partition(bus: &Bus, topic: &str, rng: &SharedRng) -> Option<u32> {
-    let desc = bus.admin().describe_topic(topic).ok()?;
+pub async fn pick_partition(bus: &BusClient, topic: &str, rng: &SharedRng) -> Option<u32> {
+    let desc = bus.describe_topic(topic).await.ok()?;
     let n = desc.partitions.len() as u32;
     if n == 0 {
         return None;
@@ -273,7 +274,7 @@ impl Orders {
         value: Bytes,
         timestamp_ms: i64,
     ) -> Result<RecordMeta, ProduceError> {
-        let partition = pick_partition(&self.bus, topic, &self.partitioner);
+        let partition = pick_partition(&self.bus, topic, &self.partitioner).await;
         produce(
             &self.kafka_link,
             &self.producer,

@@ -10,7 +10,8 @@ use serde_json::json;
 use super::http::ApiClient;
 use super::model::{Order, OrderState};
 use super::service::{Orders, STATE_TOPIC, UPDATER_GROUP};
-use crate::bus::{Bus, ConsumerConfig, ConsumerRecord};
+use crate::bus::ConsumerRecord;
+use crate::bus::backend::BusClient;
 use crate::kernel::component::Ctx;
 use crate::transport::link::Link;
 
@@ -18,12 +19,12 @@ use crate::transport::link::Link;
 pub async fn run(
     ctx: Ctx,
     orders: Orders,
-    bus: Bus,
+    bus: BusClient,
     client: ApiClient,
     fetch: Arc<Link>,
     api: Arc<Link>,
 ) -> anyhow::Result<()> {
-    let mut consumer = bus.consumer(ConsumerConfig::new(UPDATER_GROUP, &ctx.name).earliest());
+    let mut consumer = bus.consumer(UPDATER_GROUP, &ctx.name, true)?;
     consumer.subscribe(&[STATE_TOPIC])?;
     ctx.health.set_ready(true, "consuming");
     let retry = orders.cfg.updater_retry;

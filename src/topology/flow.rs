@@ -103,11 +103,13 @@ pub struct BusSection {
     pub auto_create_topics: bool,
     /// Topics created at start.
     pub topics: BTreeMap<String, TopicSection>,
+    /// A real Kafka cluster (`host:port,…`) to use instead of the embedded bus (cargo feature `kafka`).
+    pub bootstrap: Option<String>,
 }
 
 impl Default for BusSection {
     fn default() -> Self {
-        BusSection { brokers: 3, auto_create_topics: true, topics: BTreeMap::new() }
+        BusSection { brokers: 3, auto_create_topics: true, topics: BTreeMap::new(), bootstrap: None }
     }
 }
 
@@ -863,7 +865,9 @@ impl Flow {
         if !o.enabled {
             return Vec::new();
         }
-        let mut names: Vec<String> = (1..=self.bus.brokers).map(|i| format!("{BROKER_PREFIX}{i}")).collect();
+        // A real cluster's brokers are not ours to stop: only the embedded bus has broker components.
+        let brokers = if self.bus.bootstrap.is_some() { 0 } else { self.bus.brokers };
+        let mut names: Vec<String> = (1..=brokers).map(|i| format!("{BROKER_PREFIX}{i}")).collect();
         names.extend([KAFKA.to_string(), ORDERS_DB.to_string(), ORDER_API.to_string()]);
         if o.publish == PublishMode::Outbox {
             names.push(OUTBOX_RELAY.into());

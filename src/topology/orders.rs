@@ -13,7 +13,8 @@ use super::flow::{
     BROKER_PREFIX, DETECTIVE_PREFIX, Flow, KAFKA, LOAD, ORDER_API, ORDER_REVERSED, ORDER_UPDATER, ORDERS_DB,
     OUTBOX_RELAY, PublishMode,
 };
-use crate::bus::{Acks, Bus, BusConfig, ProducerConfig, TopicConfig};
+use crate::bus::backend::BusClient;
+use crate::bus::{Acks, Bus, BusConfig, TopicConfig};
 use crate::kernel::clock::Clock;
 use crate::kernel::component::{ComponentSpec, RestartMode, RestartPolicy};
 use crate::kernel::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct OrderStack {
     pub orders: Orders,
     /// The embedded bus.
     pub bus: Bus,
+    /// The bus the services use (the embedded one, or a real cluster).
+    pub client: BusClient,
     /// The order API's router (served on the HTTP port in live mode, called in-process in sim mode).
     pub router: axum::Router,
 }
@@ -57,6 +60,29 @@ pub struct Wiring<'a> {
     pub supervisor: &'a Supervisor,
     /// All links of the pipeline.
     pub links: &'a BTreeMap<String, Arc<Link>>,
+}
+
+/// Connects to a real Kafka cluster and creates the flow's topics there (existing ones are kept).
+#[cfg(feature = "kafka")]
+async fn real_cluster(servers: &str, flow: &Flow) -> anyhow::Result<BusClient> {
+    let kafka = crate::bus::kafka::KafkaBus::new(servers)?;
+    for (name, t) in &flow.bus.topics {
+        let config = TopicConfig::new(t.partitions, t.replication_factor).min_insync(t.min_insync_replicas);
+        match kafka.create_topic(name, &config).await {
+            Ok(()) | Err(crate::bus::BusError::TopicExists { .. }) => {}
+            Err(e) => return Err(anyhow::anyhow!("creating topic {name} on {servers}: {e}")),
+        }
+    }
+    Ok(BusClient::Kafka(kafka))
+}
+
+/// Without the `kafka` feature there is no real-cluster client.
+#[cfg(not(feature = "kafka"))]
+async fn real_cluster(servers: &str, _flow: &Flow) -> anyhow::Result<BusClient> {
+    anyhow::bail!(
+        "bus.bootstrap / --kafka-brokers {servers}: this chaoslab was built without the `kafka` feature; \
+         rebuild with `cargo build --release --features kafka` (needs cmake and libcurl headers)"
+    )
 }
 
 /// Builds the order services and registers their components (none started).
@@ -99,6 +125,10 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<OrderSta
         (None, mode) => OrderStore::open_sqlite_file(&w.out.join("orders.db"), mode == Mode::Live).await?,
     };
     let metrics = OrderMetrics::register(w.metrics)?;
+    let client = match &flow.bus.bootstrap {
+        None => BusClient::Embedded(bus.clone()),
+        Some(servers) => real_cluster(servers, flow).await?,
+    };
     let orders = Orders {
         cfg: cfg.clone(),
         store,
@@ -106,21 +136,22 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<OrderSta
         trace: w.trace.clone(),
         metrics: metrics.clone(),
         ledger: Ledger::default(),
-        producer: bus.producer("poke-producer", ProducerConfig { acks: Acks::All }),
-        bus: bus.clone(),
+        producer: Arc::new(client.producer("poke-producer", Acks::All)?),
+        bus: client.clone(),
         partitioner: w.seed.shared_stream("partitioner:poke-producer"),
         db_link: link(ORDER_API, ORDERS_DB)?,
         kafka_link: link(ORDER_API, KAFKA)?,
     };
     let router = crate::orders::api::router(orders.clone(), w.supervisor.up_flag(ORDER_API));
-    let client = match (w.mode, w.api_base) {
+    let http = match (w.mode, w.api_base) {
         (Mode::Live, Some(base)) => ApiClient::remote(base, Duration::from_secs(10))?,
         _ => ApiClient::InProcess(router.clone()),
     };
     let always = RestartPolicy::default();
     let add = |spec: ComponentSpec| w.supervisor.add(spec);
 
-    for id in 1..=flow.bus.brokers {
+    let brokers = if flow.bus.bootstrap.is_some() { 0 } else { flow.bus.brokers };
+    for id in 1..=brokers {
         let bus = bus.clone();
         add(ComponentSpec::new(
             &format!("{BROKER_PREFIX}{id}"),
@@ -130,7 +161,7 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<OrderSta
         ))?;
     }
     {
-        let (bus, lag, rebalances) = (bus.clone(), metrics.lag.clone(), metrics.rebalances.clone());
+        let (bus, lag, rebalances) = (client.clone(), metrics.lag.clone(), metrics.rebalances.clone());
         add(ComponentSpec::new(KAFKA, "kafka-controller", always.clone(), move |ctx| {
             crate::bus::component::run_controller(ctx, bus.clone(), lag.clone(), rebalances.clone())
         }))?;
@@ -159,23 +190,16 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<OrderSta
     for i in 0..cfg.detective_replicas {
         let name = format!("{DETECTIVE_PREFIX}{i}");
         let (o, bus, fetch, publish) =
-            (orders.clone(), bus.clone(), link(KAFKA, &name)?, link(&name, KAFKA)?);
+            (orders.clone(), client.clone(), link(KAFKA, &name)?, link(&name, KAFKA)?);
         add(ComponentSpec::new(&name, "fraud-detector", always.clone(), move |ctx| {
             crate::orders::detective::run(ctx, o.clone(), bus.clone(), fetch.clone(), publish.clone())
         }))?;
     }
     {
-        let (o, bus, client) = (orders.clone(), bus.clone(), client.clone());
+        let (o, bus, http) = (orders.clone(), client.clone(), http.clone());
         let (fetch, api) = (link(KAFKA, ORDER_UPDATER)?, link(ORDER_UPDATER, ORDER_API)?);
         add(ComponentSpec::new(ORDER_UPDATER, "order-updater", always.clone(), move |ctx| {
-            crate::orders::updater::run(
-                ctx,
-                o.clone(),
-                bus.clone(),
-                client.clone(),
-                fetch.clone(),
-                api.clone(),
-            )
+            crate::orders::updater::run(ctx, o.clone(), bus.clone(), http.clone(), fetch.clone(), api.clone())
         }))?;
     }
     {
@@ -191,10 +215,10 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<OrderSta
     if cfg.load.enabled {
         // The load runs once: a normal end is final, a crash starts the plan over (like re-running the workflow).
         let once = RestartPolicy { mode: RestartMode::OnFailure, ..RestartPolicy::default() };
-        let (plan, client, gate) = (cfg.load.clone(), client.clone(), link(LOAD, ORDER_API)?);
+        let (plan, http, gate) = (cfg.load.clone(), http.clone(), link(LOAD, ORDER_API)?);
         add(ComponentSpec::new(LOAD, "load-generator", once, move |ctx| {
-            crate::orders::load::run(ctx, plan.clone(), client.clone(), gate.clone())
+            crate::orders::load::run(ctx, plan.clone(), http.clone(), gate.clone())
         }))?;
     }
-    Ok(Some(OrderStack { orders, bus, router }))
+    Ok(Some(OrderStack { orders, bus, client, router }))
 }
