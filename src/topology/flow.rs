@@ -1297,10 +1297,7 @@ mod tests {
     fn extends_merges_tables_and_checks_the_bus() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("base.toml");
-        let text = format!(
-            "{REFERENCE_FLOW}\n[bus.topics.poke-orders]\npartitions = 3\nreplication_factor = 1\nmin_insync_replicas = 1\n"
-        );
-        std::fs::write(&base, text).unwrap();
+        std::fs::write(&base, REFERENCE_FLOW).unwrap();
         let fixed = dir.path().join("fixed.toml");
         std::fs::write(
             &fixed,

@@ -157,6 +157,34 @@ pub fn load_dataset(flow: &Flow, spec: &str) -> anyhow::Result<Dataset> {
     Ok(Dataset::load(&flow.resolve(spec))?)
 }
 
+/// Refuses, before anything is written, options this run cannot honour.
+fn preflight(flow: &Flow, opts: &RunOptions) -> anyhow::Result<()> {
+    if !flow.orders.enabled {
+        return Ok(());
+    }
+    if let Some(servers) = &flow.bus.bootstrap {
+        if !cfg!(feature = "kafka") {
+            anyhow::bail!(
+                "bus.bootstrap / --kafka-brokers {servers}: this chaoslab was built without the `kafka` feature; \
+                 rebuild with `cargo build --release --features kafka` (needs cmake and libcurl headers)"
+            );
+        }
+        if opts.mode == Mode::Sim {
+            anyhow::bail!("--kafka-brokers {servers}: sim mode runs on the embedded bus only (a real cluster is not in virtual time)");
+        }
+    }
+    if let Some(url) = &opts.database_url
+        && opts.mode == Mode::Sim
+        && !url.starts_with("sqlite")
+    {
+        anyhow::bail!(
+            "--database-url {url}: sim mode runs on the embedded SQLite store only (a database server's own \
+             threads and sockets would make the run non-deterministic)"
+        );
+    }
+    Ok(())
+}
+
 /// Makes `out` ready for a run: creates it, or clears what an earlier chaoslab run left there. A
 /// non-empty directory that chaoslab did not create is refused, never emptied.
 pub fn prepare_out(out: &Path) -> anyhow::Result<()> {
@@ -204,6 +232,7 @@ impl Pipeline {
                 datasets.insert(name.clone(), Arc::new(ds));
             }
         }
+        preflight(&flow, &opts)?;
         prepare_out(&opts.out)?;
         let clock = match opts.mode {
             Mode::Sim => Clock::sim(flow.pipeline.sim_epoch),
