@@ -166,3 +166,97 @@ pub fn peak_rss_kib() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// `chaoslab bench orders`: order API requests per second over real HTTP on the embedded store, and
+/// orders per wall second end to end (API → bus → detector → updater → store) in sim mode.
+pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    println!("chaoslab bench orders ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (ok, secs) = rt.block_on(live_posts(&dir.join("live"), requests, concurrency))?;
+    println!(
+        "live API:          {ok} POST /orders/ over HTTP/1.1 ({concurrency} concurrent clients, SQLite store, direct publish) in {secs:.3} s = {:.0} requests/s",
+        ok as f64 / secs
+    );
+    drop(rt);
+
+    let mut flow = Flow::reference()?;
+    for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
+        flow.components.remove(name);
+    }
+    flow.orders.load.users = 5;
+    flow.orders.load.orders = sim_orders;
+    flow.orders.load.delay = Duration::from_millis(1);
+    let total = u64::from(5 * sim_orders);
+    let started = Instant::now();
+    let summary = SimRun::new(flow, dir.join("sim")).seed(1).trace_level(TraceLevel::Lifecycle).run(
+        |p: Arc<Pipeline>| async move {
+            let Some(stack) = p.orders.clone() else { anyhow::bail!("no order services") };
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let counts = stack.orders.store.counts_by_state().await?;
+                let settled: u64 =
+                    counts.iter().filter(|(s, _)| s.as_str() != "pending").map(|(_, n)| n).sum();
+                if settled >= total {
+                    return Ok(());
+                }
+            }
+        },
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "sim end to end:    {total} orders created, decided and written back in {wall:.3} s wall ({:.0} orders/s; {:.0} s simulated)",
+        total as f64 / wall,
+        summary.simulated_secs
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn live_posts(out: &std::path::Path, requests: u64, concurrency: u32) -> anyhow::Result<(u64, f64)> {
+    let mut flow = Flow::reference()?;
+    flow.orders.load.enabled = false;
+    for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
+        flow.components.remove(name);
+    }
+    let handle = LiveRun::new(flow, out)
+        .seed(Some(1))
+        .mqtt_listen(Some("127.0.0.1:0".parse()?))
+        .http_listen(Some("127.0.0.1:0".parse()?))
+        .start()
+        .await?;
+    let client = crate::orders::http::ApiClient::remote(
+        &format!("http://{}", handle.http_addr),
+        Duration::from_secs(30),
+    )?;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let client = client.clone();
+        let n = requests / u64::from(concurrency);
+        workers.push(tokio::spawn(async move {
+            let mut ok = 0u64;
+            for i in 0..n {
+                let body = format!(
+                    r#"{{"user_id": {}, "pokemon": "pikachu", "country": "Chile", "price": {}}}"#,
+                    w + 1,
+                    i % 300
+                );
+                if let Ok(r) = client.send(hyper::Method::POST, "/orders/", Some(body.into_bytes())).await
+                    && r.status == hyper::StatusCode::OK
+                {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for w in workers {
+        ok += w.await.unwrap_or(0);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    handle.stop().await?;
+    Ok((ok, secs))
+}

@@ -229,6 +229,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50_000)]
         messages: u64,
     },
+    /// Order API requests per second (live, real HTTP) and orders per wall second end to end (sim).
+    Orders {
+        /// POST /orders/ requests in the live run.
+        #[arg(long, default_value_t = 5_000)]
+        requests: u64,
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        /// Orders per user (5 users) in the sim run.
+        #[arg(long, default_value_t = 2_000)]
+        sim_orders: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -374,6 +386,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Pipeline { records, messages } } => {
             chaoslab::bench::pipeline(records, messages)
+        }
+        Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders } } => {
+            chaoslab::bench::orders(requests, concurrency, sim_orders.max(1))
         }
     }
 }

@@ -48,8 +48,15 @@ fn any_port() -> SocketAddr {
 }
 
 /// The reference flow, live on free ports, with a seeded sensor publishing every 20 ms.
+/// The IoT path of the reference flow (the order services have their own tests in `orders_live.rs`).
 fn fast_run(out: &Path) -> LiveRun {
-    LiveRun::new(Flow::reference().unwrap(), out)
+    let mut flow = Flow::reference().unwrap();
+    flow.orders.enabled = false;
+    run_with(flow, out)
+}
+
+fn run_with(flow: Flow, out: &Path) -> LiveRun {
+    LiveRun::new(flow, out)
         .seed(Some(1))
         .rate_ms(Some(20))
         .http_listen(Some(any_port()))
@@ -132,10 +139,25 @@ async fn scrape(addr: SocketAddr) -> Scrape {
 }
 
 /// Parses the text format; prometheus-parse skips lines it does not understand, so every sample line
-/// must also come out as a sample.
+/// must also come out as a sample (a histogram's `_bucket`/`_sum`/`_count` lines become one sample per
+/// label set, counted by its `_count` line).
 fn parse_metrics(text: &str) -> Scrape {
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let sample_lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
+    let histograms: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter(|l| l.ends_with(" histogram"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let family = |l: &str| histograms.iter().find(|h| l.starts_with(&format!("{h}_"))).copied();
+    let sample_lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter(|l| match family(l) {
+            Some(h) => l.starts_with(&format!("{h}_count")),
+            None => true,
+        })
+        .count();
     assert_eq!(scrape.samples.len(), sample_lines, "some sample lines did not parse:\n{text}");
     scrape
 }
@@ -299,7 +321,10 @@ async fn external_subscriber_receives_sensor_records_in_file_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_valid_prometheus_text() {
     let dir = tempfile::tempdir().unwrap();
-    let handle = start(fast_run(&dir.path().join("out"))).await;
+    // Everything on, order services included (without their load), so every metric family is checked.
+    let mut flow = Flow::reference().unwrap();
+    flow.orders.load.enabled = false;
+    let handle = start(run_with(flow, &dir.path().join("out"))).await;
     let addr = handle.http_addr;
 
     let flink_in = eventually("FLINK to receive records", async || {

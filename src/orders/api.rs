@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -42,8 +43,8 @@ pub const MAX_NAME: usize = 100;
 /// One validation problem, FastAPI style.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldError {
-    /// Where: `["body", "price"]`, `["query", "state"]`, `["path", "order_id"]`.
-    pub loc: Vec<String>,
+    /// Where: `["body", "price"]`, `["query", "state"]`, `["path", "order_id"]`, `["body", 17]`.
+    pub loc: Vec<Value>,
     /// What.
     pub msg: String,
     /// Pydantic's error type.
@@ -101,7 +102,11 @@ impl IntoResponse for ApiError {
 }
 
 fn field(loc: &str, name: &str, msg: &str, kind: &'static str) -> FieldError {
-    FieldError { loc: vec![loc.to_string(), name.to_string()], msg: msg.to_string(), kind }
+    FieldError { loc: vec![loc.into(), name.into()], msg: msg.to_string(), kind }
+}
+
+fn body_error(msg: String, kind: &'static str) -> ApiError {
+    ApiError::Invalid(vec![FieldError { loc: vec!["body".into()], msg, kind }])
 }
 
 /// Reads `PokeOrderCreate` from JSON fields (or form fields, all strings), collecting every problem.
@@ -161,16 +166,21 @@ pub fn validate_new_order(fields: &Map<String, Value>) -> Result<NewOrder, ApiEr
 fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::Invalid(vec![FieldError {
-            loc: vec!["body".into()],
-            msg: "value is not a valid dict".into(),
-            kind: "type_error.dict",
-        }])),
-        Err(e) => Err(ApiError::Invalid(vec![FieldError {
-            loc: vec!["body".into(), e.column().to_string()],
-            msg: format!("JSON decode error: {e}"),
-            kind: "value_error.jsondecode",
-        }])),
+        Ok(_) => Err(body_error("value is not a valid dict".into(), "type_error.dict")),
+        Err(e) => {
+            // FastAPI points at the character offset of the error in the body.
+            let offset = String::from_utf8_lossy(body)
+                .split_inclusive('\n')
+                .take(e.line().saturating_sub(1))
+                .map(|l| l.chars().count())
+                .sum::<usize>()
+                + e.column().saturating_sub(1);
+            Err(ApiError::Invalid(vec![FieldError {
+                loc: vec!["body".into(), offset.into()],
+                msg: format!("JSON decode error: {e}"),
+                kind: "value_error.jsondecode",
+            }]))
+        }
     }
 }
 
@@ -363,8 +373,9 @@ async fn create_form() -> Html<String> {
 
 async fn create_from_form(
     State(api): State<Api>,
-    Form(form): Form<BTreeMap<String, String>>,
+    form: Result<Form<BTreeMap<String, String>>, FormRejection>,
 ) -> Result<Html<String>, ApiError> {
+    let Form(form) = form.map_err(|e| body_error(e.body_text(), "value_error.form"))?;
     let fields: Map<String, Value> = form.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let new = validate_new_order(&fields)?;
     let order = create_order(&api.orders, new).await?;

@@ -27,8 +27,8 @@ fn page(title: &str, body: &str) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:.3em .6em}}label{{display:block;margin:.4em 0}}</style></head>\
-         <body><h1>{t}</h1>{body}<p><a href=\"/create_order\">Create order</a> · <a href=\"/list_orders\">List orders</a>\
-          · <a href=\"/docs\">API docs</a></p></body></html>\n",
+         <body><h1>{t}</h1>{body}<p><a href=\"/create_order\">Create order</a> · <a href=\"/list_orders\">List orders</a> \
+         · <a href=\"/docs\">API docs</a></p></body></html>\n",
         t = escape(title)
     )
 }

@@ -20,7 +20,10 @@ pub async fn run(ctx: Ctx, orders: Orders) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(next) => {}
         }
         next += orders.cfg.reversal_every;
-        let cutoff = orders.now() - chrono::Duration::minutes(orders.cfg.expired_order_minutes as i64);
+        // The flow bounds the minutes; an unrepresentable cutoff would simply expire nothing.
+        let age = chrono::Duration::try_minutes(orders.cfg.expired_order_minutes as i64)
+            .unwrap_or(chrono::Duration::MAX);
+        let cutoff = orders.now().checked_sub_signed(age).unwrap_or(chrono::NaiveDateTime::MIN);
         match orders.db(|s| async move { s.reverse_expired(cutoff).await }).await {
             Ok(ids) => {
                 if !ids.is_empty() {

@@ -318,11 +318,11 @@ impl Orders {
 
     /// Checks the run's invariants against the store.
     pub async fn invariants(&self) -> Result<Invariants, StoreError> {
-        let counts = self.store.counts_by_state().await?;
+        let counts = self.db(|s| async move { s.counts_by_state().await }).await?;
         let mut all = Vec::new();
         let mut skip = 0;
         loop {
-            let page = self.store.list(None, skip, 1000).await?;
+            let page = self.db(|s| async move { s.list(None, skip, 1000).await }).await?;
             if page.is_empty() {
                 break;
             }

@@ -1101,6 +1101,13 @@ impl Flow {
         if o.enabled && o.detective_replicas == 0 {
             return Err(self.invalid("orders.detective_replicas: must be at least 1".into()));
         }
+        if o.expired_order_minutes > MAX_RUN_TIME.as_secs() / 60 {
+            return Err(self.invalid(format!(
+                "orders.expired_order_minutes: must be at most {} (ten years), got {}",
+                MAX_RUN_TIME.as_secs() / 60,
+                o.expired_order_minutes
+            )));
+        }
         if o.enabled && o.reversal_every.is_zero() {
             return Err(self.invalid("orders.reversal_every: must be more than 0".into()));
         }

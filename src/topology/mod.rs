@@ -170,7 +170,9 @@ fn preflight(flow: &Flow, opts: &RunOptions) -> anyhow::Result<()> {
             );
         }
         if opts.mode == Mode::Sim {
-            anyhow::bail!("--kafka-brokers {servers}: sim mode runs on the embedded bus only (a real cluster is not in virtual time)");
+            anyhow::bail!(
+                "--kafka-brokers {servers}: sim mode runs on the embedded bus only (a real cluster is not in virtual time)"
+            );
         }
     }
     if let Some(url) = &opts.database_url
