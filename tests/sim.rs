@@ -369,7 +369,7 @@ fn lifecycle_trace_keeps_what_is_not_per_record_and_stays_deterministic() {
     assert_eq!(lifecycle(&a_trace), lifecycle(&full_trace), "the same events, minus the per-record ones");
     assert_eq!(a.windows_written, full.windows_written, "counts come from metrics, not from the trace");
     assert_eq!(a.stored_files, full.stored_files);
-    assert!(a.trace.events * 3 < full.trace.events);
+    assert!(a.trace.events * 2 < full.trace.events, "{} vs {}", a.trace.events, full.trace.events);
 }
 
 #[test]
