@@ -151,6 +151,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Sleeps `d` unless asked to stop first; true when stopping.
+    pub async fn sleep_or_stop(&self, d: Duration) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
     /// Writes an event to the trace under this component's name.
     pub fn trace<D: serde::Serialize + ?Sized>(&self, kind: &str, data: &D) {
         self.trace.emit(&self.name, kind, data);

@@ -41,7 +41,7 @@ pub async fn run(
     loop {
         if let Err(e) = fetch.gate().await {
             tracing::warn!(component = %ctx.name, "fetch failed: {e}");
-            if pause(&ctx, RETRY_PAUSE).await {
+            if ctx.sleep_or_stop(RETRY_PAUSE).await {
                 break;
             }
             continue;
@@ -55,7 +55,7 @@ pub async fn run(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(component = %ctx.name, "poll failed: {e}");
-                if pause(&ctx, RETRY_PAUSE).await {
+                if ctx.sleep_or_stop(RETRY_PAUSE).await {
                     break;
                 }
                 continue;
@@ -80,21 +80,12 @@ pub async fn run(
                 }
             }
         }
-        if !rewound.is_empty() && pause(&ctx, RETRY_PAUSE).await {
+        if !rewound.is_empty() && ctx.sleep_or_stop(RETRY_PAUSE).await {
             break;
         }
     }
     consumer.close();
     Ok(())
-}
-
-/// Sleeps unless stopped first; true when stopped.
-async fn pause(ctx: &Ctx, d: Duration) -> bool {
-    tokio::select! {
-        biased;
-        _ = ctx.shutdown.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
 }
 
 /// Decides one message; false when it must be retried (seek back).

@@ -41,7 +41,7 @@ pub async fn run(
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(component = %ctx.name, "poll failed: {e}");
-                if pause(&ctx, retry).await {
+                if ctx.sleep_or_stop(retry).await {
                     break;
                 }
                 continue;
@@ -66,7 +66,7 @@ pub async fn run(
                     for (topic, partition) in consumer.assignment() {
                         let _ = consumer.seek_to_committed(&topic, partition);
                     }
-                    if pause(&ctx, retry).await {
+                    if ctx.sleep_or_stop(retry).await {
                         break 'outer;
                     }
                     continue 'outer;
@@ -76,14 +76,6 @@ pub async fn run(
     }
     consumer.close();
     Ok(())
-}
-
-async fn pause(ctx: &Ctx, d: std::time::Duration) -> bool {
-    tokio::select! {
-        biased;
-        _ = ctx.shutdown.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
 }
 
 /// GET, then PUT unless reversed.

@@ -16,11 +16,10 @@ use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
 use crate::kernel::metrics::{Metrics, MetricsError};
-use crate::kernel::task::ChildTask;
 use crate::topology::flow::QualityGateConfig;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
-use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, subscribe_into};
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// Registers `mqtt_received_data_packets_total{job=…}` and returns the series for `job`.
 pub fn register_packets(metrics: &Metrics, job: &str) -> Result<IntCounter, MetricsError> {
@@ -67,24 +66,13 @@ pub async fn run(
     }
     let opened = OpenOptions::new().create(true).append(true).open(&file);
     let mut out = LineWriter::new(opened.with_context(|| format!("cannot open {}", file.display()))?);
-    let opts = SessionOptions {
-        client_id: cfg.client_id.clone(),
-        clean_session: true,
-        retry: cfg.retry,
-        log: ConnectionLog {
-            connected: "Connected to broker: {client}@{broker}".into(),
-            lost: "Disconnected from broker: {client}@{broker}".into(),
-            failed: "Connection failed to broker: {client}@{broker}".into(),
-        },
+    let log = ConnectionLog {
+        connected: "Connected to broker: {client}@{broker}".into(),
+        lost: "Disconnected from broker: {client}@{broker}".into(),
+        failed: "Connection failed to broker: {client}@{broker}".into(),
     };
-    let _mqtt_in = ChildTask::spawn(subscribe_into(
-        ctx.clone(),
-        connector,
-        opts,
-        cfg.topic.clone(),
-        cfg.qos,
-        inbound.clone(),
-    ));
+    let _mqtt_in = SessionOptions::clean(&cfg.client_id, cfg.retry, log)
+        .subscribe(&ctx, connector, &cfg.topic, cfg.qos, &inbound);
     let mut rx = inbound.receiver().await;
     while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();

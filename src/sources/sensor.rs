@@ -52,16 +52,12 @@ pub async fn run(
     connector: MqttConnector,
     link: Arc<Link>,
 ) -> anyhow::Result<()> {
-    let opts = SessionOptions {
-        client_id: cfg.client_id.clone(),
-        clean_session: true,
-        retry: cfg.retry,
-        log: ConnectionLog {
-            connected: "Successfully connected to MQTT broker at {broker}".into(),
-            lost: "Connection to MQTT broker at {broker} lost: {reason}".into(),
-            failed: "Attempting to connect to mqtt broker at {broker} failed: {reason}".into(),
-        },
+    let log = ConnectionLog {
+        connected: "Successfully connected to MQTT broker at {broker}".into(),
+        lost: "Connection to MQTT broker at {broker} lost: {reason}".into(),
+        failed: "Attempting to connect to mqtt broker at {broker} failed: {reason}".into(),
     };
+    let opts = SessionOptions::clean(&cfg.client_id, cfg.retry, log);
     let _publisher = ChildTask::spawn(publish_from(ctx.clone(), connector, opts, link.clone(), |ctx, _| {
         ctx.metrics.records_out.inc();
     }));

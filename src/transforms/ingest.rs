@@ -9,11 +9,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::kernel::component::Ctx;
-use crate::kernel::task::ChildTask;
 use crate::topology::flow::IngestConfig;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
-use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, subscribe_into};
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// Runs one incarnation of the flow.
 pub async fn run(
@@ -24,29 +23,18 @@ pub async fn run(
     outbound: Arc<Link>,
 ) -> anyhow::Result<()> {
     let id = &cfg.processor_id;
-    let opts = SessionOptions {
-        client_id: cfg.client_id.clone(),
-        clean_session: true,
-        retry: cfg.retry,
-        log: ConnectionLog {
-            connected: format!("ConsumeMQTT[id={id}] Connected to {{broker}} as {{client}}"),
-            lost: format!(
-                "ConsumeMQTT[id={id}] Connection to {{broker}} lost due to: Connection lost: {{reason}}"
-            ),
-            failed: format!(
-                "ConsumeMQTT[id={id}] Connection to {{broker}} lost (or was never connected) and connection failed. \
-                 Yielding processor: {{reason}}"
-            ),
-        },
+    let log = ConnectionLog {
+        connected: format!("ConsumeMQTT[id={id}] Connected to {{broker}} as {{client}}"),
+        lost: format!(
+            "ConsumeMQTT[id={id}] Connection to {{broker}} lost due to: Connection lost: {{reason}}"
+        ),
+        failed: format!(
+            "ConsumeMQTT[id={id}] Connection to {{broker}} lost (or was never connected) and connection failed. \
+             Yielding processor: {{reason}}"
+        ),
     };
-    let _consume = ChildTask::spawn(subscribe_into(
-        ctx.clone(),
-        connector,
-        opts,
-        cfg.topic.clone(),
-        cfg.qos,
-        inbound.clone(),
-    ));
+    let _consume = SessionOptions::clean(&cfg.client_id, cfg.retry, log)
+        .subscribe(&ctx, connector, &cfg.topic, cfg.qos, &inbound);
     let mut rx = inbound.receiver().await;
     while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();

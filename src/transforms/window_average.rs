@@ -20,12 +20,11 @@ use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
 use crate::kernel::metrics::{Metrics, MetricsError};
-use crate::kernel::task::ChildTask;
 use crate::topology::flow::WindowConfig;
 use crate::transport::envelope::Envelope;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
-use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, subscribe_into};
+use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// One parsed sensor record.
 #[derive(Clone, Debug, PartialEq)]
@@ -261,24 +260,13 @@ pub async fn run(
         tracing::warn!(component = %ctx.name, "restarted without checkpoint: {lost} records in open windows lost");
     }
     metrics.open.set(0);
-    let opts = SessionOptions {
-        client_id: cfg.client_id.clone(),
-        clean_session: true,
-        retry: cfg.retry,
-        log: ConnectionLog {
-            connected: format!("Successfully connected to MQTT broker({{broker}}, {})", cfg.topic),
-            lost: format!("Disconnected from MQTT source({{broker}}, {}): {{reason}}", cfg.topic),
-            failed: format!("MQTT Connection cancelled({{broker}}, {}): {{reason}}", cfg.topic),
-        },
+    let log = ConnectionLog {
+        connected: format!("Successfully connected to MQTT broker({{broker}}, {})", cfg.topic),
+        lost: format!("Disconnected from MQTT source({{broker}}, {}): {{reason}}", cfg.topic),
+        failed: format!("MQTT Connection cancelled({{broker}}, {}): {{reason}}", cfg.topic),
     };
-    let _source = ChildTask::spawn(subscribe_into(
-        ctx.clone(),
-        connector,
-        opts,
-        cfg.topic.clone(),
-        cfg.qos,
-        inbound.clone(),
-    ));
+    let _source = SessionOptions::clean(&cfg.client_id, cfg.retry, log)
+        .subscribe(&ctx, connector, &cfg.topic, cfg.qos, &inbound);
     let mut rx = inbound.receiver().await;
     while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();

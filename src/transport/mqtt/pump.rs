@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::{MqttConnector, MqttSession};
 use crate::kernel::component::Ctx;
+use crate::kernel::task::ChildTask;
 use crate::kernel::trace::Trace;
 use crate::transport::envelope::Qos;
 use crate::transport::link::Link;
@@ -55,6 +56,25 @@ pub struct SessionOptions {
     pub retry: Duration,
     /// What to log.
     pub log: ConnectionLog,
+}
+
+impl SessionOptions {
+    /// A clean session for `client_id`, retrying every `retry`, logging as `log` says.
+    pub fn clean(client_id: &str, retry: Duration, log: ConnectionLog) -> SessionOptions {
+        SessionOptions { client_id: client_id.to_string(), clean_session: true, retry, log }
+    }
+
+    /// Starts the component's subscription to `topic` feeding `link`, as a child task of the component.
+    pub fn subscribe(
+        self,
+        ctx: &Ctx,
+        connector: MqttConnector,
+        topic: &str,
+        qos: Qos,
+        link: &Arc<Link>,
+    ) -> ChildTask {
+        ChildTask::spawn(subscribe_into(ctx.clone(), connector, self, topic.to_string(), qos, link.clone()))
+    }
 }
 
 fn note(ctx: &Ctx, trace: &Trace, kind: &str, line: &str, error: bool) {
