@@ -655,3 +655,28 @@ async fn cli_live_run_prints_a_json_summary() {
     let trace = std::fs::metadata(out.join("trace.jsonl")).expect("trace.jsonl is missing");
     assert!(trace.len() > 0, "trace.jsonl is empty");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_sub_sees_the_sensor_records() {
+    let Some(sub) = find_on_path("mosquitto_sub") else {
+        common::skip("mosquitto_sub_sees_the_sensor_records", "mosquitto_sub is not on PATH");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out"))).await;
+    let port = handle.mqtt_url.port.to_string();
+    let run = tokio::process::Command::new(sub)
+        .args(["-h", "127.0.0.1", "-p", &port, "-t", "customTopic", "-C", "5", "-W", "20"])
+        .kill_on_drop(true)
+        .output();
+    let out = timeout(WAIT, run).await.expect("mosquitto_sub did not finish").unwrap();
+    assert!(out.status.success(), "mosquitto_sub failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5);
+    for record in &lines {
+        assert!(record["device_id"].as_str().unwrap().starts_with("gnfuv-synth-"), "{record}");
+        assert!(record["time"].as_str().unwrap().ends_with('Z'));
+    }
+    stop(handle).await;
+}
