@@ -60,6 +60,24 @@ impl BusClient {
         }
     }
 
+    /// A producer whose sends give up after `timeout` (librdkafka's `message.timeout.ms`; the embedded bus
+    /// answers at once, so there it is the same as [`BusClient::producer`]).
+    pub fn producer_with_timeout(
+        &self,
+        client_id: &str,
+        acks: Acks,
+        timeout: std::time::Duration,
+    ) -> Result<AnyProducer, BusError> {
+        match self {
+            BusClient::Embedded(_) => {
+                let _ = timeout;
+                self.producer(client_id, acks)
+            }
+            #[cfg(feature = "kafka")]
+            BusClient::Kafka(k) => k.producer_with_timeout(client_id, acks, timeout).map(AnyProducer::Kafka),
+        }
+    }
+
     /// A consumer in `group`; `earliest` sets `auto.offset.reset`.
     pub fn consumer(&self, group: &str, client_id: &str, earliest: bool) -> Result<AnyConsumer, BusError> {
         match self {

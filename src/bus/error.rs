@@ -54,4 +54,9 @@ pub enum BusError {
     /// `seek` on a partition the consumer does not own (as of its last poll).
     #[error("consumer `{client_id}` is not assigned {topic}-{partition}")]
     NotAssigned { client_id: String, topic: String, partition: u32 },
+    /// A real Kafka cluster (cargo feature `kafka`) refused or did not answer a request in a way none of the
+    /// variants above stands for; `operation` names the call and what it was about, `reason` is librdkafka's
+    /// description.
+    #[error("kafka {operation}: {reason}")]
+    Kafka { operation: String, reason: String },
 }

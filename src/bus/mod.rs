@@ -27,6 +27,8 @@ pub mod cluster;
 pub mod component;
 pub mod error;
 pub mod group;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod log;
 
 use std::collections::BTreeMap;
