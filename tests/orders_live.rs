@@ -802,3 +802,53 @@ async fn the_load_command_places_orders_against_a_live_api() {
     assert!(stderr.contains("no order was placed"), "{stderr}");
     stop(handle).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_api_shows_offline_partitions_while_a_broker_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(orders_flow(), dir.path(), None).await;
+    let addr = handle.http_addr;
+    let topic = get(addr, "/api/bus/topics/poke-orders").await.json();
+    let partitions = topic["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 3);
+    assert!(partitions.iter().all(|p| p["replicas"].as_array().unwrap().len() == 1), "{topic}");
+    assert_eq!(topic["has_offline_partitions"], false);
+    let led_by_1: Vec<u64> =
+        partitions.iter().filter(|p| p["leader"] == 1).map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(led_by_1.len(), 1, "initial configuration: one partition per broker");
+
+    handle.pipeline.supervisor.stop("KAFKA-1").unwrap();
+    let down = eventually("broker 1 down", async || {
+        let t = get(addr, "/api/bus/topics/poke-orders").await.json();
+        (t["has_offline_partitions"] == true).then_some(t)
+    })
+    .await;
+    let offline: Vec<u64> = down["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["leader"].is_null())
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offline, led_by_1);
+    let brokers = get(addr, "/api/bus/brokers").await.json();
+    assert_eq!(brokers["brokers"][0]["up"], false, "{brokers}");
+    // The replicated topic keeps every partition led.
+    let state = get(addr, "/api/bus/topics/poke-orders-state").await.json();
+    assert_eq!(state["has_offline_partitions"], false);
+    assert_eq!(state["all_replicas_in_sync"], false);
+
+    handle.pipeline.supervisor.start("KAFKA-1").unwrap();
+    eventually("broker 1 back", async || {
+        (get(addr, "/api/bus/topics/poke-orders").await.json()["has_offline_partitions"] == false)
+            .then_some(())
+    })
+    .await;
+    let groups: Vec<String> = serde_json::from_value(get(addr, "/api/bus/groups").await.json()).unwrap();
+    assert!(groups.contains(&"poke-order-consumer".to_string()), "{groups:?}");
+    let group = get(addr, "/api/bus/groups/poke-order-consumer").await.json();
+    assert_eq!(group["members"].as_array().unwrap().len(), 3, "{group}");
+    assert_eq!(get(addr, "/api/bus/topics/nope").await.status, 404);
+    assert_eq!(get(addr, "/api/bus/groups/nope").await.status, 404);
+    stop(handle).await;
+}

@@ -4,6 +4,8 @@
 //! - `GET /health` — every component's state; 200 when all run, 503 otherwise.
 //! - `GET /api/components`, `GET /api/links` — supervisor and link state as JSON.
 //! - `GET /indices`, `GET /indices/{name}/docs?from=&size=` — the `ELASTICSEARCH` document index.
+//! - `GET /api/bus/brokers|topics|topics/{name}|groups|groups/{group}` — the bus: brokers, partitions with
+//!   leader, replicas and ISR, consumer groups with members, committed offsets and lag.
 //! - `GET /api/orders/invariants` — the order services' invariants, checked now; and the order API itself
 //!   (`/orders/`, `/create_order`, `/list_orders`, `/docs`, …) when the flow runs it.
 //!
@@ -40,10 +42,78 @@ pub fn router(p: Arc<Pipeline>) -> Router {
         .route("/indices", get(indices))
         .route("/indices/{name}/docs", get(docs))
         .route("/api/orders/invariants", get(invariants))
+        .route("/api/bus/brokers", get(bus_brokers))
+        .route("/api/bus/topics", get(bus_topics))
+        .route("/api/bus/topics/{name}", get(bus_topic))
+        .route("/api/bus/groups", get(bus_groups))
+        .route("/api/bus/groups/{group}", get(bus_group))
         .with_state(p);
     match orders {
         Some(orders) => api.merge(orders),
         None => api,
+    }
+}
+
+fn no_bus() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "this pipeline runs no embedded bus"}))).into_response()
+}
+
+fn bus_error(e: crate::bus::BusError) -> Response {
+    use crate::bus::BusError;
+    let status = match e {
+        BusError::UnknownTopic { .. } | BusError::UnknownGroup { .. } => StatusCode::NOT_FOUND,
+        BusError::LeaderNotAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, Json(json!({"error": e.to_string()}))).into_response()
+}
+
+async fn bus_brokers(State(p): State<Arc<Pipeline>>) -> Response {
+    match p.orders.as_ref() {
+        Some(o) => Json(json!({"brokers": o.bus.brokers(), "stats": o.bus.stats()})).into_response(),
+        None => no_bus(),
+    }
+}
+
+async fn bus_topics(State(p): State<Arc<Pipeline>>) -> Response {
+    let Some(o) = p.orders.as_ref() else { return no_bus() };
+    let admin = o.bus.admin();
+    let topics: Vec<Value> = admin
+        .list_topics()
+        .iter()
+        .filter_map(|t| admin.describe_topic(t).ok())
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .collect();
+    Json(Value::Array(topics)).into_response()
+}
+
+async fn bus_topic(State(p): State<Arc<Pipeline>>, Path(name): Path<String>) -> Response {
+    let Some(o) = p.orders.as_ref() else { return no_bus() };
+    match o.client.describe_topic(&name).await {
+        Ok(d) => {
+            let in_sync = d.all_replicas_in_sync();
+            let offline = d.has_offline_partitions();
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["all_replicas_in_sync"] = in_sync.into();
+            v["has_offline_partitions"] = offline.into();
+            Json(v).into_response()
+        }
+        Err(e) => bus_error(e),
+    }
+}
+
+async fn bus_groups(State(p): State<Arc<Pipeline>>) -> Response {
+    match p.orders.as_ref() {
+        Some(o) => Json(o.bus.admin().list_groups()).into_response(),
+        None => no_bus(),
+    }
+}
+
+async fn bus_group(State(p): State<Arc<Pipeline>>, Path(group): Path<String>) -> Response {
+    let Some(o) = p.orders.as_ref() else { return no_bus() };
+    match o.bus.admin().describe_group(&group) {
+        Ok(d) => Json(serde_json::to_value(d).unwrap_or_default()).into_response(),
+        Err(e) => bus_error(e),
     }
 }
 

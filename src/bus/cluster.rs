@@ -21,7 +21,7 @@ use super::error::BusError;
 use super::log::PartitionLog;
 
 /// Settings of one topic, as `kafka-topics --create` and `kafka-configs` set them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TopicConfig {
     /// Number of partitions (at least 1).
     pub partitions: u32,
@@ -69,7 +69,7 @@ impl TopicConfig {
 }
 
 /// One partition as `kafka-topics --describe` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionInfo {
     /// Partition id.
     pub id: u32,
@@ -103,7 +103,7 @@ impl PartitionInfo {
 }
 
 /// A topic as `Admin::describe_topic` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TopicDescription {
     /// Topic name.
     pub name: String,
@@ -126,7 +126,7 @@ impl TopicDescription {
 }
 
 /// One broker of the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BrokerInfo {
     /// Broker id (1..=n).
     pub id: u32,

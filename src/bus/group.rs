@@ -19,7 +19,7 @@ use super::cluster::Cluster;
 use super::error::BusError;
 
 /// Group state as `kafka-consumer-groups --describe --state` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum GroupState {
     /// No members; committed offsets are kept.
     Empty,
@@ -28,7 +28,7 @@ pub enum GroupState {
 }
 
 /// One member of a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MemberDescription {
     /// Member id (`<client_id>-<sequence>`).
     pub member_id: String,
@@ -43,7 +43,7 @@ pub struct MemberDescription {
 }
 
 /// Offsets and lag of one partition for one group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionLag {
     /// Topic name.
     pub topic: String,
@@ -62,7 +62,7 @@ pub struct PartitionLag {
 }
 
 /// A group as `Admin::describe_group` reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct GroupDescription {
     /// Group id.
     pub group_id: String,
