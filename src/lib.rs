@@ -13,12 +13,14 @@
 //! - [`sources`], [`transforms`], [`sinks`], [`analytics`]: the IoT pipeline stages; [`orders`]: the Pokémon
 //!   order services.
 //! - [`topology`]: flow files and the builder that wires stages into a [`topology::Pipeline`].
+//! - [`chaos`]: the Chaos Toolkit experiment engine (faults and the CLI around it come next).
 //! - [`runner`]: sim and live runs and their summary; [`api`]: the HTTP API; [`bench`]: benchmarks.
 
 pub mod analytics;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod chaos;
 pub mod kernel;
 pub mod orders;
 pub mod runner;
