@@ -173,3 +173,20 @@ fn kmeans_on_demand_over_a_finished_run() {
     assert!(!none.status.success());
     assert!(text(&none.stderr).contains("k-means needs at least 2"), "{}", text(&none.stderr));
 }
+
+#[test]
+fn the_benchmarks_run_and_print_their_figures() {
+    let pipeline = chaoslab(&["bench", "pipeline", "--records", "2000", "--messages", "200"]);
+    assert!(pipeline.status.success(), "{}", text(&pipeline.stderr));
+    let out = text(&pipeline.stdout);
+    for figure in ["live start-up:", "sim compression:", "sim throughput:", "live MQTT:", "peak RSS"] {
+        assert!(out.contains(figure), "missing {figure:?} in:\n{out}");
+    }
+    assert_eq!(out.matches("sim throughput:").count(), 2, "both trace levels");
+    let orders =
+        chaoslab(&["bench", "orders", "--requests", "40", "--concurrency", "2", "--sim-orders", "10"]);
+    assert!(orders.status.success(), "{}", text(&orders.stderr));
+    let out = text(&orders.stdout);
+    assert!(out.contains("live API:          40 POST /orders/"), "{out}");
+    assert!(out.contains("sim end to end:    50 orders"), "{out}");
+}
