@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::http::{eventually, http_get};
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,13 +26,10 @@ use chaoslab::transport::mqtt::client::{BrokerUrl, ClientOptions, LiveSession};
 use chaoslab::transport::mqtt::error::MqttError;
 use prometheus_parse::Scrape;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 /// Upper bound on any single wait (a record, a window, a state change, an HTTP exchange).
 const WAIT: Duration = Duration::from_secs(20);
-/// Pause between two polls in [`eventually`].
-const POLL: Duration = Duration::from_millis(100);
 /// The sensor's topic in the reference flow.
 const TOPIC: &str = "customTopic";
 /// The index FLINK writes to in the reference flow.
@@ -69,65 +68,6 @@ async fn start(run: LiveRun) -> LiveHandle {
 
 async fn stop(handle: LiveHandle) -> RunSummary {
     timeout(WAIT, handle.stop()).await.expect("live run did not stop in time").unwrap()
-}
-
-/// Polls `probe` until it yields a value; fails the test after [`WAIT`].
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// A parsed HTTP response.
-struct HttpResponse {
-    status: u16,
-    /// Header names in lower case.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
-    }
-}
-
-/// `GET path` over a fresh connection, read to EOF (`Connection: close`).
-async fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        raw
-    };
-    let raw = timeout(WAIT, exchange).await.unwrap_or_else(|_| panic!("GET {path}: no response in time"));
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("GET {path}: no header end"));
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let response = HttpResponse { status, headers, body: body.to_string() };
-    assert_eq!(response.header("transfer-encoding"), None, "GET {path}: chunked bodies are not decoded here");
-    response
 }
 
 /// `GET /metrics`, checked for status and content type, parsed.

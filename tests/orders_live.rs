@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::http::{HttpResponse, WAIT, eventually, request};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,13 +23,8 @@ use chaoslab::orders::store::OrderStore;
 use chaoslab::runner::{LiveHandle, LiveRun};
 use chaoslab::topology::flow::Flow;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-/// Upper bound on any single wait (a start, an HTTP exchange, a decision, a state change).
-const WAIT: Duration = Duration::from_secs(30);
-/// Pause between two polls in [`eventually`].
-const POLL: Duration = Duration::from_millis(100);
 /// The components of the IoT path, left out of these runs.
 const IOT_COMPONENTS: [&str; 7] = ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"];
 /// The order database component.
@@ -74,96 +71,24 @@ async fn stop(handle: LiveHandle) {
     timeout(WAIT, handle.stop()).await.expect("live run did not stop in time").unwrap();
 }
 
-/// Polls `probe` until it yields a value; fails the test after [`WAIT`].
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// A parsed HTTP response.
-struct HttpResponse {
-    status: u16,
-    /// Header names in lower case.
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
-    }
-
+/// The order bodies of a response.
+trait OrderBody {
     /// The body as an order, after checking the status is 200.
+    fn order(&self) -> Order;
+    /// The body as a list of orders, after checking the status is 200.
+    fn orders(&self) -> Vec<Order>;
+}
+
+impl OrderBody for HttpResponse {
     fn order(&self) -> Order {
         assert_eq!(self.status, 200, "{}", self.body);
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not an order ({e}): {}", self.body))
     }
 
-    /// The body as a list of orders, after checking the status is 200.
     fn orders(&self) -> Vec<Order> {
         assert_eq!(self.status, 200, "{}", self.body);
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not orders ({e}): {}", self.body))
     }
-}
-
-/// One request over a fresh connection (`Connection: close`), read to EOF. `body` is its content type
-/// and bytes. A reset after the response arrived (a server that answers before reading a large body)
-/// still yields that response.
-async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &[u8])>) -> HttpResponse {
-    let what = format!("{method} {path}");
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-        if let Some((content_type, bytes)) = body {
-            head.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()));
-        }
-        head.push_str("\r\n");
-        let mut raw = head.into_bytes();
-        raw.extend_from_slice(body.map_or(&[][..], |(_, bytes)| bytes));
-        // The server may answer and close before it read everything: what it said is still readable.
-        let _ = stream.write_all(&raw).await;
-        let mut received = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => received.extend_from_slice(&chunk[..n]),
-                Err(e) if !received.is_empty() => {
-                    eprintln!("{what}: connection ended with {e} after the response");
-                    break;
-                }
-                Err(e) => panic!("{what}: {e}"),
-            }
-        }
-        received
-    };
-    let raw = timeout(WAIT, exchange).await.unwrap_or_else(|_| panic!("{what}: no response in time"));
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{what}: no header end: {text}"));
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{what}: bad status line {status_line:?}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let response = HttpResponse { status, headers, body: body.to_string() };
-    assert_eq!(response.header("transfer-encoding"), None, "{what}: chunked bodies are not decoded here");
-    response
 }
 
 async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
