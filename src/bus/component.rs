@@ -25,9 +25,7 @@ const GROUPS: [(&str, &str); 2] =
 
 fn set_lag(gauge: &IntGaugeVec, group: &str, offsets: &[PartitionLag]) {
     for p in offsets {
-        let base = p.committed.unwrap_or(p.log_start);
-        let value = p.high_watermark.saturating_sub(base) as i64;
-        gauge.with_label_values(&[group, &p.topic, &p.partition.to_string()]).set(value);
+        gauge.with_label_values(&[group, &p.topic, &p.partition.to_string()]).set(p.lag as i64);
     }
 }
 

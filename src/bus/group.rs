@@ -61,6 +61,29 @@ pub struct PartitionLag {
     pub owner: Option<String>,
 }
 
+impl PartitionLag {
+    /// Offsets of one partition, with the lag chaostoolkit-kafka computes from them.
+    pub fn new(
+        topic: &str,
+        partition: u32,
+        committed: Option<u64>,
+        low: u64,
+        high: u64,
+        owner: Option<String>,
+    ) -> Self {
+        let lag = high.saturating_sub(committed.unwrap_or(low));
+        PartitionLag {
+            topic: topic.to_owned(),
+            partition,
+            committed,
+            log_start: low,
+            high_watermark: high,
+            lag,
+            owner,
+        }
+    }
+}
+
 /// A group as `Admin::describe_group` reports it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct GroupDescription {
@@ -273,15 +296,7 @@ pub(crate) fn lag(
         let owns = |m: &&Member| m.assignment.iter().any(|(t, p)| t == topic && *p == partition);
         g.members.iter().find(|(_, m)| owns(m)).map(|(id, _)| id.clone())
     });
-    Ok(PartitionLag {
-        topic: topic.to_owned(),
-        partition,
-        committed,
-        log_start: low,
-        high_watermark: high,
-        lag: high.saturating_sub(committed.unwrap_or(low)),
-        owner,
-    })
+    Ok(PartitionLag::new(topic, partition, committed, low, high, owner))
 }
 
 #[cfg(test)]

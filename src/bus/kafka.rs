@@ -231,15 +231,7 @@ impl KafkaBus {
             .zip(marks)
             .map(|((&partition, committed), mark)| {
                 let (low, high) = mark?;
-                Ok(PartitionLag {
-                    topic: topic.to_owned(),
-                    partition,
-                    committed,
-                    log_start: low,
-                    high_watermark: high,
-                    lag: high.saturating_sub(committed.unwrap_or(low)),
-                    owner: None,
-                })
+                Ok(PartitionLag::new(topic, partition, committed, low, high, None))
             })
             .collect()
     }
