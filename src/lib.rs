@@ -22,6 +22,7 @@ pub mod bench;
 pub mod bus;
 pub mod chaos;
 pub mod kernel;
+pub mod monitoring;
 pub mod orders;
 pub mod runner;
 pub mod sinks;

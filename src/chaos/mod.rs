@@ -7,3 +7,5 @@
 //! chaoslab's own actions and probes plug in through [`experiment::PythonProviders`].
 
 pub mod experiment;
+pub mod faults;
+pub mod providers;

@@ -5,6 +5,8 @@
 //! payloads, file names and the trace identical from run to run. Nothing in sim mode may call
 //! `SystemTime::now` or `chrono::Utc::now`: this type is the only door to "now".
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,6 +17,8 @@ use tokio::time::Instant;
 pub struct Clock {
     kind: ClockKind,
     start: Instant,
+    /// A component's clock offset in milliseconds (time faults); `None` for the run clock.
+    skew: Option<Arc<AtomicI64>>,
 }
 
 #[derive(Clone, Debug)]
@@ -26,13 +30,13 @@ enum ClockKind {
 impl Clock {
     /// A wall clock. `start` is taken now.
     pub fn live() -> Self {
-        Clock { kind: ClockKind::Live, start: Instant::now() }
+        Clock { kind: ClockKind::Live, start: Instant::now(), skew: None }
     }
 
     /// A virtual clock whose calendar time starts at `epoch`. Must be created inside the sim runtime,
     /// so that `start` is read from its paused clock.
     pub fn sim(epoch: DateTime<Utc>) -> Self {
-        Clock { kind: ClockKind::Sim { epoch }, start: Instant::now() }
+        Clock { kind: ClockKind::Sim { epoch }, start: Instant::now(), skew: None }
     }
 
     /// True in sim mode.
@@ -50,8 +54,26 @@ impl Clock {
         self.start
     }
 
+    /// This clock shifted by the offset in `skew` (milliseconds, read on every call): a component's view
+    /// of time under a clock fault. Monotonic time (`elapsed`, timers) is not shifted, as a skewed wall
+    /// clock does not change how long a sleep takes.
+    pub fn skewed(&self, skew: Arc<AtomicI64>) -> Clock {
+        Clock { skew: Some(skew), ..self.clone() }
+    }
+
     /// Calendar time now.
     pub fn now(&self) -> DateTime<Utc> {
+        let now = self.unskewed_now();
+        match &self.skew {
+            Some(skew) => match skew.load(Ordering::Relaxed) {
+                0 => now,
+                ms => now + chrono::Duration::milliseconds(ms),
+            },
+            None => now,
+        }
+    }
+
+    fn unskewed_now(&self) -> DateTime<Utc> {
         match &self.kind {
             ClockKind::Live => Utc::now(),
             ClockKind::Sim { epoch } => {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
+use super::hooks::ComponentHooks;
 use super::metrics::ComponentMetrics;
 use super::seed::SharedRng;
 use super::supervisor::HealthHandle;
@@ -148,16 +149,32 @@ pub struct Ctx {
     pub health: HealthHandle,
     /// Cancelled when the supervisor asks the component to stop gracefully.
     pub shutdown: CancellationToken,
+    /// Fault hooks (clock offset, pause, I/O faults); `clock` already follows the offset.
+    pub hooks: Arc<ComponentHooks>,
 }
 
 impl Ctx {
-    /// Sleeps `d` unless asked to stop first; true when stopping.
+    /// Sleeps `d` unless asked to stop first; true when stopping. While the component is paused the
+    /// sleep does not end (a frozen process's timers do not fire), so a timer-driven loop freezes too.
     pub async fn sleep_or_stop(&self, d: Duration) -> bool {
         tokio::select! {
             biased;
-            _ = self.shutdown.cancelled() => true,
-            _ = tokio::time::sleep(d) => false,
+            _ = self.shutdown.cancelled() => return true,
+            _ = tokio::time::sleep(d) => {}
         }
+        if self.hooks.is_paused() {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return true,
+                _ = self.hooks.wait_unpaused() => {}
+            }
+        }
+        false
+    }
+
+    /// Call before each write to a store or file: applies injected I/O faults.
+    pub async fn io_write(&self) -> std::io::Result<()> {
+        self.hooks.io_write().await
     }
 
     /// Writes an event to the trace under this component's name.

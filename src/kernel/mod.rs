@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod component;
+pub mod hooks;
 pub mod metrics;
 pub mod seed;
 pub mod supervisor;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::component::{ComponentSpec, Ctx, RestartMode};
+use super::hooks::ComponentHooks;
 use super::metrics::Metrics;
 use super::seed::Seed;
 use super::trace::Trace;
@@ -69,6 +70,8 @@ pub struct Health {
     pub restarts: u64,
     /// Milliseconds since run start when the state last changed.
     pub since_ms: u64,
+    /// Frozen by a pause fault.
+    pub paused: bool,
 }
 
 /// Lets a running component report readiness.
@@ -129,6 +132,7 @@ pub struct Supervisor {
     slots: Arc<Mutex<BTreeMap<String, Slot>>>,
     order: Arc<Mutex<Vec<String>>>,
     flags: Arc<Mutex<BTreeMap<String, Arc<AtomicBool>>>>,
+    hooks: Arc<Mutex<BTreeMap<String, Arc<ComponentHooks>>>>,
 }
 
 impl Supervisor {
@@ -140,6 +144,7 @@ impl Supervisor {
             slots: Default::default(),
             order: Default::default(),
             flags: Default::default(),
+            hooks: Default::default(),
         }
     }
 
@@ -160,7 +165,14 @@ impl Supervisor {
         }
         let (control, control_rx) = mpsc::unbounded_channel();
         let health =
-            Health { state: State::Created, ready: false, detail: String::new(), restarts: 0, since_ms: 0 };
+            Health {
+            state: State::Created,
+            ready: false,
+            detail: String::new(),
+            restarts: 0,
+            since_ms: 0,
+            paused: false,
+        };
         let name = spec.name.clone();
         slots.insert(
             name.clone(),
@@ -184,6 +196,48 @@ impl Supervisor {
         flags.entry(name.to_string()).or_default().clone()
     }
 
+    /// The fault hooks of `name` (clock offset, pause, I/O faults). It may be asked for before the component
+    /// is added, and stays the same object across restarts.
+    pub fn hooks(&self, name: &str) -> Arc<ComponentHooks> {
+        let mut hooks = self.hooks.lock().unwrap_or_else(PoisonError::into_inner);
+        hooks.entry(name.to_string()).or_insert_with(|| Arc::new(ComponentHooks::new(name, self.shared.seed))).clone()
+    }
+
+    /// Freezes a running component: its timers stop firing (see `Ctx::sleep_or_stop`) and it reports not
+    /// ready. It keeps its state; [`Supervisor::resume`] lets it go on where it was.
+    pub fn pause(&self, name: &str) -> Result<(), UnknownComponent> {
+        self.set_paused(name, true)
+    }
+
+    /// Ends a [`Supervisor::pause`].
+    pub fn resume(&self, name: &str) -> Result<(), UnknownComponent> {
+        self.set_paused(name, false)
+    }
+
+    fn set_paused(&self, name: &str, paused: bool) -> Result<(), UnknownComponent> {
+        let health = {
+            let slots = self.slots();
+            match slots.get(name) {
+                Some(slot) => slot.health.clone(),
+                None => {
+                    let known = slots.keys().cloned().collect::<Vec<_>>().join(", ");
+                    return Err(UnknownComponent(name.to_string(), known));
+                }
+            }
+        };
+        self.hooks(name).set_paused(paused);
+        health.send_modify(|h| {
+            h.paused = paused;
+            if paused {
+                h.ready = false;
+            }
+        });
+        let kind = if paused { "component.paused" } else { "component.resumed" };
+        self.shared.trace.emit(name, kind, &json!({}));
+        tracing::info!(component = %name, "{}", if paused { "paused" } else { "resumed" });
+        Ok(())
+    }
+
     /// Starts every component not yet started, in the order added.
     pub fn start_all(&self) {
         for name in self.names() {
@@ -197,6 +251,7 @@ impl Supervisor {
                 up: slot.up.clone(),
                 rng: self.shared.seed.shared_stream(&format!("component:{name}")),
                 metrics: self.shared.metrics.component(&name),
+                hooks: self.hooks(&name),
             };
             slot.keeper = Some(tokio::spawn(keeper.run(rx)));
         }
@@ -234,6 +289,11 @@ impl Supervisor {
     /// Kills a component without letting it clean up; its restart policy decides what follows.
     pub fn crash(&self, name: &str, reason: &str) -> Result<(), UnknownComponent> {
         self.command(name, Command::Crash(reason.to_string()))
+    }
+
+    /// The `kind` a component was registered with.
+    pub fn kind_of(&self, name: &str) -> Option<String> {
+        self.slots().get(name).map(|s| s.spec.kind.clone())
     }
 
     /// Current health of one component.
@@ -321,6 +381,7 @@ struct Keeper {
     up: Arc<AtomicBool>,
     rng: super::seed::SharedRng,
     metrics: super::metrics::ComponentMetrics,
+    hooks: Arc<ComponentHooks>,
 }
 
 impl Keeper {
@@ -466,12 +527,13 @@ impl Keeper {
         let shutdown = CancellationToken::new();
         let ctx = Ctx {
             name: self.spec.name.as_str().into(),
-            clock: self.shared.clock.clone(),
+            clock: self.shared.clock.skewed(self.hooks.skew()),
             trace: self.shared.trace.clone(),
             metrics: self.metrics.clone(),
             rng: self.rng.clone(),
             health: HealthHandle { tx: self.health.clone() },
             shutdown: shutdown.clone(),
+            hooks: self.hooks.clone(),
         };
         let mut task = tokio::spawn((self.spec.run)(ctx));
         self.set_state(State::Running, "");

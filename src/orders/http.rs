@@ -77,7 +77,21 @@ impl ApiClient {
         path: &str,
         json: Option<Vec<u8>>,
     ) -> Result<Response, HttpError> {
+        self.send_with_headers(method, path, json, &[]).await
+    }
+
+    /// [`ApiClient::send`] with extra headers (e.g. `authorization`).
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        headers: &[(hyper::header::HeaderName, String)],
+    ) -> Result<Response, HttpError> {
         let mut builder = Request::builder().method(method);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
         if json.is_some() {
             builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }

@@ -192,6 +192,8 @@ pub struct Orders {
     pub db_link: Arc<Link>,
     /// API → bus.
     pub kafka_link: Arc<Link>,
+    /// The database component's fault hooks (I/O faults on the store).
+    pub db_hooks: Arc<crate::kernel::hooks::ComponentHooks>,
 }
 
 /// Why a produce did not happen.
@@ -298,6 +300,7 @@ impl Orders {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         self.db_link.gate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.db_hooks.io_write().await.map_err(|e| StoreError::Unavailable(format!("{}: {e}", crate::topology::flow::ORDERS_DB)))?;
         op(self.store.clone()).await
     }
 

@@ -44,7 +44,11 @@ pub async fn run(ctx: Ctx, root: PathBuf, inbound: Arc<Link>) -> anyhow::Result<
         ctx.metrics.records_in.inc();
         let day = ctx.clock.now().format("%Y-%m-%d").to_string();
         let name = ctx.rng.uuid().to_string();
-        match store(&root, &day, &name, &env.payload) {
+        let written = match ctx.io_write().await {
+            Ok(()) => store(&root, &day, &name, &env.payload),
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(path) => {
                 ctx.metrics.records_out.inc();
                 let rel = path.strip_prefix(&root).unwrap_or(&path).display().to_string();

@@ -79,6 +79,12 @@ pub async fn run(
         packets.inc();
         match check(&env.payload) {
             Verdict::Keep(line) => {
+                if let Err(e) = ctx.io_write().await {
+                    // Node-RED's file node logs the error and goes on with the next message.
+                    tracing::error!(component = %ctx.name, "[file:Write to File] failed to append to file: {e}");
+                    ctx.drop_record("io_error", json!({"error": e.to_string()}));
+                    continue;
+                }
                 let written = out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n"));
                 written.with_context(|| format!("cannot append to {}", file.display()))?;
                 ctx.metrics.records_out.inc();

@@ -131,6 +131,8 @@ pub struct Pipeline {
     pub spark: BTreeMap<String, SparkProbe>,
     /// The order services, when the flow enables them.
     pub orders: Option<orders::OrderStack>,
+    /// Applies and removes faults (`fault` command, `/api/faults`, experiments).
+    pub faults: crate::chaos::faults::FaultManager,
 }
 
 fn start_rank(c: &ComponentConfig) -> u8 {
@@ -311,12 +313,13 @@ impl Pipeline {
                 .with_context(|| format!("internal: no link {from}->{to}"))
         };
 
+        let http_faults = Arc::new(crate::chaos::faults::http::HttpFaults::new(opts.seed.stream("http-faults")));
         let mut pipeline = Pipeline {
             flow: flow.clone(),
             mode: opts.mode,
             seed: opts.seed,
-            clock,
-            trace,
+            clock: clock.clone(),
+            trace: trace.clone(),
             metrics: metrics.clone(),
             supervisor: supervisor.clone(),
             links: links.clone(),
@@ -326,6 +329,18 @@ impl Pipeline {
             windows: BTreeMap::new(),
             spark: BTreeMap::new(),
             orders: None,
+            faults: crate::chaos::faults::FaultManager::new(
+                crate::chaos::faults::FaultEnv {
+                    supervisor: supervisor.clone(),
+                    links: links.clone(),
+                    mqtt: mqtt.clone(),
+                    http: http_faults.clone(),
+                    clock: clock.clone(),
+                    trace: trace.clone(),
+                },
+                &metrics,
+                opts.seed,
+            )?,
         };
 
         let mut order: Vec<(&String, &ComponentConfig)> = flow.components.iter().collect();
@@ -466,9 +481,13 @@ impl Pipeline {
                 metrics: &metrics,
                 supervisor: &supervisor,
                 links: &links,
+                http_faults: &http_faults,
             },
         )
         .await?;
+        if let Some(stack) = &pipeline.orders {
+            pipeline.faults.set_bus(stack.client.clone());
+        }
         Ok(pipeline)
     }
 

@@ -60,6 +60,8 @@ pub struct Wiring<'a> {
     pub supervisor: &'a Supervisor,
     /// All links of the pipeline.
     pub links: &'a BTreeMap<String, Arc<Link>>,
+    /// HTTP fault rules, applied to the order API's routes.
+    pub http_faults: &'a Arc<crate::chaos::faults::http::HttpFaults>,
 }
 
 /// Connects to a real Kafka cluster and creates the flow's topics there (existing ones are kept).
@@ -140,8 +142,11 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<OrderSta
         partitioner: w.seed.shared_stream("partitioner:poke-producer"),
         db_link: link(ORDER_API, ORDERS_DB)?,
         kafka_link: link(ORDER_API, KAFKA)?,
+        db_hooks: w.supervisor.hooks(ORDERS_DB),
     };
-    let router = crate::orders::api::router(orders.clone(), w.supervisor.up_flag(ORDER_API));
+    let router = crate::orders::api::router(orders.clone(), w.supervisor.up_flag(ORDER_API)).layer(
+        axum::middleware::from_fn_with_state(w.http_faults.clone(), crate::chaos::faults::http::middleware),
+    );
     let http = match (w.mode, w.api_base) {
         (Mode::Live, Some(base)) => ApiClient::remote(base, Duration::from_secs(10))?,
         _ => ApiClient::InProcess(router.clone()),

@@ -57,6 +57,59 @@ pub struct LinkFaults {
     pub partition: bool,
     /// Throughput cap in bytes per second; 0 = unlimited.
     pub bandwidth: u64,
+    /// Changes to the records themselves (JSON object payloads only).
+    pub data: DataFaults,
+}
+
+/// Faults in the data a link carries: what a flaky sensor or a broken serializer does to records. They
+/// apply to payloads that are JSON objects (sensor records); anything else passes unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataFaults {
+    /// Probability that a record is altered, in `[0, 1]`.
+    pub rate: f64,
+    /// Fields removed from an altered record.
+    pub drop_fields: Vec<String>,
+    /// Fields whose value becomes the dataset's `" None"`.
+    pub none_fields: Vec<String>,
+    /// Remove the `time` field (the record has no time information).
+    pub drop_time: bool,
+    /// Move `time` this far into the past (out-of-order timestamps).
+    #[serde(with = "hd")]
+    pub time_shift: Duration,
+}
+
+impl DataFaults {
+    /// True when no record is altered.
+    pub fn is_clear(&self) -> bool {
+        self.rate == 0.0
+            || (self.drop_fields.is_empty()
+                && self.none_fields.is_empty()
+                && !self.drop_time
+                && self.time_shift.is_zero())
+    }
+
+    /// Applies the changes to one record; returns the new payload, or `None` when it is not a JSON object.
+    fn alter(&self, payload: &[u8]) -> Option<Bytes> {
+        let mut record: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload).ok()?;
+        for f in &self.drop_fields {
+            record.remove(f);
+        }
+        for f in &self.none_fields {
+            record.insert(f.clone(), serde_json::Value::from(" None"));
+        }
+        if self.drop_time {
+            record.remove("time");
+        } else if !self.time_shift.is_zero()
+            && let Some(t) = record.get("time").and_then(|t| t.as_str())
+            && let Ok(t) = chrono::DateTime::parse_from_rfc3339(t)
+        {
+            let shifted = t.with_timezone(&chrono::Utc)
+                - chrono::Duration::from_std(self.time_shift).unwrap_or(chrono::Duration::zero());
+            record.insert("time".into(), serde_json::Value::from(crate::kernel::clock::iso_millis(shifted)));
+        }
+        serde_json::to_vec(&record).ok().map(Bytes::from)
+    }
 }
 
 impl LinkFaults {
@@ -73,6 +126,7 @@ impl LinkFaults {
             ("duplicate", self.duplicate),
             ("corrupt", self.corrupt),
             ("reorder", self.reorder),
+            ("data.rate", self.data.rate),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{name} must be between 0 and 1, got {p}"));
@@ -113,6 +167,8 @@ pub struct LinkStats {
     pub duplicated: u64,
     /// Payloads corrupted.
     pub corrupted: u64,
+    /// Records altered by data faults.
+    pub altered: u64,
 }
 
 impl LinkStats {
@@ -146,6 +202,7 @@ struct Counters {
     queued: Counter,
     duplicated: Counter,
     corrupted: Counter,
+    altered: Counter,
 }
 
 /// State the fault decisions share.
@@ -194,6 +251,8 @@ pub struct Link {
     counters: Counters,
     in_flight: AtomicU64,
     trace: Trace,
+    /// Set while the receiving or sending component is paused: messages queue and wait.
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 struct LinkReceiverState {
@@ -239,6 +298,7 @@ impl Link {
             queued: c("dropped_queued"),
             duplicated: c("duplicated"),
             corrupted: c("corrupted"),
+            altered: c("altered"),
         };
         let state = FaultState {
             faults: LinkFaults::default(),
@@ -259,6 +319,7 @@ impl Link {
             counters,
             in_flight: AtomicU64::new(0),
             trace,
+            hold: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -299,6 +360,25 @@ impl Link {
         self.trace.emit(&self.name, kind, &json!({"link": self.name, "faults": data}));
     }
 
+    /// Holds (true) or releases (false) delivery: while held, messages queue in the link (their delays
+    /// run on) and are delivered in order once released, as a paused process finds its socket backlog.
+    pub fn set_hold(&self, hold: bool) {
+        if self.hold.send_replace(hold) != hold {
+            self.trace.emit(&self.name, if hold { "link.held" } else { "link.released" }, &json!({"link": self.name}));
+        }
+    }
+
+    /// True while delivery is held.
+    pub fn is_held(&self) -> bool {
+        *self.hold.borrow()
+    }
+
+    async fn wait_released(&self) {
+        let mut rx = self.hold.subscribe();
+        // The sender lives in `self`; an error means it is gone, and then nothing holds.
+        let _ = rx.wait_for(|held| !*held).await;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> LinkStats {
         let c = &self.counters;
@@ -311,6 +391,7 @@ impl Link {
             dropped_queued: c.queued.get(),
             duplicated: c.duplicated.get(),
             corrupted: c.corrupted.get(),
+            altered: c.altered.get(),
         }
     }
 
@@ -354,6 +435,14 @@ impl Link {
                     return false;
                 }
                 let mut env = env;
+                if !st.faults.data.is_clear()
+                    && st.rng.r#gen::<f64>() < st.faults.data.rate
+                    && let Some(altered) = st.faults.data.alter(&env.payload)
+                {
+                    env.payload = altered;
+                    self.counters.altered.add(1);
+                    self.trace.emit(&self.name, "link.altered", &json!({"link": self.name, "topic": env.topic}));
+                }
                 if st.faults.corrupt > 0.0
                     && st.rng.r#gen::<f64>() < st.faults.corrupt
                     && !env.payload.is_empty()
@@ -430,6 +519,9 @@ impl Link {
     /// out the delay, or fails when either end is down, the link is partitioned, or the request is lost.
     pub async fn gate(&self) -> Result<(), GateError> {
         self.counters.sent.add(1);
+        if self.is_held() {
+            self.wait_released().await;
+        }
         let refused = |counter: &Counter, err: GateError| {
             counter.add(1);
             self.trace.emit(
@@ -488,6 +580,19 @@ impl LinkReceiver<'_> {
     pub async fn recv(&mut self) -> Option<Envelope> {
         let st = &mut *self.state;
         loop {
+            if self.link.is_held() {
+                // Keep taking what arrives, so senders are not blocked by a full channel meanwhile.
+                tokio::select! {
+                    biased;
+                    _ = self.link.wait_released() => {}
+                    item = st.rx.recv(), if !st.rx.is_closed() => {
+                        if let Some(item) = item {
+                            st.heap.push(Reverse(item));
+                        }
+                    }
+                }
+                continue;
+            }
             if st.heap.is_empty() {
                 match st.rx.try_recv() {
                     Ok(item) if item.due.is_none() => return Some(self.link.delivered(item)),

@@ -333,6 +333,24 @@ impl SimBroker {
         Ok(SimSession { shared: Arc::clone(&self.shared), client_id: client_id.to_owned(), id, readable })
     }
 
+    /// Closes the connection of `client_id` from the broker's side, as an administrator dropping a client
+    /// would; the client sees a disconnect and reconnects on its own. Returns whether it was connected.
+    pub fn kick(&self, client_id: &str) -> bool {
+        let mut state = self.shared.lock();
+        let connected = state.sessions.get(client_id).is_some_and(|session| session.connection.is_some());
+        if connected {
+            state.go_offline(client_id, Some("session dropped by the broker"));
+            info!(broker = %self.shared.address, client_id, "session dropped");
+        }
+        connected
+    }
+
+    /// Client ids with a live connection, in order.
+    pub fn connected_clients(&self) -> Vec<String> {
+        let state = self.shared.lock();
+        state.sessions.iter().filter(|(_, s)| s.connection.is_some()).map(|(id, _)| id.clone()).collect()
+    }
+
     /// A snapshot of the broker's counters.
     pub fn stats(&self) -> SimBrokerStats {
         let state = self.shared.lock();

@@ -1,0 +1,744 @@
+//! What a fault is, as data: the request users write (CLI, HTTP, experiments) and the typed fault it
+//! parses into.
+//!
+//! A [`FaultRequest`] names a `kind` from the [`CATALOGUE`], a `target` selector with a Chaos Mesh mode,
+//! `parameters` and an optional `duration`. [`Fault::parse`] checks everything up front and reports
+//! every problem with the field it is about, so nothing half-applies.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::selector::Selector;
+use crate::kernel::hooks::IoFaults;
+use crate::transport::link::{DataFaults, LinkFaults};
+
+/// A fault as users ask for it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    /// A kind from the catalogue (`network-delay`, `process-kill`, …).
+    pub kind: String,
+    /// What to act on: a name, a glob (`KAFKA-*`, `*->FLINK`), or `kind:<component kind>`. Some kinds
+    /// have a default (see the catalogue); kinds acting on a topic or group take it from `parameters`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Chaos Mesh's selector mode: `one`, `all`, `fixed`, `fixed-percent`, `random-max-percent`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The mode's value: a count for `fixed`, a percentage for the percent modes.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// How long the fault stays (`30s`, `2m`, or seconds as a number); without it, until removed.
+    #[serde(default)]
+    pub duration: Option<Value>,
+    /// Kind-specific parameters.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+}
+
+/// What a kind acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// Links (`FROM->TO`), or a component's links in a direction.
+    Link,
+    /// Any component.
+    Component,
+    /// Stores and sinks (components that write).
+    Store,
+    /// The order API (HTTP).
+    Api,
+    /// A Kafka broker of the embedded bus (`KAFKA-n`).
+    KafkaBroker,
+    /// The bus itself (a topic or group named in the parameters).
+    Bus,
+    /// The MQTT broker.
+    MqttBroker,
+}
+
+/// One entry of the catalogue.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct KindInfo {
+    /// The kind's name.
+    pub name: &'static str,
+    /// Its family (network, process, time, io, http, kafka, mqtt, data).
+    pub category: &'static str,
+    /// What it acts on.
+    pub target: TargetKind,
+    /// The target used when none is given.
+    pub default_target: Option<&'static str>,
+    /// True when the fault happens once (a kill, a deletion) instead of lasting.
+    pub instant: bool,
+    /// Parameters, `name=meaning` with defaults.
+    pub parameters: &'static [&'static str],
+    /// One line on what it does.
+    pub description: &'static str,
+}
+
+const fn kind(
+    name: &'static str,
+    category: &'static str,
+    target: TargetKind,
+    default_target: Option<&'static str>,
+    instant: bool,
+    parameters: &'static [&'static str],
+    description: &'static str,
+) -> KindInfo {
+    KindInfo { name, category, target, default_target, instant, parameters, description }
+}
+
+use TargetKind as T;
+
+/// Every fault kind chaoslab injects.
+pub const CATALOGUE: &[KindInfo] = &[
+    kind("network-delay", "network", T::Link, None, false, &["latency (e.g. 200ms)", "jitter (0)", "correlation (0-100, 0)", "direction (to|from|both, both)"], "Delays every message (netem delay)."),
+    kind("network-loss", "network", T::Link, None, false, &["percent (0-100)", "direction"], "Drops messages at random."),
+    kind("network-duplicate", "network", T::Link, None, false, &["percent (0-100)", "direction"], "Delivers messages twice."),
+    kind("network-corrupt", "network", T::Link, None, false, &["percent (0-100)", "direction"], "Flips a bit in message payloads."),
+    kind("network-reorder", "network", T::Link, None, false, &["percent (0-100)", "latency (10ms)", "direction"], "Lets messages jump ahead of delayed ones."),
+    kind("network-partition", "network", T::Link, None, false, &["direction (to|from|both, both)"], "Cuts the links off completely."),
+    kind("network-bandwidth", "network", T::Link, None, false, &["rate (bytes/s, or 1kbps, 10mbps …)", "direction"], "Caps throughput."),
+    kind("process-kill", "process", T::Component, None, true, &[], "Crashes the component; its restart policy brings it back."),
+    kind("process-failure", "process", T::Component, None, false, &[], "Stops the component for the duration, then starts it."),
+    kind("process-pause", "process", T::Component, None, false, &[], "Freezes the component; it resumes with its backlog."),
+    kind("clock-offset", "time", T::Component, None, false, &["offset (e.g. -5m, 30s)"], "Shifts the component's calendar clock."),
+    kind("io-latency", "io", T::Store, None, false, &["delay (e.g. 100ms)"], "Slows down every write."),
+    kind("io-error", "io", T::Store, None, false, &["percent (0-100, 100)"], "Fails writes with an I/O error."),
+    kind("disk-full", "io", T::Store, None, false, &[], "Fails every write with 'No space left on device'."),
+    kind("http-abort", "http", T::Api, Some("POKE-ORDER-API"), false, &["code (500)", "path (prefix, all)", "percent (100)"], "Answers requests with an error status."),
+    kind("http-delay", "http", T::Api, Some("POKE-ORDER-API"), false, &["delay (e.g. 2s)", "path", "percent (100)"], "Delays requests."),
+    kind("http-replace-body", "http", T::Api, Some("POKE-ORDER-API"), false, &["body (text or JSON)", "path", "percent (100)"], "Replaces response bodies."),
+    kind("assault-latency", "http", T::Api, Some("POKE-ORDER-API"), false, &["min (1s)", "max (3s)", "path", "percent (100)"], "Chaos Monkey latency assault: a random delay per request."),
+    kind("assault-exception", "http", T::Api, Some("POKE-ORDER-API"), false, &["code (500)", "path", "percent (100)"], "Chaos Monkey exception assault: the handler throws."),
+    kind("assault-kill", "http", T::Api, Some("POKE-ORDER-API"), false, &[], "Chaos Monkey kill-application assault: the service is down for the duration."),
+    kind("assault-memory", "http", T::Api, Some("POKE-ORDER-API"), false, &["megabytes (64)"], "Chaos Monkey memory assault: holds memory for the duration."),
+    kind("kafka-broker-down", "kafka", T::KafkaBroker, None, false, &[], "Stops a bus broker for the duration."),
+    kind("kafka-broker-reboot", "kafka", T::KafkaBroker, None, true, &["downtime (5s)"], "Reboots a bus broker (down, then up)."),
+    kind("kafka-delete-topic", "kafka", T::Bus, None, true, &["topic"], "Deletes a topic."),
+    kind("kafka-produce", "kafka", T::Bus, None, true, &["topic", "partition (0)", "messages (list of strings)"], "Produces raw bytes to a partition."),
+    kind("kafka-rebalance-group", "kafka", T::Bus, None, true, &["group", "topic"], "Joins the group briefly, forcing a rebalance."),
+    kind("kafka-delete-group", "kafka", T::Bus, None, true, &["group"], "Deletes a consumer group (it must be empty)."),
+    kind("mqtt-broker-down", "mqtt", T::MqttBroker, Some("MQTT_BROKER"), false, &[], "Stops the MQTT broker for the duration."),
+    kind("mqtt-broker-restart", "mqtt", T::MqttBroker, Some("MQTT_BROKER"), true, &[], "Restarts the MQTT broker."),
+    kind("mqtt-drop-session", "mqtt", T::MqttBroker, Some("MQTT_BROKER"), true, &["client_id"], "Closes one client's connection from the broker side."),
+    kind("data-drop-fields", "data", T::Link, Some("SENSOR"), false, &["fields (list, [humidity])", "percent (100)"], "Removes fields from sensor records."),
+    kind("data-none-values", "data", T::Link, Some("SENSOR"), false, &["fields (list, [humidity, temperature])", "percent (100)"], "Replaces values with the dataset's ' None'."),
+    kind("data-missing-time", "data", T::Link, Some("SENSOR"), false, &["percent (100)"], "Removes the time field."),
+    kind("data-out-of-order", "data", T::Link, Some("SENSOR"), false, &["shift (e.g. 1m)", "percent (100)"], "Moves timestamps into the past."),
+];
+
+/// Looks a kind up by name.
+pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
+    CATALOGUE.iter().find(|k| k.name == name)
+}
+
+/// Which links of a component a network fault takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Links into the component.
+    To,
+    /// Links out of it.
+    From,
+    /// Both.
+    Both,
+}
+
+/// A network or data fault as an overlay on a link's faults.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetFault {
+    /// Delay with jitter and correlation.
+    Delay {
+        /// Fixed part.
+        latency: Duration,
+        /// Random part.
+        jitter: Duration,
+        /// Correlation in `[0, 1]`.
+        correlation: f64,
+    },
+    /// Loss probability.
+    Loss(f64),
+    /// Duplicate probability.
+    Duplicate(f64),
+    /// Corrupt probability.
+    Corrupt(f64),
+    /// Reorder probability with the delay the others wait.
+    Reorder(f64, Duration),
+    /// Cut off.
+    Partition,
+    /// Bytes per second.
+    Bandwidth(u64),
+    /// Record changes.
+    Data(DataFaults),
+}
+
+impl NetFault {
+    /// Adds this fault to `f` (later faults win where they set the same field).
+    pub fn overlay(&self, f: &mut LinkFaults) {
+        match self {
+            NetFault::Delay { latency, jitter, correlation } => {
+                f.latency = *latency;
+                f.jitter = *jitter;
+                f.correlation = *correlation;
+            }
+            NetFault::Loss(p) => f.loss = *p,
+            NetFault::Duplicate(p) => f.duplicate = *p,
+            NetFault::Corrupt(p) => f.corrupt = *p,
+            NetFault::Reorder(p, latency) => {
+                f.reorder = *p;
+                if f.latency.is_zero() && f.jitter.is_zero() {
+                    f.latency = *latency;
+                }
+            }
+            NetFault::Partition => f.partition = true,
+            NetFault::Bandwidth(b) => f.bandwidth = *b,
+            NetFault::Data(d) => f.data = d.clone(),
+        }
+    }
+}
+
+/// An HTTP fault on the order API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HttpAction {
+    /// Answer with this status instead of calling the handler.
+    Abort(u16),
+    /// Wait this long first.
+    Delay(Duration),
+    /// Call the handler, then replace the body.
+    ReplaceBody(String),
+    /// Wait a random time in `[min, max]` first (Chaos Monkey latency assault).
+    Latency(Duration, Duration),
+    /// The handler "throws": a 500 with an exception body (Chaos Monkey exception assault).
+    Exception(u16),
+}
+
+/// What a parsed fault does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// A network or data fault on links.
+    Net(NetFault, Direction),
+    /// Crash once.
+    Kill,
+    /// Down for the duration.
+    Failure,
+    /// Frozen for the duration.
+    Pause,
+    /// Calendar clock offset in milliseconds.
+    ClockOffset(i64),
+    /// Store/sink write faults.
+    Io(IoFaults),
+    /// Request faults on the API, for paths with this prefix and this share of requests.
+    Http {
+        /// The fault.
+        action: HttpAction,
+        /// Path prefix; `None` for all.
+        path: Option<String>,
+        /// Share of requests hit, in `[0, 1]`.
+        rate: f64,
+    },
+    /// Hold this much memory.
+    Memory(usize),
+    /// Down, then up after `downtime`.
+    Reboot(Duration),
+    /// Delete a topic.
+    DeleteTopic(String),
+    /// Produce raw messages.
+    Produce {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// Payloads.
+        messages: Vec<String>,
+    },
+    /// Join and leave a group.
+    Rebalance {
+        /// Group.
+        group: String,
+        /// Topic to subscribe to.
+        topic: String,
+    },
+    /// Delete a group.
+    DeleteGroup(String),
+    /// Restart the MQTT broker.
+    Restart,
+    /// Drop a client's MQTT session.
+    DropSession(String),
+}
+
+/// A checked fault, ready to apply.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    /// Its catalogue entry.
+    pub info: &'static KindInfo,
+    /// Where it goes.
+    pub selector: Selector,
+    /// What it does.
+    pub effect: Effect,
+    /// How long it lasts; `None`: until removed (or, for instant kinds, nothing to undo).
+    pub duration: Option<Duration>,
+    /// The request it came from (kept for listing).
+    pub request: FaultRequest,
+}
+
+/// Everything wrong with a request, each with its field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid fault: {}", .0.join("; "))]
+pub struct FaultError(pub Vec<String>);
+
+impl FaultError {
+    /// One problem.
+    pub fn one(message: impl Into<String>) -> Self {
+        FaultError(vec![message.into()])
+    }
+}
+
+/// Reads parameters, collecting problems.
+struct Params<'a> {
+    map: &'a Map<String, Value>,
+    errors: Vec<String>,
+    used: Vec<&'static str>,
+}
+
+impl<'a> Params<'a> {
+    fn get(&mut self, name: &'static str) -> Option<&'a Value> {
+        self.used.push(name);
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    fn duration(&mut self, name: &'static str, default: Option<Duration>) -> Duration {
+        match self.get(name) {
+            None => default.unwrap_or_else(|| {
+                self.errors.push(format!("parameters.{name}: required"));
+                Duration::ZERO
+            }),
+            Some(v) => parse_duration(v).unwrap_or_else(|e| {
+                self.errors.push(format!("parameters.{name}: {e}"));
+                Duration::ZERO
+            }),
+        }
+    }
+
+    fn percent(&mut self, name: &'static str, default: Option<f64>) -> f64 {
+        let value = match self.get(name) {
+            None => match default {
+                Some(d) => return d,
+                None => {
+                    self.errors.push(format!("parameters.{name}: required (0-100)"));
+                    return 0.0;
+                }
+            },
+            Some(v) => number(v),
+        };
+        match value {
+            Some(p) if (0.0..=100.0).contains(&p) => p / 100.0,
+            _ => {
+                self.errors.push(format!("parameters.{name}: must be a number between 0 and 100"));
+                0.0
+            }
+        }
+    }
+
+    fn string(&mut self, name: &'static str, default: Option<&str>) -> String {
+        match self.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => {
+                self.errors.push(format!("parameters.{name}: must be a non-empty string"));
+                String::new()
+            }
+            None => default.map(str::to_owned).unwrap_or_else(|| {
+                self.errors.push(format!("parameters.{name}: required"));
+                String::new()
+            }),
+        }
+    }
+
+    fn uint(&mut self, name: &'static str, default: u64) -> u64 {
+        match self.get(name) {
+            None => default,
+            Some(v) => match number(v) {
+                Some(n) if n >= 0.0 && n.fract() == 0.0 => n as u64,
+                _ => {
+                    self.errors.push(format!("parameters.{name}: must be a whole number ≥ 0"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn strings(&mut self, name: &'static str, default: &[&str]) -> Vec<String> {
+        match self.get(name) {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }
+            Some(_) => {
+                self.errors.push(format!("parameters.{name}: must be a list of strings"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn direction(&mut self) -> Direction {
+        match self.get("direction").and_then(Value::as_str) {
+            None => Direction::Both,
+            Some("to") => Direction::To,
+            Some("from") => Direction::From,
+            Some("both") => Direction::Both,
+            Some(other) => {
+                self.errors.push(format!("parameters.direction: {other:?} is not one of to, from, both"));
+                Direction::Both
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        for key in self.map.keys() {
+            if !self.used.contains(&key.as_str()) {
+                self.errors.push(format!("parameters.{key}: not a parameter of this kind"));
+            }
+        }
+        self.errors
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().trim_end_matches('%').parse().ok(),
+        _ => None,
+    }
+}
+
+/// Parses `30s`, `1m30s`, `250ms`, or a number of seconds; a leading `-` is refused (see
+/// [`parse_offset`] for signed values).
+pub fn parse_duration(v: &Value) -> Result<Duration, String> {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(s) if s >= 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+            _ => Err(format!("{n} is not a duration")),
+        },
+        Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration: {e}")),
+        other => Err(format!("{other} is not a duration")),
+    }
+}
+
+/// Parses a signed offset (`-5m`, `+30s`, `90s`) into milliseconds.
+pub fn parse_offset(v: &Value) -> Result<i64, String> {
+    let text = match v {
+        Value::Number(n) => return n.as_f64().map(|s| (s * 1000.0) as i64).ok_or_else(|| format!("{n} is not an offset")),
+        Value::String(s) => s.trim(),
+        other => return Err(format!("{other} is not an offset")),
+    };
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let d = humantime::parse_duration(rest).map_err(|e| format!("{text:?} is not an offset: {e}"))?;
+    Ok(sign * d.as_millis() as i64)
+}
+
+/// Parses `1000`, `1kbps`, `10mbps`, `1gbps` (bits per second as netem writes them) or `500KB/s`-style
+/// bytes, into bytes per second.
+fn parse_rate(v: &Value) -> Result<u64, String> {
+    if let Some(n) = v.as_u64() {
+        return Ok(n);
+    }
+    let text = v.as_str().ok_or_else(|| format!("{v} is not a rate"))?.trim().to_ascii_lowercase();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{text:?} is not a rate"))?;
+    let bytes = match unit.trim() {
+        "" | "b/s" => n,
+        "bps" | "bit" => n / 8.0,
+        "kbps" | "kbit" => n * 1000.0 / 8.0,
+        "mbps" | "mbit" => n * 1_000_000.0 / 8.0,
+        "gbps" | "gbit" => n * 1_000_000_000.0 / 8.0,
+        "kb/s" => n * 1000.0,
+        "mb/s" => n * 1_000_000.0,
+        other => return Err(format!("unknown rate unit {other:?} (use bps, kbps, mbps, gbps, kb/s, mb/s)")),
+    };
+    if bytes < 1.0 {
+        return Err(format!("{text:?} is below one byte per second"));
+    }
+    Ok(bytes as u64)
+}
+
+impl Fault {
+    /// Checks a request against the catalogue; every problem is reported.
+    pub fn parse(request: &FaultRequest) -> Result<Fault, FaultError> {
+        let Some(info) = kind_info(&request.kind) else {
+            let known: Vec<&str> = CATALOGUE.iter().map(|k| k.name).collect();
+            return Err(FaultError::one(format!(
+                "kind: unknown fault kind {:?} (known: {})",
+                request.kind,
+                known.join(", ")
+            )));
+        };
+        let mut errors = Vec::new();
+        let selector = match Selector::parse(request.target.as_deref().or(info.default_target), request.mode.as_deref(), request.value.as_deref()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        if selector.is_none() && info.target != TargetKind::Bus && request.target.is_none() {
+            errors.retain(|e| !e.starts_with("target"));
+            errors.push(format!("target: {} needs a target", info.name));
+        }
+        let duration = match &request.duration {
+            None | Some(Value::Null) => None,
+            Some(v) => match parse_duration(v) {
+                Ok(d) if d.is_zero() => {
+                    errors.push("duration: must be more than zero".into());
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    errors.push(format!("duration: {e}"));
+                    None
+                }
+            },
+        };
+        if info.instant && duration.is_some() {
+            errors.push(format!("duration: {} happens once and takes no duration", info.name));
+        }
+        let mut p = Params { map: &request.parameters, errors: Vec::new(), used: Vec::new() };
+        let effect = Self::effect(info.name, &mut p);
+        errors.extend(p.finish());
+        if let Effect::Net(NetFault::Delay { latency, jitter, .. }, _) = &effect
+            && latency.is_zero()
+            && jitter.is_zero()
+        {
+            errors.push("parameters.latency: a delay needs a latency or a jitter".into());
+        }
+        if let Effect::Net(net, _) = &effect {
+            let mut probe = LinkFaults::default();
+            net.overlay(&mut probe);
+            if let Err(e) = probe.validate() {
+                errors.push(format!("parameters: {e}"));
+            }
+        }
+        match (errors.is_empty(), selector) {
+            (true, Some(selector)) => {
+                Ok(Fault { info, selector, effect, duration, request: request.clone() })
+            }
+            (true, None) => Ok(Fault { info, selector: Selector::all_of(""), effect, duration, request: request.clone() }),
+            (false, _) => Err(FaultError(errors)),
+        }
+    }
+
+    fn effect(kind: &str, p: &mut Params<'_>) -> Effect {
+        let http = |p: &mut Params<'_>, action: HttpAction| {
+            let path = p.get("path").and_then(Value::as_str).map(str::to_owned);
+            Effect::Http { action, path, rate: p.percent("percent", Some(1.0)) }
+        };
+        let data = |p: &mut Params<'_>, d: DataFaults| {
+            let rate = p.percent("percent", Some(1.0));
+            Effect::Net(NetFault::Data(DataFaults { rate, ..d }), Direction::From)
+        };
+        match kind {
+            "network-delay" => {
+                let latency = p.duration("latency", Some(Duration::ZERO));
+                let jitter = p.duration("jitter", Some(Duration::ZERO));
+                let correlation = p.percent("correlation", Some(0.0));
+                Effect::Net(NetFault::Delay { latency, jitter, correlation }, p.direction())
+            }
+            "network-loss" => Effect::Net(NetFault::Loss(p.percent("percent", None)), p.direction()),
+            "network-duplicate" => Effect::Net(NetFault::Duplicate(p.percent("percent", None)), p.direction()),
+            "network-corrupt" => Effect::Net(NetFault::Corrupt(p.percent("percent", None)), p.direction()),
+            "network-reorder" => {
+                let pct = p.percent("percent", None);
+                let latency = p.duration("latency", Some(Duration::from_millis(10)));
+                Effect::Net(NetFault::Reorder(pct, latency), p.direction())
+            }
+            "network-partition" => Effect::Net(NetFault::Partition, p.direction()),
+            "network-bandwidth" => {
+                let rate = match p.get("rate") {
+                    Some(v) => parse_rate(v).unwrap_or_else(|e| {
+                        p.errors.push(format!("parameters.rate: {e}"));
+                        1
+                    }),
+                    None => {
+                        p.errors.push("parameters.rate: required".into());
+                        1
+                    }
+                };
+                Effect::Net(NetFault::Bandwidth(rate), p.direction())
+            }
+            "process-kill" => Effect::Kill,
+            "process-failure" | "kafka-broker-down" | "mqtt-broker-down" | "assault-kill" => Effect::Failure,
+            "process-pause" => Effect::Pause,
+            "clock-offset" => match p.get("offset") {
+                Some(v) => Effect::ClockOffset(parse_offset(v).unwrap_or_else(|e| {
+                    p.errors.push(format!("parameters.offset: {e}"));
+                    0
+                })),
+                None => {
+                    p.errors.push("parameters.offset: required".into());
+                    Effect::ClockOffset(0)
+                }
+            },
+            "io-latency" => Effect::Io(IoFaults { latency: p.duration("delay", None), ..Default::default() }),
+            "io-error" => Effect::Io(IoFaults { error_rate: p.percent("percent", Some(1.0)), ..Default::default() }),
+            "disk-full" => Effect::Io(IoFaults { disk_full: true, ..Default::default() }),
+            "http-abort" => {
+                let code = p.uint("code", 500);
+                if !(100..=599).contains(&code) {
+                    p.errors.push(format!("parameters.code: {code} is not an HTTP status"));
+                }
+                http(p, HttpAction::Abort(code as u16))
+            }
+            "http-delay" => {
+                let d = p.duration("delay", None);
+                http(p, HttpAction::Delay(d))
+            }
+            "http-replace-body" => {
+                let body = match p.get("body") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => {
+                        p.errors.push("parameters.body: required".into());
+                        String::new()
+                    }
+                };
+                http(p, HttpAction::ReplaceBody(body))
+            }
+            "assault-latency" => {
+                let min = p.duration("min", Some(Duration::from_secs(1)));
+                let max = p.duration("max", Some(Duration::from_secs(3)));
+                if max < min {
+                    p.errors.push("parameters.max: must not be below min".into());
+                }
+                http(p, HttpAction::Latency(min, max))
+            }
+            "assault-exception" => {
+                let code = p.uint("code", 500);
+                if !(100..=599).contains(&code) {
+                    p.errors.push(format!("parameters.code: {code} is not an HTTP status"));
+                }
+                http(p, HttpAction::Exception(code as u16))
+            }
+            "assault-memory" => {
+                let mb = p.uint("megabytes", 64);
+                if mb == 0 || mb > 4096 {
+                    p.errors.push("parameters.megabytes: must be between 1 and 4096".into());
+                }
+                Effect::Memory(mb as usize * 1024 * 1024)
+            }
+            "kafka-broker-reboot" => Effect::Reboot(p.duration("downtime", Some(Duration::from_secs(5)))),
+            "kafka-delete-topic" => Effect::DeleteTopic(p.string("topic", None)),
+            "kafka-produce" => {
+                let topic = p.string("topic", None);
+                let partition = p.uint("partition", 0) as u32;
+                let messages = p.strings("messages", &[]);
+                if messages.is_empty() {
+                    p.errors.push("parameters.messages: at least one message".into());
+                }
+                Effect::Produce { topic, partition, messages }
+            }
+            "kafka-rebalance-group" => {
+                let group = p.string("group", None);
+                let topic = p.string("topic", None);
+                Effect::Rebalance { group, topic }
+            }
+            "kafka-delete-group" => Effect::DeleteGroup(p.string("group", None)),
+            "mqtt-broker-restart" => Effect::Restart,
+            "mqtt-drop-session" => Effect::DropSession(p.string("client_id", None)),
+            "data-drop-fields" => {
+                let drop_fields = p.strings("fields", &["humidity"]);
+                data(p, DataFaults { drop_fields, ..Default::default() })
+            }
+            "data-none-values" => {
+                let none_fields = p.strings("fields", &["humidity", "temperature"]);
+                data(p, DataFaults { none_fields, ..Default::default() })
+            }
+            "data-missing-time" => data(p, DataFaults { drop_time: true, ..Default::default() }),
+            "data-out-of-order" => {
+                let time_shift = p.duration("shift", Some(Duration::from_secs(60)));
+                data(p, DataFaults { time_shift, ..Default::default() })
+            }
+            other => {
+                p.errors.push(format!("kind: {other} has no implementation"));
+                Effect::Kill
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn req(v: Value) -> FaultRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn parses_a_delay_with_every_field() {
+        let f = Fault::parse(&req(json!({
+            "kind": "network-delay", "target": "MQTT_BROKER->FLINK", "duration": "30s",
+            "parameters": {"latency": "200ms", "jitter": "50ms", "correlation": 25}
+        })))
+        .unwrap();
+        assert_eq!(f.duration, Some(Duration::from_secs(30)));
+        let Effect::Net(NetFault::Delay { latency, jitter, correlation }, Direction::Both) = f.effect else {
+            panic!("{:?}", f.effect)
+        };
+        assert_eq!((latency, jitter), (Duration::from_millis(200), Duration::from_millis(50)));
+        assert!((correlation - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_field() {
+        let e = Fault::parse(&req(json!({
+            "kind": "network-loss", "target": "A->B", "duration": "soon",
+            "parameters": {"percent": 140, "colour": "red"}
+        })))
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("duration: \"soon\" is not a duration"), "{text}");
+        assert!(text.contains("parameters.percent: must be a number between 0 and 100"), "{text}");
+        assert!(text.contains("parameters.colour: not a parameter of this kind"), "{text}");
+    }
+
+    #[test]
+    fn unknown_kind_lists_the_catalogue() {
+        let e = Fault::parse(&req(json!({"kind": "meteor-strike", "target": "FLINK"}))).unwrap_err();
+        assert!(e.to_string().contains("unknown fault kind \"meteor-strike\""));
+        assert!(e.to_string().contains("network-delay"));
+    }
+
+    #[test]
+    fn instant_kinds_take_no_duration_and_targets_default() {
+        let e = Fault::parse(&req(json!({"kind": "process-kill", "target": "FLINK", "duration": "5s"}))).unwrap_err();
+        assert!(e.to_string().contains("happens once"));
+        let f = Fault::parse(&req(json!({"kind": "mqtt-broker-down", "duration": 90}))).unwrap();
+        assert_eq!(f.selector.pattern(), "MQTT_BROKER");
+        assert_eq!(f.duration, Some(Duration::from_secs(90)));
+        let e = Fault::parse(&req(json!({"kind": "process-pause"}))).unwrap_err();
+        assert!(e.to_string().contains("target: process-pause needs a target"), "{e}");
+    }
+
+    #[test]
+    fn offsets_rates_and_data_faults() {
+        assert_eq!(parse_offset(&json!("-5m")).unwrap(), -300_000);
+        assert_eq!(parse_offset(&json!("+30s")).unwrap(), 30_000);
+        assert_eq!(parse_rate(&json!("8kbps")).unwrap(), 1000);
+        assert_eq!(parse_rate(&json!(512)).unwrap(), 512);
+        assert!(parse_rate(&json!("3 parsecs")).is_err());
+        let f = Fault::parse(&req(json!({"kind": "data-none-values", "parameters": {"fields": "humidity", "percent": 50}})))
+            .unwrap();
+        let Effect::Net(NetFault::Data(d), Direction::From) = f.effect else { panic!() };
+        assert_eq!(d.none_fields, vec!["humidity"]);
+        assert!((d.rate - 0.5).abs() < 1e-9);
+        assert_eq!(f.selector.pattern(), "SENSOR");
+    }
+}
