@@ -11,6 +11,9 @@
 //!
 //! The router is also usable in-process (tower `oneshot`), which is how sim-mode tools query it.
 
+pub mod auth;
+pub mod control;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 //! use tokio time, so in sim mode a whole experiment runs in virtual time with a byte-identical journal.
 //! chaoslab's own actions and probes plug in through [`experiment::PythonProviders`].
 
+pub mod execute;
 pub mod experiment;
 pub mod faults;
 pub mod providers;

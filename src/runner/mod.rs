@@ -127,6 +127,8 @@ pub struct LiveRun {
     mqtt_url: Option<BrokerUrl>,
     mqtt_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
+    credentials: Option<PathBuf>,
+    control: crate::api::control::ControlConfig,
 }
 
 /// A started live pipeline.
@@ -137,6 +139,8 @@ pub struct LiveHandle {
     pub http_addr: SocketAddr,
     /// Where MQTT clients connect (the embedded broker's port, or the external broker).
     pub mqtt_url: BrokerUrl,
+    /// The control plane's bearer token, when it was generated at start-up (no credentials file).
+    pub control_token: Option<String>,
     http: tokio::task::JoinHandle<()>,
     http_stop: tokio_util::sync::CancellationToken,
     started: std::time::Instant,
@@ -169,7 +173,15 @@ impl LiveRun {
             database_url: None,
             api_base: None,
         };
-        LiveRun { flow, opts, mqtt_url: None, mqtt_listen: None, http_listen: None }
+        LiveRun {
+            flow,
+            opts,
+            mqtt_url: None,
+            mqtt_listen: None,
+            http_listen: None,
+            credentials: None,
+            control: crate::api::control::ControlConfig::default(),
+        }
     }
 
     /// Sets the root seed (ids and fault decisions; timing stays real).
@@ -213,6 +225,19 @@ impl LiveRun {
     /// Overrides the embedded broker's listen address.
     pub fn mqtt_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
         self.mqtt_listen = addr;
+        self
+    }
+
+    /// The control plane's credentials file; without one a token is generated and written to
+    /// `<out>/control-token`.
+    pub fn credentials(mut self, path: Option<PathBuf>) -> LiveRun {
+        self.credentials = path;
+        self
+    }
+
+    /// Executables submitted experiments may run through `process` providers.
+    pub fn allow_process(mut self, names: Vec<String>) -> LiveRun {
+        self.control.process_allow = names;
         self
     }
 
@@ -261,10 +286,19 @@ impl LiveRun {
         };
         tracing::info!(seed = self.opts.seed.0, "live run: MQTT at {mqtt_url}, HTTP at http://{http_addr}");
         self.opts.api_base = Some(format!("http://{http_addr}"));
+        let out = self.opts.out.clone();
         let pipeline = Arc::new(Pipeline::build(self.flow, self.opts).await?);
+        let (credentials, control_token) = control_credentials(self.credentials.as_deref(), &out)?;
         pipeline.start();
         let http_stop = tokio_util::sync::CancellationToken::new();
-        let app = crate::api::router(pipeline.clone());
+        let mut control = self.control;
+        control.journal_dir = Some(out.join("experiments"));
+        let app = crate::api::router(pipeline.clone()).merge(crate::api::control::router(
+            pipeline.clone(),
+            credentials,
+            control,
+            http_stop.child_token(),
+        ));
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
@@ -274,7 +308,16 @@ impl LiveRun {
                 tracing::error!("HTTP API failed: {e}");
             }
         });
-        Ok(LiveHandle { pipeline, http_addr, mqtt_url, http, http_stop, started, _broker: broker })
+        Ok(LiveHandle {
+            pipeline,
+            http_addr,
+            mqtt_url,
+            control_token,
+            http,
+            http_stop,
+            started,
+            _broker: broker,
+        })
     }
 
     /// Runs until Ctrl-C / SIGTERM or `duration`, then drains and returns the summary.
@@ -311,6 +354,39 @@ impl LiveHandle {
         let trace = self.pipeline.trace.finish()?;
         Ok(RunSummary::collect(&self.pipeline, self.started.elapsed().as_secs_f64(), drained, orders, trace))
     }
+}
+
+/// The control plane's credentials: the file given, or a token generated now (written to
+/// `<out>/control-token`, readable by the owner only, so local tools find it).
+fn control_credentials(
+    file: Option<&std::path::Path>,
+    out: &std::path::Path,
+) -> anyhow::Result<(Arc<crate::api::auth::Credentials>, Option<String>)> {
+    use crate::api::auth::{Credentials, hash_secret};
+    if let Some(path) = file {
+        return Ok((Arc::new(Credentials::load(path)?), None));
+    }
+    let token = hex::encode(rand::Rng::r#gen::<[u8; 32]>(&mut rand::thread_rng()));
+    let hash = hash_secret(&token)?;
+    let text = format!("[[token]]\nname = \"generated\"\ntoken_hash = \"{hash}\"\n");
+    let creds = Credentials::parse(&text, "<generated>")?;
+    let path = out.join(CONTROL_TOKEN_FILE);
+    write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!("control plane token written to {} (or pass --credentials FILE)", path.display());
+    Ok((Arc::new(creds), Some(token)))
+}
+
+/// Where a live run leaves its generated control-plane token.
+pub const CONTROL_TOKEN_FILE: &str = "control-token";
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 async fn shutdown_signal() {
