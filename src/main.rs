@@ -9,14 +9,16 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use chaoslab::kernel::seed::Seed;
-use chaoslab::kernel::trace::TraceLevel;
 use chaoslab::orders::http::ApiClient;
 use chaoslab::orders::load::run_users;
-use chaoslab::runner::{LiveRun, SimRun};
+use chaoslab::runner::LiveRun;
 use chaoslab::sources::dataset::Dataset;
 use chaoslab::sources::synth::{SynthParams, synthesize};
-use chaoslab::topology::flow::{Flow, LoadSection, PoisonMode, PublishMode};
+use chaoslab::topology::flow::{Flow, LoadSection};
 use chaoslab::transport::mqtt::client::BrokerUrl;
+
+mod cli;
+use cli::PipelineArgs;
 
 /// A whole reference data pipeline in one process, with chaos engineering built in.
 #[derive(Parser)]
@@ -44,6 +46,21 @@ enum Command {
         #[command(subcommand)]
         command: FlowCommand,
     },
+    /// Chaos Toolkit experiments, run natively (sim in-process, or against a live instance).
+    Experiment {
+        #[command(subcommand)]
+        command: cli::experiment::ExperimentCommand,
+    },
+    /// Apply, list and remove faults on a running instance.
+    Fault {
+        #[command(subcommand)]
+        command: cli::fault::FaultCommand,
+    },
+    /// Credentials for the control plane.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Benchmarks; they print their figures.
     Bench {
         #[command(subcommand)]
@@ -56,30 +73,14 @@ struct RunArgs {
     /// Run in virtual time: in-process transports, deterministic for the seed.
     #[arg(long)]
     sim: bool,
-    /// Root seed (sim default 0; live default random).
-    #[arg(long)]
-    seed: Option<u64>,
     /// How long to run (e.g. 30m). Required with --sim; live runs until Ctrl-C without it.
     #[arg(long = "for", value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-    /// Output directory (trace, index, file store, flat file, k-means results).
-    #[arg(long, default_value = "out")]
-    out: PathBuf,
-    /// Pipeline definition (default: the built-in flows/reference.toml).
-    #[arg(long)]
-    flow: Option<PathBuf>,
-    /// Sensor CSV in GNFUV format (device_id,humidity,temperature,time).
-    #[arg(long)]
-    dataset: Option<PathBuf>,
-    /// Override the sensor's publish interval in milliseconds (0 = as fast as possible).
-    #[arg(long)]
-    rate_ms: Option<u64>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
-    /// What the trace records: every record at every hop, or only lifecycle events (states, faults, drops, windows).
-    #[arg(long, value_enum, default_value = "records")]
-    trace: TraceLevel,
     /// Live: use this external MQTT broker (mqtt://host:port) instead of the embedded one.
     #[arg(long)]
     mqtt_url: Option<BrokerUrl>,
@@ -89,65 +90,20 @@ struct RunArgs {
     /// Live: where the HTTP API listens (default from the flow: 127.0.0.1:8080).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
-    /// Order store: postgres://user:pass@host/db or sqlite://path (default: <out>/orders.db).
+    /// Live: the control plane's credentials file (TOML, argon2 hashes; see `chaoslab auth hash`).
+    /// Without it a token is generated and written to <out>/control-token.
     #[arg(long)]
-    database_url: Option<String>,
-    /// Run without OCTILLERY's load.
-    #[arg(long)]
-    no_load: bool,
-    /// OCTILLERY users placing orders in parallel (reference: 5).
-    #[arg(long)]
-    load_users: Option<u32>,
-    /// Orders per user (reference: 1000).
-    #[arg(long)]
-    load_orders: Option<u32>,
-    /// Pause after each order (reference: 2s).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    load_delay: Option<Duration>,
-    /// How the API publishes new orders: direct (the reference's dual write) or outbox.
-    #[arg(long, value_enum)]
-    publish: Option<PublishMode>,
-    /// What the fraud detector does with an unparsable message: retry (the reference) or dlq.
-    #[arg(long, value_enum)]
-    poison: Option<PoisonMode>,
-    /// Run the IoT path only, without the order services.
-    #[arg(long)]
-    no_orders: bool,
-    /// Run the order services on a real Kafka cluster (host:port,…) instead of the embedded bus (needs the
-    /// `kafka` build feature).
-    #[arg(long)]
-    kafka_brokers: Option<String>,
+    credentials: Option<PathBuf>,
+    /// Live: an executable that experiments submitted over HTTP may run as a `process` provider
+    /// (repeatable; nothing is allowed by default).
+    #[arg(long = "allow-process")]
+    allow_process: Vec<String>,
 }
 
-impl RunArgs {
-    /// Applies the order-service options to a flow.
-    fn apply(&self, flow: &mut Flow) {
-        let o = &mut flow.orders;
-        if self.no_orders {
-            o.enabled = false;
-        }
-        if self.no_load {
-            o.load.enabled = false;
-        }
-        if let Some(n) = self.load_users {
-            o.load.users = n;
-        }
-        if let Some(n) = self.load_orders {
-            o.load.orders = n;
-        }
-        if let Some(d) = self.load_delay {
-            o.load.delay = d;
-        }
-        if let Some(p) = self.publish {
-            o.publish = p;
-        }
-        if let Some(p) = self.poison {
-            o.poison = p;
-        }
-        if let Some(servers) = &self.kafka_brokers {
-            flow.bus.bootstrap = Some(servers.clone());
-        }
-    }
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Reads a password or token from standard input and prints its argon2 hash for a credentials file.
+    Hash,
 }
 
 #[derive(Args)]
@@ -245,11 +201,25 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let sim = matches!(&cli.command, Command::Run(a) if a.sim);
+    let sim = matches!(&cli.command, Command::Run(a) if a.sim)
+        || matches!(&cli.command, Command::Experiment { command } if command.is_sim());
     init_logging(if sim { "warn" } else { "info" });
-    match execute(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let coded = match cli.command {
+        Command::Experiment { command } => Some(cli::experiment::execute(command)),
+        Command::Fault { command } => Some(cli::fault::execute(command)),
+        Command::Auth { command: AuthCommand::Hash } => Some(cli::fault::hash_from_stdin()),
+        command => {
+            if let Err(e) = execute(Cli { command }) {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            None
+        }
+    };
+    match coded {
+        None => ExitCode::SUCCESS,
+        Some(Ok(code)) => code,
+        Some(Err(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
@@ -266,37 +236,26 @@ fn init_logging(default: &str) {
         .init();
 }
 
-fn load_flow(path: &Option<PathBuf>) -> anyhow::Result<Flow> {
-    Ok(match path {
-        Some(p) => Flow::load(p)?,
-        None => Flow::reference()?,
-    })
-}
-
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => {
-            let mut flow = load_flow(&a.flow)?;
-            a.apply(&mut flow);
+            let flow = a.pipeline.flow()?;
+            let p = &a.pipeline;
             let summary = if a.sim {
                 let duration = a.duration.context("--sim needs --for, e.g. --for 30m")?;
-                SimRun::new(flow, &a.out)
-                    .seed(a.seed.unwrap_or(0))
-                    .dataset(a.dataset)
-                    .rate_ms(a.rate_ms)
-                    .trace_level(a.trace)
-                    .database_url(a.database_url)
-                    .run_for(duration)?
+                p.sim(flow).run_for(duration)?
             } else {
-                LiveRun::new(flow, &a.out)
-                    .seed(a.seed)
-                    .dataset(a.dataset)
-                    .rate_ms(a.rate_ms)
-                    .trace_level(a.trace)
-                    .database_url(a.database_url)
+                LiveRun::new(flow, &p.out)
+                    .seed(p.seed)
+                    .dataset(p.dataset.clone())
+                    .rate_ms(p.rate_ms)
+                    .trace_level(p.trace)
+                    .database_url(p.database_url.clone())
                     .mqtt_url(a.mqtt_url)
                     .mqtt_listen(a.mqtt_listen)
                     .http_listen(a.http_listen)
+                    .credentials(a.credentials)
+                    .allow_process(a.allow_process)
                     .run_blocking(a.duration)?
             };
             if a.json {
@@ -305,6 +264,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", summary.render());
             }
             Ok(())
+        }
+        Command::Experiment { .. } | Command::Fault { .. } | Command::Auth { .. } => {
+            unreachable!("handled in main")
         }
         Command::Kmeans(a) => {
             let store = a.out.join(&a.store);

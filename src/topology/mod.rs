@@ -557,6 +557,8 @@ impl Pipeline {
         &self,
         max: Duration,
     ) -> anyhow::Result<(bool, Option<crate::runner::summary::OrdersSummary>)> {
+        // Faults end with the run: a partition or a stopped stage left in place would block the drain.
+        self.faults.remove_all("run ended");
         let mut sources: Vec<String> = self
             .flow
             .components

@@ -115,6 +115,9 @@ pub struct FaultManager {
     inner: Arc<Inner>,
 }
 
+/// How long applying waits for a stopped component to be seen down.
+const SETTLE: Duration = Duration::from_secs(5);
+
 /// Keep this many ended faults for listing.
 const HISTORY: usize = 1000;
 
@@ -329,7 +332,22 @@ impl FaultManager {
         self.inner.active.with_label_values(&[info.name]).inc();
         self.trace("fault.applied", &record);
         self.recompute(&fault, &targets);
+        if fault.effect == Effect::Failure {
+            self.settle(&targets).await;
+        }
         Ok(record)
+    }
+
+    /// Waits (a bounded time) until stopped targets are seen down, so that what runs next — a probe in
+    /// an experiment — observes the fault, not the moment before it.
+    async fn settle(&self, targets: &[String]) {
+        let sup = &self.env().supervisor;
+        for t in targets {
+            let down = sup.wait_for(t, |h| h.state != crate::kernel::supervisor::State::Running);
+            if tokio::time::timeout(SETTLE, down).await.is_err() {
+                tracing::warn!(component = %t, "still running {SETTLE:?} after the fault stopped it");
+            }
+        }
     }
 
     /// Removes an active fault; returns its final record.
@@ -473,6 +491,7 @@ impl FaultManager {
                 for t in targets {
                     sup.crash(t, &format!("killed by fault {}", fault.info.name)).map_err(|e| e.to_string())?;
                 }
+                self.settle(targets).await;
                 Ok(json!({"killed": targets}))
             }
             Effect::Restart => {
@@ -485,6 +504,7 @@ impl FaultManager {
                 for t in targets {
                     sup.stop(t).map_err(|e| e.to_string())?;
                 }
+                self.settle(targets).await;
                 let (sup, targets2, downtime) = (sup.clone(), targets.to_vec(), *downtime);
                 tokio::spawn(async move {
                     tokio::time::sleep(downtime).await;
