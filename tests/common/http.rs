@@ -55,10 +55,24 @@ pub async fn request(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> HttpResponse {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// [`request`] with extra header lines (`("Authorization", "Bearer …")`).
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> HttpResponse {
     let what = format!("{method} {path}");
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
         if let Some((content_type, bytes)) = body {
             head.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()));
         }

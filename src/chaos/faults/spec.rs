@@ -480,17 +480,26 @@ impl Fault {
             )));
         };
         let mut errors = Vec::new();
-        let selector = match Selector::parse(request.target.as_deref().or(info.default_target), request.mode.as_deref(), request.value.as_deref()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                errors.push(e);
-                None
+        let selector = if info.target == TargetKind::Bus {
+            // Topic and group come from the parameters.
+            Some(Selector::all_of("bus"))
+        } else {
+            match Selector::parse(
+                request.target.as_deref().or(info.default_target),
+                request.mode.as_deref(),
+                request.value.as_deref(),
+            ) {
+                Ok(s) => Some(s),
+                Err(e) if request.target.is_none() && e.starts_with("target") => {
+                    errors.push(format!("target: {} needs a target", info.name));
+                    None
+                }
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
             }
         };
-        if selector.is_none() && info.target != TargetKind::Bus && request.target.is_none() {
-            errors.retain(|e| !e.starts_with("target"));
-            errors.push(format!("target: {} needs a target", info.name));
-        }
         let duration = match &request.duration {
             None | Some(Value::Null) => None,
             Some(v) => match parse_duration(v) {
@@ -524,12 +533,11 @@ impl Fault {
                 errors.push(format!("parameters: {e}"));
             }
         }
-        match (errors.is_empty(), selector) {
-            (true, Some(selector)) => {
+        match selector {
+            Some(selector) if errors.is_empty() => {
                 Ok(Fault { info, selector, effect, duration, request: request.clone() })
             }
-            (true, None) => Ok(Fault { info, selector: Selector::all_of(""), effect, duration, request: request.clone() }),
-            (false, _) => Err(FaultError(errors)),
+            _ => Err(FaultError(errors)),
         }
     }
 
