@@ -24,6 +24,7 @@ pub mod chaos;
 pub mod kernel;
 pub mod monitoring;
 pub mod orders;
+pub mod reasoning;
 pub mod runner;
 pub mod sinks;
 pub mod sources;
