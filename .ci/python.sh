@@ -2,10 +2,10 @@
 # Sets up (or refreshes) a Python venv for chaoslab's Chaos Toolkit checks:
 # chaostoolkit 1.19.0, the chaoslab extension (editable, with its test extra), chaostoolkit-kafka and
 # chaostoolkit-aws, so that `chaos validate` accepts experiments using chaoslab.*, chaoskafka.* and
-# chaosaws.msk.* python providers. Safe to run again: an existing venv is reused and pip only changes
+# chaosaws.msk.* python providers, and fluent-logger for the Forward-protocol test. Safe to run again: an existing venv is reused and pip only changes
 # what differs.
 #
-# Usage: ci-python.sh VENV_DIR EXTENSION_DIR
+# Usage: .ci/python.sh VENV_DIR EXTENSION_DIR
 #   PYTHON=python3.X picks the interpreter (default python3, needs >= 3.9).
 set -euo pipefail
 
@@ -42,6 +42,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
     "chaostoolkit==$CHAOSTOOLKIT_VERSION" \
     "chaostoolkit-kafka==$CHAOSTOOLKIT_KAFKA_VERSION" \
     "chaostoolkit-aws==$CHAOSTOOLKIT_AWS_VERSION" \
+    "fluent-logger==${FLUENT_LOGGER_VERSION:-0.11.1}" \
     --editable "$ext[test]"
 
 # The providers chaos validate will import must load in this venv.
@@ -52,7 +53,7 @@ echo "python $("$vpy" -c 'import platform; print(platform.python_version())') at
 from importlib.metadata import PackageNotFoundError, version
 
 for dist in ("chaostoolkit", "chaostoolkit-lib", "chaostoolkit-chaoslab", "chaostoolkit-kafka",
-             "chaostoolkit-aws", "confluent-kafka", "boto3", "pytest"):
+             "chaostoolkit-aws", "confluent-kafka", "boto3", "fluent-logger", "pytest"):
     try:
         print(f"{dist} {version(dist)}")
     except PackageNotFoundError:

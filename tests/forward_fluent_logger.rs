@@ -1,11 +1,14 @@
 //! Interoperability of the Forward server with a real Fluentd client: Python's `fluent-logger`.
 //!
-//! Needs a Python interpreter with `fluent-logger` installed, named by `FLUENT_LOGGER_PYTHON`:
+//! Needs a Python interpreter with `fluent-logger` installed, named by `FLUENT_LOGGER_PYTHON` (`.ci/run`
+//! sets it up); without it the test is skipped, or fails under `CHAOSLAB_REQUIRE_EXTERNALS=1`:
 //!
 //! ```text
 //! python3 -m venv .venv && .venv/bin/pip install fluent-logger
-//! FLUENT_LOGGER_PYTHON=.venv/bin/python cargo test --test forward_fluent_logger -- --ignored
+//! FLUENT_LOGGER_PYTHON=.venv/bin/python cargo test --test forward_fluent_logger
 //! ```
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +35,11 @@ plain.close()
 "#;
 
 #[tokio::test]
-#[ignore = "needs FLUENT_LOGGER_PYTHON: a Python with the fluent-logger package"]
 async fn fluent_logger_records_arrive_with_tag_time_and_fields() {
-    let python = std::env::var("FLUENT_LOGGER_PYTHON")
-        .expect("set FLUENT_LOGGER_PYTHON to a Python interpreter with fluent-logger installed");
+    let Some(python) = std::env::var("FLUENT_LOGGER_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        common::skip("fluent_logger_records_arrive", "FLUENT_LOGGER_PYTHON (a Python with fluent-logger) is not set");
+        return;
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, mut rx) = mpsc::channel(8);
