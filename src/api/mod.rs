@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod reasoning;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

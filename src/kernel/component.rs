@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::hooks::ComponentHooks;
+use super::logsink::{LogRecord, LogSink, LogStyle, platform_record, tag_segment};
 use super::metrics::ComponentMetrics;
 use super::seed::SharedRng;
 use super::supervisor::HealthHandle;
@@ -151,6 +152,8 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// Fault hooks (clock offset, pause, I/O faults); `clock` already follows the offset.
     pub hooks: Arc<ComponentHooks>,
+    /// Where log records go when the pipeline routes logs.
+    pub logs: Option<LogSink>,
 }
 
 impl Ctx {
@@ -170,6 +173,30 @@ impl Ctx {
             }
         }
         false
+    }
+
+    /// A platform log line: to `tracing`, and as a record tagged `com.chaoslab.<component>.platform`.
+    pub fn platform_log(&self, style: &LogStyle, level: &str, message: &str) {
+        match level {
+            "ERROR" => tracing::error!(component = %self.name, "{message}"),
+            "WARN" => tracing::warn!(component = %self.name, "{message}"),
+            _ => tracing::info!(component = %self.name, "{message}"),
+        }
+        if let Some(logs) = &self.logs {
+            let time = self.clock.now();
+            let id = self.rng.uuid().to_string();
+            let record = platform_record(style, &self.name, level, message, time, &id);
+            logs.send(LogRecord { tag: format!("com.chaoslab.{}.platform", tag_segment(&self.name)), time, record });
+        }
+    }
+
+    /// An application event tagged `com.chaoslab.<component>.<suffix>` (e.g. `mqtt.app.dataAsset`); only
+    /// routed, not written to `tracing` (they are per-record).
+    pub fn app_log(&self, suffix: &str, record: serde_json::Map<String, Value>) {
+        if let Some(logs) = &self.logs {
+            let tag = format!("com.chaoslab.{}.{suffix}", tag_segment(&self.name));
+            logs.send(LogRecord { tag, time: self.clock.now(), record });
+        }
     }
 
     /// Call before each write to a store or file: applies injected I/O faults.

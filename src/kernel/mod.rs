@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod component;
 pub mod hooks;
+pub mod logsink;
 pub mod metrics;
 pub mod seed;
 pub mod supervisor;

@@ -123,6 +123,7 @@ struct Shared {
     metrics: Metrics,
     seed: Seed,
     grace: Duration,
+    logs: std::sync::OnceLock<super::logsink::LogSink>,
 }
 
 /// Owns every component of a pipeline.
@@ -138,7 +139,8 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor with no components.
     pub fn new(clock: Clock, trace: Trace, metrics: Metrics, seed: Seed) -> Supervisor {
-        let shared = Shared { clock, trace, metrics, seed, grace: Duration::from_secs(5) };
+        let shared =
+            Shared { clock, trace, metrics, seed, grace: Duration::from_secs(5), logs: std::sync::OnceLock::new() };
         Supervisor {
             shared: Arc::new(shared),
             slots: Default::default(),
@@ -236,6 +238,12 @@ impl Supervisor {
         self.shared.trace.emit(name, kind, &json!({}));
         tracing::info!(component = %name, "{}", if paused { "paused" } else { "resumed" });
         Ok(())
+    }
+
+    /// Routes every component's log records to `sink` (set once, before start).
+    pub fn set_log_sink(&self, sink: super::logsink::LogSink) {
+        // Set at build time, once; a second sink is ignored.
+        let _ = self.shared.logs.set(sink);
     }
 
     /// Starts every component not yet started, in the order added.
@@ -534,6 +542,7 @@ impl Keeper {
             health: HealthHandle { tx: self.health.clone() },
             shutdown: shutdown.clone(),
             hooks: self.hooks.clone(),
+            logs: self.shared.logs.get().cloned(),
         };
         let mut task = tokio::spawn((self.spec.run)(ctx));
         self.set_state(State::Running, "");

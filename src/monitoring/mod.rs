@@ -13,6 +13,7 @@ pub mod alertmanager;
 pub mod logs;
 pub mod promql;
 pub mod rules;
+pub mod stack;
 pub mod tsdb;
 
 use serde_json::{Value, json};
@@ -23,9 +24,16 @@ use crate::topology::Pipeline;
 /// sample, otherwise a list of `{metric, value}`.
 pub fn query_value(p: &Pipeline, query: &str) -> Result<Value, String> {
     let now = p.clock.now().timestamp_millis();
-    let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
-    db.ingest_families(&p.metrics.registry().gather(), &[("job", "chaoslab"), ("instance", "chaoslab")], now);
-    let value = promql::query(query, &db, now).map_err(|e| e.to_string())?;
+    // With PROMETHEUS running, the scraped history (range functions work); otherwise one scrape now.
+    let value = match &p.monitoring {
+        Some(m) => m.metrics.query(query, now),
+        None => {
+            let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
+            db.ingest_families(&p.metrics.registry().gather(), &[("job", "chaoslab"), ("instance", "chaoslab")], now);
+            promql::query(query, &db, now)
+        }
+    }
+    .map_err(|e| e.to_string())?;
     Ok(match value {
         promql::Value::Scalar(v) => json!(v),
         promql::Value::String(s) => json!(s),

@@ -5,11 +5,16 @@
 //!   from `flows/knowledge.yaml` and edited at runtime;
 //! - [`reasoner`], [`report`]: the reference's exact per-signal and composite-signal algorithm and its
 //!   incident report;
-//! - [`fpgrowth`], [`mining`]: frequent-pattern mining over the signal history, with predictions.
+//! - [`store`]: the signal history (`signals` table, SQLite or PostgreSQL), as the reference kept it in
+//!   Cassandra;
+//! - [`fpgrowth`], [`mining`]: frequent-pattern mining over the signal history, with predictions;
+//! - [`component`]: the `REASONER` component that runs all of it on the `signals` topic.
 
+pub mod component;
 pub mod fpgrowth;
 pub mod graph;
 pub mod mining;
 pub mod reasoner;
 pub mod report;
 pub mod signal;
+pub mod store;

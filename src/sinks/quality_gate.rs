@@ -19,6 +19,7 @@ use crate::kernel::metrics::{Metrics, MetricsError};
 use crate::topology::flow::QualityGateConfig;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
+use crate::kernel::logsink::LogStyle;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// Registers `mqtt_received_data_packets_total{job=…}` and returns the series for `job`.
@@ -67,9 +68,10 @@ pub async fn run(
     let opened = OpenOptions::new().create(true).append(true).open(&file);
     let mut out = LineWriter::new(opened.with_context(|| format!("cannot open {}", file.display()))?);
     let log = ConnectionLog {
-        connected: "Connected to broker: {client}@{broker}".into(),
-        lost: "Disconnected from broker: {client}@{broker}".into(),
-        failed: "Connection failed to broker: {client}@{broker}".into(),
+        style: LogStyle::CloudEvent { source: "Node-Red/Sensor-Data-Flow".into() },
+        connected: "Connected to broker: {client}@mqtt://{host_port}".into(),
+        lost: "Disconnected from broker: {client}@mqtt://{host_port}".into(),
+        failed: "Connection failed to broker: {client}@mqtt://{host_port}".into(),
     };
     let _mqtt_in = SessionOptions::clean(&cfg.client_id, cfg.retry, log)
         .subscribe(&ctx, connector, &cfg.topic, cfg.qos, &inbound);

@@ -53,6 +53,7 @@ pub async fn run(
     link: Arc<Link>,
 ) -> anyhow::Result<()> {
     let log = ConnectionLog {
+        style: crate::kernel::logsink::LogStyle::Docker { container: "simplesensor".into() },
         connected: "Successfully connected to MQTT broker at {broker}".into(),
         lost: "Connection to MQTT broker at {broker} lost: {reason}".into(),
         failed: "Attempting to connect to mqtt broker at {broker} failed: {reason}".into(),

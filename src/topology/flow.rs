@@ -64,6 +64,8 @@ pub struct Flow {
     pub bus: BusSection,
     /// The Pokémon order services.
     pub orders: OrdersSection,
+    /// Monitoring and incident reasoning.
+    pub monitoring: MonitoringSection,
     /// Where relative paths are resolved (the flow file's directory).
     pub base_dir: Option<PathBuf>,
     /// Where the flow came from, for messages.
@@ -91,6 +93,8 @@ struct RawFlow {
     bus: BusSection,
     #[serde(default)]
     orders: OrdersSection,
+    #[serde(default)]
+    monitoring: MonitoringSection,
 }
 
 /// `[bus]`: the embedded bus and its topics.
@@ -200,6 +204,68 @@ impl Default for OrdersSection {
         }
     }
 }
+
+/// `[monitoring]`: log routing, metrics and alerting, and the reasoner. They publish to and read from the
+/// `signals` topic, so they run with the bus, i.e. when `[orders]` is enabled.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringSection {
+    /// Run them at all.
+    pub enabled: bool,
+    /// Prometheus' `scrape_interval`.
+    #[serde(with = "hd")]
+    pub scrape_interval: Duration,
+    /// Prometheus' `evaluation_interval`.
+    #[serde(with = "hd")]
+    pub evaluation_interval: Duration,
+    /// Alertmanager's `group_wait`.
+    #[serde(with = "hd")]
+    pub group_wait: Duration,
+    /// Alertmanager's `group_interval`.
+    #[serde(with = "hd")]
+    pub group_interval: Duration,
+    /// Alertmanager's `repeat_interval`.
+    #[serde(with = "hd")]
+    pub repeat_interval: Duration,
+    /// Directory of Prometheus rule files (default: the shipped `flows/rules`).
+    pub rules: Option<PathBuf>,
+    /// Fluentd configuration (default: the shipped `flows/logging/fluent.conf`).
+    pub logging: Option<PathBuf>,
+    /// Knowledge graph (default: the shipped `flows/knowledge.yaml`); runtime edits are saved to
+    /// `<out>/knowledge.yaml`.
+    pub knowledge: Option<PathBuf>,
+    /// Live: where the Fluentd Forward input listens.
+    pub forward_listen: std::net::SocketAddr,
+    /// Live: where the Fluentd HTTP input listens.
+    pub http_input_listen: std::net::SocketAddr,
+}
+
+impl Default for MonitoringSection {
+    fn default() -> Self {
+        MonitoringSection {
+            enabled: false,
+            scrape_interval: Duration::from_secs(10),
+            evaluation_interval: Duration::from_secs(10),
+            group_wait: Duration::from_secs(5),
+            group_interval: Duration::from_secs(60),
+            repeat_interval: Duration::from_secs(300),
+            rules: None,
+            logging: None,
+            knowledge: None,
+            forward_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 24224)),
+            http_input_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9880)),
+        }
+    }
+}
+
+/// `FLUENTD`: the log router.
+pub const FLUENTD: &str = "FLUENTD";
+/// `PROMETHEUS`: scraping, rules and the in-process Alertmanager.
+pub const PROMETHEUS: &str = "PROMETHEUS";
+/// `REASONER`: the incident reasoner.
+pub const REASONER: &str = "REASONER";
+/// The index every sink of `ELASTICSEARCH` writes through.
+pub const ELASTICSEARCH: &str = "ELASTICSEARCH";
 
 /// `[orders.load]`: the reference load (5 users × 1000 orders, 2 s apart).
 #[derive(Clone, Debug, Deserialize)]
@@ -824,6 +890,7 @@ impl Flow {
             schedule: raw.schedule,
             bus: raw.bus,
             orders: raw.orders,
+            monitoring: raw.monitoring,
             base_dir,
             source: source.to_string(),
             text: text.to_string(),
@@ -855,7 +922,9 @@ impl Flow {
             }
         }
         edges.extend(self.order_edges());
+        edges.extend(self.monitoring_edges());
         edges.sort();
+        edges.dedup();
         edges
     }
 
@@ -906,10 +975,37 @@ impl Flow {
         edges
     }
 
-    /// Every component name: the flow's and the order services'.
+    /// True when the monitoring and reasoning components run (they need the order services' bus).
+    pub fn monitoring_on(&self) -> bool {
+        self.monitoring.enabled && self.orders.enabled
+    }
+
+    /// The monitoring components (empty when off).
+    pub fn monitoring_components(&self) -> Vec<String> {
+        if !self.monitoring_on() {
+            return Vec::new();
+        }
+        vec![FLUENTD.to_string(), PROMETHEUS.to_string(), REASONER.to_string()]
+    }
+
+    /// The monitoring hops: logs and alerts to the bus, signals to the reasoner, documents to the index.
+    pub fn monitoring_edges(&self) -> Vec<(String, String)> {
+        if !self.monitoring_on() {
+            return Vec::new();
+        }
+        let e = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let mut edges = vec![e(FLUENTD, KAFKA), e(PROMETHEUS, KAFKA), e(KAFKA, REASONER)];
+        if self.components.contains_key(ELASTICSEARCH) {
+            edges.extend([e(FLUENTD, ELASTICSEARCH), e(REASONER, ELASTICSEARCH)]);
+        }
+        edges
+    }
+
+    /// Every component name: the flow's, the order services' and monitoring's.
     pub fn all_components(&self) -> Vec<String> {
         let mut names: Vec<String> = self.components.keys().cloned().collect();
         names.extend(self.order_components());
+        names.extend(self.monitoring_components());
         names
     }
 

@@ -7,6 +7,7 @@
 //! directory and checks all inputs before anything runs, so a bad dataset or flow writes nothing.
 
 pub mod flow;
+pub mod monitoring;
 pub mod orders;
 
 use std::collections::BTreeMap;
@@ -133,6 +134,8 @@ pub struct Pipeline {
     pub orders: Option<orders::OrderStack>,
     /// Applies and removes faults (`fault` command, `/api/faults`, experiments).
     pub faults: crate::chaos::faults::FaultManager,
+    /// Monitoring and reasoning, when the flow runs them.
+    pub monitoring: Option<monitoring::MonitoringStack>,
 }
 
 fn start_rank(c: &ComponentConfig) -> u8 {
@@ -341,6 +344,7 @@ impl Pipeline {
                 &metrics,
                 opts.seed,
             )?,
+            monitoring: None,
         };
 
         let mut order: Vec<(&String, &ComponentConfig)> = flow.components.iter().collect();
@@ -487,6 +491,25 @@ impl Pipeline {
         .await?;
         if let Some(stack) = &pipeline.orders {
             pipeline.faults.set_bus(stack.client.clone());
+            let instance = match &opts.api_base {
+                Some(base) => base.trim_start_matches("http://").to_string(),
+                None => "chaoslab:8080".to_string(),
+            };
+            pipeline.monitoring = monitoring::build(
+                &flow,
+                monitoring::Wiring {
+                    mode: opts.mode,
+                    out: &opts.out,
+                    database_url: opts.database_url.as_deref(),
+                    metrics: &metrics,
+                    supervisor: &supervisor,
+                    links: &links,
+                    orders: stack,
+                    instance,
+                    clock: &pipeline.clock,
+                },
+            )
+            .await?;
         }
         Ok(pipeline)
     }

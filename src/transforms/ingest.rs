@@ -12,6 +12,7 @@ use crate::kernel::component::Ctx;
 use crate::topology::flow::IngestConfig;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
+use crate::kernel::logsink::LogStyle;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// Runs one incarnation of the flow.
@@ -24,13 +25,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let id = &cfg.processor_id;
     let log = ConnectionLog {
-        connected: format!("ConsumeMQTT[id={id}] Connected to {{broker}} as {{client}}"),
+        style: LogStyle::Logback {
+            logger: "org.apache.nifi.processors.mqtt.ConsumeMQTT".into(),
+            thread: "Timer-Driven Process Thread-1".into(),
+        },
+        connected: format!("ConsumeMQTT[id={id}] Connected to tcp://{{host_port}} as {{client}}"),
         lost: format!(
-            "ConsumeMQTT[id={id}] Connection to {{broker}} lost due to: Connection lost: {{reason}}"
+            "ConsumeMQTT[id={id}] Connection to tcp://{{host_port}} lost due to: Connection lost: {{reason}}"
         ),
         failed: format!(
-            "ConsumeMQTT[id={id}] Connection to {{broker}} lost (or was never connected) and connection failed. \
-             Yielding processor: {{reason}}"
+            "ConsumeMQTT[id={id}] Connection to tcp://{{host_port}} lost (or was never connected) and connection \
+             failed. Yielding processor: {{reason}}"
         ),
     };
     let _consume = SessionOptions::clean(&cfg.client_id, cfg.retry, log)

@@ -24,6 +24,7 @@ use crate::topology::flow::WindowConfig;
 use crate::transport::envelope::Envelope;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
+use crate::kernel::logsink::LogStyle;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// One parsed sensor record.
@@ -261,6 +262,10 @@ pub async fn run(
     }
     metrics.open.set(0);
     let log = ConnectionLog {
+        style: LogStyle::Logback {
+            logger: "org.apache.flink.streaming.connectors.mqtt.MqttSource".into(),
+            thread: "Source: MQTT -> Map (1/1)".into(),
+        },
         connected: format!("Successfully connected to MQTT broker({{broker}}, {})", cfg.topic),
         lost: format!("Disconnected from MQTT source({{broker}}, {}): {{reason}}", cfg.topic),
         failed: format!("MQTT Connection cancelled({{broker}}, {}): {{reason}}", cfg.topic),

@@ -117,7 +117,7 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
 }
 
 fn announce(ctx: &Ctx, line: &str, kind: &str) {
-    tracing::info!(component = %ctx.name, "{line}");
+    ctx.platform_log(&crate::kernel::logsink::LogStyle::Docker { container: "mqtt".into() }, "INFO", line);
     ctx.trace(kind, &json!({"log": line}));
 }
 

@@ -37,6 +37,18 @@ impl MqttConnector {
         }
     }
 
+    /// `host:port` as a client's configuration names the broker (`MQTT_BROKER:1883` for the in-process one),
+    /// for log lines that write their own scheme (NiFi's `tcp://…`, Node-RED's `mqtt://…`).
+    pub fn host_port(&self) -> String {
+        match self {
+            MqttConnector::Sim(b) => {
+                let a = b.address();
+                format!("{}:1883", a.strip_prefix("sim://").unwrap_or(&a))
+            }
+            MqttConnector::Live(url) => format!("{}:{}", url.host, url.port),
+        }
+    }
+
     /// Opens a session.
     pub async fn connect(&self, client_id: &str, clean_session: bool) -> Result<MqttSession, MqttError> {
         match self {

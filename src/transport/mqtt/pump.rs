@@ -13,14 +13,17 @@ use serde_json::json;
 
 use super::{MqttConnector, MqttSession};
 use crate::kernel::component::Ctx;
+use crate::kernel::logsink::LogStyle;
 use crate::kernel::task::ChildTask;
 use crate::kernel::trace::Trace;
 use crate::transport::envelope::Qos;
 use crate::transport::link::Link;
 
-/// Log lines for connection events. `{broker}`, `{client}` and `{reason}` are replaced.
+/// Log lines for connection events. `{broker}`, `{host_port}`, `{client}` and `{reason}` are replaced.
 #[derive(Clone, Debug)]
 pub struct ConnectionLog {
+    /// How the component's platform logger shapes its records.
+    pub style: LogStyle,
     /// After a successful connect.
     pub connected: String,
     /// When an established connection is lost.
@@ -32,6 +35,7 @@ pub struct ConnectionLog {
 impl Default for ConnectionLog {
     fn default() -> Self {
         ConnectionLog {
+            style: LogStyle::Logback { logger: "chaoslab.mqtt".into(), thread: "main".into() },
             connected: "Connected to broker: {client}@{broker}".into(),
             lost: "Disconnected from broker: {client}@{broker}".into(),
             failed: "Connection to {broker} failed: {reason}".into(),
@@ -40,8 +44,12 @@ impl Default for ConnectionLog {
 }
 
 impl ConnectionLog {
-    fn render(template: &str, broker: &str, client: &str, reason: &str) -> String {
-        template.replace("{broker}", broker).replace("{client}", client).replace("{reason}", reason)
+    fn render(template: &str, broker: &str, host_port: &str, client: &str, reason: &str) -> String {
+        template
+            .replace("{broker}", broker)
+            .replace("{host_port}", host_port)
+            .replace("{client}", client)
+            .replace("{reason}", reason)
     }
 }
 
@@ -77,12 +85,8 @@ impl SessionOptions {
     }
 }
 
-fn note(ctx: &Ctx, trace: &Trace, kind: &str, line: &str, error: bool) {
-    if error {
-        tracing::error!(component = %ctx.name, "{line}");
-    } else {
-        tracing::info!(component = %ctx.name, "{line}");
-    }
+fn note(ctx: &Ctx, style: &LogStyle, trace: &Trace, kind: &str, line: &str, error: bool) {
+    ctx.platform_log(style, if error { "ERROR" } else { "INFO" }, line);
     trace.emit(&ctx.name, kind, &json!({"log": line}));
 }
 
@@ -96,25 +100,27 @@ pub async fn subscribe_into(
     qos: Qos,
     link: Arc<Link>,
 ) {
-    let broker = connector.address();
-    let render = |t: &str, reason: &str| ConnectionLog::render(t, &broker, &opts.client_id, reason);
+    let (broker, host_port) = (connector.address(), connector.host_port());
+    let render =
+        |t: &str, reason: &str| ConnectionLog::render(t, &broker, &host_port, &opts.client_id, reason);
+    let style = &opts.log.style;
     loop {
         match connector.connect(&opts.client_id, opts.clean_session).await {
             Ok(mut session) => match session.subscribe(&filter, qos).await {
                 Ok(()) => {
                     ctx.health.set_ready(true, "connected");
-                    note(&ctx, &ctx.trace, "mqtt.connected", &render(&opts.log.connected, ""), false);
+                    note(&ctx, style, &ctx.trace, "mqtt.connected", &render(&opts.log.connected, ""), false);
                     let reason = forward(&mut session, &link).await;
                     ctx.health.set_ready(false, "disconnected");
-                    note(&ctx, &ctx.trace, "mqtt.disconnected", &render(&opts.log.lost, &reason), false);
+                    note(&ctx, style, &ctx.trace, "mqtt.disconnected", &render(&opts.log.lost, &reason), false);
                 }
                 Err(e) => {
-                    note(&ctx, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true)
+                    note(&ctx, style, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true)
                 }
             },
             Err(e) => {
                 ctx.health.set_ready(false, "broker unreachable");
-                note(&ctx, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true);
+                note(&ctx, style, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true);
             }
         }
         tokio::time::sleep(opts.retry).await;
@@ -142,8 +148,10 @@ pub async fn publish_from(
     link: Arc<Link>,
     on_published: impl Fn(&Ctx, &crate::transport::envelope::Envelope),
 ) {
-    let broker = connector.address();
-    let render = |t: &str, reason: &str| ConnectionLog::render(t, &broker, &opts.client_id, reason);
+    let (broker, host_port) = (connector.address(), connector.host_port());
+    let render =
+        |t: &str, reason: &str| ConnectionLog::render(t, &broker, &host_port, &opts.client_id, reason);
+    let style = &opts.log.style;
     let mut rx = link.receiver().await;
     let mut session: Option<MqttSession> = None;
     let mut next_attempt = tokio::time::Instant::now();
@@ -152,12 +160,12 @@ pub async fn publish_from(
             match connector.connect(&opts.client_id, opts.clean_session).await {
                 Ok(s) => {
                     ctx.health.set_ready(true, "connected");
-                    note(&ctx, &ctx.trace, "mqtt.connected", &render(&opts.log.connected, ""), false);
+                    note(&ctx, style, &ctx.trace, "mqtt.connected", &render(&opts.log.connected, ""), false);
                     session = Some(s);
                 }
                 Err(e) => {
                     ctx.health.set_ready(false, "broker unreachable");
-                    note(&ctx, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true);
+                    note(&ctx, style, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true);
                     next_attempt = tokio::time::Instant::now() + opts.retry;
                 }
             }
@@ -172,7 +180,7 @@ pub async fn publish_from(
             Err(e) => {
                 session = None;
                 ctx.health.set_ready(false, "disconnected");
-                note(&ctx, &ctx.trace, "mqtt.disconnected", &render(&opts.log.lost, &e.to_string()), false);
+                note(&ctx, style, &ctx.trace, "mqtt.disconnected", &render(&opts.log.lost, &e.to_string()), false);
                 ctx.drop_record("broker_unavailable", json!({"topic": env_for_cb.topic}));
                 next_attempt = tokio::time::Instant::now() + opts.retry;
             }

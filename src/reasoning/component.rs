@@ -1,0 +1,154 @@
+//! `REASONER`: the reference's "Incident Reasoning" Flink job as a component.
+//!
+//! It consumes `signals` (group `flink-reasoner`, from the earliest offset), parses each record, runs the
+//! reasoner, records every signal in the signal history, and writes each incident report to the index
+//! `iot-incident-reports` through its `REASONER->ELASTICSEARCH` link, to the log and to metrics. A record
+//! it cannot parse or place (an unknown component) is counted and skipped, never fatal. Offsets are
+//! committed after each record, so a restarted reasoner resumes where it stopped.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use prometheus::IntCounterVec;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::reasoner::Reasoner;
+use super::signal::{epoch_millis, format_time, parse_signal_record};
+use super::store::SignalStore;
+use crate::bus::backend::BusClient;
+use crate::kernel::component::Ctx;
+use crate::transport::envelope::{Envelope, Qos};
+use crate::transport::link::Link;
+
+/// The index incident reports go to.
+pub const INCIDENT_INDEX: &str = "iot-incident-reports";
+/// The reasoner's consumer group.
+pub const GROUP: &str = "flink-reasoner";
+
+/// An incident as the run saw it (for the summary and the ground truth).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IncidentSeen {
+    /// Incident name.
+    pub name: String,
+    /// The CompositeSignal that fired.
+    pub composite: String,
+    /// `dateTime` of the report.
+    pub date_time: String,
+    /// Epoch milliseconds of `dateTime`.
+    pub at_ms: i64,
+    /// Signals that made it fire, `name#component`.
+    pub signals: Vec<String>,
+    /// Components involved.
+    pub components: Vec<String>,
+}
+
+/// What the reasoner needs.
+pub struct ReasonerParts {
+    /// The reasoner and its graph (shared with the graph API).
+    pub reasoner: Arc<tokio::sync::Mutex<Reasoner>>,
+    /// The bus.
+    pub bus: BusClient,
+    /// `KAFKA->REASONER`.
+    pub inbound: Arc<Link>,
+    /// `REASONER->ELASTICSEARCH`, if the flow has the index.
+    pub index: Option<Arc<Link>>,
+    /// The signal history.
+    pub store: SignalStore,
+    /// Incidents so far.
+    pub incidents: Arc<Mutex<Vec<IncidentSeen>>>,
+    /// `chaoslab_incidents_total{name}`.
+    pub counter: IntCounterVec,
+}
+
+/// Runs one incarnation.
+pub async fn run(ctx: Ctx, parts: Arc<ReasonerParts>) -> anyhow::Result<()> {
+    let mut consumer = parts.bus.consumer(GROUP, "reasoner", true)?;
+    consumer.subscribe(&[crate::monitoring::stack::SIGNALS_TOPIC])?;
+    ctx.health.set_ready(true, "consuming signals");
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            polled = async {
+                parts.inbound.gate().await.map_err(|e| anyhow::anyhow!(e))?;
+                consumer.poll(100).await.map_err(anyhow::Error::from)
+            } => polled,
+        };
+        let records = match polled {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(component = %ctx.name, "poll failed: {e}");
+                if ctx.sleep_or_stop(std::time::Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        for r in records {
+            ctx.metrics.records_in.inc();
+            handle(&ctx, &parts, &r.value).await;
+            if let Err(e) = consumer.commit(&r.topic, r.partition, r.offset + 1) {
+                tracing::debug!(component = %ctx.name, "commit after a rebalance refused: {e}");
+            }
+        }
+    }
+    consumer.close();
+    Ok(())
+}
+
+async fn handle(ctx: &Ctx, parts: &ReasonerParts, payload: &Bytes) {
+    let record: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => return ctx.drop_record("not_json", json!({"error": e.to_string()})),
+    };
+    let signal = match parse_signal_record(&record) {
+        Ok(s) => s,
+        Err(e) => return ctx.drop_record("unparsable_signal", json!({"error": e.to_string()})),
+    };
+    let (name, component, at) = (signal.name.clone(), signal.pipeline_component.clone(), signal.timestamp);
+    let processed = parts.reasoner.lock().await.process(signal);
+    let processed = match processed {
+        Ok(p) => p,
+        Err(e) => return ctx.drop_record("unknown_component", json!({"signal": name, "error": e.to_string()})),
+    };
+    let uuid = ctx.rng.uuid();
+    if let Err(e) = parts.store.record(uuid, epoch_millis(at), &name, &component).await {
+        tracing::warn!(component = %ctx.name, "signal history: {e}");
+    }
+    ctx.trace(
+        "signal.processed",
+        &json!({"name": name, "component": component, "timestamp": format_time(at),
+                "thresholdCounter": processed.signal.threshold_counter, "activated": processed.signal.is_activated()}),
+    );
+    for report in processed.incidents {
+        let doc = report.to_json();
+        let seen = IncidentSeen {
+            name: report.name.clone(),
+            composite: report.composite_signal.name.clone(),
+            date_time: format_time(report.date_time),
+            at_ms: epoch_millis(report.date_time),
+            signals: report
+                .composite_signal
+                .active_signals
+                .iter()
+                .map(|s| format!("{}#{}", s.name, s.pipeline_component))
+                .collect(),
+            components: report.participating_components.clone(),
+        };
+        tracing::warn!(component = %ctx.name, incident = %seen.name, "{}", report.summary);
+        ctx.trace("incident.reported", &seen);
+        parts.counter.with_label_values(&[&seen.name]).inc();
+        parts.incidents.lock().unwrap_or_else(PoisonError::into_inner).push(seen);
+        ctx.metrics.records_out.inc();
+        if let Some(link) = &parts.index {
+            let env = Envelope {
+                topic: INCIDENT_INDEX.into(),
+                payload: Bytes::from(doc.to_string()),
+                qos: Qos::AtMostOnce,
+                retain: false,
+            };
+            link.send(env).await;
+        }
+    }
+}
