@@ -66,7 +66,8 @@ pub fn router(p: Arc<Pipeline>, credentials: Arc<Credentials>, config: ControlCo
         next: Mutex::new(0),
         stop,
     });
-    Router::new()
+    let reasoning = control.pipeline.monitoring.as_ref().map(|m| reasoning_router(&control.pipeline, m));
+    let routes = Router::new()
         .route("/api/faults", get(list_faults).post(apply_fault).delete(remove_all))
         .route("/api/faults/kinds", get(kinds))
         .route("/api/faults/{id}", delete(remove_fault))
@@ -75,8 +76,42 @@ pub fn router(p: Arc<Pipeline>, credentials: Arc<Credentials>, config: ControlCo
         .route("/execute_experiment", post(execute_experiment))
         .route("/experiments", get(list_experiments))
         .route("/experiments/{id}", get(get_experiment))
-        .layer(axum::middleware::from_fn_with_state(credentials, require_auth))
-        .with_state(control)
+        .route("/api/ground-truth", get(ground_truth))
+        .with_state(control);
+    let routes = match reasoning {
+        Some(r) => routes.merge(r),
+        None => routes,
+    };
+    routes.layer(axum::middleware::from_fn_with_state(credentials, require_auth))
+}
+
+/// The knowledge graph API and the mining trigger over this pipeline's reasoner and signal history.
+fn reasoning_router(p: &Arc<Pipeline>, m: &crate::topology::monitoring::MonitoringStack) -> Router {
+    use crate::api::reasoning::{MiningRequest, ReasoningApi};
+    let (store, reasoner, index, clock) = (m.store.clone(), m.reasoner.clone(), p.index.clone(), p.clock.clone());
+    let rng = p.seed.shared_stream("pattern-analysis");
+    let trigger = Arc::new(move |req: MiningRequest| {
+        let (store, reasoner, index, clock, rng) =
+            (store.clone(), reasoner.clone(), index.clone(), clock.clone(), rng.clone());
+        let run: futures::future::BoxFuture<'static, Result<Value, String>> = Box::pin(async move {
+            let graph = reasoner.lock().await.graph().clone();
+            // Each run draws its own stream from the shared one, so ids differ per run yet follow the seed.
+            let mut rng = {
+                use rand::{RngCore as _, SeedableRng as _};
+                rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(rng.lock().next_u64())
+            };
+            let now = clock.now().timestamp_millis();
+            crate::reasoning::analysis::run_analysis(&store, Some(&graph), &index, req.params, &mut rng, now)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        });
+        run
+    });
+    crate::api::reasoning::router(ReasoningApi::new(m.reasoner.clone(), Some(m.graph_path.clone()), trigger))
+}
+
+async fn ground_truth(State(c): State<Shared>) -> Response {
+    Json(crate::chaos::truth::ground_truth(&c.pipeline.faults.all(), &c.pipeline.incidents())).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -215,7 +250,10 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
         format!("exp-{:04}", *next)
     };
     tracing::info!(id = %id, title = %title, "executing experiment");
-    let journal = execute::run(&experiment, settings, &providers, c.stop.child_token(), execute::now_of(&c.pipeline.clock)).await;
+    let mut journal =
+        execute::run(&experiment, settings, &providers, c.stop.child_token(), execute::now_of(&c.pipeline.clock)).await;
+    let truth = crate::chaos::truth::since_journal_start(&c.pipeline.faults.all(), &c.pipeline.incidents(), &journal.start);
+    journal.ground_truth = serde_json::to_value(truth).ok();
     let status = journal.status;
     let journal_json = serde_json::to_value(&journal).unwrap_or(Value::Null);
     let location = format!("/experiments/{id}");

@@ -46,6 +46,8 @@ pub fn router(p: Arc<Pipeline>) -> Router {
         .route("/indices", get(indices))
         .route("/indices/{name}/docs", get(docs))
         .route("/api/orders/invariants", get(invariants))
+        .route("/alerts", axum::routing::post(alerts))
+        .route("/api/incidents", get(incidents))
         .route("/api/bus/brokers", get(bus_brokers))
         .route("/api/bus/topics", get(bus_topics))
         .route("/api/bus/topics/{name}", get(bus_topic))
@@ -206,4 +208,33 @@ async fn docs(
     let docs: Vec<&serde_json::value::RawValue> = docs.iter().map(|d| &**d).collect();
     let total = p.index.count(&name);
     Json(json!({"index": name, "total": total, "from": page.from, "docs": docs})).into_response()
+}
+
+/// `POST /alerts`: the ingestion service's webhook (Alertmanager's format, from ours or a real one).
+async fn alerts(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Response {
+    let Some(m) = p.monitoring.as_ref() else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "monitoring is off in this flow"}))).into_response();
+    };
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            m.ingestion.stats.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("the body is not JSON: {e}")})))
+                .into_response();
+        }
+    };
+    match m.ingestion.ingest(&payload).await {
+        Ok(n) => Json(json!({"signals": n})).into_response(),
+        Err(e @ crate::monitoring::stack::IngestError::Invalid(_)) => {
+            (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+/// `GET /api/incidents`: incidents reported so far, with the faults that explain them.
+async fn incidents(State(p): State<Arc<Pipeline>>) -> Response {
+    let incidents = p.incidents();
+    let truth = crate::chaos::truth::ground_truth(&p.faults.all(), &incidents);
+    Json(json!({"incidents": incidents, "ground_truth": truth})).into_response()
 }

@@ -10,3 +10,4 @@ pub mod execute;
 pub mod experiment;
 pub mod faults;
 pub mod providers;
+pub mod truth;

@@ -270,6 +270,9 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
             };
             // The experiment's faults end with it; anything left would only distort the drain.
             p.faults.remove_all("experiment ended");
+            let mut result = result;
+            let truth = chaoslab::chaos::truth::since_journal_start(&p.faults.all(), &p.incidents(), &result.0.start);
+            result.0.ground_truth = Some(serde_json::to_value(truth)?);
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
             Ok(())
         })?;

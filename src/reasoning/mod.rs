@@ -10,6 +10,7 @@
 //! - [`fpgrowth`], [`mining`]: frequent-pattern mining over the signal history, with predictions;
 //! - [`component`]: the `REASONER` component that runs all of it on the `signals` topic.
 
+pub mod analysis;
 pub mod component;
 pub mod fpgrowth;
 pub mod graph;

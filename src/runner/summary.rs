@@ -63,6 +63,10 @@ pub struct RunSummary {
     pub kmeans: BTreeMap<String, Option<KMeansResult>>,
     /// The order services, when the flow runs them.
     pub orders: Option<OrdersSummary>,
+    /// Incidents the reasoner reported (when monitoring runs).
+    pub incidents: Vec<crate::reasoning::component::IncidentSeen>,
+    /// Faults applied and the incidents each explains; incidents no fault explains.
+    pub ground_truth: crate::chaos::truth::GroundTruth,
     /// Trace size and digest.
     pub trace: TraceSummary,
 }
@@ -122,6 +126,8 @@ impl RunSummary {
         };
         let (windows_written, stored_files, flat_file_lines) =
             (out_of("count-window-average"), out_of("file-store"), out_of("quality-gate"));
+        let incidents = p.incidents();
+        let ground_truth = crate::chaos::truth::ground_truth(&p.faults.all(), &incidents);
         RunSummary {
             pipeline: p.flow.pipeline.name.clone(),
             mode: p.mode,
@@ -143,6 +149,8 @@ impl RunSummary {
                 .map(|(n, probe)| (n.clone(), probe.latest().and_then(|r| r.result)))
                 .collect(),
             orders,
+            incidents,
+            ground_truth,
             trace,
         }
     }
@@ -237,6 +245,21 @@ impl RunSummary {
                 "  bus: {} records produced, {} fetched, {} offline partitions",
                 o.bus.records_produced, o.bus.records_fetched, o.bus.offline_partitions
             );
+        }
+        if !self.incidents.is_empty() || !self.ground_truth.faults.is_empty() {
+            let _ = writeln!(s, "  incidents reported: {}", self.incidents.len());
+            for f in &self.ground_truth.faults {
+                let detected: Vec<String> = f
+                    .detections
+                    .iter()
+                    .map(|d| format!("{} after {:.1} s", d.incident, d.time_to_detect_secs))
+                    .collect();
+                let verdict = if detected.is_empty() { "not detected".to_string() } else { detected.join(", ") };
+                let _ = writeln!(s, "  fault {} {} on {}: {verdict}", f.fault, f.kind, f.targets.join(","));
+            }
+            for i in &self.ground_truth.unexplained {
+                let _ = writeln!(s, "  incident no fault explains: {} at {}", i.name, i.date_time);
+            }
         }
         let _ = writeln!(s, "  trace: {} events", self.trace.events);
         let _ = write!(s, "trace-digest: {}", self.trace.digest);

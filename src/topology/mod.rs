@@ -568,6 +568,13 @@ impl Pipeline {
         }
     }
 
+    /// Incidents the reasoner reported so far (none without monitoring).
+    pub fn incidents(&self) -> Vec<crate::reasoning::component::IncidentSeen> {
+        self.monitoring.as_ref().map_or_else(Vec::new, |m| {
+            m.incidents.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        })
+    }
+
     /// Messages accepted by links and not yet received.
     pub fn in_flight(&self) -> u64 {
         self.links.values().map(|l| l.in_flight()).sum()

@@ -85,7 +85,8 @@ def incidents(
     name: str = None, configuration: Configuration = None, secrets: Secrets = None
 ) -> List[Dict[str, Any]]:
     """
-    Return the incidents chaoslab recorded (component failures, restarts, broken invariants), only
-    those of the component `name` when given.
+    Return the incident reports chaoslab's reasoner produced so far (the reference's
+    `iot-incident-reports`: name, composite signal, dateTime, signals, components), only those of the
+    incident `name` (e.g. "Data Loading Incident") when given.
     """
     return call(PROBES, "incidents", {"name": name}, configuration, secrets)

@@ -52,6 +52,7 @@ mod tests {
             end: String::new(),
             duration: 0.0,
             measurements: None,
+            ground_truth: None,
         }
     }
 

@@ -108,6 +108,10 @@ pub struct Journal {
     /// ChaosIQ verification only: the hypothesis sampled throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measurements: Option<Vec<SteadyState>>,
+    /// chaoslab: the faults the run applied and the incidents each explains (time to detect), and the
+    /// incidents no fault explains. Only when the target reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground_truth: Option<serde_json::Value>,
 }
 
 impl Journal {
@@ -285,6 +289,7 @@ mod tests {
             end: "e".into(),
             duration: 1.5,
             measurements: None,
+            ground_truth: None,
         };
         let text = journal.to_json_pretty();
         let back: Journal = serde_json::from_str(&text).unwrap();

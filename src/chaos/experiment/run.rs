@@ -189,6 +189,7 @@ impl<'a> Runner<'a> {
             end: String::new(),
             duration: 0.0,
             measurements: None,
+            ground_truth: None,
         };
         tracing::info!("Steady-state strategy: {}", self.settings.hypothesis_strategy);
         tracing::info!("Rollbacks strategy: {}", self.settings.rollback_strategy);

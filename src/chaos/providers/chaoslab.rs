@@ -93,6 +93,12 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
             let counts = stack.orders.store.counts_by_state().await.map_err(failed)?;
             Ok(Value::Object(counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect()))
         }
+        "incidents" => {
+            let name = a.opt_str("name")?;
+            let list: Vec<_> =
+                p.incidents().into_iter().filter(|i| name.as_ref().is_none_or(|n| &i.name == n)).collect();
+            serde_json::to_value(list).map_err(failed)
+        }
         "query_metric" => crate::monitoring::query_value(p, &a.str("query")?).map_err(failed),
         _ => Err(ActivityError::UnknownFunction { module: "chaoslab".into(), func: func.to_owned() }),
     }

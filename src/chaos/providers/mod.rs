@@ -79,6 +79,7 @@ pub const FUNCTIONS: &[Function] = &[
     Function { module: "chaoslab.probes", func: "list_faults", kind: "probe", params: &[], returns: "List[Dict[str, Any]]", doc: "The faults in force." },
     Function { module: "chaoslab.probes", func: "describe_topic", kind: "probe", params: &[req("topic", "str")], returns: "Dict[str, Any]", doc: "Partitions, leaders, replicas and ISR of a bus topic." },
     Function { module: "chaoslab.probes", func: "consumer_lag", kind: "probe", params: &[req("group", "str"), opt("topic", "str")], returns: "int", doc: "Total lag of a consumer group (on one topic, or all it has offsets on)." },
+    Function { module: "chaoslab.probes", func: "incidents", kind: "probe", params: &[opt("name", "str")], returns: "List[Dict[str, Any]]", doc: "Incidents the reasoner reported so far (all, or those of one name)." },
     Function { module: "chaoslab.probes", func: "order_counts", kind: "probe", params: &[], returns: "Dict[str, int]", doc: "Orders in each state." },
     Function { module: "chaoskafka.probes", func: "describe_kafka_topic", kind: "probe", params: &[req("bootstrap_servers", "str"), req("topic", "str")], returns: "str", doc: "chaostoolkit-kafka: the topic as a JSON string." },
     Function { module: "chaoskafka.probes", func: "all_replicas_in_sync", kind: "probe", params: &[req("bootstrap_servers", "str"), req("topic", "str")], returns: "bool", doc: "chaostoolkit-kafka: ISR equals replicas for every partition." },
