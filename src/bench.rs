@@ -139,6 +139,8 @@ async fn live_startup(out: &std::path::Path) -> anyhow::Result<f64> {
     let handle = LiveRun::new(Flow::reference()?, out)
         .seed(Some(1))
         .mqtt_listen(Some("127.0.0.1:0".parse()?))
+        .forward_listen(Some("127.0.0.1:0".parse()?))
+        .log_http_listen(Some("127.0.0.1:0".parse()?))
         .http_listen(Some("127.0.0.1:0".parse()?))
         .start()
         .await?;
@@ -225,6 +227,8 @@ async fn live_posts(out: &std::path::Path, requests: u64, concurrency: u32) -> a
     let handle = LiveRun::new(flow, out)
         .seed(Some(1))
         .mqtt_listen(Some("127.0.0.1:0".parse()?))
+        .forward_listen(Some("127.0.0.1:0".parse()?))
+        .log_http_listen(Some("127.0.0.1:0".parse()?))
         .http_listen(Some("127.0.0.1:0".parse()?))
         .start()
         .await?;

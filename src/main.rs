@@ -56,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: cli::fault::FaultCommand,
     },
+    /// Frequent-pattern mining over a run's signal history (the reference's pattern-analysis job).
+    Mine(MineArgs),
     /// Credentials for the control plane.
     Auth {
         #[command(subcommand)]
@@ -94,10 +96,41 @@ struct RunArgs {
     /// Without it a token is generated and written to <out>/control-token.
     #[arg(long)]
     credentials: Option<PathBuf>,
+    /// Live: where the Fluentd Forward input listens (default from the flow: 127.0.0.1:24224).
+    #[arg(long)]
+    forward_listen: Option<SocketAddr>,
+    /// Live: where the Fluentd HTTP input listens (default from the flow: 127.0.0.1:9880).
+    #[arg(long)]
+    log_http_listen: Option<SocketAddr>,
     /// Live: an executable that experiments submitted over HTTP may run as a `process` provider
     /// (repeatable; nothing is allowed by default).
     #[arg(long = "allow-process")]
     allow_process: Vec<String>,
+}
+
+#[derive(Args)]
+struct MineArgs {
+    /// The run's output directory (signals.db, knowledge.yaml; predictions go to its index).
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// The signal history in PostgreSQL instead of <out>/signals.db.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Window length.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Distance between window starts.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    slide: Duration,
+    /// Minimum support of an itemset (fraction of windows).
+    #[arg(long, default_value_t = 0.1)]
+    min_support: f64,
+    /// Minimum confidence of a rule.
+    #[arg(long, default_value_t = 0.3)]
+    min_confidence: f64,
+    /// Seed of the analysis id (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -255,6 +288,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     .mqtt_listen(a.mqtt_listen)
                     .http_listen(a.http_listen)
                     .credentials(a.credentials)
+                    .forward_listen(a.forward_listen)
+                    .log_http_listen(a.log_http_listen)
                     .allow_process(a.allow_process)
                     .run_blocking(a.duration)?
             };
@@ -267,6 +302,35 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Experiment { .. } | Command::Fault { .. } | Command::Auth { .. } => {
             unreachable!("handled in main")
+        }
+        Command::Mine(a) => {
+            use rand::SeedableRng as _;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let result = rt.block_on(async {
+                let store = match &a.database_url {
+                    Some(url) => chaoslab::reasoning::store::SignalStore::open(url, true, "signals").await?,
+                    None => {
+                        let path = a.out.join("signals.db");
+                        anyhow::ensure!(path.is_file(), "{} not found: run the pipeline with monitoring first", path.display());
+                        chaoslab::reasoning::store::SignalStore::open_sqlite_file(&path, true).await?
+                    }
+                };
+                let graph_file = [a.out.join("knowledge.yaml"), a.out.join("flows/knowledge.yaml")].into_iter().find(|p| p.is_file());
+                let graph = graph_file.map(|p| chaoslab::reasoning::graph::KnowledgeGraph::load(&p)).transpose()?;
+                let index = chaoslab::sinks::index::IndexStore::new(Some(a.out.join("index")));
+                let params = chaoslab::reasoning::mining::MiningParams {
+                    window: a.window,
+                    slide: a.slide,
+                    min_support: a.min_support,
+                    min_confidence: a.min_confidence,
+                };
+                let seed = a.seed.map_or_else(|| Seed::from_entropy().0, |s| s);
+                let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+                let now = chrono::Utc::now().timestamp_millis();
+                chaoslab::reasoning::analysis::run_analysis(&store, graph.as_ref(), &index, params, &mut rng, now).await
+            })?;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(())
         }
         Command::Kmeans(a) => {
             let store = a.out.join(&a.store);

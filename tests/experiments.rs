@@ -157,6 +157,8 @@ async fn live(out: &Path) -> chaoslab::runner::LiveHandle {
         .rate_ms(Some(50))
         .http_listen(Some(any()))
         .mqtt_listen(Some(any()))
+        .forward_listen(Some(any()))
+        .log_http_listen(Some(any()))
         .allow_process(vec!["true".into()]);
     tokio::time::timeout(WAIT, run.start()).await.expect("live run did not start").unwrap()
 }

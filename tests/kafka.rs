@@ -30,6 +30,8 @@ async fn orders_are_decided_through_a_kafka_cluster() {
         .seed(Some(1))
         .http_listen(Some("127.0.0.1:0".parse().unwrap()))
         .mqtt_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .forward_listen(Some("127.0.0.1:0".parse().unwrap()))
+        .log_http_listen(Some("127.0.0.1:0".parse().unwrap()))
         .start()
         .await
         .unwrap();

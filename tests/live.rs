@@ -60,6 +60,8 @@ fn run_with(flow: Flow, out: &Path) -> LiveRun {
         .rate_ms(Some(20))
         .http_listen(Some(any_port()))
         .mqtt_listen(Some(any_port()))
+        .forward_listen(Some(any_port()))
+        .log_http_listen(Some(any_port()))
 }
 
 async fn start(run: LiveRun) -> LiveHandle {
@@ -573,6 +575,7 @@ async fn cli_live_run_prints_a_json_summary() {
         .args(["run", "--for", "3s", "--rate-ms", "50", "--out"])
         .arg(&out)
         .args(["--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--json"])
+        .args(["--forward-listen", "127.0.0.1:0", "--log-http-listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -57,6 +57,8 @@ async fn start(flow: Flow, out: &Path, database_url: Option<String>) -> LiveHand
         .seed(Some(11))
         .http_listen(Some(any_port()))
         .mqtt_listen(Some(any_port()))
+        .forward_listen(Some(any_port()))
+        .log_http_listen(Some(any_port()))
         .database_url(database_url);
     let handle = timeout(WAIT, run.start()).await.expect("live run did not start in time").unwrap();
     let addr = handle.http_addr;

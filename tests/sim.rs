@@ -248,7 +248,7 @@ fn scheduled_broker_outage_disconnects_consumers_and_loses_the_records_published
             && e["data"]["log"]
                 .as_str()
                 .unwrap()
-                .starts_with("Disconnected from broker: nodered@sim://MQTT_BROKER")
+                .starts_with("Disconnected from broker: nodered@mqtt://MQTT_BROKER:1883")
     });
     assert!(node_red_lost);
     let nifi_errors: Vec<u64> = trace

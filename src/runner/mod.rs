@@ -129,6 +129,8 @@ pub struct LiveRun {
     http_listen: Option<SocketAddr>,
     credentials: Option<PathBuf>,
     control: crate::api::control::ControlConfig,
+    forward_listen: Option<SocketAddr>,
+    log_http_listen: Option<SocketAddr>,
 }
 
 /// A started live pipeline.
@@ -141,6 +143,11 @@ pub struct LiveHandle {
     pub mqtt_url: BrokerUrl,
     /// The control plane's bearer token, when it was generated at start-up (no credentials file).
     pub control_token: Option<String>,
+    /// Where the Fluentd Forward input listens (monitoring on).
+    pub forward_addr: Option<SocketAddr>,
+    /// Where the Fluentd HTTP input listens (monitoring on).
+    pub log_http_addr: Option<SocketAddr>,
+    log_inputs_stop: Option<tokio::sync::watch::Sender<bool>>,
     http: tokio::task::JoinHandle<()>,
     http_stop: tokio_util::sync::CancellationToken,
     started: std::time::Instant,
@@ -181,6 +188,8 @@ impl LiveRun {
             http_listen: None,
             credentials: None,
             control: crate::api::control::ControlConfig::default(),
+            forward_listen: None,
+            log_http_listen: None,
         }
     }
 
@@ -241,6 +250,18 @@ impl LiveRun {
         self
     }
 
+    /// Overrides where the Fluentd Forward input listens.
+    pub fn forward_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
+        self.forward_listen = addr;
+        self
+    }
+
+    /// Overrides where the Fluentd HTTP input listens.
+    pub fn log_http_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
+        self.log_http_listen = addr;
+        self
+    }
+
     /// Overrides the HTTP listen address.
     pub fn http_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
         self.http_listen = addr;
@@ -254,6 +275,15 @@ impl LiveRun {
         let http_addr = self.http_listen.unwrap_or(self.flow.http.listen);
         let http_listener = bind(http_addr, "HTTP", "--http-listen")?;
         let http_addr = http_listener.local_addr()?;
+        let log_listeners = if self.flow.monitoring_on() {
+            let m = &self.flow.monitoring;
+            let fwd = bind(self.forward_listen.unwrap_or(m.forward_listen), "Fluentd Forward", "--forward-listen")?;
+            let http =
+                bind(self.log_http_listen.unwrap_or(m.http_input_listen), "Fluentd HTTP input", "--log-http-listen")?;
+            Some((fwd, http))
+        } else {
+            None
+        };
         let mut broker = None;
         let mqtt_url = match self.mqtt_url.clone() {
             Some(url) => {
@@ -299,6 +329,31 @@ impl LiveRun {
             control,
             http_stop.child_token(),
         ));
+        let (mut forward_addr, mut log_http_addr, mut log_inputs_stop) = (None, None, None);
+        if let (Some((fwd, http)), Some(m)) = (log_listeners, pipeline.monitoring.as_ref()) {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            forward_addr = Some(fwd.local_addr()?);
+            log_http_addr = Some(http.local_addr()?);
+            let fwd = tokio::net::TcpListener::from_std(fwd)?;
+            tokio::spawn(crate::monitoring::logs::forward::serve(
+                fwd,
+                m.external_logs.clone(),
+                m.forward_stats.clone(),
+                stop_rx.clone(),
+            ));
+            let app = crate::monitoring::logs::http_input::router(m.external_logs.clone(), m.http_stats.clone());
+            let http = tokio::net::TcpListener::from_std(http)?;
+            let mut stop = stop_rx;
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(http, app).with_graceful_shutdown(shutdown).await {
+                    tracing::error!("Fluentd HTTP input failed: {e}");
+                }
+            });
+            log_inputs_stop = Some(stop_tx);
+        }
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
@@ -313,6 +368,9 @@ impl LiveRun {
             http_addr,
             mqtt_url,
             control_token,
+            forward_addr,
+            log_http_addr,
+            log_inputs_stop,
             http,
             http_stop,
             started,
@@ -348,6 +406,9 @@ impl LiveRun {
 impl LiveHandle {
     /// Drains and stops the pipeline and the HTTP API.
     pub async fn stop(self) -> anyhow::Result<RunSummary> {
+        if let Some(stop) = &self.log_inputs_stop {
+            stop.send_replace(true);
+        }
         let (drained, orders) = self.pipeline.finish(Duration::from_secs(5)).await?;
         self.http_stop.cancel();
         let _ = self.http.await;
