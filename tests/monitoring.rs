@@ -1,0 +1,207 @@
+//! Monitoring and incident reasoning on the reference pipeline: the MQTT outage acceptance scenario in
+//! sim mode (signals, alerts, the incident report and its timings), mining over the signal history, and
+//! the live inputs (ingestion webhook, Fluentd HTTP and Forward inputs) and the authenticated graph API.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use chaoslab::runner::SimRun;
+use chaoslab::topology::flow::Flow;
+use serde_json::{Value, json};
+
+use common::http::{WAIT, eventually, request_with};
+
+const T0: u64 = 60;
+const OUTAGE: u64 = 90;
+
+/// Runs the reference pipeline for 6 minutes with MQTT_BROKER down from 1:00 for 90 s.
+fn outage(dir: &Path, seed: u64) -> chaoslab::runner::summary::RunSummary {
+    SimRun::new(Flow::reference().unwrap(), dir)
+        .seed(seed)
+        .run(|p| async move {
+            tokio::time::sleep(Duration::from_secs(T0)).await;
+            let q = |e: &str| chaoslab::monitoring::query_value(&p, e).unwrap();
+            assert_eq!(q("increase(broker_uptime{job=\"mqtt\"}[30s])"), json!(30.0), "uptime grows while up");
+            let fault = json!({"kind": "mqtt-broker-down", "duration": format!("{OUTAGE}s")});
+            p.faults.apply(&serde_json::from_value(fault).unwrap()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(45)).await;
+            assert_eq!(q("increase(broker_uptime{job=\"mqtt\"}[30s])"), json!(0.0), "and stands still while down");
+            tokio::time::sleep(Duration::from_secs(300 - T0 - 45)).await;
+            Ok(())
+        })
+        .unwrap()
+}
+
+/// Every key path of a JSON value (array elements share one path).
+fn shape(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = format!("{prefix}.{k}");
+                out.insert(p.clone());
+                shape(v, &p, out);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                shape(i, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and_timings() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let summary = outage(a.path(), 11);
+    let reports = common::index_docs(a.path(), "iot-incident-reports");
+    assert_eq!(reports.len(), 1, "one incident, not repeated within 120 s: {reports:#?}");
+    let r = &reports[0];
+
+    // The report has the sample's shape, key for key.
+    let sample: Value = serde_json::from_str(include_str!("../src/reasoning/fixtures/sample_incident_report.json")).unwrap();
+    let (mut want, mut got) = (BTreeSet::new(), BTreeSet::new());
+    shape(&sample, "$", &mut want);
+    shape(r, "$", &mut got);
+    // Details differ by nature (our NiFi log has no Java stack trace); everything else must match.
+    let outside_details = |s: &BTreeSet<String>| -> BTreeSet<String> {
+        s.iter().filter(|p| !p.contains(".details.")).cloned().collect()
+    };
+    assert_eq!(outside_details(&got), outside_details(&want));
+    assert_eq!(r["name"], "Data Loading Incident");
+    assert_eq!(r["summary"], "Incident \"Data Loading Incident\" is active! It is indicated by 4 signal(s).");
+    assert_eq!(r["compositeSignal"]["name"], "MqttUnavailable");
+    assert_eq!(r["compositeSignal"]["numOfConnectedSignals"], 4);
+    let comps: BTreeSet<&str> =
+        r["participatingComponents"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(comps, BTreeSet::from(["MQTT_BROKER", "NIFI", "NODE-RED"]));
+
+    // Timings against the rules (seconds after the fault).
+    let t0 = chrono::DateTime::parse_from_rfc3339("2020-02-21T21:00:00Z").unwrap().timestamp() + T0 as i64;
+    let at = |name: &str| -> i64 {
+        let s = r["compositeSignal"]["activeSignals"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
+        let t = chrono::NaiveDateTime::parse_from_str(s["timestamp"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S%.3fZ").unwrap();
+        t.and_utc().timestamp() - t0
+    };
+    assert!(at("MqttConnectionFailureLog") <= 1, "Node-RED logs its disconnect at about t0");
+    // The `[30s]` increase is zero 30 s after the last uptime tick, + up to one evaluation + group_wait.
+    for alert in ["NotReceivingSensorData", "MqttInstanceDownAlert"] {
+        let t = at(alert);
+        assert!((30..=30 + 10 + 5 + 1).contains(&t), "{alert} at t0+{t}s");
+    }
+    let nifi = r["compositeSignal"]["activeSignals"].as_array().unwrap().iter().find(|s| s["name"] == "MqttConnectionError").unwrap();
+    assert_eq!((nifi["threshold"].as_i64(), nifi["coolDownSec"].as_i64()), (Some(10), Some(15)));
+    assert!(nifi["thresholdCounter"].as_i64().unwrap() >= 30, "about one NiFi error a second: {nifi}");
+    // The incident's dateTime is its most recent signal's.
+    let newest = r["compositeSignal"]["activeSignals"][0]["timestamp"].clone();
+    assert_eq!(r["dateTime"], newest);
+
+    // Ground truth: the fault explains the incident.
+    let truth = &summary.ground_truth;
+    assert_eq!(truth.faults.len(), 1);
+    assert_eq!(truth.faults[0].detections.len(), 1);
+    let ttd = truth.faults[0].detections[0].time_to_detect_secs;
+    assert!((30.0..=46.0).contains(&ttd), "time to detect {ttd}");
+    assert!(truth.unexplained.is_empty());
+
+    // Deterministic for the seed.
+    outage(b.path(), 11);
+    for index in ["iot-incident-reports", "fluentd-20200221"] {
+        let read = |d: &Path| std::fs::read(d.join("index").join(format!("{index}.jsonl"))).unwrap();
+        assert_eq!(read(a.path()), read(b.path()), "{index} differs between two runs of one seed");
+    }
+
+    // Mining the run's signal history predicts the fourth signal from the other three.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+        .args(["mine", "--seed", "1", "--out", a.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let predictions = common::index_docs(a.path(), "correlated-signal-predictions");
+    assert!(!predictions.is_empty());
+    assert!(predictions.iter().all(|p| p["analysisId"] == predictions[0]["analysisId"]));
+    assert!(predictions.iter().any(|p| p["predictedSignals"].as_array().unwrap().iter().any(|s| s == "MqttConnectionFailureLog#NODE-RED")));
+}
+
+async fn live(out: &Path) -> chaoslab::runner::LiveHandle {
+    let any = || "127.0.0.1:0".parse().unwrap();
+    let mut flow = Flow::reference().unwrap();
+    flow.orders.load.enabled = false;
+    let run = chaoslab::runner::LiveRun::new(flow, out)
+        .seed(Some(3))
+        .rate_ms(Some(100))
+        .http_listen(Some(any()))
+        .mqtt_listen(Some(any()))
+        .forward_listen(Some(any()))
+        .log_http_listen(Some(any()));
+    tokio::time::timeout(WAIT, run.start()).await.expect("live run did not start").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let h = live(&dir.path().join("out")).await;
+    let (api, logs) = (h.http_addr, h.log_http_addr.unwrap());
+
+    // The ingestion webhook: not JSON, no alerts, then a real Alertmanager-shaped payload.
+    let json_body = |v: &Value| v.to_string();
+    let bad = request_with(api, "POST", "/alerts", &[], Some(("application/json", b"{oops"))).await;
+    assert_eq!(bad.status, 400);
+    let none = request_with(api, "POST", "/alerts", &[], Some(("application/json", b"{\"status\":\"firing\"}"))).await;
+    assert_eq!(none.status, 400);
+    assert!(none.body.contains("no `alerts` array"), "{}", none.body);
+    let long = "x".repeat(300);
+    let too_long = json_body(&json!({"alerts": [{"labels": {"alertname": long}}]}));
+    let refused = request_with(api, "POST", "/alerts", &[], Some(("application/json", too_long.as_bytes()))).await;
+    assert_eq!(refused.status, 400);
+    let hook = json_body(&json!({"version": "4", "status": "firing", "receiver": "ingestion-service", "alerts": [{
+        "status": "firing", "labels": {"alertname": "DiskAlmostFull", "pipeline_component": "HADOOP", "severity": "warning"},
+        "annotations": {"summary": "HDFS is 95% full"}, "startsAt": "2020-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus:9090/graph"}]}));
+    let ok = request_with(api, "POST", "/alerts", &[], Some(("application/json", hook.as_bytes()))).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["signals"], 1);
+
+    // Fluentd's HTTP input, as NiFi's InvokeHTTP posts: a NiFi platform error becomes a signal.
+    let nifi = json_body(&json!({"message": "ConsumeMQTT[id=1] Connection to tcp://mqtt:1883 lost (or was never connected) and connection failed. Yielding processor: x", "level": "ERROR"}));
+    let posted = request_with(logs, "POST", "/com.chaoslab.nifi.platform", &[], Some(("application/json", nifi.as_bytes()))).await;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    let bad_log = request_with(logs, "POST", "/com.chaoslab.nifi.platform", &[], Some(("application/json", b"[1,"))).await;
+    assert_eq!(bad_log.status, 400);
+
+    // The Forward input: garbage closes that connection only.
+    let mut s = tokio::net::TcpStream::connect(h.forward_addr.unwrap()).await.unwrap();
+    s.write_all(&[0xc1, 0xc1, 0xc1, 0xc1]).await.unwrap();
+    drop(s);
+
+    // The graph API is behind the control plane's credentials.
+    let token = h.control_token.clone().unwrap();
+    let bearer = format!("Bearer {token}");
+    assert_eq!(request_with(api, "GET", "/api/graph", &[], None).await.status, 401);
+    let graph = eventually("the new alert signal in the graph", async || {
+        let g = request_with(api, "GET", "/api/graph", &[("Authorization", &bearer)], None).await.json();
+        g.to_string().contains("DiskAlmostFull").then_some(g)
+    })
+    .await;
+    assert!(graph.to_string().contains("MqttConnectionError"));
+    let fluentd_docs = eventually("the NiFi line in the log index", async || {
+        let r = request_with(api, "GET", "/indices", &[], None).await;
+        r.body.contains("fluentd-").then_some(r.json())
+    })
+    .await;
+    assert!(fluentd_docs.to_string().contains("fluentd-"));
+    let pipeline = h.pipeline.clone();
+    let summary = h.stop().await.unwrap();
+    assert_eq!(summary.components["FLUENTD"].restarts, 0, "bad input never crashes the router");
+    let m = pipeline.monitoring.as_ref().unwrap();
+    assert_eq!(m.ingestion.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 3);
+    let forward = m.forward_stats.snapshot();
+    assert_eq!(forward.decode_errors, 1, "the garbage was counted: {forward:?}");
+    let names: Vec<String> = m.store.all().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert!(names.contains(&"DiskAlmostFull".to_string()) && names.contains(&"MqttConnectionError".to_string()), "{names:?}");
+}
