@@ -57,7 +57,7 @@ enum Command {
         command: cli::fault::FaultCommand,
     },
     /// Frequent-pattern mining over a run's signal history (the reference's pattern-analysis job).
-    Mine(MineArgs),
+    Mine(Box<MineArgs>),
     /// Credentials for the control plane.
     Auth {
         #[command(subcommand)]
@@ -311,12 +311,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     Some(url) => chaoslab::reasoning::store::SignalStore::open(url, true, "signals").await?,
                     None => {
                         let path = a.out.join("signals.db");
-                        anyhow::ensure!(path.is_file(), "{} not found: run the pipeline with monitoring first", path.display());
+                        anyhow::ensure!(
+                            path.is_file(),
+                            "{} not found: run the pipeline with monitoring first",
+                            path.display()
+                        );
                         chaoslab::reasoning::store::SignalStore::open_sqlite_file(&path, true).await?
                     }
                 };
-                let graph_file = [a.out.join("knowledge.yaml"), a.out.join("flows/knowledge.yaml")].into_iter().find(|p| p.is_file());
-                let graph = graph_file.map(|p| chaoslab::reasoning::graph::KnowledgeGraph::load(&p)).transpose()?;
+                let graph_file = [a.out.join("knowledge.yaml"), a.out.join("flows/knowledge.yaml")]
+                    .into_iter()
+                    .find(|p| p.is_file());
+                let graph =
+                    graph_file.map(|p| chaoslab::reasoning::graph::KnowledgeGraph::load(&p)).transpose()?;
                 let index = chaoslab::sinks::index::IndexStore::new(Some(a.out.join("index")));
                 let params = chaoslab::reasoning::mining::MiningParams {
                     window: a.window,
@@ -324,10 +331,18 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     min_support: a.min_support,
                     min_confidence: a.min_confidence,
                 };
-                let seed = a.seed.map_or_else(|| Seed::from_entropy().0, |s| s);
+                let seed = a.seed.unwrap_or_else(|| Seed::from_entropy().0);
                 let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
                 let now = chrono::Utc::now().timestamp_millis();
-                chaoslab::reasoning::analysis::run_analysis(&store, graph.as_ref(), &index, params, &mut rng, now).await
+                chaoslab::reasoning::analysis::run_analysis(
+                    &store,
+                    graph.as_ref(),
+                    &index,
+                    params,
+                    &mut rng,
+                    now,
+                )
+                .await
             })?;
             println!("{}", serde_json::to_string_pretty(&result)?);
             Ok(())

@@ -126,7 +126,9 @@ fn an_invalid_experiment_lists_every_problem_and_runs_nothing() {
     assert!(!out.exists(), "nothing ran");
     let v = chaoslab(&["experiment", "validate", file.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(1));
-    for shipped in ["corrupt_kafka_messages.yaml", "reboot_msk_broker.yaml", "mqtt-outage.yaml", "flink-crash-loop.yaml"] {
+    for shipped in
+        ["corrupt_kafka_messages.yaml", "reboot_msk_broker.yaml", "mqtt-outage.yaml", "flink-crash-loop.yaml"]
+    {
         let v = chaoslab(&["experiment", "validate", &experiment(shipped)]);
         assert!(v.status.success(), "{shipped}: {}", text(&v.stderr));
     }
@@ -139,11 +141,15 @@ fn discover_and_init_write_usable_documents() {
     let o = chaoslab(&["experiment", "discover", "--discovery-path", disc.to_str().unwrap()]);
     assert!(o.status.success());
     let d: Value = serde_json::from_str(&std::fs::read_to_string(&disc).unwrap()).unwrap();
-    let names: Vec<&str> = d["activities"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        d["activities"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"apply_fault") && names.contains(&"check_consumer_lag_under_threshold"));
     let exp = dir.path().join("experiment.json");
     assert!(chaoslab(&["experiment", "init", "--experiment-path", exp.to_str().unwrap()]).status.success());
-    assert!(!chaoslab(&["experiment", "init", "--experiment-path", exp.to_str().unwrap()]).status.success(), "no overwrite");
+    assert!(
+        !chaoslab(&["experiment", "init", "--experiment-path", exp.to_str().unwrap()]).status.success(),
+        "no overwrite"
+    );
     let (code, j, _) = run_sim(exp.to_str().unwrap(), dir.path(), &[]);
     assert_eq!(code, 0, "the template runs as written: {j}");
 }
@@ -178,19 +184,25 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
     assert!(missing.header("www-authenticate").unwrap().contains("Bearer"));
     let wrong = request_with(addr, "GET", "/api/faults", &[("Authorization", "Bearer nope")], None).await;
     assert_eq!(wrong.status, 401);
-    let exec = request_with(addr, "POST", "/execute_experiment", &[], Some(("application/json", b"{}"))).await;
+    let exec =
+        request_with(addr, "POST", "/execute_experiment", &[], Some(("application/json", b"{}"))).await;
     assert_eq!(exec.status, 401, "experiment execution is authenticated too");
     assert!(!wrong.body.contains(&token));
 
     // Faults over HTTP.
-    let body = json!({"kind": "network-delay", "target": "MQTT_BROKER->FLINK", "parameters": {"latency": "100ms"}}).to_string();
-    let applied = request_with(addr, "POST", "/api/faults", &auth, Some(("application/json", body.as_bytes()))).await;
+    let body =
+        json!({"kind": "network-delay", "target": "MQTT_BROKER->FLINK", "parameters": {"latency": "100ms"}})
+            .to_string();
+    let applied =
+        request_with(addr, "POST", "/api/faults", &auth, Some(("application/json", body.as_bytes()))).await;
     assert_eq!(applied.status, 201, "{}", applied.body);
     let id = applied.json()["id"].as_str().unwrap().to_owned();
     let listed = request_with(addr, "GET", "/api/faults", &auth, None).await.json();
     assert_eq!(listed["active"][0]["id"], id.as_str());
-    let bad = json!({"kind": "network-delay", "target": "NOWHERE", "parameters": {"latency": "1s"}}).to_string();
-    let refused = request_with(addr, "POST", "/api/faults", &auth, Some(("application/json", bad.as_bytes()))).await;
+    let bad =
+        json!({"kind": "network-delay", "target": "NOWHERE", "parameters": {"latency": "1s"}}).to_string();
+    let refused =
+        request_with(addr, "POST", "/api/faults", &auth, Some(("application/json", bad.as_bytes()))).await;
     assert_eq!(refused.status, 400);
     assert!(refused.body.contains("matches nothing"), "{}", refused.body);
     let removed = request_with(addr, "DELETE", &format!("/api/faults/{id}"), &auth, None).await;
@@ -198,8 +210,11 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
     assert_eq!(removed.json()["status"], "removed");
 
     // What the Python extension calls.
-    let call = json!({"module": "chaoslab.probes", "func": "component_up", "arguments": {"name": "FLINK"}}).to_string();
-    let up = request_with(addr, "POST", "/api/chaos/call", &auth, Some(("application/json", call.as_bytes()))).await;
+    let call = json!({"module": "chaoslab.probes", "func": "component_up", "arguments": {"name": "FLINK"}})
+        .to_string();
+    let up =
+        request_with(addr, "POST", "/api/chaos/call", &auth, Some(("application/json", call.as_bytes())))
+            .await;
     assert_eq!(up.json()["output"], true, "{}", up.body);
 
     // An experiment over HTTP: a process outside the allow-list is refused, with every problem listed.
@@ -207,7 +222,9 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
         {"type": "action", "name": "rm", "provider": {"type": "process", "path": "rm", "arguments": "-rf /tmp/x"}}
     ]})
     .to_string();
-    let refused = request_with(addr, "POST", "/execute_experiment", &auth, Some(("application/json", bad.as_bytes()))).await;
+    let refused =
+        request_with(addr, "POST", "/execute_experiment", &auth, Some(("application/json", bad.as_bytes())))
+            .await;
     assert_eq!(refused.status, 400);
     assert_eq!(refused.json()["status_code"], "400");
     assert!(refused.body.contains("not on the allow-list"), "{}", refused.body);
@@ -224,7 +241,9 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
         ]
     })
     .to_string();
-    let done = request_with(addr, "POST", "/execute_experiment", &auth, Some(("application/json", good.as_bytes()))).await;
+    let done =
+        request_with(addr, "POST", "/execute_experiment", &auth, Some(("application/json", good.as_bytes())))
+            .await;
     assert_eq!(done.status, 200, "{}", done.body);
     let answer = done.json();
     assert_eq!(answer["status_code"], "200");

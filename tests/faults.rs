@@ -152,7 +152,9 @@ fn clock_io_and_data_faults_change_what_reaches_the_sinks() {
     let drops = |component: &str, reason: &str| {
         trace
             .iter()
-            .filter(|e| e["component"] == component && e["kind"] == "record.dropped" && e["data"]["reason"] == reason)
+            .filter(|e| {
+                e["component"] == component && e["kind"] == "record.dropped" && e["data"]["reason"] == reason
+            })
             .count()
     };
     assert!(drops("NODE-RED", "missing_time") >= 9, "records without time are dropped by NODE-RED");

@@ -37,7 +37,10 @@ plain.close()
 #[tokio::test]
 async fn fluent_logger_records_arrive_with_tag_time_and_fields() {
     let Some(python) = std::env::var("FLUENT_LOGGER_PYTHON").ok().filter(|p| !p.is_empty()) else {
-        common::skip("fluent_logger_records_arrive", "FLUENT_LOGGER_PYTHON (a Python with fluent-logger) is not set");
+        common::skip(
+            "fluent_logger_records_arrive",
+            "FLUENT_LOGGER_PYTHON (a Python with fluent-logger) is not set",
+        );
         return;
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -28,7 +28,11 @@ fn outage(dir: &Path, seed: u64) -> chaoslab::runner::summary::RunSummary {
             let fault = json!({"kind": "mqtt-broker-down", "duration": format!("{OUTAGE}s")});
             p.faults.apply(&serde_json::from_value(fault).unwrap()).await.unwrap();
             tokio::time::sleep(Duration::from_secs(45)).await;
-            assert_eq!(q("increase(broker_uptime{job=\"mqtt\"}[30s])"), json!(0.0), "and stands still while down");
+            assert_eq!(
+                q("increase(broker_uptime{job=\"mqtt\"}[30s])"),
+                json!(0.0),
+                "and stands still while down"
+            );
             tokio::time::sleep(Duration::from_secs(300 - T0 - 45)).await;
             Ok(())
         })
@@ -63,7 +67,8 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
     let r = &reports[0];
 
     // The report has the sample's shape, key for key.
-    let sample: Value = serde_json::from_str(include_str!("../src/reasoning/fixtures/sample_incident_report.json")).unwrap();
+    let sample: Value =
+        serde_json::from_str(include_str!("../src/reasoning/fixtures/sample_incident_report.json")).unwrap();
     let (mut want, mut got) = (BTreeSet::new(), BTreeSet::new());
     shape(&sample, "$", &mut want);
     shape(r, "$", &mut got);
@@ -83,8 +88,15 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
     // Timings against the rules (seconds after the fault).
     let t0 = chrono::DateTime::parse_from_rfc3339("2020-02-21T21:00:00Z").unwrap().timestamp() + T0 as i64;
     let at = |name: &str| -> i64 {
-        let s = r["compositeSignal"]["activeSignals"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap();
-        let t = chrono::NaiveDateTime::parse_from_str(s["timestamp"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S%.3fZ").unwrap();
+        let s = r["compositeSignal"]["activeSignals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        let t =
+            chrono::NaiveDateTime::parse_from_str(s["timestamp"].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S%.3fZ")
+                .unwrap();
         t.and_utc().timestamp() - t0
     };
     assert!(at("MqttConnectionFailureLog") <= 1, "Node-RED logs its disconnect at about t0");
@@ -93,7 +105,12 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
         let t = at(alert);
         assert!((30..=30 + 10 + 5 + 1).contains(&t), "{alert} at t0+{t}s");
     }
-    let nifi = r["compositeSignal"]["activeSignals"].as_array().unwrap().iter().find(|s| s["name"] == "MqttConnectionError").unwrap();
+    let nifi = r["compositeSignal"]["activeSignals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "MqttConnectionError")
+        .unwrap();
     assert_eq!((nifi["threshold"].as_i64(), nifi["coolDownSec"].as_i64()), (Some(10), Some(15)));
     assert!(nifi["thresholdCounter"].as_i64().unwrap() >= 30, "about one NiFi error a second: {nifi}");
     // The incident's dateTime is its most recent signal's.
@@ -124,7 +141,9 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
     let predictions = common::index_docs(a.path(), "correlated-signal-predictions");
     assert!(!predictions.is_empty());
     assert!(predictions.iter().all(|p| p["analysisId"] == predictions[0]["analysisId"]));
-    assert!(predictions.iter().any(|p| p["predictedSignals"].as_array().unwrap().iter().any(|s| s == "MqttConnectionFailureLog#NODE-RED")));
+    assert!(predictions.iter().any(|p| {
+        p["predictedSignals"].as_array().unwrap().iter().any(|s| s == "MqttConnectionFailureLog#NODE-RED")
+    }));
 }
 
 async fn live(out: &Path) -> chaoslab::runner::LiveHandle {
@@ -152,26 +171,42 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
     let json_body = |v: &Value| v.to_string();
     let bad = request_with(api, "POST", "/alerts", &[], Some(("application/json", b"{oops"))).await;
     assert_eq!(bad.status, 400);
-    let none = request_with(api, "POST", "/alerts", &[], Some(("application/json", b"{\"status\":\"firing\"}"))).await;
+    let none =
+        request_with(api, "POST", "/alerts", &[], Some(("application/json", b"{\"status\":\"firing\"}")))
+            .await;
     assert_eq!(none.status, 400);
     assert!(none.body.contains("no `alerts` array"), "{}", none.body);
     let long = "x".repeat(300);
     let too_long = json_body(&json!({"alerts": [{"labels": {"alertname": long}}]}));
-    let refused = request_with(api, "POST", "/alerts", &[], Some(("application/json", too_long.as_bytes()))).await;
+    let refused =
+        request_with(api, "POST", "/alerts", &[], Some(("application/json", too_long.as_bytes()))).await;
     assert_eq!(refused.status, 400);
-    let hook = json_body(&json!({"version": "4", "status": "firing", "receiver": "ingestion-service", "alerts": [{
+    let hook = json_body(
+        &json!({"version": "4", "status": "firing", "receiver": "ingestion-service", "alerts": [{
         "status": "firing", "labels": {"alertname": "DiskAlmostFull", "pipeline_component": "HADOOP", "severity": "warning"},
         "annotations": {"summary": "HDFS is 95% full"}, "startsAt": "2020-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://prometheus:9090/graph"}]}));
+        "generatorURL": "http://prometheus:9090/graph"}]}),
+    );
     let ok = request_with(api, "POST", "/alerts", &[], Some(("application/json", hook.as_bytes()))).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.json()["signals"], 1);
 
     // Fluentd's HTTP input, as NiFi's InvokeHTTP posts: a NiFi platform error becomes a signal.
-    let nifi = json_body(&json!({"message": "ConsumeMQTT[id=1] Connection to tcp://mqtt:1883 lost (or was never connected) and connection failed. Yielding processor: x", "level": "ERROR"}));
-    let posted = request_with(logs, "POST", "/com.chaoslab.nifi.platform", &[], Some(("application/json", nifi.as_bytes()))).await;
+    let nifi = json_body(
+        &json!({"message": "ConsumeMQTT[id=1] Connection to tcp://mqtt:1883 lost (or was never connected) and connection failed. Yielding processor: x", "level": "ERROR"}),
+    );
+    let posted = request_with(
+        logs,
+        "POST",
+        "/com.chaoslab.nifi.platform",
+        &[],
+        Some(("application/json", nifi.as_bytes())),
+    )
+    .await;
     assert_eq!(posted.status, 200, "{}", posted.body);
-    let bad_log = request_with(logs, "POST", "/com.chaoslab.nifi.platform", &[], Some(("application/json", b"[1,"))).await;
+    let bad_log =
+        request_with(logs, "POST", "/com.chaoslab.nifi.platform", &[], Some(("application/json", b"[1,")))
+            .await;
     assert_eq!(bad_log.status, 400);
 
     // The Forward input: garbage closes that connection only.
@@ -203,5 +238,8 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
     let forward = m.forward_stats.snapshot();
     assert_eq!(forward.decode_errors, 1, "the garbage was counted: {forward:?}");
     let names: Vec<String> = m.store.all().await.unwrap().into_iter().map(|r| r.name).collect();
-    assert!(names.contains(&"DiskAlmostFull".to_string()) && names.contains(&"MqttConnectionError".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"DiskAlmostFull".to_string()) && names.contains(&"MqttConnectionError".to_string()),
+        "{names:?}"
+    );
 }

@@ -56,7 +56,12 @@ type Shared = Arc<Control>;
 
 /// The control-plane routes, behind `credentials`. `stop` interrupts running experiments (the run is
 /// ending).
-pub fn router(p: Arc<Pipeline>, credentials: Arc<Credentials>, config: ControlConfig, stop: CancellationToken) -> Router {
+pub fn router(
+    p: Arc<Pipeline>,
+    credentials: Arc<Credentials>,
+    config: ControlConfig,
+    stop: CancellationToken,
+) -> Router {
     let permits = config.max_concurrent.max(1);
     let control = Arc::new(Control {
         pipeline: p,
@@ -88,7 +93,8 @@ pub fn router(p: Arc<Pipeline>, credentials: Arc<Credentials>, config: ControlCo
 /// The knowledge graph API and the mining trigger over this pipeline's reasoner and signal history.
 fn reasoning_router(p: &Arc<Pipeline>, m: &crate::topology::monitoring::MonitoringStack) -> Router {
     use crate::api::reasoning::{MiningRequest, ReasoningApi};
-    let (store, reasoner, index, clock) = (m.store.clone(), m.reasoner.clone(), p.index.clone(), p.clock.clone());
+    let (store, reasoner, index, clock) =
+        (m.store.clone(), m.reasoner.clone(), p.index.clone(), p.clock.clone());
     let rng = p.seed.shared_stream("pattern-analysis");
     let trigger = Arc::new(move |req: MiningRequest| {
         let (store, reasoner, index, clock, rng) =
@@ -188,7 +194,9 @@ fn disallowed_processes(raw: &Value, allow: &[String]) -> Vec<String> {
                     let exe = m.get("path").and_then(Value::as_str).unwrap_or("");
                     let name = std::path::Path::new(exe).file_name().and_then(|n| n.to_str()).unwrap_or(exe);
                     if !allow.iter().any(|a| a == exe || a == name) {
-                        found.push(format!("{path}: process {exe:?} is not on the allow-list (--allow-process)"));
+                        found.push(format!(
+                            "{path}: process {exe:?} is not on the allow-list (--allow-process)"
+                        ));
                     }
                 }
                 for (k, v) in m {
@@ -208,7 +216,8 @@ fn disallowed_processes(raw: &Value, allow: &[String]) -> Vec<String> {
 }
 
 fn answer(status: StatusCode, title: &str, state: String, info: Value, extra: Value) -> Response {
-    let mut body = json!({"status_code": status.as_u16().to_string(), "title": title, "status": state, "info": info});
+    let mut body =
+        json!({"status_code": status.as_u16().to_string(), "title": title, "status": state, "info": info});
     if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
         b.extend(e);
     }
@@ -237,12 +246,24 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
     let (experiment, settings) = match prepared {
         Ok(p) if problems.is_empty() => p,
         _ => {
-            return answer(StatusCode::BAD_REQUEST, &title, "Experiment is invalid".into(), json!(problems), Value::Null);
+            return answer(
+                StatusCode::BAD_REQUEST,
+                &title,
+                "Experiment is invalid".into(),
+                json!(problems),
+                Value::Null,
+            );
         }
     };
     let Ok(_permit) = c.running.try_acquire() else {
         let info = json!("one experiment runs at a time on this target; try again when it has finished");
-        return answer(StatusCode::CONFLICT, &title, "Another experiment is running".into(), info, Value::Null);
+        return answer(
+            StatusCode::CONFLICT,
+            &title,
+            "Another experiment is running".into(),
+            info,
+            Value::Null,
+        );
     };
     let id = {
         let mut next = c.next.lock().unwrap_or_else(PoisonError::into_inner);
@@ -250,9 +271,19 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
         format!("exp-{:04}", *next)
     };
     tracing::info!(id = %id, title = %title, "executing experiment");
-    let mut journal =
-        execute::run(&experiment, settings, &providers, c.stop.child_token(), execute::now_of(&c.pipeline.clock)).await;
-    let truth = crate::chaos::truth::since_journal_start(&c.pipeline.faults.all(), &c.pipeline.incidents(), &journal.start);
+    let mut journal = execute::run(
+        &experiment,
+        settings,
+        &providers,
+        c.stop.child_token(),
+        execute::now_of(&c.pipeline.clock),
+    )
+    .await;
+    let truth = crate::chaos::truth::since_journal_start(
+        &c.pipeline.faults.all(),
+        &c.pipeline.incidents(),
+        &journal.start,
+    );
     journal.ground_truth = serde_json::to_value(truth).ok();
     let status = journal.status;
     let journal_json = serde_json::to_value(&journal).unwrap_or(Value::Null);
@@ -260,7 +291,8 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
     let mut info = format!("journal at {location}");
     if let Some(dir) = &c.config.journal_dir {
         let path = dir.join(format!("{id}.json"));
-        let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, journal.to_json_pretty()));
+        let written =
+            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, journal.to_json_pretty()));
         match written {
             Ok(()) => info = format!("{info} and {}", path.display()),
             Err(e) => tracing::warn!("cannot write journal {}: {e}", path.display()),

@@ -213,7 +213,8 @@ async fn docs(
 /// `POST /alerts`: the ingestion service's webhook (Alertmanager's format, from ours or a real one).
 async fn alerts(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Response {
     let Some(m) = p.monitoring.as_ref() else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "monitoring is off in this flow"}))).into_response();
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "monitoring is off in this flow"})))
+            .into_response();
     };
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,

@@ -15,8 +15,8 @@ use super::experiment::config::process_env;
 use super::experiment::model::Runtime;
 use super::experiment::verify::{VerificationSummary, run_verification, verification_of};
 use super::experiment::{
-    Experiment, Journal, Now, RunOptions, RunSettings, ValidationError, VarOverrides, resolve_vars, run_experiment,
-    validate::validate_with_controls,
+    Experiment, Journal, Now, RunOptions, RunSettings, ValidationError, VarOverrides, resolve_vars,
+    run_experiment, validate::validate_with_controls,
 };
 use super::providers::NativeProviders;
 use super::providers::control::NativeControls;

@@ -13,7 +13,8 @@ use crate::reasoning::component::IncidentSeen;
 pub const DETECTION_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// The same as a duration, for messages.
-pub const DETECTION_WINDOW: std::time::Duration = std::time::Duration::from_millis(DETECTION_WINDOW_MS as u64);
+pub const DETECTION_WINDOW: std::time::Duration =
+    std::time::Duration::from_millis(DETECTION_WINDOW_MS as u64);
 
 /// One incident a fault explains.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -87,7 +88,11 @@ pub fn ground_truth(faults: &[FaultRecord], incidents: &[IncidentSeen]) -> Groun
 
 /// The ground truth of an experiment that started at `journal_start` (the journal's `start`, naive
 /// UTC): faults applied from then on, and the incidents from then on.
-pub fn since_journal_start(faults: &[FaultRecord], incidents: &[IncidentSeen], journal_start: &str) -> GroundTruth {
+pub fn since_journal_start(
+    faults: &[FaultRecord],
+    incidents: &[IncidentSeen],
+    journal_start: &str,
+) -> GroundTruth {
     let start = chrono::NaiveDateTime::parse_from_str(journal_start, "%Y-%m-%dT%H:%M:%S%.f")
         .map(|t| t.and_utc().timestamp_millis())
         .unwrap_or(i64::MIN);

@@ -27,9 +27,9 @@ use chaoslab::chaos::providers::{Backend, NativeProviders, discovery};
 #[derive(Subcommand)]
 pub enum ExperimentCommand {
     /// Run an experiment (JSON or YAML).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run an experiment's ChaosIQ verification (extensions[].verification).
-    Verify(RunArgs),
+    Verify(Box<RunArgs>),
     /// Check an experiment; every problem is listed with its JSON path.
     Validate {
         /// The experiment file.
@@ -124,7 +124,10 @@ pub struct RunArgs {
 
 fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, v: &Option<String>) -> anyhow::Result<Option<T>> {
     v.as_ref()
-        .map(|s| serde_json::from_value(Value::String(s.clone())).map_err(|_| anyhow::anyhow!("{flag}: {s:?} is not a valid value")))
+        .map(|s| {
+            serde_json::from_value(Value::String(s.clone()))
+                .map_err(|_| anyhow::anyhow!("{flag}: {s:?} is not a valid value"))
+        })
         .transpose()
 }
 
@@ -144,8 +147,14 @@ impl RunArgs {
             Some(other) => anyhow::bail!("--dry: {other:?} is not one of probes, actions, activities, pause"),
         };
         Ok(RunOptions {
-            hypothesis_strategy: parse_enum::<HypothesisStrategy>("--hypothesis-strategy", &self.hypothesis_strategy)?,
-            rollback_strategy: parse_enum::<RollbackStrategy>("--rollback-strategy", &self.rollback_strategy)?,
+            hypothesis_strategy: parse_enum::<HypothesisStrategy>(
+                "--hypothesis-strategy",
+                &self.hypothesis_strategy,
+            )?,
+            rollback_strategy: parse_enum::<RollbackStrategy>(
+                "--rollback-strategy",
+                &self.rollback_strategy,
+            )?,
             hypothesis_frequency: frequency,
             fail_fast: self.fail_fast,
             dry,
@@ -155,7 +164,12 @@ impl RunArgs {
 }
 
 fn print_errors(file: &Path, errors: &[ValidationError]) {
-    eprintln!("{}: the experiment is invalid ({} problem{}):", file.display(), errors.len(), if errors.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{}: the experiment is invalid ({} problem{}):",
+        file.display(),
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
     for e in errors {
         eprintln!("  {e}");
     }
@@ -212,7 +226,8 @@ pub fn execute(command: ExperimentCommand) -> anyhow::Result<ExitCode> {
         }
         ExperimentCommand::Discover { discovery_path } => {
             let doc = serde_json::to_string_pretty(&discovery())?;
-            std::fs::write(&discovery_path, doc).with_context(|| format!("cannot write {}", discovery_path.display()))?;
+            std::fs::write(&discovery_path, doc)
+                .with_context(|| format!("cannot write {}", discovery_path.display()))?;
             println!("discovery written to {}", discovery_path.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -221,12 +236,16 @@ pub fn execute(command: ExperimentCommand) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("{} exists; choose another --experiment-path", experiment_path.display());
             }
             let text = serde_json::to_string_pretty(&execute::template())?;
-            std::fs::write(&experiment_path, text).with_context(|| format!("cannot write {}", experiment_path.display()))?;
-            println!("experiment written to {}; check it with `chaoslab experiment validate`", experiment_path.display());
+            std::fs::write(&experiment_path, text)
+                .with_context(|| format!("cannot write {}", experiment_path.display()))?;
+            println!(
+                "experiment written to {}; check it with `chaoslab experiment validate`",
+                experiment_path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        ExperimentCommand::Run(a) => run(a, false),
-        ExperimentCommand::Verify(a) => run(a, true),
+        ExperimentCommand::Run(a) => run(*a, false),
+        ExperimentCommand::Verify(a) => run(*a, true),
     }
 }
 
@@ -236,13 +255,16 @@ fn offline_providers() -> anyhow::Result<NativeProviders> {
     Ok(NativeProviders::new(Backend::Remote { client, token: None }))
 }
 
+/// The journal, and the verification summary of a verify run.
+type Outcome = (Journal, Option<Value>);
+
 fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
     let raw = load(&a.file)?;
     let options = a.options()?;
     let overrides = a.vars.overrides()?;
     let cancel = CancellationToken::new();
     cancel_on_signal(cancel.clone());
-    let outcome: Arc<Mutex<Option<(Journal, Option<Value>)>>> = Arc::default();
+    let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
     if a.sim {
         let flow = a.pipeline.flow()?;
         let env = SimEnv::for_bus(flow.bus.bootstrap.as_deref(), a.pipeline.seed.unwrap_or(0));
@@ -261,9 +283,10 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{} problems", e.len()))?;
             let now = execute::now_of(&p.clock);
             let result = if verify {
-                let (journal, summary) = execute::verify(&experiment, settings, &providers, cancel, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+                let (journal, summary) =
+                    execute::verify(&experiment, settings, &providers, cancel, now).await.map_err(|e| {
+                        anyhow::anyhow!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+                    })?;
                 (journal, Some(serde_json::to_value(summary)?))
             } else {
                 (execute::run(&experiment, settings, &providers, cancel, now).await, None)
@@ -271,7 +294,8 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
             // The experiment's faults end with it; anything left would only distort the drain.
             p.faults.remove_all("experiment ended");
             let mut result = result;
-            let truth = chaoslab::chaos::truth::since_journal_start(&p.faults.all(), &p.incidents(), &result.0.start);
+            let truth =
+                chaoslab::chaos::truth::since_journal_start(&p.faults.all(), &p.incidents(), &result.0.start);
             result.0.ground_truth = Some(serde_json::to_value(truth)?);
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
             Ok(())
@@ -292,9 +316,10 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
         let now: chaoslab::chaos::experiment::Now = Arc::new(chrono::Utc::now);
         let result = rt.block_on(async {
             if verify {
-                let (journal, summary) = execute::verify(&experiment, settings, &providers, cancel, now)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))?;
+                let (journal, summary) =
+                    execute::verify(&experiment, settings, &providers, cancel, now).await.map_err(|e| {
+                        anyhow::anyhow!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+                    })?;
                 Ok::<_, anyhow::Error>((journal, Some(serde_json::to_value(summary)?)))
             } else {
                 Ok((execute::run(&experiment, settings, &providers, cancel, now).await, None))

@@ -62,7 +62,8 @@ impl Target {
             self.token()?.map(|t| (AUTHORIZATION, format!("Bearer {t}"))).into_iter().collect();
         let body = body.map(|b| b.to_string().into_bytes());
         let r = self.client()?.send_with_headers(method, path, body, &headers).await?;
-        let value = serde_json::from_slice(&r.body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into_owned()));
+        let value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into_owned()));
         Ok((r.status.as_u16(), value))
     }
 }
@@ -122,8 +123,10 @@ pub struct ApplyArgs {
 impl ApplyArgs {
     fn request(&self) -> anyhow::Result<FaultRequest> {
         if let Some(file) = &self.file {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            return serde_json::from_str(&text).with_context(|| format!("{}: not a fault request", file.display()));
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            return serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a fault request", file.display()));
         }
         let kind = self.kind.clone().context("--kind is required (or --file)")?;
         let mut parameters = Map::new();
@@ -167,13 +170,19 @@ pub fn execute(command: FaultCommand) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (status, body) = rt.block_on(async {
         match &command {
-            FaultCommand::Apply(a) => a.target.send(Method::POST, "/api/faults", Some(serde_json::to_value(a.request()?)?)).await,
+            FaultCommand::Apply(a) => {
+                a.target.send(Method::POST, "/api/faults", Some(serde_json::to_value(a.request()?)?)).await
+            }
             FaultCommand::List { target } => target.send(Method::GET, "/api/faults", None).await,
             FaultCommand::Remove { id: Some(id), target, .. } => {
                 target.send(Method::DELETE, &format!("/api/faults/{id}"), None).await
             }
-            FaultCommand::Remove { id: None, all: true, target } => target.send(Method::DELETE, "/api/faults", None).await,
-            FaultCommand::Remove { id: None, all: false, .. } => Err(anyhow::anyhow!("give a fault id or --all")),
+            FaultCommand::Remove { id: None, all: true, target } => {
+                target.send(Method::DELETE, "/api/faults", None).await
+            }
+            FaultCommand::Remove { id: None, all: false, .. } => {
+                Err(anyhow::anyhow!("give a fault id or --all"))
+            }
             FaultCommand::Kinds => Ok((200, json!(null))),
         }
     })?;

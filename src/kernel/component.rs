@@ -186,7 +186,11 @@ impl Ctx {
             let time = self.clock.now();
             let id = self.rng.uuid().to_string();
             let record = platform_record(style, &self.name, level, message, time, &id);
-            logs.send(LogRecord { tag: format!("com.chaoslab.{}.platform", tag_segment(&self.name)), time, record });
+            logs.send(LogRecord {
+                tag: format!("com.chaoslab.{}.platform", tag_segment(&self.name)),
+                time,
+                record,
+            });
         }
     }
 

@@ -112,7 +112,10 @@ impl ComponentHooks {
                 return Ok(());
             }
             let outcome = if faults.disk_full {
-                Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (injected)"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device (injected)",
+                ))
             } else if faults.error_rate > 0.0 && rng.r#gen::<f64>() < faults.error_rate {
                 Err(std::io::Error::other("Input/output error (injected)"))
             } else {

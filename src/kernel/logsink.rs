@@ -85,7 +85,14 @@ pub fn tag_segment(component: &str) -> String {
 }
 
 /// A platform record in `style`; `id` is a fresh event id (CloudEvents).
-pub fn platform_record(style: &LogStyle, component: &str, level: &str, message: &str, time: DateTime<Utc>, id: &str) -> Map<String, Value> {
+pub fn platform_record(
+    style: &LogStyle,
+    component: &str,
+    level: &str,
+    message: &str,
+    time: DateTime<Utc>,
+    id: &str,
+) -> Map<String, Value> {
     let value = match style {
         LogStyle::Logback { logger, thread } => json!({
             "message": message,
@@ -130,12 +137,26 @@ mod tests {
             logger: "org.apache.nifi.processors.mqtt.ConsumeMQTT".into(),
             thread: "Timer-Driven Process Thread-9".into(),
         };
-        let r = platform_record(&nifi, "NIFI", "ERROR", "ConsumeMQTT[id=x] Connection to tcp://mqtt:1883 lost", t, "");
+        let r = platform_record(
+            &nifi,
+            "NIFI",
+            "ERROR",
+            "ConsumeMQTT[id=x] Connection to tcp://mqtt:1883 lost",
+            t,
+            "",
+        );
         assert_eq!(
             r["msg"],
             "2020-02-21 21:20:33.219 [Timer-Driven Process Thread-9] ERROR org.apache.nifi.processors.mqtt.ConsumeMQTT  - ConsumeMQTT[id=x] Connection to tcp://mqtt:1883 lost"
         );
-        let nr = platform_record(&LogStyle::CloudEvent { source: "Node-Red/Sensor-Data-Flow".into() }, "NODE-RED", "INFO", "m", t, "id-1");
+        let nr = platform_record(
+            &LogStyle::CloudEvent { source: "Node-Red/Sensor-Data-Flow".into() },
+            "NODE-RED",
+            "INFO",
+            "m",
+            t,
+            "id-1",
+        );
         assert_eq!(nr["type"], "com.chaoslab.nodered.platform");
         assert_eq!(nr["time"], "2020-02-21T21:20:33.219Z");
     }

@@ -139,8 +139,14 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor with no components.
     pub fn new(clock: Clock, trace: Trace, metrics: Metrics, seed: Seed) -> Supervisor {
-        let shared =
-            Shared { clock, trace, metrics, seed, grace: Duration::from_secs(5), logs: std::sync::OnceLock::new() };
+        let shared = Shared {
+            clock,
+            trace,
+            metrics,
+            seed,
+            grace: Duration::from_secs(5),
+            logs: std::sync::OnceLock::new(),
+        };
         Supervisor {
             shared: Arc::new(shared),
             slots: Default::default(),
@@ -166,8 +172,7 @@ impl Supervisor {
             anyhow::bail!("component {:?} is defined twice", spec.name);
         }
         let (control, control_rx) = mpsc::unbounded_channel();
-        let health =
-            Health {
+        let health = Health {
             state: State::Created,
             ready: false,
             detail: String::new(),
@@ -202,7 +207,10 @@ impl Supervisor {
     /// is added, and stays the same object across restarts.
     pub fn hooks(&self, name: &str) -> Arc<ComponentHooks> {
         let mut hooks = self.hooks.lock().unwrap_or_else(PoisonError::into_inner);
-        hooks.entry(name.to_string()).or_insert_with(|| Arc::new(ComponentHooks::new(name, self.shared.seed))).clone()
+        hooks
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(ComponentHooks::new(name, self.shared.seed)))
+            .clone()
     }
 
     /// Freezes a running component: its timers stop firing (see `Ctx::sleep_or_stop`) and it reports not

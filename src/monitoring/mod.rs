@@ -29,7 +29,11 @@ pub fn query_value(p: &Pipeline, query: &str) -> Result<Value, String> {
         Some(m) => m.metrics.query(query, now),
         None => {
             let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
-            db.ingest_families(&p.metrics.registry().gather(), &[("job", "chaoslab"), ("instance", "chaoslab")], now);
+            db.ingest_families(
+                &p.metrics.registry().gather(),
+                &[("job", "chaoslab"), ("instance", "chaoslab")],
+                now,
+            );
             promql::query(query, &db, now)
         }
     }

@@ -90,11 +90,14 @@ impl Ingestion {
         for (i, alert) in alerts.iter().enumerate() {
             let labels = alert.get("labels").and_then(Value::as_object);
             let name = labels.and_then(|l| l.get("alertname")).and_then(Value::as_str);
-            let component = labels.and_then(|l| l.get("pipeline_component")).and_then(Value::as_str).unwrap_or("");
+            let component =
+                labels.and_then(|l| l.get("pipeline_component")).and_then(Value::as_str).unwrap_or("");
             match name {
                 None => return Err(refuse(format!("alerts[{i}].labels.alertname: missing"))),
                 Some(n) if n.chars().count() > MAX_NAME || component.chars().count() > MAX_NAME => {
-                    return Err(refuse(format!("alerts[{i}].labels: alertname or pipeline_component over {MAX_NAME} characters")));
+                    return Err(refuse(format!(
+                        "alerts[{i}].labels: alertname or pipeline_component over {MAX_NAME} characters"
+                    )));
                 }
                 Some(_) => {}
             }
@@ -166,12 +169,20 @@ impl MetricsState {
 
     fn scrape(&self, t_ms: i64) {
         let families = self.registry.registry().gather();
-        lock(&self.tsdb).ingest_families(&families, &[("job", "chaoslab"), ("instance", &self.instance)], t_ms);
+        lock(&self.tsdb).ingest_families(
+            &families,
+            &[("job", "chaoslab"), ("instance", &self.instance)],
+            t_ms,
+        );
     }
 }
 
 /// Runs `PROMETHEUS`: scrape, evaluate, group and deliver, each on its own schedule.
-pub async fn run_prometheus(ctx: Ctx, state: Arc<MetricsState>, ingestion: Arc<Ingestion>) -> anyhow::Result<()> {
+pub async fn run_prometheus(
+    ctx: Ctx,
+    state: Arc<MetricsState>,
+    ingestion: Arc<Ingestion>,
+) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "scraping");
     let start = tokio::time::Instant::now();
     let (mut next_scrape, mut next_eval) = (start, start + state.scrape / 2);
@@ -188,7 +199,10 @@ pub async fn run_prometheus(ctx: Ctx, state: Arc<MetricsState>, ingestion: Arc<I
                 lock(&state.rules).evaluate(&mut tsdb, now_ms)
             };
             for a in &alerts {
-                ctx.trace("alert.evaluated", &json!({"labels": a.labels, "state": format!("{:?}", a.state), "value": a.value}));
+                ctx.trace(
+                    "alert.evaluated",
+                    &json!({"labels": a.labels, "state": format!("{:?}", a.state), "value": a.value}),
+                );
             }
             lock(&state.alertmanager).push(&alerts, now_ms);
             next_eval += state.evaluation;
@@ -238,7 +252,12 @@ fn event_of(r: LogRecord) -> LogEvent {
 }
 
 /// Runs `FLUENTD`.
-pub async fn run_fluentd(ctx: Ctx, router: Arc<Router>, inputs: Arc<LogInputs>, out: Arc<LogOutputs>) -> anyhow::Result<()> {
+pub async fn run_fluentd(
+    ctx: Ctx,
+    router: Arc<Router>,
+    inputs: Arc<LogInputs>,
+    out: Arc<LogOutputs>,
+) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "routing");
     let mut internal = inputs.internal.lock().await;
     let mut external = inputs.external.lock().await;
@@ -255,20 +274,34 @@ pub async fn run_fluentd(ctx: Ctx, router: Arc<Router>, inputs: Arc<LogInputs>, 
             match routed.output {
                 OutputRef::Topic(topic) => {
                     if let Err(e) = out.kafka.gate().await {
-                        ctx.drop_record("kafka_unreachable", json!({"tag": routed.event.tag, "error": e.to_string()}));
+                        ctx.drop_record(
+                            "kafka_unreachable",
+                            json!({"tag": routed.event.tag, "error": e.to_string()}),
+                        );
                         continue;
                     }
                     let ts = ctx.clock.now().timestamp_millis();
                     // The reference's kafka2 output uses `default_message_key 0`.
-                    let sent = out.producer.send(&topic, None, Some(Bytes::from_static(b"0")), Bytes::from(doc.to_string()), ts).await;
+                    let sent = out
+                        .producer
+                        .send(&topic, None, Some(Bytes::from_static(b"0")), Bytes::from(doc.to_string()), ts)
+                        .await;
                     match sent {
                         Ok(_) => ctx.metrics.records_out.inc(),
-                        Err(e) => ctx.drop_record("kafka_error", json!({"tag": routed.event.tag, "error": e.to_string()})),
+                        Err(e) => ctx.drop_record(
+                            "kafka_error",
+                            json!({"tag": routed.event.tag, "error": e.to_string()}),
+                        ),
                     }
                 }
                 OutputRef::Index(index) => {
                     if let Some(link) = &out.index {
-                        let env = Envelope { topic: index, payload: Bytes::from(doc.to_string()), qos: Qos::AtMostOnce, retain: false };
+                        let env = Envelope {
+                            topic: index,
+                            payload: Bytes::from(doc.to_string()),
+                            qos: Qos::AtMostOnce,
+                            retain: false,
+                        };
                         link.send(env).await;
                     }
                 }
@@ -283,7 +316,10 @@ pub async fn run_fluentd(ctx: Ctx, router: Arc<Router>, inputs: Arc<LogInputs>, 
 /// Appends a record to a `file` output, kept under `root` whatever path the configuration names.
 fn append_file(root: &Path, path: &str, doc: &Value) {
     use std::io::Write as _;
-    let name: String = path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let name: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
     let file = root.join(name.trim_start_matches('.'));
     let written = std::fs::create_dir_all(root).and_then(|()| {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;

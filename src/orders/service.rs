@@ -300,7 +300,10 @@ impl Orders {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         self.db_link.gate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        self.db_hooks.io_write().await.map_err(|e| StoreError::Unavailable(format!("{}: {e}", crate::topology::flow::ORDERS_DB)))?;
+        self.db_hooks
+            .io_write()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", crate::topology::flow::ORDERS_DB)))?;
         op(self.store.clone()).await
     }
 

@@ -110,7 +110,9 @@ async fn handle(ctx: &Ctx, parts: &ReasonerParts, payload: &Bytes) {
     let processed = parts.reasoner.lock().await.process(signal);
     let processed = match processed {
         Ok(p) => p,
-        Err(e) => return ctx.drop_record("unknown_component", json!({"signal": name, "error": e.to_string()})),
+        Err(e) => {
+            return ctx.drop_record("unknown_component", json!({"signal": name, "error": e.to_string()}));
+        }
     };
     let uuid = ctx.rng.uuid();
     if let Err(e) = parts.store.record(uuid, epoch_millis(at), &name, &component).await {

@@ -277,9 +277,13 @@ impl LiveRun {
         let http_addr = http_listener.local_addr()?;
         let log_listeners = if self.flow.monitoring_on() {
             let m = &self.flow.monitoring;
-            let fwd = bind(self.forward_listen.unwrap_or(m.forward_listen), "Fluentd Forward", "--forward-listen")?;
-            let http =
-                bind(self.log_http_listen.unwrap_or(m.http_input_listen), "Fluentd HTTP input", "--log-http-listen")?;
+            let fwd =
+                bind(self.forward_listen.unwrap_or(m.forward_listen), "Fluentd Forward", "--forward-listen")?;
+            let http = bind(
+                self.log_http_listen.unwrap_or(m.http_input_listen),
+                "Fluentd HTTP input",
+                "--log-http-listen",
+            )?;
             Some((fwd, http))
         } else {
             None
@@ -341,7 +345,8 @@ impl LiveRun {
                 m.forward_stats.clone(),
                 stop_rx.clone(),
             ));
-            let app = crate::monitoring::logs::http_input::router(m.external_logs.clone(), m.http_stats.clone());
+            let app =
+                crate::monitoring::logs::http_input::router(m.external_logs.clone(), m.http_stats.clone());
             let http = tokio::net::TcpListener::from_std(http)?;
             let mut stop = stop_rx;
             tokio::spawn(async move {

@@ -254,7 +254,8 @@ impl RunSummary {
                     .iter()
                     .map(|d| format!("{} after {:.1} s", d.incident, d.time_to_detect_secs))
                     .collect();
-                let verdict = if detected.is_empty() { "not detected".to_string() } else { detected.join(", ") };
+                let verdict =
+                    if detected.is_empty() { "not detected".to_string() } else { detected.join(", ") };
                 let _ = writeln!(s, "  fault {} {} on {}: {verdict}", f.fault, f.kind, f.targets.join(","));
             }
             for i in &self.ground_truth.unexplained {

@@ -15,11 +15,11 @@ use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
+use crate::kernel::logsink::LogStyle;
 use crate::kernel::metrics::{Metrics, MetricsError};
 use crate::topology::flow::QualityGateConfig;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
-use crate::kernel::logsink::LogStyle;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// Registers `mqtt_received_data_packets_total{job=…}` and returns the series for `job`.

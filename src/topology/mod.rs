@@ -316,7 +316,8 @@ impl Pipeline {
                 .with_context(|| format!("internal: no link {from}->{to}"))
         };
 
-        let http_faults = Arc::new(crate::chaos::faults::http::HttpFaults::new(opts.seed.stream("http-faults")));
+        let http_faults =
+            Arc::new(crate::chaos::faults::http::HttpFaults::new(opts.seed.stream("http-faults")));
         let mut pipeline = Pipeline {
             flow: flow.clone(),
             mode: opts.mode,

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
+use super::Mode;
 use super::flow::{ELASTICSEARCH, FLUENTD, Flow, KAFKA, PROMETHEUS, REASONER};
 use super::orders::OrderStack;
-use super::Mode;
 use crate::bus::client::Acks;
 use crate::kernel::component::{ComponentSpec, RestartPolicy};
 use crate::kernel::logsink::LogSink;
@@ -127,7 +127,10 @@ pub async fn build(flow: &Flow, w: Wiring<'_>) -> anyhow::Result<Option<Monitori
     };
 
     let link = |from: &str, to: &str| -> anyhow::Result<Arc<Link>> {
-        w.links.get(&format!("{from}->{to}")).cloned().with_context(|| format!("internal: no link {from}->{to}"))
+        w.links
+            .get(&format!("{from}->{to}"))
+            .cloned()
+            .with_context(|| format!("internal: no link {from}->{to}"))
     };
     let client = w.orders.client.clone();
     let ingestion = Arc::new(Ingestion::new(

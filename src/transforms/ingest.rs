@@ -9,10 +9,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::kernel::component::Ctx;
+use crate::kernel::logsink::LogStyle;
 use crate::topology::flow::IngestConfig;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
-use crate::kernel::logsink::LogStyle;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// Runs one incarnation of the flow.

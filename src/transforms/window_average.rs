@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
+use crate::kernel::logsink::LogStyle;
 use crate::kernel::metrics::{Metrics, MetricsError};
 use crate::topology::flow::WindowConfig;
 use crate::transport::envelope::Envelope;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
-use crate::kernel::logsink::LogStyle;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
 /// One parsed sensor record.

@@ -364,7 +364,11 @@ impl Link {
     /// run on) and are delivered in order once released, as a paused process finds its socket backlog.
     pub fn set_hold(&self, hold: bool) {
         if self.hold.send_replace(hold) != hold {
-            self.trace.emit(&self.name, if hold { "link.held" } else { "link.released" }, &json!({"link": self.name}));
+            self.trace.emit(
+                &self.name,
+                if hold { "link.held" } else { "link.released" },
+                &json!({"link": self.name}),
+            );
         }
     }
 
@@ -441,7 +445,11 @@ impl Link {
                 {
                     env.payload = altered;
                     self.counters.altered.add(1);
-                    self.trace.emit(&self.name, "link.altered", &json!({"link": self.name, "topic": env.topic}));
+                    self.trace.emit(
+                        &self.name,
+                        "link.altered",
+                        &json!({"link": self.name, "topic": env.topic}),
+                    );
                 }
                 if st.faults.corrupt > 0.0
                     && st.rng.r#gen::<f64>() < st.faults.corrupt

@@ -71,7 +71,8 @@ impl HttpFaults {
                 HttpAction::Delay(t) => d.delay += *t,
                 HttpAction::Latency(min, max) => {
                     let span = max.saturating_sub(*min).as_millis() as u64;
-                    d.delay += *min + Duration::from_millis(if span == 0 { 0 } else { rng.gen_range(0..=span) });
+                    d.delay +=
+                        *min + Duration::from_millis(if span == 0 { 0 } else { rng.gen_range(0..=span) });
                 }
                 HttpAction::Abort(code) => d.answer = d.answer.or(Some((*code, false))),
                 HttpAction::Exception(code) => d.answer = d.answer.or(Some((*code, true))),

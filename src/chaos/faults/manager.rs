@@ -139,7 +139,8 @@ impl FaultManager {
             Opts::new("chaoslab_faults_applied_total", "Faults applied, by kind"),
             &["kind"],
         )?;
-        let active = IntGaugeVec::new(Opts::new("chaoslab_faults_active", "Faults in force, by kind"), &["kind"])?;
+        let active =
+            IntGaugeVec::new(Opts::new("chaoslab_faults_active", "Faults in force, by kind"), &["kind"])?;
         metrics.register(&applied)?;
         metrics.register(&active)?;
         let state = State {
@@ -149,7 +150,15 @@ impl FaultManager {
             link_base: BTreeMap::new(),
             rng: seed.stream("faults"),
         };
-        Ok(FaultManager { inner: Arc::new(Inner { env, bus: std::sync::OnceLock::new(), state: Mutex::new(state), applied, active }) })
+        Ok(FaultManager {
+            inner: Arc::new(Inner {
+                env,
+                bus: std::sync::OnceLock::new(),
+                state: Mutex::new(state),
+                applied,
+                active,
+            }),
+        })
     }
 
     /// Gives the manager the order services' bus (Kafka faults need it).
@@ -199,7 +208,9 @@ impl FaultManager {
                 comps().filter(|(_, k)| k.as_deref().is_some_and(|k| STORE_KINDS.contains(&k))).collect()
             }
             TargetKind::Api => comps().filter(|(_, k)| k.as_deref() == Some("order-api")).collect(),
-            TargetKind::KafkaBroker => comps().filter(|(_, k)| k.as_deref() == Some("kafka-broker")).collect(),
+            TargetKind::KafkaBroker => {
+                comps().filter(|(_, k)| k.as_deref() == Some("kafka-broker")).collect()
+            }
             TargetKind::MqttBroker => comps().filter(|(_, k)| k.as_deref() == Some("mqtt-broker")).collect(),
             TargetKind::Bus => Vec::new(),
         }
@@ -322,7 +333,8 @@ impl FaultManager {
                     }
                 }
             }
-            let active = Active { record: record.clone(), fault: fault.clone(), _ballast: ballast, _expiry: expiry };
+            let active =
+                Active { record: record.clone(), fault: fault.clone(), _ballast: ballast, _expiry: expiry };
             st.active.insert(id.clone(), active);
         }
         if let Effect::Http { action, path, rate } = &fault.effect {
@@ -482,9 +494,13 @@ impl FaultManager {
     async fn instant(&self, fault: &Fault, targets: &[String]) -> Result<Value, String> {
         let env = self.env();
         let sup = &env.supervisor;
-        let bus = || self.bus().ok_or_else(|| "the order services (and their bus) are off in this flow".to_owned());
+        let bus =
+            || self.bus().ok_or_else(|| "the order services (and their bus) are off in this flow".to_owned());
         let embedded = || {
-            bus()?.embedded().cloned().ok_or_else(|| "this fault needs the embedded bus, not a Kafka cluster".to_owned())
+            bus()?
+                .embedded()
+                .cloned()
+                .ok_or_else(|| "this fault needs the embedded bus, not a Kafka cluster".to_owned())
         };
         match &fault.effect {
             Effect::Kill => {

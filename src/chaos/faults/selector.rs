@@ -5,8 +5,8 @@
 //! `fixed` (n of them), `fixed-percent` (that share) or `random-max-percent` (a random share up to
 //! it) — drawing from the fault manager's seeded stream, so a sim run picks the same targets every time.
 
-use rand::seq::SliceRandom as _;
 use rand::Rng as _;
+use rand::seq::SliceRandom as _;
 use serde::Serialize;
 
 use crate::kernel::seed::Rng;
@@ -49,7 +49,11 @@ impl Selector {
         };
         let percent = |what: &str| -> Result<f64, String> {
             let p = number(what)?;
-            if (0.0..=100.0).contains(&p) && p > 0.0 { Ok(p) } else { Err(format!("value: {p} is not a percentage in (0, 100]")) }
+            if (0.0..=100.0).contains(&p) && p > 0.0 {
+                Ok(p)
+            } else {
+                Err(format!("value: {p} is not a percentage in (0, 100]"))
+            }
         };
         let mode = match mode.map(str::trim) {
             None | Some("") => {
@@ -99,14 +103,25 @@ impl Selector {
 
     /// Picks targets among `candidates` (sorted, so the pick depends only on the seed). Errors when
     /// nothing matches, naming what exists.
-    pub fn pick(&self, candidates: &[(String, Option<String>)], rng: &mut Rng) -> Result<Vec<String>, String> {
-        let mut matched: Vec<String> =
-            candidates.iter().filter(|(n, k)| self.matches(n, k.as_deref())).map(|(n, _)| n.clone()).collect();
+    pub fn pick(
+        &self,
+        candidates: &[(String, Option<String>)],
+        rng: &mut Rng,
+    ) -> Result<Vec<String>, String> {
+        let mut matched: Vec<String> = candidates
+            .iter()
+            .filter(|(n, k)| self.matches(n, k.as_deref()))
+            .map(|(n, _)| n.clone())
+            .collect();
         matched.sort();
         matched.dedup();
         if matched.is_empty() {
             let known: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(format!("target: {:?} matches nothing (candidates: {})", self.pattern, known.join(", ")));
+            return Err(format!(
+                "target: {:?} matches nothing (candidates: {})",
+                self.pattern,
+                known.join(", ")
+            ));
         }
         let n = matched.len();
         let count = match self.mode {
@@ -140,7 +155,10 @@ fn glob(pattern: &str, name: &str) -> bool {
         return pattern == name;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || !name[first.len()..].ends_with(last) || name.len() < first.len() + last.len() {
+    if !name.starts_with(first)
+        || !name[first.len()..].ends_with(last)
+        || name.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];
@@ -159,7 +177,15 @@ mod tests {
     use crate::kernel::seed::Seed;
 
     fn cands(names: &[&str]) -> Vec<(String, Option<String>)> {
-        names.iter().map(|n| (n.to_string(), Some(if n.starts_with("KAFKA-") { "kafka-broker" } else { "other" }.to_string()))).collect()
+        names
+            .iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    Some(if n.starts_with("KAFKA-") { "kafka-broker" } else { "other" }.to_string()),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -186,11 +212,16 @@ mod tests {
         assert_eq!(pick("KAFKA-*", Some("fixed-percent"), Some("50"), 1).unwrap().len(), 2);
         let r = pick("KAFKA-*", Some("random-max-percent"), Some("75"), 1).unwrap().len();
         assert!((1..=3).contains(&r));
-        assert_eq!(pick("KAFKA-*", Some("one"), None, 9).unwrap(), pick("KAFKA-*", Some("one"), None, 9).unwrap());
+        assert_eq!(
+            pick("KAFKA-*", Some("one"), None, 9).unwrap(),
+            pick("KAFKA-*", Some("one"), None, 9).unwrap()
+        );
         let err = pick("SPARK", None, None, 1).unwrap_err();
         assert!(err.contains("matches nothing") && err.contains("FLINK"), "{err}");
         assert!(pick("KAFKA-*", Some("fixed"), Some("9"), 1).unwrap_err().contains("only 4"));
         assert!(Selector::parse(Some("X"), Some("some"), None).unwrap_err().starts_with("mode:"));
-        assert!(Selector::parse(Some("X"), Some("fixed-percent"), Some("150")).unwrap_err().starts_with("value:"));
+        assert!(
+            Selector::parse(Some("X"), Some("fixed-percent"), Some("150")).unwrap_err().starts_with("value:")
+        );
     }
 }

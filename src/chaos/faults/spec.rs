@@ -93,40 +93,288 @@ use TargetKind as T;
 
 /// Every fault kind chaoslab injects.
 pub const CATALOGUE: &[KindInfo] = &[
-    kind("network-delay", "network", T::Link, None, false, &["latency (e.g. 200ms)", "jitter (0)", "correlation (0-100, 0)", "direction (to|from|both, both)"], "Delays every message (netem delay)."),
-    kind("network-loss", "network", T::Link, None, false, &["percent (0-100)", "direction"], "Drops messages at random."),
-    kind("network-duplicate", "network", T::Link, None, false, &["percent (0-100)", "direction"], "Delivers messages twice."),
-    kind("network-corrupt", "network", T::Link, None, false, &["percent (0-100)", "direction"], "Flips a bit in message payloads."),
-    kind("network-reorder", "network", T::Link, None, false, &["percent (0-100)", "latency (10ms)", "direction"], "Lets messages jump ahead of delayed ones."),
-    kind("network-partition", "network", T::Link, None, false, &["direction (to|from|both, both)"], "Cuts the links off completely."),
-    kind("network-bandwidth", "network", T::Link, None, false, &["rate (bytes/s, or 1kbps, 10mbps …)", "direction"], "Caps throughput."),
-    kind("process-kill", "process", T::Component, None, true, &[], "Crashes the component; its restart policy brings it back."),
-    kind("process-failure", "process", T::Component, None, false, &[], "Stops the component for the duration, then starts it."),
-    kind("process-pause", "process", T::Component, None, false, &[], "Freezes the component; it resumes with its backlog."),
-    kind("clock-offset", "time", T::Component, None, false, &["offset (e.g. -5m, 30s)"], "Shifts the component's calendar clock."),
+    kind(
+        "network-delay",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["latency (e.g. 200ms)", "jitter (0)", "correlation (0-100, 0)", "direction (to|from|both, both)"],
+        "Delays every message (netem delay).",
+    ),
+    kind(
+        "network-loss",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "direction"],
+        "Drops messages at random.",
+    ),
+    kind(
+        "network-duplicate",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "direction"],
+        "Delivers messages twice.",
+    ),
+    kind(
+        "network-corrupt",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "direction"],
+        "Flips a bit in message payloads.",
+    ),
+    kind(
+        "network-reorder",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "latency (10ms)", "direction"],
+        "Lets messages jump ahead of delayed ones.",
+    ),
+    kind(
+        "network-partition",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["direction (to|from|both, both)"],
+        "Cuts the links off completely.",
+    ),
+    kind(
+        "network-bandwidth",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["rate (bytes/s, or 1kbps, 10mbps …)", "direction"],
+        "Caps throughput.",
+    ),
+    kind(
+        "process-kill",
+        "process",
+        T::Component,
+        None,
+        true,
+        &[],
+        "Crashes the component; its restart policy brings it back.",
+    ),
+    kind(
+        "process-failure",
+        "process",
+        T::Component,
+        None,
+        false,
+        &[],
+        "Stops the component for the duration, then starts it.",
+    ),
+    kind(
+        "process-pause",
+        "process",
+        T::Component,
+        None,
+        false,
+        &[],
+        "Freezes the component; it resumes with its backlog.",
+    ),
+    kind(
+        "clock-offset",
+        "time",
+        T::Component,
+        None,
+        false,
+        &["offset (e.g. -5m, 30s)"],
+        "Shifts the component's calendar clock.",
+    ),
     kind("io-latency", "io", T::Store, None, false, &["delay (e.g. 100ms)"], "Slows down every write."),
-    kind("io-error", "io", T::Store, None, false, &["percent (0-100, 100)"], "Fails writes with an I/O error."),
+    kind(
+        "io-error",
+        "io",
+        T::Store,
+        None,
+        false,
+        &["percent (0-100, 100)"],
+        "Fails writes with an I/O error.",
+    ),
     kind("disk-full", "io", T::Store, None, false, &[], "Fails every write with 'No space left on device'."),
-    kind("http-abort", "http", T::Api, Some("POKE-ORDER-API"), false, &["code (500)", "path (prefix, all)", "percent (100)"], "Answers requests with an error status."),
-    kind("http-delay", "http", T::Api, Some("POKE-ORDER-API"), false, &["delay (e.g. 2s)", "path", "percent (100)"], "Delays requests."),
-    kind("http-replace-body", "http", T::Api, Some("POKE-ORDER-API"), false, &["body (text or JSON)", "path", "percent (100)"], "Replaces response bodies."),
-    kind("assault-latency", "http", T::Api, Some("POKE-ORDER-API"), false, &["min (1s)", "max (3s)", "path", "percent (100)"], "Chaos Monkey latency assault: a random delay per request."),
-    kind("assault-exception", "http", T::Api, Some("POKE-ORDER-API"), false, &["code (500)", "path", "percent (100)"], "Chaos Monkey exception assault: the handler throws."),
-    kind("assault-kill", "http", T::Api, Some("POKE-ORDER-API"), false, &[], "Chaos Monkey kill-application assault: the service is down for the duration."),
-    kind("assault-memory", "http", T::Api, Some("POKE-ORDER-API"), false, &["megabytes (64)"], "Chaos Monkey memory assault: holds memory for the duration."),
-    kind("kafka-broker-down", "kafka", T::KafkaBroker, None, false, &[], "Stops a bus broker for the duration."),
-    kind("kafka-broker-reboot", "kafka", T::KafkaBroker, None, true, &["downtime (5s)"], "Reboots a bus broker (down, then up)."),
+    kind(
+        "http-abort",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["code (500)", "path (prefix, all)", "percent (100)"],
+        "Answers requests with an error status.",
+    ),
+    kind(
+        "http-delay",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["delay (e.g. 2s)", "path", "percent (100)"],
+        "Delays requests.",
+    ),
+    kind(
+        "http-replace-body",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["body (text or JSON)", "path", "percent (100)"],
+        "Replaces response bodies.",
+    ),
+    kind(
+        "assault-latency",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["min (1s)", "max (3s)", "path", "percent (100)"],
+        "Chaos Monkey latency assault: a random delay per request.",
+    ),
+    kind(
+        "assault-exception",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["code (500)", "path", "percent (100)"],
+        "Chaos Monkey exception assault: the handler throws.",
+    ),
+    kind(
+        "assault-kill",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &[],
+        "Chaos Monkey kill-application assault: the service is down for the duration.",
+    ),
+    kind(
+        "assault-memory",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["megabytes (64)"],
+        "Chaos Monkey memory assault: holds memory for the duration.",
+    ),
+    kind(
+        "kafka-broker-down",
+        "kafka",
+        T::KafkaBroker,
+        None,
+        false,
+        &[],
+        "Stops a bus broker for the duration.",
+    ),
+    kind(
+        "kafka-broker-reboot",
+        "kafka",
+        T::KafkaBroker,
+        None,
+        true,
+        &["downtime (5s)"],
+        "Reboots a bus broker (down, then up).",
+    ),
     kind("kafka-delete-topic", "kafka", T::Bus, None, true, &["topic"], "Deletes a topic."),
-    kind("kafka-produce", "kafka", T::Bus, None, true, &["topic", "partition (0)", "messages (list of strings)"], "Produces raw bytes to a partition."),
-    kind("kafka-rebalance-group", "kafka", T::Bus, None, true, &["group", "topic"], "Joins the group briefly, forcing a rebalance."),
-    kind("kafka-delete-group", "kafka", T::Bus, None, true, &["group"], "Deletes a consumer group (it must be empty)."),
-    kind("mqtt-broker-down", "mqtt", T::MqttBroker, Some("MQTT_BROKER"), false, &[], "Stops the MQTT broker for the duration."),
-    kind("mqtt-broker-restart", "mqtt", T::MqttBroker, Some("MQTT_BROKER"), true, &[], "Restarts the MQTT broker."),
-    kind("mqtt-drop-session", "mqtt", T::MqttBroker, Some("MQTT_BROKER"), true, &["client_id"], "Closes one client's connection from the broker side."),
-    kind("data-drop-fields", "data", T::Link, Some("SENSOR"), false, &["fields (list, [humidity])", "percent (100)"], "Removes fields from sensor records."),
-    kind("data-none-values", "data", T::Link, Some("SENSOR"), false, &["fields (list, [humidity, temperature])", "percent (100)"], "Replaces values with the dataset's ' None'."),
-    kind("data-missing-time", "data", T::Link, Some("SENSOR"), false, &["percent (100)"], "Removes the time field."),
-    kind("data-out-of-order", "data", T::Link, Some("SENSOR"), false, &["shift (e.g. 1m)", "percent (100)"], "Moves timestamps into the past."),
+    kind(
+        "kafka-produce",
+        "kafka",
+        T::Bus,
+        None,
+        true,
+        &["topic", "partition (0)", "messages (list of strings)"],
+        "Produces raw bytes to a partition.",
+    ),
+    kind(
+        "kafka-rebalance-group",
+        "kafka",
+        T::Bus,
+        None,
+        true,
+        &["group", "topic"],
+        "Joins the group briefly, forcing a rebalance.",
+    ),
+    kind(
+        "kafka-delete-group",
+        "kafka",
+        T::Bus,
+        None,
+        true,
+        &["group"],
+        "Deletes a consumer group (it must be empty).",
+    ),
+    kind(
+        "mqtt-broker-down",
+        "mqtt",
+        T::MqttBroker,
+        Some("MQTT_BROKER"),
+        false,
+        &[],
+        "Stops the MQTT broker for the duration.",
+    ),
+    kind(
+        "mqtt-broker-restart",
+        "mqtt",
+        T::MqttBroker,
+        Some("MQTT_BROKER"),
+        true,
+        &[],
+        "Restarts the MQTT broker.",
+    ),
+    kind(
+        "mqtt-drop-session",
+        "mqtt",
+        T::MqttBroker,
+        Some("MQTT_BROKER"),
+        true,
+        &["client_id"],
+        "Closes one client's connection from the broker side.",
+    ),
+    kind(
+        "data-drop-fields",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["fields (list, [humidity])", "percent (100)"],
+        "Removes fields from sensor records.",
+    ),
+    kind(
+        "data-none-values",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["fields (list, [humidity, temperature])", "percent (100)"],
+        "Replaces values with the dataset's ' None'.",
+    ),
+    kind(
+        "data-missing-time",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["percent (100)"],
+        "Removes the time field.",
+    ),
+    kind(
+        "data-out-of-order",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["shift (e.g. 1m)", "percent (100)"],
+        "Moves timestamps into the past.",
+    ),
 ];
 
 /// Looks a kind up by name.
@@ -372,7 +620,9 @@ impl<'a> Params<'a> {
     fn strings(&mut self, name: &'static str, default: &[&str]) -> Vec<String> {
         match self.get(name) {
             None => default.iter().map(|s| s.to_string()).collect(),
-            Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+            Some(Value::String(s)) => {
+                s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect()
+            }
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
                 items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
             }
@@ -422,7 +672,9 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
             Some(s) if s >= 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
             _ => Err(format!("{n} is not a duration")),
         },
-        Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration: {e}")),
+        Value::String(s) => {
+            humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration: {e}"))
+        }
         other => Err(format!("{other} is not a duration")),
     }
 }
@@ -430,7 +682,9 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
 /// Parses a signed offset (`-5m`, `+30s`, `90s`) into milliseconds.
 pub fn parse_offset(v: &Value) -> Result<i64, String> {
     let text = match v {
-        Value::Number(n) => return n.as_f64().map(|s| (s * 1000.0) as i64).ok_or_else(|| format!("{n} is not an offset")),
+        Value::Number(n) => {
+            return n.as_f64().map(|s| (s * 1000.0) as i64).ok_or_else(|| format!("{n} is not an offset"));
+        }
         Value::String(s) => s.trim(),
         other => return Err(format!("{other} is not an offset")),
     };
@@ -558,7 +812,9 @@ impl Fault {
                 Effect::Net(NetFault::Delay { latency, jitter, correlation }, p.direction())
             }
             "network-loss" => Effect::Net(NetFault::Loss(p.percent("percent", None)), p.direction()),
-            "network-duplicate" => Effect::Net(NetFault::Duplicate(p.percent("percent", None)), p.direction()),
+            "network-duplicate" => {
+                Effect::Net(NetFault::Duplicate(p.percent("percent", None)), p.direction())
+            }
             "network-corrupt" => Effect::Net(NetFault::Corrupt(p.percent("percent", None)), p.direction()),
             "network-reorder" => {
                 let pct = p.percent("percent", None);
@@ -593,7 +849,9 @@ impl Fault {
                 }
             },
             "io-latency" => Effect::Io(IoFaults { latency: p.duration("delay", None), ..Default::default() }),
-            "io-error" => Effect::Io(IoFaults { error_rate: p.percent("percent", Some(1.0)), ..Default::default() }),
+            "io-error" => {
+                Effect::Io(IoFaults { error_rate: p.percent("percent", Some(1.0)), ..Default::default() })
+            }
             "disk-full" => Effect::Io(IoFaults { disk_full: true, ..Default::default() }),
             "http-abort" => {
                 let code = p.uint("code", 500);
@@ -726,7 +984,8 @@ mod tests {
 
     #[test]
     fn instant_kinds_take_no_duration_and_targets_default() {
-        let e = Fault::parse(&req(json!({"kind": "process-kill", "target": "FLINK", "duration": "5s"}))).unwrap_err();
+        let e = Fault::parse(&req(json!({"kind": "process-kill", "target": "FLINK", "duration": "5s"})))
+            .unwrap_err();
         assert!(e.to_string().contains("happens once"));
         let f = Fault::parse(&req(json!({"kind": "mqtt-broker-down", "duration": 90}))).unwrap();
         assert_eq!(f.selector.pattern(), "MQTT_BROKER");
@@ -742,8 +1001,10 @@ mod tests {
         assert_eq!(parse_rate(&json!("8kbps")).unwrap(), 1000);
         assert_eq!(parse_rate(&json!(512)).unwrap(), 512);
         assert!(parse_rate(&json!("3 parsecs")).is_err());
-        let f = Fault::parse(&req(json!({"kind": "data-none-values", "parameters": {"fields": "humidity", "percent": 50}})))
-            .unwrap();
+        let f = Fault::parse(&req(
+            json!({"kind": "data-none-values", "parameters": {"fields": "humidity", "percent": 50}}),
+        ))
+        .unwrap();
         let Effect::Net(NetFault::Data(d), Direction::From) = f.effect else { panic!() };
         assert_eq!(d.none_fields, vec!["humidity"]);
         assert!((d.rate - 0.5).abs() < 1e-9);

@@ -32,7 +32,11 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
                     parameters: [("downtime".to_owned(), json!(REBOOT_DOWNTIME))].into_iter().collect(),
                     ..Default::default()
                 };
-                let record = p.faults.apply(&request).await.map_err(|e| ActivityError::failed(format!("broker {id}: {e}")))?;
+                let record = p
+                    .faults
+                    .apply(&request)
+                    .await
+                    .map_err(|e| ActivityError::failed(format!("broker {id}: {e}")))?;
                 rebooted.push(record.id);
             }
             Ok(json!({
@@ -40,6 +44,9 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
                 "ClusterOperationArn": format!("{arn}/operation/{}", rebooted.join("-")),
             }))
         }
-        _ => Err(ActivityError::UnknownFunction { module: "chaosaws.msk.actions".into(), func: func.to_owned() }),
+        _ => Err(ActivityError::UnknownFunction {
+            module: "chaosaws.msk.actions".into(),
+            func: func.to_owned(),
+        }),
     }
 }

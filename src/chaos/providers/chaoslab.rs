@@ -27,7 +27,9 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
             let parameters = match a.0.get("parameters") {
                 None | Some(Value::Null) => serde_json::Map::new(),
                 Some(Value::Object(m)) => m.clone(),
-                Some(other) => return Err(failed(format!("argument parameters: expected an object, got {other}"))),
+                Some(other) => {
+                    return Err(failed(format!("argument parameters: expected an object, got {other}")));
+                }
             };
             let request = FaultRequest {
                 kind: a.str("kind")?,
@@ -75,7 +77,9 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
             let topics = match a.opt_str("topic")? {
                 Some(t) => vec![t],
                 None => {
-                    let embedded = bus.embedded().ok_or_else(|| failed("give a topic when the bus is a Kafka cluster"))?;
+                    let embedded = bus
+                        .embedded()
+                        .ok_or_else(|| failed("give a topic when the bus is a Kafka cluster"))?;
                     let d = embedded.admin().describe_group(&group).map_err(failed)?;
                     let mut t: Vec<String> = d.offsets.iter().map(|o| o.topic.clone()).collect();
                     t.dedup();
@@ -84,7 +88,8 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
             };
             let mut total = 0u64;
             for t in topics {
-                total += bus.consumer_lag(&group, &t).await.map_err(failed)?.iter().map(|l| l.lag).sum::<u64>();
+                total +=
+                    bus.consumer_lag(&group, &t).await.map_err(failed)?.iter().map(|l| l.lag).sum::<u64>();
             }
             Ok(json!(total))
         }
@@ -105,5 +110,8 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
 }
 
 fn bus(p: &Pipeline) -> Result<&crate::bus::backend::BusClient, ActivityError> {
-    p.orders.as_ref().map(|o| &o.client).ok_or_else(|| failed("the order services (and their bus) are off in this flow"))
+    p.orders
+        .as_ref()
+        .map(|o| &o.client)
+        .ok_or_else(|| failed("the order services (and their bus) are off in this flow"))
 }

@@ -8,10 +8,10 @@ use std::ops::ControlFlow;
 
 use serde_json::{Value, json};
 
-use crate::chaos::experiment::control::{Controls, Hook, Interrupt};
-use crate::chaos::experiment::provider::BoxFuture;
 use crate::chaos::experiment::config::Vars;
+use crate::chaos::experiment::control::{Controls, Hook, Interrupt};
 use crate::chaos::experiment::model::{ControlLevel, ControlScope};
+use crate::chaos::experiment::provider::BoxFuture;
 
 /// The module name of the control.
 pub const GET_PRODUCTION_OFFSETS: &str = "chaoskafka.controls.get_production_offsets";
@@ -33,8 +33,10 @@ impl Controls for NativeControls {
                 && let Some(records) = hook.state.and_then(|s| s.get("output")).and_then(Value::as_array)
                 && let Some(first) = records.first()
             {
-                let offsets: Vec<u64> = records.iter().filter_map(|r| r.get("offset").and_then(Value::as_u64)).collect();
-                vars.configuration.insert("partition".into(), first.get("partition").cloned().unwrap_or(Value::Null));
+                let offsets: Vec<u64> =
+                    records.iter().filter_map(|r| r.get("offset").and_then(Value::as_u64)).collect();
+                vars.configuration
+                    .insert("partition".into(), first.get("partition").cloned().unwrap_or(Value::Null));
                 vars.configuration.insert("earliest".into(), json!(offsets.iter().min()));
                 vars.configuration.insert("num_messages".into(), json!(records.len()));
             }

@@ -19,17 +19,28 @@ fn failed(e: impl std::fmt::Display) -> ActivityError {
 }
 
 fn bus(p: &Pipeline) -> Result<&BusClient, ActivityError> {
-    p.orders.as_ref().map(|o| &o.client).ok_or_else(|| failed("the order services (and their bus) are off in this flow"))
+    p.orders
+        .as_ref()
+        .map(|o| &o.client)
+        .ok_or_else(|| failed("the order services (and their bus) are off in this flow"))
 }
 
 /// Dispatches one chaoskafka function.
-pub(crate) async fn call(p: &Pipeline, module: &str, func: &str, a: &Args<'_>) -> Result<Value, ActivityError> {
+pub(crate) async fn call(
+    p: &Pipeline,
+    module: &str,
+    func: &str,
+    a: &Args<'_>,
+) -> Result<Value, ActivityError> {
     let bus = bus(p)?;
     let _ = a.opt_str("bootstrap_servers")?;
     match func {
         "describe_kafka_topic" => {
             let topic = a.str("topic")?;
-            let d = bus.describe_topic(&topic).await.map_err(|_| failed(format!("Topic '{topic}' does not exist")))?;
+            let d = bus
+                .describe_topic(&topic)
+                .await
+                .map_err(|_| failed(format!("Topic '{topic}' does not exist")))?;
             let info: serde_json::Map<String, Value> = d
                 .partitions
                 .iter()
@@ -49,7 +60,8 @@ pub(crate) async fn call(p: &Pipeline, module: &str, func: &str, a: &Args<'_>) -
             Ok(Value::Bool(!d.has_offline_partitions()))
         }
         "cluster_doesnt_have_under_replicated_partitions" => {
-            let embedded = bus.embedded().ok_or_else(|| failed("listing all topics needs the embedded bus"))?;
+            let embedded =
+                bus.embedded().ok_or_else(|| failed("listing all topics needs the embedded bus"))?;
             let admin = embedded.admin();
             for topic in admin.list_topics() {
                 let d = admin.describe_topic(&topic).map_err(failed)?;
@@ -103,7 +115,8 @@ pub(crate) async fn call(p: &Pipeline, module: &str, func: &str, a: &Args<'_>) -
             let ts = p.clock.now().timestamp_millis();
             let mut out = Vec::new();
             for m in a.strings("messages")? {
-                let meta = producer.send(&topic, Some(partition), None, Bytes::from(m), ts).await.map_err(failed)?;
+                let meta =
+                    producer.send(&topic, Some(partition), None, Bytes::from(m), ts).await.map_err(failed)?;
                 out.push(json!({"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}));
             }
             p.trace.emit("chaoslab", "experiment.produced", &json!({"topic": topic, "records": out}));
@@ -143,16 +156,23 @@ async fn consume(p: &Pipeline, bus: &BusClient, a: &Args<'_>) -> Result<Value, A
                 Err(e) if attempts >= 10 => return Err(failed(e)),
                 Err(_) => {
                     attempts += 1;
-                    let polled = tokio::time::timeout(std::time::Duration::from_secs(3), consumer.poll(1)).await;
+                    let polled =
+                        tokio::time::timeout(std::time::Duration::from_secs(3), consumer.poll(1)).await;
                     if let Ok(Err(e)) = polled {
                         return Err(failed(e));
                     }
                 }
             }
         }
-        out.push(json!({"partition": r.partition, "offset": r.offset, "value": String::from_utf8_lossy(&r.value)}));
+        out.push(
+            json!({"partition": r.partition, "offset": r.offset, "value": String::from_utf8_lossy(&r.value)}),
+        );
     }
     consumer.close();
-    p.trace.emit("chaoslab", "experiment.consumed", &json!({"topic": topic, "group": group, "records": out.len()}));
+    p.trace.emit(
+        "chaoslab",
+        "experiment.consumed",
+        &json!({"topic": topic, "group": group, "records": out.len()}),
+    );
     Ok(Value::Array(out))
 }

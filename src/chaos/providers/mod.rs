@@ -66,32 +66,240 @@ const fn opt(name: &'static str, ty: &'static str) -> Param {
 
 /// Every function chaoslab provides, by module.
 pub const FUNCTIONS: &[Function] = &[
-    Function { module: "chaoslab.actions", func: "apply_fault", kind: "action", params: &[req("kind", "str"), opt("target", "str"), opt("mode", "str"), opt("value", "str"), opt("duration", "str"), opt("parameters", "Dict[str, Any]")], returns: "Dict[str, Any]", doc: "Applies a fault from the catalogue (see `chaoslab fault kinds`); returns its record." },
-    Function { module: "chaoslab.actions", func: "remove_fault", kind: "action", params: &[req("fault_id", "str")], returns: "Dict[str, Any]", doc: "Removes an active fault." },
-    Function { module: "chaoslab.actions", func: "remove_all_faults", kind: "action", params: &[], returns: "List[Dict[str, Any]]", doc: "Removes every active fault." },
-    Function { module: "chaoslab.actions", func: "stop_component", kind: "action", params: &[req("name", "str")], returns: "Dict[str, Any]", doc: "Stops a component until started." },
-    Function { module: "chaoslab.actions", func: "start_component", kind: "action", params: &[req("name", "str")], returns: "Dict[str, Any]", doc: "Starts a stopped component." },
-    Function { module: "chaoslab.actions", func: "crash_component", kind: "action", params: &[req("name", "str")], returns: "Dict[str, Any]", doc: "Crashes a component; its restart policy decides what follows." },
-    Function { module: "chaoslab.actions", func: "restart_component", kind: "action", params: &[req("name", "str")], returns: "Dict[str, Any]", doc: "Restarts a component." },
-    Function { module: "chaoslab.probes", func: "query_metric", kind: "probe", params: &[req("query", "str")], returns: "Any", doc: "Evaluates a PromQL expression now: a number for a single sample or scalar, else a list of {metric, value}." },
-    Function { module: "chaoslab.probes", func: "component_health", kind: "probe", params: &[req("name", "str")], returns: "Dict[str, Any]", doc: "State, readiness, restarts of a component." },
-    Function { module: "chaoslab.probes", func: "component_up", kind: "probe", params: &[req("name", "str")], returns: "bool", doc: "True when the component runs and is ready." },
-    Function { module: "chaoslab.probes", func: "list_faults", kind: "probe", params: &[], returns: "List[Dict[str, Any]]", doc: "The faults in force." },
-    Function { module: "chaoslab.probes", func: "describe_topic", kind: "probe", params: &[req("topic", "str")], returns: "Dict[str, Any]", doc: "Partitions, leaders, replicas and ISR of a bus topic." },
-    Function { module: "chaoslab.probes", func: "consumer_lag", kind: "probe", params: &[req("group", "str"), opt("topic", "str")], returns: "int", doc: "Total lag of a consumer group (on one topic, or all it has offsets on)." },
-    Function { module: "chaoslab.probes", func: "incidents", kind: "probe", params: &[opt("name", "str")], returns: "List[Dict[str, Any]]", doc: "Incidents the reasoner reported so far (all, or those of one name)." },
-    Function { module: "chaoslab.probes", func: "order_counts", kind: "probe", params: &[], returns: "Dict[str, int]", doc: "Orders in each state." },
-    Function { module: "chaoskafka.probes", func: "describe_kafka_topic", kind: "probe", params: &[req("bootstrap_servers", "str"), req("topic", "str")], returns: "str", doc: "chaostoolkit-kafka: the topic as a JSON string." },
-    Function { module: "chaoskafka.probes", func: "all_replicas_in_sync", kind: "probe", params: &[req("bootstrap_servers", "str"), req("topic", "str")], returns: "bool", doc: "chaostoolkit-kafka: ISR equals replicas for every partition." },
-    Function { module: "chaoskafka.probes", func: "topic_has_no_offline_partitions", kind: "probe", params: &[req("bootstrap_servers", "str"), req("topic", "str")], returns: "bool", doc: "chaostoolkit-kafka: every partition has a leader and an ISR." },
-    Function { module: "chaoskafka.probes", func: "cluster_doesnt_have_under_replicated_partitions", kind: "probe", params: &[req("bootstrap_servers", "str")], returns: "bool", doc: "chaostoolkit-kafka: no partition of any topic is under-replicated." },
-    Function { module: "chaoskafka.probes", func: "check_consumer_lag_under_threshold", kind: "probe", params: &[req("bootstrap_servers", "str"), req("group_id", "str"), req("topic", "str"), opt("threshold", "int"), opt("partition", "int")], returns: "bool", doc: "chaostoolkit-kafka: threshold > lag, for all partitions or one." },
-    Function { module: "chaoskafka.actions", func: "delete_kafka_topic", kind: "action", params: &[req("bootstrap_servers", "str"), req("topic", "str")], returns: "bool", doc: "chaostoolkit-kafka: deletes a topic." },
-    Function { module: "chaoskafka.actions", func: "rebalance_consumer_group", kind: "action", params: &[req("bootstrap_servers", "str"), req("topic", "str"), req("group_id", "str")], returns: "bool", doc: "chaostoolkit-kafka: joins the group for 3 s, forcing a rebalance." },
-    Function { module: "chaoskafka.actions", func: "delete_consumer_group", kind: "action", params: &[req("bootstrap_servers", "str"), req("group_id", "str")], returns: "bool", doc: "chaostoolkit-kafka: deletes an empty group." },
-    Function { module: "chaoskafka.actions", func: "produce_messages", kind: "action", params: &[req("bootstrap_servers", "str"), opt("client_id", "str"), req("topic", "str"), opt("messages", "List[str]"), opt("partition", "int")], returns: "List[Dict[str, Any]]", doc: "chaostoolkit-kafka: produces UTF-8 strings to one partition." },
-    Function { module: "chaoskafka.actions", func: "consume_messages", kind: "action", params: &[req("bootstrap_servers", "str"), opt("group_id", "str"), req("topic", "str"), opt("partition", "int"), opt("offset", "int"), opt("num_messages", "int")], returns: "List[Dict[str, Any]]", doc: "chaostoolkit-kafka: consumes and commits messages of one partition as the group." },
-    Function { module: "chaosaws.msk.actions", func: "reboot_msk_broker", kind: "action", params: &[req("cluster_arn", "str"), req("broker_ids", "List[str]"), opt("client", "Any")], returns: "Dict[str, Any]", doc: "chaostoolkit-aws: reboots brokers (here: KAFKA-<id> of the embedded bus)." },
+    Function {
+        module: "chaoslab.actions",
+        func: "apply_fault",
+        kind: "action",
+        params: &[
+            req("kind", "str"),
+            opt("target", "str"),
+            opt("mode", "str"),
+            opt("value", "str"),
+            opt("duration", "str"),
+            opt("parameters", "Dict[str, Any]"),
+        ],
+        returns: "Dict[str, Any]",
+        doc: "Applies a fault from the catalogue (see `chaoslab fault kinds`); returns its record.",
+    },
+    Function {
+        module: "chaoslab.actions",
+        func: "remove_fault",
+        kind: "action",
+        params: &[req("fault_id", "str")],
+        returns: "Dict[str, Any]",
+        doc: "Removes an active fault.",
+    },
+    Function {
+        module: "chaoslab.actions",
+        func: "remove_all_faults",
+        kind: "action",
+        params: &[],
+        returns: "List[Dict[str, Any]]",
+        doc: "Removes every active fault.",
+    },
+    Function {
+        module: "chaoslab.actions",
+        func: "stop_component",
+        kind: "action",
+        params: &[req("name", "str")],
+        returns: "Dict[str, Any]",
+        doc: "Stops a component until started.",
+    },
+    Function {
+        module: "chaoslab.actions",
+        func: "start_component",
+        kind: "action",
+        params: &[req("name", "str")],
+        returns: "Dict[str, Any]",
+        doc: "Starts a stopped component.",
+    },
+    Function {
+        module: "chaoslab.actions",
+        func: "crash_component",
+        kind: "action",
+        params: &[req("name", "str")],
+        returns: "Dict[str, Any]",
+        doc: "Crashes a component; its restart policy decides what follows.",
+    },
+    Function {
+        module: "chaoslab.actions",
+        func: "restart_component",
+        kind: "action",
+        params: &[req("name", "str")],
+        returns: "Dict[str, Any]",
+        doc: "Restarts a component.",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "query_metric",
+        kind: "probe",
+        params: &[req("query", "str")],
+        returns: "Any",
+        doc: "Evaluates a PromQL expression now: a number for a single sample or scalar, else a list of {metric, value}.",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "component_health",
+        kind: "probe",
+        params: &[req("name", "str")],
+        returns: "Dict[str, Any]",
+        doc: "State, readiness, restarts of a component.",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "component_up",
+        kind: "probe",
+        params: &[req("name", "str")],
+        returns: "bool",
+        doc: "True when the component runs and is ready.",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "list_faults",
+        kind: "probe",
+        params: &[],
+        returns: "List[Dict[str, Any]]",
+        doc: "The faults in force.",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "describe_topic",
+        kind: "probe",
+        params: &[req("topic", "str")],
+        returns: "Dict[str, Any]",
+        doc: "Partitions, leaders, replicas and ISR of a bus topic.",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "consumer_lag",
+        kind: "probe",
+        params: &[req("group", "str"), opt("topic", "str")],
+        returns: "int",
+        doc: "Total lag of a consumer group (on one topic, or all it has offsets on).",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "incidents",
+        kind: "probe",
+        params: &[opt("name", "str")],
+        returns: "List[Dict[str, Any]]",
+        doc: "Incidents the reasoner reported so far (all, or those of one name).",
+    },
+    Function {
+        module: "chaoslab.probes",
+        func: "order_counts",
+        kind: "probe",
+        params: &[],
+        returns: "Dict[str, int]",
+        doc: "Orders in each state.",
+    },
+    Function {
+        module: "chaoskafka.probes",
+        func: "describe_kafka_topic",
+        kind: "probe",
+        params: &[req("bootstrap_servers", "str"), req("topic", "str")],
+        returns: "str",
+        doc: "chaostoolkit-kafka: the topic as a JSON string.",
+    },
+    Function {
+        module: "chaoskafka.probes",
+        func: "all_replicas_in_sync",
+        kind: "probe",
+        params: &[req("bootstrap_servers", "str"), req("topic", "str")],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: ISR equals replicas for every partition.",
+    },
+    Function {
+        module: "chaoskafka.probes",
+        func: "topic_has_no_offline_partitions",
+        kind: "probe",
+        params: &[req("bootstrap_servers", "str"), req("topic", "str")],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: every partition has a leader and an ISR.",
+    },
+    Function {
+        module: "chaoskafka.probes",
+        func: "cluster_doesnt_have_under_replicated_partitions",
+        kind: "probe",
+        params: &[req("bootstrap_servers", "str")],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: no partition of any topic is under-replicated.",
+    },
+    Function {
+        module: "chaoskafka.probes",
+        func: "check_consumer_lag_under_threshold",
+        kind: "probe",
+        params: &[
+            req("bootstrap_servers", "str"),
+            req("group_id", "str"),
+            req("topic", "str"),
+            opt("threshold", "int"),
+            opt("partition", "int"),
+        ],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: threshold > lag, for all partitions or one.",
+    },
+    Function {
+        module: "chaoskafka.actions",
+        func: "delete_kafka_topic",
+        kind: "action",
+        params: &[req("bootstrap_servers", "str"), req("topic", "str")],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: deletes a topic.",
+    },
+    Function {
+        module: "chaoskafka.actions",
+        func: "rebalance_consumer_group",
+        kind: "action",
+        params: &[req("bootstrap_servers", "str"), req("topic", "str"), req("group_id", "str")],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: joins the group for 3 s, forcing a rebalance.",
+    },
+    Function {
+        module: "chaoskafka.actions",
+        func: "delete_consumer_group",
+        kind: "action",
+        params: &[req("bootstrap_servers", "str"), req("group_id", "str")],
+        returns: "bool",
+        doc: "chaostoolkit-kafka: deletes an empty group.",
+    },
+    Function {
+        module: "chaoskafka.actions",
+        func: "produce_messages",
+        kind: "action",
+        params: &[
+            req("bootstrap_servers", "str"),
+            opt("client_id", "str"),
+            req("topic", "str"),
+            opt("messages", "List[str]"),
+            opt("partition", "int"),
+        ],
+        returns: "List[Dict[str, Any]]",
+        doc: "chaostoolkit-kafka: produces UTF-8 strings to one partition.",
+    },
+    Function {
+        module: "chaoskafka.actions",
+        func: "consume_messages",
+        kind: "action",
+        params: &[
+            req("bootstrap_servers", "str"),
+            opt("group_id", "str"),
+            req("topic", "str"),
+            opt("partition", "int"),
+            opt("offset", "int"),
+            opt("num_messages", "int"),
+        ],
+        returns: "List[Dict[str, Any]]",
+        doc: "chaostoolkit-kafka: consumes and commits messages of one partition as the group.",
+    },
+    Function {
+        module: "chaosaws.msk.actions",
+        func: "reboot_msk_broker",
+        kind: "action",
+        params: &[req("cluster_arn", "str"), req("broker_ids", "List[str]"), opt("client", "Any")],
+        returns: "Dict[str, Any]",
+        doc: "chaostoolkit-aws: reboots brokers (here: KAFKA-<id> of the embedded bus).",
+    },
 ];
 
 /// Looks a function up.
@@ -139,7 +347,9 @@ impl Args<'_> {
         match self.0.get(name) {
             Some(Value::String(s)) => Ok(s.clone()),
             Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(other) => Err(ActivityError::failed(format!("argument {name}: expected a string, got {other}"))),
+            Some(other) => {
+                Err(ActivityError::failed(format!("argument {name}: expected a string, got {other}")))
+            }
             None => Err(ActivityError::failed(format!("missing argument {name}"))),
         }
     }
@@ -157,14 +367,16 @@ impl Args<'_> {
             None | Some(Value::Null) => {
                 default.ok_or_else(|| ActivityError::failed(format!("missing argument {name}")))
             }
-            Some(Value::Number(n)) => {
-                n.as_i64().ok_or_else(|| ActivityError::failed(format!("argument {name}: {n} is not an integer")))
-            }
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| ActivityError::failed(format!("argument {name}: {n} is not an integer"))),
             Some(Value::String(s)) => s
                 .trim()
                 .parse()
                 .map_err(|_| ActivityError::failed(format!("argument {name}: {s:?} is not an integer"))),
-            Some(other) => Err(ActivityError::failed(format!("argument {name}: expected an integer, got {other}"))),
+            Some(other) => {
+                Err(ActivityError::failed(format!("argument {name}: expected an integer, got {other}")))
+            }
         }
     }
 
@@ -187,13 +399,20 @@ impl Args<'_> {
                 })
                 .collect(),
             Some(Value::String(s)) => Ok(vec![s.clone()]),
-            Some(other) => Err(ActivityError::failed(format!("argument {name}: expected a list, got {other}"))),
+            Some(other) => {
+                Err(ActivityError::failed(format!("argument {name}: expected a list, got {other}")))
+            }
         }
     }
 }
 
 /// Runs a function against a pipeline in this process (also what `/api/chaos/call` does).
-pub async fn call_local(p: &Pipeline, module: &str, func: &str, args: &Map<String, Value>) -> Result<Value, ActivityError> {
+pub async fn call_local(
+    p: &Pipeline,
+    module: &str,
+    func: &str,
+    args: &Map<String, Value>,
+) -> Result<Value, ActivityError> {
     let a = Args(args);
     match module {
         "chaoslab.actions" | "chaoslab.probes" => chaoslab::call(p, func, &a).await,
@@ -214,7 +433,12 @@ async fn call_remote(
     let headers: Vec<(hyper::header::HeaderName, String)> =
         token.map(|t| (hyper::header::AUTHORIZATION, format!("Bearer {t}"))).into_iter().collect();
     let response = client
-        .send_with_headers(hyper::Method::POST, "/api/chaos/call", Some(body.to_string().into_bytes()), &headers)
+        .send_with_headers(
+            hyper::Method::POST,
+            "/api/chaos/call",
+            Some(body.to_string().into_bytes()),
+            &headers,
+        )
         .await
         .map_err(|e| ActivityError::failed(e.to_string()))?;
     let parsed: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
@@ -255,7 +479,12 @@ impl PythonProviders for NativeProviders {
         function(module, func).is_some()
     }
 
-    fn check_arguments(&self, module: &str, func: &str, arguments: &Map<String, Value>) -> Result<(), String> {
+    fn check_arguments(
+        &self,
+        module: &str,
+        func: &str,
+        arguments: &Map<String, Value>,
+    ) -> Result<(), String> {
         let Some(f) = function(module, func) else { return Ok(()) };
         let mut problems = Vec::new();
         for name in arguments.keys() {
@@ -299,8 +528,10 @@ pub fn discovery() -> Value {
             })
         })
         .collect();
-    let faults: Vec<Value> =
-        crate::chaos::faults::CATALOGUE.iter().map(|k| serde_json::to_value(k).unwrap_or(Value::Null)).collect();
+    let faults: Vec<Value> = crate::chaos::faults::CATALOGUE
+        .iter()
+        .map(|k| serde_json::to_value(k).unwrap_or(Value::Null))
+        .collect();
     json!({
         "chaoslib_version": format!("chaoslab-{}", env!("CARGO_PKG_VERSION")),
         "target": "chaoslab",
@@ -332,7 +563,8 @@ mod tests {
         args.insert("bootstrap_servers".into(), json!("x"));
         args.insert("topic".into(), json!("t"));
         args.insert("colour".into(), json!("red"));
-        let err = p.check_arguments("chaoskafka.probes", "check_consumer_lag_under_threshold", &args).unwrap_err();
+        let err =
+            p.check_arguments("chaoskafka.probes", "check_consumer_lag_under_threshold", &args).unwrap_err();
         assert!(err.contains("argument 'colour' is not part of the function signature"), "{err}");
         assert!(err.contains("required argument 'group_id' is missing"), "{err}");
     }

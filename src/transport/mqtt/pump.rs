@@ -112,11 +112,23 @@ pub async fn subscribe_into(
                     note(&ctx, style, &ctx.trace, "mqtt.connected", &render(&opts.log.connected, ""), false);
                     let reason = forward(&mut session, &link).await;
                     ctx.health.set_ready(false, "disconnected");
-                    note(&ctx, style, &ctx.trace, "mqtt.disconnected", &render(&opts.log.lost, &reason), false);
+                    note(
+                        &ctx,
+                        style,
+                        &ctx.trace,
+                        "mqtt.disconnected",
+                        &render(&opts.log.lost, &reason),
+                        false,
+                    );
                 }
-                Err(e) => {
-                    note(&ctx, style, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true)
-                }
+                Err(e) => note(
+                    &ctx,
+                    style,
+                    &ctx.trace,
+                    "mqtt.error",
+                    &render(&opts.log.failed, &e.to_string()),
+                    true,
+                ),
             },
             Err(e) => {
                 ctx.health.set_ready(false, "broker unreachable");
@@ -165,7 +177,14 @@ pub async fn publish_from(
                 }
                 Err(e) => {
                     ctx.health.set_ready(false, "broker unreachable");
-                    note(&ctx, style, &ctx.trace, "mqtt.error", &render(&opts.log.failed, &e.to_string()), true);
+                    note(
+                        &ctx,
+                        style,
+                        &ctx.trace,
+                        "mqtt.error",
+                        &render(&opts.log.failed, &e.to_string()),
+                        true,
+                    );
                     next_attempt = tokio::time::Instant::now() + opts.retry;
                 }
             }
@@ -180,7 +199,14 @@ pub async fn publish_from(
             Err(e) => {
                 session = None;
                 ctx.health.set_ready(false, "disconnected");
-                note(&ctx, style, &ctx.trace, "mqtt.disconnected", &render(&opts.log.lost, &e.to_string()), false);
+                note(
+                    &ctx,
+                    style,
+                    &ctx.trace,
+                    "mqtt.disconnected",
+                    &render(&opts.log.lost, &e.to_string()),
+                    false,
+                );
                 ctx.drop_record("broker_unavailable", json!({"topic": env_for_cb.topic}));
                 next_attempt = tokio::time::Instant::now() + opts.retry;
             }
