@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use common::http::{WAIT, request_with};
+use common::http::{WAIT, eventually, request_with};
 
 fn chaoslab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chaoslab"))
@@ -102,6 +102,17 @@ fn the_same_seed_gives_the_same_journal() {
 }
 
 #[test]
+fn the_api_latency_assault_makes_the_expiry_worker_reverse_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, j, _) = run_sim(&experiment("api-latency-assault.yaml"), dir.path(), &["--warm-up", "3m"]);
+    assert_eq!(j["steady_states"]["before"]["probes"][0]["output"], 0.0);
+    let after = j["steady_states"]["after"]["probes"][0]["output"].as_f64().unwrap();
+    assert!(after > 0.0, "orders were reversed under the assault: {after}");
+    assert_eq!((code, &j["deviated"]), (1, &json!(true)));
+    assert_eq!(j["ground_truth"]["faults"][0]["kind"], "assault-latency");
+}
+
+#[test]
 fn an_invalid_experiment_lists_every_problem_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.json");
@@ -130,6 +141,8 @@ fn an_invalid_experiment_lists_every_problem_and_runs_nothing() {
         ["corrupt_kafka_messages.yaml", "reboot_msk_broker.yaml", "mqtt-outage.yaml", "flink-crash-loop.yaml"]
     {
         let v = chaoslab(&["experiment", "validate", &experiment(shipped)]);
+        let source = std::fs::read_to_string(experiment(shipped)).unwrap();
+        assert!(source.starts_with("# What it teaches:"), "{shipped} says what it teaches");
         assert!(v.status.success(), "{shipped}: {}", text(&v.stderr));
     }
 }
@@ -253,5 +266,45 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
     assert_eq!(journal["status"], "completed");
     assert_eq!(journal["run"][1]["status"], "succeeded");
     assert!(dir.path().join("out/experiments/exp-0001.json").is_file());
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_interrupts_a_run_against_a_live_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = live(&dir.path().join("out")).await;
+    let file = dir.path().join("long.json");
+    let exp = json!({
+        "title": "long pause", "description": "interrupted halfway",
+        "method": [{"type": "action", "name": "delay", "provider": {"type": "python", "module": "chaoslab.actions",
+            "func": "apply_fault", "arguments": {"kind": "network-delay", "target": "MQTT_BROKER->FLINK",
+            "parameters": {"latency": "50ms"}}}, "pauses": {"after": 60}}],
+        "rollbacks": [{"type": "action", "name": "clean", "provider": {"type": "python", "module": "chaoslab.actions",
+            "func": "remove_all_faults"}}]
+    });
+    std::fs::write(&file, exp.to_string()).unwrap();
+    let journal = dir.path().join("journal.json");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+        .args(["experiment", "run", file.to_str().unwrap(), "--journal-path", journal.to_str().unwrap()])
+        .args([
+            "--target",
+            &format!("http://{}", h.http_addr),
+            "--token",
+            h.control_token.as_deref().unwrap(),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    eventually("the fault to be applied", async || (!h.pipeline.faults.list().0.is_empty()).then_some(()))
+        .await;
+    let killed = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(killed.success());
+    let out =
+        tokio::time::timeout(WAIT, child.wait_with_output()).await.expect("the run stops on SIGINT").unwrap();
+    assert!(!out.status.success());
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    assert_eq!(j["status"], "interrupted");
+    assert!(j["duration"].as_f64().unwrap() < 30.0, "it did not wait out the 60 s pause");
     h.stop().await.unwrap();
 }
