@@ -106,6 +106,9 @@ struct RunArgs {
     /// (repeatable; nothing is allowed by default).
     #[arg(long = "allow-process")]
     allow_process: Vec<String>,
+    /// Live: experiments POST /execute_experiment may run at once.
+    #[arg(long, default_value_t = 1)]
+    max_experiments: usize,
 }
 
 #[derive(Args)]
@@ -291,6 +294,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     .forward_listen(a.forward_listen)
                     .log_http_listen(a.log_http_listen)
                     .allow_process(a.allow_process)
+                    .max_experiments(a.max_experiments)
                     .run_blocking(a.duration)?
             };
             if a.json {

@@ -308,3 +308,41 @@ async fn sigint_interrupts_a_run_against_a_live_target() {
     assert!(j["duration"].as_f64().unwrap() < 30.0, "it did not wait out the 60 s pause");
     h.stop().await.unwrap();
 }
+
+#[test]
+fn verify_measures_throughout_and_summarises_met_and_deviated_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("verify.json");
+    let exp = json!({
+        "title": "FLINK under a pause", "description": "a ChaosIQ verification",
+        "extensions": [{"name": "chaosiq", "verification": {"id": "v-1", "warm-up-duration": 2,
+            "frequency-of-measurement": 2, "duration-of-conditions": 20, "cool-down-duration": 2}}],
+        "steady-state-hypothesis": {"title": "FLINK up", "probes": [{"type": "probe", "name": "up", "tolerance": true,
+            "provider": {"type": "python", "module": "chaoslab.probes", "func": "component_up", "arguments": {"name": "FLINK"}}}]},
+        "method": [{"type": "action", "name": "pause", "provider": {"type": "python", "module": "chaoslab.actions",
+            "func": "apply_fault", "arguments": {"kind": "process-pause", "target": "FLINK", "duration": "8s"}}}]
+    });
+    std::fs::write(&file, exp.to_string()).unwrap();
+    let out = dir.path().join("out");
+    let journal = dir.path().join("journal.json");
+    let o = chaoslab(&[
+        "experiment",
+        "verify",
+        "--sim",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--journal-path",
+        journal.to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("verification summary"), "{stdout}\n{}", text(&o.stderr));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let m = j["measurements"].as_array().unwrap();
+    let deviated = m.iter().filter(|s| s["steady_state_met"] == false).count();
+    assert!(
+        deviated >= 2 && deviated < m.len(),
+        "the pause shows in some samples only: {deviated} of {}",
+        m.len()
+    );
+}

@@ -138,6 +138,7 @@ pub async fn run_once(
             };
             tracing::info!(component = %ctx.name, "k-means: {summary}");
             ctx.trace("kmeans.result", &summary);
+            ctx.app_log("spark-kmeans.ml.app.dataAsset", crate::monitoring::stack::object(summary));
             probe.record(&report);
         }
         Err(e) => {

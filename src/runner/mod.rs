@@ -250,6 +250,12 @@ impl LiveRun {
         self
     }
 
+    /// Experiments `/execute_experiment` runs at once (default 1).
+    pub fn max_experiments(mut self, n: usize) -> LiveRun {
+        self.control.max_concurrent = n;
+        self
+    }
+
     /// Overrides where the Fluentd Forward input listens.
     pub fn forward_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
         self.forward_listen = addr;

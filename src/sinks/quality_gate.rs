@@ -91,6 +91,9 @@ pub async fn run(
                 written.with_context(|| format!("cannot append to {}", file.display()))?;
                 ctx.metrics.records_out.inc();
                 ctx.trace_record("record.appended", &json!({"bytes": line.len()}));
+                // "Log to Fluentd": the stored record as a data-asset event.
+                let event = json!({"message": "sensor data stored", "file": file.display().to_string(), "bytes": line.len()});
+                ctx.app_log("mqtt.app.dataAsset", crate::monitoring::stack::object(event));
             }
             Verdict::NotJson => {
                 tracing::warn!(component = %ctx.name, "json: Unexpected token in JSON payload");
@@ -99,6 +102,13 @@ pub async fn run(
             Verdict::MissingTime => {
                 tracing::warn!(component = %ctx.name, signal = "MissingTimeInformation", "record without time dropped");
                 ctx.trace("signal.emitted", &json!({"name": "MissingTimeInformation"}));
+                // The "Check Data Quality" node's event, under the reference's tag.
+                let event = json!({"message": "The received sensor data has no time information", "level": "WARN",
+                                   "payload": String::from_utf8_lossy(&env.payload)});
+                ctx.app_log(
+                    "mqtt.app.signal.MissingTimeInformation",
+                    crate::monitoring::stack::object(event),
+                );
                 ctx.drop_record("missing_time", json!({}));
             }
         }

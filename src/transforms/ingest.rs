@@ -44,8 +44,11 @@ pub async fn run(
     while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();
         ctx.trace_record("record.received", &json!({"bytes": env.payload.len()}));
+        let bytes = env.payload.len();
         if outbound.send(env).await {
             ctx.metrics.records_out.inc();
+            let event = json!({"message": "FlowFile transferred to PutHDFS", "bytes": bytes});
+            ctx.app_log("mqtt.app.dataAsset", crate::monitoring::stack::object(event));
         }
     }
     Ok(())

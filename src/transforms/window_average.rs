@@ -296,6 +296,9 @@ pub async fn run(
             &json!({"id": report.id, "device": device, "n": report.number_of_measurements,
                    "averageHumidity": report.average_humidity, "averageTemperature": report.average_temperature}),
         );
+        let event = json!({"message": "window report emitted", "id": report.id, "deviceId": device,
+                           "numberOfMeasurements": report.number_of_measurements});
+        ctx.app_log("flink-processing.aggregation.window.dataAsset", crate::monitoring::stack::object(event));
         let doc = serde_json::to_vec(&report)?;
         outbound.send(Envelope::new(cfg.index.clone(), doc)).await;
     }
