@@ -128,8 +128,11 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
     // Deterministic for the seed.
     outage(b.path(), 11);
     for index in ["iot-incident-reports", "fluentd-20200221"] {
-        let read = |d: &Path| std::fs::read(d.join("index").join(format!("{index}.jsonl"))).unwrap();
-        assert_eq!(read(a.path()), read(b.path()), "{index} differs between two runs of one seed");
+        let read =
+            |d: &Path| std::fs::read_to_string(d.join("index").join(format!("{index}.jsonl"))).unwrap();
+        let (x, y) = (read(a.path()), read(b.path()));
+        let first_difference = x.lines().zip(y.lines()).find(|(l, r)| l != r);
+        assert!(x == y, "{index} differs between two runs of one seed: {first_difference:?}");
     }
 
     // Mining the run's signal history predicts the fourth signal from the other three.

@@ -92,7 +92,8 @@ pub async fn run(
                 ctx.metrics.records_out.inc();
                 ctx.trace_record("record.appended", &json!({"bytes": line.len()}));
                 // "Log to Fluentd": the stored record as a data-asset event.
-                let event = json!({"message": "sensor data stored", "file": file.display().to_string(), "bytes": line.len()});
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let event = json!({"message": "sensor data stored", "file": name, "bytes": line.len()});
                 ctx.app_log("mqtt.app.dataAsset", crate::monitoring::stack::object(event));
             }
             Verdict::NotJson => {
