@@ -261,12 +261,19 @@ pub async fn run_fluentd(
     ctx.health.set_ready(true, "routing");
     let mut internal = inputs.internal.lock().await;
     let mut external = inputs.external.lock().await;
+    let mut external_open = true;
     loop {
         let event = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Ok(()),
             r = internal.recv() => match r { Some(r) => event_of(r), None => return Ok(()) },
-            e = external.recv() => match e { Some(e) => e, None => continue },
+            e = external.recv(), if external_open => match e {
+                Some(e) => e,
+                None => {
+                    external_open = false;
+                    continue;
+                }
+            },
         };
         ctx.metrics.records_in.inc();
         for routed in router.route(event) {
