@@ -12,6 +12,8 @@
 //! - [`bus`]: the embedded Kafka-semantics bus (partitions, offsets, groups, brokers, ISR).
 //! - [`sources`], [`transforms`], [`sinks`], [`analytics`]: the IoT pipeline stages; [`orders`]: the Pokémon
 //!   order services.
+//! - [`storage`]: the SQLite/PostgreSQL plumbing the order store and the signal store share (one
+//!   connection or pool, sim-mode determinism, error sorting), written once so both get every fix.
 //! - [`topology`]: flow files and the builder that wires stages into a [`topology::Pipeline`].
 //! - [`chaos`]: the Chaos Toolkit experiment engine (faults and the CLI around it come next).
 //! - [`runner`]: sim and live runs and their summary; [`api`]: the HTTP API; [`bench`]: benchmarks.
@@ -28,6 +30,7 @@ pub mod reasoning;
 pub mod runner;
 pub mod sinks;
 pub mod sources;
+pub mod storage;
 pub mod topology;
 pub mod transforms;
 pub mod transport;

@@ -2,18 +2,13 @@
 //! PostgreSQL, behind one type, [`OrderStore`].
 //!
 //! - **SQLite** (the default, `sqlite://<out>/orders.db` or `sqlite::memory:`) goes through `rusqlite`,
-//!   called synchronously on one connection behind a `std::sync::Mutex` that is never held across an
-//!   `.await`. Not sqlx: sqlx's SQLite driver runs each connection on a worker thread of its own and the
-//!   caller awaits a channel. In sim mode (single-threaded tokio runtime, paused clock) that wait leaves
-//!   the runtime idle, so tokio auto-advances virtual time by however long the thread happens to take,
-//!   and the other tasks interleave with it in an order the OS decides: the run is no longer a function
-//!   of the seed. rusqlite runs in the calling thread, so a store call is one uninterrupted step. In live
-//!   mode the constructor's `blocking_pool = true` moves each call to `tokio::task::spawn_blocking` so
-//!   a slow disk never stalls a runtime worker; sim passes `false`.
-//! - **PostgreSQL** (`postgres://…`, `postgresql://…`) goes through sqlx's pool (runtime queries only, so
-//!   no `DATABASE_URL` is needed at build time). The pool's acquire timeout is a few seconds, so a down
-//!   server gives [`StoreError::Unavailable`] quickly, and the pool reconnects by itself when the server
-//!   is back. Live mode only: sqlx's pool sleeps and spawns on the runtime.
+//!   called synchronously on one connection shared by all clones ([`crate::storage::sqlite`] says why
+//!   not sqlx): in sim mode (`blocking_pool = false`) a store call is one uninterrupted step, so the run
+//!   stays a function of the seed; in live mode each call moves to tokio's blocking pool so a slow disk
+//!   never stalls a runtime worker.
+//! - **PostgreSQL** (`postgres://…`, `postgresql://…`) goes through a sqlx pool
+//!   ([`crate::storage::postgres`]) whose short timeouts make a down server [`StoreError::Unavailable`]
+//!   quickly, and which reconnects by itself when the server is back. Live mode only.
 //!
 //! Both backends run the same versioned, idempotent migrations (table `chaoslab_schema_migrations`):
 //! `poke_orders` exactly as the reference's Alembic revision 245615355322 (indexes
@@ -27,23 +22,22 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 
 use crate::orders::model::{self, NewOrder, Order, OrderState};
+use crate::storage::postgres::SharedPool;
+use crate::storage::sqlite::{OpResult, SharedConnection};
+use crate::storage::{self, FromSqlError, SqlErrorKind, Target};
 
-/// How long SQLite waits for another process's lock on the same file before reporting busy.
-pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a PostgreSQL call waits for a pooled connection (including reconnecting) before
-/// [`StoreError::Unavailable`].
-pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Upper bound on one PostgreSQL call, so a frozen server or link also gives [`StoreError::Unavailable`].
-pub const PG_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::storage::postgres::{
+    ACQUIRE_TIMEOUT as PG_ACQUIRE_TIMEOUT, OPERATION_TIMEOUT as PG_OPERATION_TIMEOUT,
+};
+pub use crate::storage::sqlite::BUSY_TIMEOUT as SQLITE_BUSY_TIMEOUT;
+
 /// Connections in the PostgreSQL pool.
 pub const PG_MAX_CONNECTIONS: u32 = 8;
 
@@ -63,6 +57,16 @@ pub enum StoreError {
     /// Anything else the database reported, or a row it returned that makes no sense.
     #[error("order store failure: {0}")]
     Backend(String),
+}
+
+impl FromSqlError for StoreError {
+    fn from_sql_error(kind: SqlErrorKind, message: String) -> Self {
+        match kind {
+            SqlErrorKind::Unavailable => StoreError::Unavailable(message),
+            SqlErrorKind::Invalid => StoreError::Invalid(message),
+            SqlErrorKind::Backend => StoreError::Backend(message),
+        }
+    }
 }
 
 /// One message waiting in (or sent from) the transactional outbox.
@@ -105,9 +109,7 @@ impl OrderStore {
     /// calling task (sim mode). PostgreSQL ignores it.
     pub async fn open(url: &str, blocking_pool: bool) -> Result<OrderStore, StoreError> {
         match parse_url(url)? {
-            Target::SqliteMemory => on_pool(blocking_pool, move || SqliteStore::open(None, blocking_pool))
-                .await
-                .map(OrderStore::Sqlite),
+            Target::SqliteMemory => SqliteStore::open(None, blocking_pool).await.map(OrderStore::Sqlite),
             Target::SqliteFile(path) => OrderStore::open_sqlite_file(&path, blocking_pool).await,
             Target::Postgres => PgStore::open(url).await.map(OrderStore::Postgres),
         }
@@ -115,10 +117,7 @@ impl OrderStore {
 
     /// Opens (creating if needed) and migrates the SQLite file at `path`, e.g. `<out>/orders.db`.
     pub async fn open_sqlite_file(path: &Path, blocking_pool: bool) -> Result<OrderStore, StoreError> {
-        let path = path.to_path_buf();
-        on_pool(blocking_pool, move || SqliteStore::open(Some(path), blocking_pool))
-            .await
-            .map(OrderStore::Sqlite)
+        SqliteStore::open(Some(path.to_path_buf()), blocking_pool).await.map(OrderStore::Sqlite)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -132,8 +131,8 @@ impl OrderStore {
     /// Where the data lives, for logs and errors (never contains a password).
     pub fn place(&self) -> &str {
         match self {
-            OrderStore::Sqlite(s) => &s.place,
-            OrderStore::Postgres(p) => &p.place,
+            OrderStore::Sqlite(s) => s.db.place(),
+            OrderStore::Postgres(p) => p.db.place(),
         }
     }
 
@@ -150,7 +149,7 @@ impl OrderStore {
             OrderStore::Sqlite(s) => {
                 let new = new.clone();
                 let topic = outbox_topic.map(str::to_string);
-                s.call("create", move |conn| sqlite_create(conn, new, user_id, now, topic)).await
+                s.db.call("create", move |conn| sqlite_create(conn, new, user_id, now, topic)).await
             }
             OrderStore::Postgres(p) => p.create(new, user_id, now, outbox_topic).await,
         }
@@ -159,7 +158,7 @@ impl OrderStore {
     /// The order with this id.
     pub async fn get(&self, id: i64) -> Result<Option<Order>, StoreError> {
         match self {
-            OrderStore::Sqlite(s) => s.call("get", move |conn| sqlite_get(conn, id)).await,
+            OrderStore::Sqlite(s) => s.db.call("get", move |conn| sqlite_get(conn, id)).await,
             OrderStore::Postgres(p) => p.get(id).await,
         }
     }
@@ -174,7 +173,9 @@ impl OrderStore {
     ) -> Result<Vec<Order>, StoreError> {
         let (skip, limit) = (clamp_i64(skip), clamp_i64(limit));
         match self {
-            OrderStore::Sqlite(s) => s.call("list", move |conn| sqlite_list(conn, state, skip, limit)).await,
+            OrderStore::Sqlite(s) => {
+                s.db.call("list", move |conn| sqlite_list(conn, state, skip, limit)).await
+            }
             OrderStore::Postgres(p) => p.list(state, skip, limit).await,
         }
     }
@@ -183,7 +184,9 @@ impl OrderStore {
     /// order.
     pub async fn set_state(&self, id: i64, state: OrderState) -> Result<Option<Order>, StoreError> {
         match self {
-            OrderStore::Sqlite(s) => s.call("set_state", move |conn| sqlite_set_state(conn, id, state)).await,
+            OrderStore::Sqlite(s) => {
+                s.db.call("set_state", move |conn| sqlite_set_state(conn, id, state)).await
+            }
             OrderStore::Postgres(p) => p.set_state(id, state).await,
         }
     }
@@ -193,7 +196,7 @@ impl OrderStore {
     pub async fn delete_all(&self) -> Result<u64, StoreError> {
         match self {
             OrderStore::Sqlite(s) => {
-                s.call("delete_all", |conn| Ok(conn.execute("DELETE FROM poke_orders", [])? as u64)).await
+                s.db.call("delete_all", |conn| Ok(conn.execute("DELETE FROM poke_orders", [])? as u64)).await
             }
             OrderStore::Postgres(p) => p.delete_all().await,
         }
@@ -205,7 +208,7 @@ impl OrderStore {
         let older_than = storable_timestamp(older_than, "older_than")?;
         match self {
             OrderStore::Sqlite(s) => {
-                s.call("reverse_expired", move |conn| sqlite_reverse(conn, older_than)).await
+                s.db.call("reverse_expired", move |conn| sqlite_reverse(conn, older_than)).await
             }
             OrderStore::Postgres(p) => p.reverse_expired(older_than).await,
         }
@@ -214,7 +217,7 @@ impl OrderStore {
     /// How many orders are in each state; all five states are present (0 when none).
     pub async fn counts_by_state(&self) -> Result<BTreeMap<OrderState, u64>, StoreError> {
         let rows = match self {
-            OrderStore::Sqlite(s) => s.call("counts_by_state", sqlite_counts).await?,
+            OrderStore::Sqlite(s) => s.db.call("counts_by_state", sqlite_counts).await?,
             OrderStore::Postgres(p) => p.counts().await?,
         };
         let mut counts: BTreeMap<OrderState, u64> = OrderState::ALL.into_iter().map(|s| (s, 0)).collect();
@@ -232,7 +235,7 @@ impl OrderStore {
         let limit = clamp_i64(limit);
         match self {
             OrderStore::Sqlite(s) => {
-                s.call("outbox_pending", move |conn| sqlite_outbox_pending(conn, limit)).await
+                s.db.call("outbox_pending", move |conn| sqlite_outbox_pending(conn, limit)).await
             }
             OrderStore::Postgres(p) => p.outbox_pending(limit).await,
         }
@@ -248,7 +251,7 @@ impl OrderStore {
         match self {
             OrderStore::Sqlite(s) => {
                 let ids = ids.to_vec();
-                s.call("outbox_mark_sent", move |conn| sqlite_mark_sent(conn, &ids, now)).await
+                s.db.call("outbox_mark_sent", move |conn| sqlite_mark_sent(conn, &ids, now)).await
             }
             OrderStore::Postgres(p) => p.outbox_mark_sent(ids, now).await,
         }
@@ -258,56 +261,16 @@ impl OrderStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             OrderStore::Sqlite(s) => {
-                s.call("ping", |conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+                s.db.call("ping", |conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
             }
             OrderStore::Postgres(p) => p.ping().await,
         }
     }
 }
 
-/// What a database URL names.
-#[derive(Debug, PartialEq)]
-enum Target {
-    SqliteMemory,
-    SqliteFile(PathBuf),
-    Postgres,
-}
-
+/// Which backend `url` names.
 fn parse_url(url: &str) -> Result<Target, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Target::Postgres);
-    }
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        // Only the scheme is echoed: the rest may hold a password.
-        let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
-        return Err(StoreError::Invalid(format!(
-            "database URL scheme {scheme:?} is not supported: expected sqlite://<path>, sqlite::memory: or \
-             postgres://user@host:port/db"
-        )));
-    };
-    let path = rest.strip_prefix("//").unwrap_or(rest);
-    if path.contains('?') {
-        return Err(StoreError::Invalid(format!("SQLite URL {url:?}: options after '?' are not supported")));
-    }
-    match path {
-        "" => Err(StoreError::Invalid(format!("SQLite URL {url:?} names no file"))),
-        ":memory:" => Ok(Target::SqliteMemory),
-        _ => Ok(Target::SqliteFile(PathBuf::from(path))),
-    }
-}
-
-/// Runs `f` on tokio's blocking pool when `blocking_pool`, else right here.
-async fn on_pool<T, F>(blocking_pool: bool, f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-{
-    if !blocking_pool {
-        return f();
-    }
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Backend(format!("SQLite call on the blocking pool did not finish: {e}")))?
+    storage::parse_url(url, "database")
 }
 
 fn clamp_i64(n: u64) -> i64 {
@@ -481,100 +444,20 @@ fn pending_migrations(applied: &[(i64, String)], place: &str) -> Result<Vec<&'st
 /// The SQLite backend: one rusqlite connection shared by all clones.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
-    blocking_pool: bool,
-    place: Arc<str>,
+    db: SharedConnection<StoreError>,
 }
 
-/// An error inside a SQLite call: from rusqlite, or already a store error.
-enum SqliteOpError {
-    Sql(rusqlite::Error),
-    Store(StoreError),
-}
-
-impl From<rusqlite::Error> for SqliteOpError {
-    fn from(e: rusqlite::Error) -> Self {
-        SqliteOpError::Sql(e)
-    }
-}
-
-impl From<StoreError> for SqliteOpError {
-    fn from(e: StoreError) -> Self {
-        SqliteOpError::Store(e)
-    }
-}
-
-type SqliteResult<T> = Result<T, SqliteOpError>;
-
-/// Sorts a rusqlite error into unavailable (busy, locked, I/O, full disk), invalid (constraint) or other.
-fn sqlite_error(place: &str, op: &str, e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode;
-    let message = format!("{place}: {op}: {e}");
-    match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::DiskFull
-            | ErrorCode::CannotOpen,
-        ) => StoreError::Unavailable(message),
-        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig) => StoreError::Invalid(message),
-        _ => StoreError::Backend(message),
-    }
-}
+/// What a call on the SQLite connection returns.
+type SqliteResult<T> = OpResult<T, StoreError>;
 
 impl SqliteStore {
-    /// Opens the file (`None`: a private in-memory database), sets it up and migrates it. Blocking.
-    fn open(path: Option<PathBuf>, blocking_pool: bool) -> Result<SqliteStore, StoreError> {
-        let place: Arc<str> = match &path {
-            Some(p) => format!("sqlite {}", p.display()).into(),
-            None => "sqlite :memory:".into(),
-        };
-        let setup = |conn: &mut Connection| -> SqliteResult<Vec<i64>> {
-            conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
-            if path.is_some() {
-                let mode: String =
-                    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(
-                        StoreError::Backend(format!("{place}: journal_mode is {mode:?}, not WAL")).into()
-                    );
-                }
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-            }
-            sqlite_migrate(conn, &place)
-        };
-        let opened = match &path {
-            Some(p) => Connection::open(p),
-            None => Connection::open_in_memory(),
-        };
-        let mut conn = opened.map_err(|e| sqlite_error(&place, "open", e))?;
-        let applied = setup(&mut conn).map_err(|e| match e {
-            SqliteOpError::Sql(e) => sqlite_error(&place, "migrate", e),
-            SqliteOpError::Store(e) => e,
-        })?;
-        tracing::info!(place = %place, migrations_applied = ?applied, "order store opened");
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), blocking_pool, place })
-    }
-
-    /// Runs `f` on the connection: in this task, or on the blocking pool in live mode. The mutex is taken
-    /// and released inside, never across an await.
-    async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> SqliteResult<T> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        let place = Arc::clone(&self.place);
-        on_pool(self.blocking_pool, move || {
-            // A panic in an earlier call leaves no half-done work: its transaction rolled back on unwind.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard).map_err(|e| match e {
-                SqliteOpError::Sql(e) => sqlite_error(&place, op, e),
-                SqliteOpError::Store(e) => e,
-            })
-        })
-        .await
+    /// Opens the file (`None`: a private in-memory database) and migrates it, on the blocking pool when
+    /// `blocking_pool`.
+    async fn open(path: Option<PathBuf>, blocking_pool: bool) -> Result<SqliteStore, StoreError> {
+        let (db, applied) =
+            SharedConnection::open(path, "", blocking_pool, "migrate", sqlite_migrate).await?;
+        tracing::info!(place = %db.place(), migrations_applied = ?applied, "order store opened");
+        Ok(SqliteStore { db })
     }
 }
 
@@ -800,33 +683,7 @@ fn sqlite_mark_sent(conn: &mut Connection, ids: &[i64], now: NaiveDateTime) -> S
 /// The PostgreSQL backend: a sqlx pool shared by all clones.
 #[derive(Clone)]
 pub struct PgStore {
-    pool: PgPool,
-    place: Arc<str>,
-}
-
-/// Sorts a sqlx error: lost or refused connections, pool timeouts and SQLSTATE classes 08 (connection),
-/// 40 (retryable conflicts), 53 (resources) and 57 (shutdown) are unavailable; 22 (data) and 23
-/// (constraints) are invalid.
-fn pg_error(place: &str, op: &str, e: sqlx::Error) -> StoreError {
-    let message = format!("{place}: {op}: {e}");
-    match &e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => StoreError::Unavailable(message),
-        sqlx::Error::Configuration(_) | sqlx::Error::InvalidArgument(_) => StoreError::Invalid(message),
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            match code.get(..2) {
-                Some("08" | "40" | "53" | "57") => StoreError::Unavailable(message),
-                Some("22" | "23") => StoreError::Invalid(message),
-                _ => StoreError::Backend(message),
-            }
-        }
-        _ => StoreError::Backend(message),
-    }
+    db: SharedPool<StoreError>,
 }
 
 /// The order columns, in `RawOrder` order, with the enum read as text.
@@ -861,52 +718,22 @@ fn pg_outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
 
 impl PgStore {
     async fn open(url: &str) -> Result<PgStore, StoreError> {
-        let options: PgConnectOptions =
-            url.parse().map_err(|e| StoreError::Invalid(format!("PostgreSQL URL is not valid: {e}")))?;
-        let place: Arc<str> = format!(
-            "postgres {}:{}/{}",
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or("(default database)")
-        )
-        .into();
-        let pool = PgPoolOptions::new()
-            .max_connections(PG_MAX_CONNECTIONS)
-            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
-            .test_before_acquire(true)
-            .connect_with(options)
-            .await
-            .map_err(|e| pg_error(&place, "connect", e))?;
-        let store = PgStore { pool, place };
+        let store = PgStore { db: SharedPool::connect(url, "", PG_MAX_CONNECTIONS).await? };
         let applied = store.migrate().await?;
-        tracing::info!(place = %store.place, migrations_applied = ?applied, "order store opened");
+        tracing::info!(place = %store.db.place(), migrations_applied = ?applied, "order store opened");
         Ok(store)
     }
 
-    /// Runs one call with the operation timeout and sorts its error.
-    async fn run<T>(
-        &self,
-        op: &str,
-        call: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(PG_OPERATION_TIMEOUT, call).await {
-            Ok(result) => result.map_err(|e| pg_error(&self.place, op, e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "{}: {op}: no answer within {PG_OPERATION_TIMEOUT:?}",
-                self.place
-            ))),
-        }
-    }
-
     fn decode(&self, op: &str, raw: RawOrder) -> Result<Order, StoreError> {
-        raw.into_order().map_err(|e| StoreError::Backend(format!("{}: {op}: {e}", self.place)))
+        raw.into_order().map_err(|e| StoreError::Backend(format!("{}: {op}: {e}", self.db.place())))
     }
 
     /// Applies the missing migrations in one transaction, under an advisory lock so concurrent
     /// processes don't race; returns the versions applied.
     async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.run("migrate", self.pool.begin()).await?;
+        let mut tx = self.db.run("migrate", self.db.pool().begin()).await?;
         let applied: Vec<(i64, String)> = self
+            .db
             .run("migrate", async {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(PG_MIGRATION_LOCK)
@@ -919,20 +746,23 @@ impl PgStore {
             })
             .await?;
         let mut done = Vec::new();
-        for m in pending_migrations(&applied, &self.place)? {
-            self.run("migrate", async {
-                sqlx::raw_sql(m.postgres).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO chaoslab_schema_migrations (version, name) VALUES ($1, $2)")
-                    .bind(m.version)
-                    .bind(m.name)
-                    .execute(&mut *tx)
-                    .await
-            })
-            .await?;
-            tracing::info!(place = %self.place, version = m.version, name = m.name, "order store migration applied");
+        for m in pending_migrations(&applied, self.db.place())? {
+            self.db
+                .run("migrate", async {
+                    sqlx::raw_sql(m.postgres).execute(&mut *tx).await?;
+                    sqlx::query("INSERT INTO chaoslab_schema_migrations (version, name) VALUES ($1, $2)")
+                        .bind(m.version)
+                        .bind(m.name)
+                        .execute(&mut *tx)
+                        .await
+                })
+                .await?;
+            tracing::info!(
+                place = %self.db.place(), version = m.version, name = m.name, "order store migration applied"
+            );
             done.push(m.version);
         }
-        self.run("migrate", tx.commit()).await?;
+        self.db.run("migrate", tx.commit()).await?;
         Ok(done)
     }
 
@@ -943,8 +773,8 @@ impl PgStore {
         now: NaiveDateTime,
         outbox_topic: Option<&str>,
     ) -> Result<Order, StoreError> {
-        self.run("create", async {
-            let mut tx = self.pool.begin().await?;
+        self.db.run("create", async {
+            let mut tx = self.db.pool().begin().await?;
             let id: i32 = sqlx::query_scalar(
                 r#"INSERT INTO poke_orders (user_id, pokemon, country, price, state, "timestamp")
                    VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING id"#,
@@ -985,18 +815,19 @@ impl PgStore {
     async fn get(&self, id: i64) -> Result<Option<Order>, StoreError> {
         let Ok(id) = i32::try_from(id) else { return Ok(None) };
         let row = self
+            .db
             .run(
                 "get",
                 sqlx::query(concat!("SELECT ", pg_order_columns!(), " FROM poke_orders WHERE id = $1"))
                     .bind(id)
-                    .fetch_optional(&self.pool),
+                    .fetch_optional(self.db.pool()),
             )
             .await?;
         row.map(|row| self.run_decode("get", &row)).transpose()
     }
 
     fn run_decode(&self, op: &str, row: &PgRow) -> Result<Order, StoreError> {
-        let raw = pg_raw_order(row).map_err(|e| pg_error(&self.place, op, e))?;
+        let raw = pg_raw_order(row).map_err(|e| self.db.error(op, e))?;
         self.decode(op, raw)
     }
 
@@ -1008,7 +839,8 @@ impl PgStore {
                     pg_order_columns!(),
                     " FROM poke_orders WHERE state = $1::orderstate ORDER BY id LIMIT $2 OFFSET $3"
                 ));
-                self.run("list", query.bind(state.as_str()).bind(limit).bind(skip).fetch_all(&self.pool))
+                self.db
+                    .run("list", query.bind(state.as_str()).bind(limit).bind(skip).fetch_all(self.db.pool()))
                     .await?
             }
             None => {
@@ -1017,7 +849,7 @@ impl PgStore {
                     pg_order_columns!(),
                     " FROM poke_orders ORDER BY id LIMIT $1 OFFSET $2"
                 ));
-                self.run("list", query.bind(limit).bind(skip).fetch_all(&self.pool)).await?
+                self.db.run("list", query.bind(limit).bind(skip).fetch_all(self.db.pool())).await?
             }
         };
         rows.iter().map(|row| self.run_decode("list", row)).collect()
@@ -1026,6 +858,7 @@ impl PgStore {
     async fn set_state(&self, id: i64, state: OrderState) -> Result<Option<Order>, StoreError> {
         let Ok(id) = i32::try_from(id) else { return Ok(None) };
         let row = self
+            .db
             .run(
                 "set_state",
                 sqlx::query(concat!(
@@ -1034,19 +867,21 @@ impl PgStore {
                 ))
                 .bind(state.as_str())
                 .bind(id)
-                .fetch_optional(&self.pool),
+                .fetch_optional(self.db.pool()),
             )
             .await?;
         row.map(|row| self.run_decode("set_state", &row)).transpose()
     }
 
     async fn delete_all(&self) -> Result<u64, StoreError> {
-        let done = self.run("delete_all", sqlx::query("DELETE FROM poke_orders").execute(&self.pool)).await?;
+        let done =
+            self.db.run("delete_all", sqlx::query("DELETE FROM poke_orders").execute(self.db.pool())).await?;
         Ok(done.rows_affected())
     }
 
     async fn reverse_expired(&self, older_than: NaiveDateTime) -> Result<Vec<i64>, StoreError> {
         let ids: Vec<i32> = self
+            .db
             .run(
                 "reverse_expired",
                 sqlx::query_scalar(
@@ -1054,7 +889,7 @@ impl PgStore {
                        WHERE state = 'pending' AND "timestamp" < $1 RETURNING id"#,
                 )
                 .bind(older_than)
-                .fetch_all(&self.pool),
+                .fetch_all(self.db.pool()),
             )
             .await?;
         let mut ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
@@ -1063,16 +898,18 @@ impl PgStore {
     }
 
     async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.run(
-            "counts_by_state",
-            sqlx::query_as("SELECT state::text, count(*) FROM poke_orders GROUP BY state")
-                .fetch_all(&self.pool),
-        )
-        .await
+        self.db
+            .run(
+                "counts_by_state",
+                sqlx::query_as("SELECT state::text, count(*) FROM poke_orders GROUP BY state")
+                    .fetch_all(self.db.pool()),
+            )
+            .await
     }
 
     async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = self
+            .db
             .run(
                 "outbox_pending",
                 sqlx::query(
@@ -1080,16 +917,15 @@ impl PgStore {
                      WHERE sent_at IS NULL ORDER BY id LIMIT $1",
                 )
                 .bind(limit)
-                .fetch_all(&self.pool),
+                .fetch_all(self.db.pool()),
             )
             .await?;
-        rows.iter()
-            .map(|row| pg_outbox_row(row).map_err(|e| pg_error(&self.place, "outbox_pending", e)))
-            .collect()
+        rows.iter().map(|row| pg_outbox_row(row).map_err(|e| self.db.error("outbox_pending", e))).collect()
     }
 
     async fn outbox_mark_sent(&self, ids: &[i64], now: NaiveDateTime) -> Result<u64, StoreError> {
         let done = self
+            .db
             .run(
                 "outbox_mark_sent",
                 sqlx::query(
@@ -1097,24 +933,27 @@ impl PgStore {
                 )
                 .bind(now)
                 .bind(ids)
-                .execute(&self.pool),
+                .execute(self.db.pool()),
             )
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run("ping", sqlx::query("SELECT 1").execute(&self.pool)).await.map(|_| ())
+        self.db.run("ping", sqlx::query("SELECT 1").execute(self.db.pool())).await.map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{postgres::sort_error as pg_error, sqlite::sort_error as sqlite_error};
     use chrono::{NaiveDate, TimeDelta};
     use sqlx::Connection as _;
     use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     /// 2024-08-14 05:00:00 plus `seconds`.
     fn at(seconds: i64) -> NaiveDateTime {
@@ -1455,7 +1294,8 @@ mod tests {
             sqlite_error("p", "op", sqlite(rusqlite::ffi::SQLITE_CORRUPT)),
             StoreError::Backend(_)
         ));
-        let message = sqlite_error("sqlite x.db", "create", sqlite(rusqlite::ffi::SQLITE_BUSY)).to_string();
+        let message = sqlite_error::<StoreError>("sqlite x.db", "create", sqlite(rusqlite::ffi::SQLITE_BUSY))
+            .to_string();
         assert!(message.starts_with("order store unavailable: sqlite x.db: create: "), "{message}");
         assert!(matches!(pg_error("p", "op", sqlx::Error::PoolTimedOut), StoreError::Unavailable(_)));
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);

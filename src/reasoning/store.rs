@@ -3,12 +3,11 @@
 //! signal_name text, pipeline_component text)`), in SQLite or PostgreSQL behind one type, [`SignalStore`].
 //!
 //! - **SQLite** (the default, `sqlite://<out>/signals.db` or `sqlite::memory:`) goes through `rusqlite` on
-//!   one connection behind a `std::sync::Mutex` never held across an `.await`, exactly as the order store
-//!   does and for the same reason: a call runs in the calling thread, so in sim mode (single-threaded
-//!   runtime, paused clock) it is one uninterrupted step and the run stays a function of the seed. With
-//!   `blocking_pool = true` (live mode) each call moves to `tokio::task::spawn_blocking` instead.
-//! - **PostgreSQL** (`postgres://…`, `postgresql://…`) goes through a sqlx pool with runtime queries (no
-//!   `DATABASE_URL` at build time) and short acquire and operation timeouts, so a down server is
+//!   one connection shared by all clones, the plumbing the order store uses too ([`crate::storage::sqlite`]):
+//!   in sim mode (`blocking_pool = false`) a call is one uninterrupted step, so the run stays a function
+//!   of the seed; in live mode each call moves to tokio's blocking pool.
+//! - **PostgreSQL** (`postgres://…`, `postgresql://…`) goes through a sqlx pool
+//!   ([`crate::storage::postgres`]) with short acquire and operation timeouts, so a down server is
 //!   [`SignalStoreError::Unavailable`] quickly. Live mode only.
 //!
 //! The table name is a parameter (default [`DEFAULT_TABLE`]) so that several runs can share one PostgreSQL
@@ -25,15 +24,23 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
+
+use crate::storage::postgres::SharedPool;
+use crate::storage::sqlite::{OpResult, SharedConnection};
+use crate::storage::{self, FromSqlError, SqlErrorKind, Target};
+
+pub use crate::storage::postgres::{
+    ACQUIRE_TIMEOUT as PG_ACQUIRE_TIMEOUT, OPERATION_TIMEOUT as PG_OPERATION_TIMEOUT,
+};
+pub use crate::storage::sqlite::BUSY_TIMEOUT as SQLITE_BUSY_TIMEOUT;
 
 /// The table signals go to unless the caller names another (the reference's `signals`).
 pub const DEFAULT_TABLE: &str = "signals";
@@ -43,13 +50,6 @@ pub const MAX_TABLE_NAME_CHARS: usize = 48;
 pub const MIN_TIMESTAMP_MS: i64 = -62_135_596_800_000;
 /// The latest storable timestamp: 9999-12-31T23:59:59.999Z in epoch milliseconds.
 pub const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
-/// How long SQLite waits for another process's lock on the same file before reporting busy.
-pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a PostgreSQL call waits for a pooled connection (including reconnecting) before
-/// [`SignalStoreError::Unavailable`].
-pub const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Upper bound on one PostgreSQL call, so a frozen server or link is also unavailable, not a hang.
-pub const PG_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in the PostgreSQL pool (the reasoner writes from one task).
 pub const PG_MAX_CONNECTIONS: u32 = 4;
 
@@ -81,6 +81,16 @@ pub enum SignalStoreError {
     /// Anything else the database reported, or a row it returned that makes no sense.
     #[error("signal store failure: {0}")]
     Backend(String),
+}
+
+impl FromSqlError for SignalStoreError {
+    fn from_sql_error(kind: SqlErrorKind, message: String) -> Self {
+        match kind {
+            SqlErrorKind::Unavailable => SignalStoreError::Unavailable(message),
+            SqlErrorKind::Invalid => SignalStoreError::Invalid(message),
+            SqlErrorKind::Backend => SignalStoreError::Backend(message),
+        }
+    }
 }
 
 /// One row of the signal table.
@@ -146,9 +156,7 @@ impl SignalStore {
         blocking_pool: bool,
         table: Arc<str>,
     ) -> Result<SignalStore, SignalStoreError> {
-        on_pool(blocking_pool, move || SqliteSignalStore::open(path, blocking_pool, table))
-            .await
-            .map(SignalStore::Sqlite)
+        SqliteSignalStore::open(path, blocking_pool, table).await.map(SignalStore::Sqlite)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -163,8 +171,8 @@ impl SignalStore {
     /// password).
     pub fn place(&self) -> &str {
         match self {
-            SignalStore::Sqlite(s) => &s.place,
-            SignalStore::Postgres(p) => &p.place,
+            SignalStore::Sqlite(s) => s.db.place(),
+            SignalStore::Postgres(p) => p.db.place(),
         }
     }
 
@@ -220,8 +228,11 @@ impl SignalStore {
         let count = match self {
             SignalStore::Sqlite(s) => {
                 let sql = Arc::clone(&s.sql);
-                s.call("count", move |conn| Ok(conn.query_row(&sql.count, [], |row| row.get::<_, i64>(0))?))
-                    .await?
+                s.db.call(
+                    "count",
+                    move |conn| Ok(conn.query_row(&sql.count, [], |row| row.get::<_, i64>(0))?),
+                )
+                .await?
             }
             SignalStore::Postgres(p) => p.count().await?,
         };
@@ -242,45 +253,17 @@ impl SignalStore {
         }
         match self {
             SignalStore::Sqlite(s) => {
-                let (sql, place) = (Arc::clone(&s.sql), Arc::clone(&s.place));
-                s.call(op, move |conn| sqlite_insert(conn, &sql, &place, &rows)).await
+                let (sql, place) = (Arc::clone(&s.sql), Arc::clone(s.db.place()));
+                s.db.call(op, move |conn| sqlite_insert(conn, &sql, &place, &rows)).await
             }
             SignalStore::Postgres(p) => p.insert(op, &rows).await,
         }
     }
 }
 
-/// What a database URL names.
-#[derive(Debug, PartialEq)]
-enum Target {
-    SqliteMemory,
-    SqliteFile(PathBuf),
-    Postgres,
-}
-
+/// Which backend `url` names.
 fn parse_url(url: &str) -> Result<Target, SignalStoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Target::Postgres);
-    }
-    let Some(rest) = url.strip_prefix("sqlite:") else {
-        // Only the scheme is shown: the rest of the URL may hold a password.
-        let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
-        return Err(SignalStoreError::Invalid(format!(
-            "signal database URL scheme {scheme:?} is not supported: expected sqlite://<path>, \
-             sqlite::memory: or postgres://user@host:port/db"
-        )));
-    };
-    let path = rest.strip_prefix("//").unwrap_or(rest);
-    if path.contains('?') {
-        return Err(SignalStoreError::Invalid(format!(
-            "SQLite URL {url:?}: options after '?' are not supported"
-        )));
-    }
-    match path {
-        "" => Err(SignalStoreError::Invalid(format!("SQLite URL {url:?} names no file"))),
-        ":memory:" => Ok(Target::SqliteMemory),
-        _ => Ok(Target::SqliteFile(PathBuf::from(path))),
-    }
+    storage::parse_url(url, "signal database")
 }
 
 /// Accepts 1..=[`MAX_TABLE_NAME_CHARS`] lowercase ASCII letters, digits and `_`, not starting with a digit
@@ -337,22 +320,6 @@ fn uuid_text(uuid: &Uuid) -> String {
     uuid.hyphenated().to_string()
 }
 
-/// Runs `f` on tokio's blocking pool when `blocking_pool`, else right here.
-async fn on_pool<T, F>(blocking_pool: bool, f: F) -> Result<T, SignalStoreError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, SignalStoreError> + Send + 'static,
-{
-    if !blocking_pool {
-        return f();
-    }
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        SignalStoreError::Backend(format!(
-            "signal store: SQLite call on the blocking pool did not finish: {e}"
-        ))
-    })?
-}
-
 /// The statements of one table in one dialect, built once at open from the checked table name.
 struct Statements {
     insert: Arc<str>,
@@ -403,143 +370,70 @@ impl Statements {
 /// The SQLite backend: one rusqlite connection shared by all clones.
 #[derive(Clone)]
 pub struct SqliteSignalStore {
-    conn: Arc<Mutex<Connection>>,
-    blocking_pool: bool,
-    place: Arc<str>,
+    db: SharedConnection<SignalStoreError>,
     table: Arc<str>,
     sql: Arc<Statements>,
 }
 
-/// An error inside a SQLite call: from rusqlite, or already a store error.
-enum SqliteOpError {
-    Sql(rusqlite::Error),
-    Store(SignalStoreError),
-}
-
-impl From<rusqlite::Error> for SqliteOpError {
-    fn from(e: rusqlite::Error) -> Self {
-        SqliteOpError::Sql(e)
-    }
-}
-
-impl From<SignalStoreError> for SqliteOpError {
-    fn from(e: SignalStoreError) -> Self {
-        SqliteOpError::Store(e)
-    }
-}
-
-type SqliteResult<T> = Result<T, SqliteOpError>;
-
-/// Sorts a rusqlite error into unavailable (busy, locked, I/O, full disk, cannot open), invalid
-/// (constraint, too big) or other.
-fn sqlite_error(place: &str, op: &str, e: rusqlite::Error) -> SignalStoreError {
-    use rusqlite::ErrorCode;
-    let message = format!("{place}: {op}: {e}");
-    match e.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::DiskFull
-            | ErrorCode::CannotOpen,
-        ) => SignalStoreError::Unavailable(message),
-        Some(ErrorCode::ConstraintViolation | ErrorCode::TooBig) => SignalStoreError::Invalid(message),
-        _ => SignalStoreError::Backend(message),
-    }
-}
+/// What a call on the SQLite connection returns.
+type SqliteResult<T> = OpResult<T, SignalStoreError>;
 
 impl SqliteSignalStore {
-    /// Opens the file (`None`: a private in-memory database) and creates the table if missing. Blocking.
-    fn open(
+    /// Opens the file (`None`: a private in-memory database) and creates the table if missing, on the
+    /// blocking pool when `blocking_pool`.
+    async fn open(
         path: Option<PathBuf>,
         blocking_pool: bool,
         table: Arc<str>,
     ) -> Result<SqliteSignalStore, SignalStoreError> {
-        let place: Arc<str> = match &path {
-            Some(p) => format!("sqlite {} table {table}", p.display()).into(),
-            None => format!("sqlite :memory: table {table}").into(),
-        };
-        let setup = |conn: &mut Connection| -> SqliteResult<()> {
-            conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
-            if path.is_some() {
-                let mode: String =
-                    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(SignalStoreError::Backend(format!(
-                        "{place}: journal_mode is {mode:?}, not WAL"
-                    ))
-                    .into());
-                }
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-            }
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(&format!(
-                r#"CREATE TABLE IF NOT EXISTS "{table}" (
-                       uuid TEXT NOT NULL PRIMARY KEY,
-                       "timestamp" INTEGER NOT NULL,
-                       signal_name TEXT NOT NULL,
-                       pipeline_component TEXT NOT NULL
-                   )"#
-            ))?;
-            let found = {
-                let mut stmt = tx.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
-                stmt.query_map([&*table], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?
-            };
-            check_columns(&found, &place)?;
-            tx.execute_batch(&format!(
-                r#"CREATE INDEX IF NOT EXISTS "{table}_timestamp" ON "{table}" ("timestamp", uuid)"#
-            ))?;
-            tx.commit()?;
-            Ok(())
-        };
-        let opened = match &path {
-            Some(p) => Connection::open(p),
-            None => Connection::open_in_memory(),
-        };
-        let mut conn = opened.map_err(|e| sqlite_error(&place, "open", e))?;
-        setup(&mut conn).map_err(|e| match e {
-            SqliteOpError::Sql(e) => sqlite_error(&place, "create table", e),
-            SqliteOpError::Store(e) => e,
-        })?;
-        tracing::info!(place = %place, "signal store opened");
+        let created = Arc::clone(&table);
+        let setup = move |conn: &mut Connection, place: &str| sqlite_create_table(conn, &created, place);
+        let suffix = format!(" table {table}");
+        let (db, ()) = SharedConnection::open(path, &suffix, blocking_pool, "create table", setup).await?;
+        tracing::info!(place = %db.place(), "signal store opened");
         let sql = Arc::new(Statements::sqlite(&table));
-        Ok(SqliteSignalStore { conn: Arc::new(Mutex::new(conn)), blocking_pool, place, table, sql })
-    }
-
-    /// Runs `f` on the connection: in this task, or on the blocking pool in live mode. The mutex is taken
-    /// and released inside, never across an await.
-    async fn call<T, F>(&self, op: &'static str, f: F) -> Result<T, SignalStoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> SqliteResult<T> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        let place = Arc::clone(&self.place);
-        on_pool(self.blocking_pool, move || {
-            // A call that panicked left nothing half done: its transaction rolled back on unwind.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard).map_err(|e| match e {
-                SqliteOpError::Sql(e) => sqlite_error(&place, op, e),
-                SqliteOpError::Store(e) => e,
-            })
-        })
-        .await
+        Ok(SqliteSignalStore { db, table, sql })
     }
 
     /// All rows, or those at or after `from` ms.
     async fn select(&self, op: &'static str, from: Option<i64>) -> Result<Vec<SignalRow>, SignalStoreError> {
         let sql = Arc::clone(&self.sql);
-        self.call(op, move |conn| {
-            let (text, params) = match &from {
-                Some(from) => (&sql.since, vec![from]),
-                None => (&sql.all, vec![]),
-            };
-            let mut stmt = conn.prepare_cached(text)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), sqlite_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.db
+            .call(op, move |conn| {
+                let (text, params) = match &from {
+                    Some(from) => (&sql.since, vec![from]),
+                    None => (&sql.all, vec![]),
+                };
+                let mut stmt = conn.prepare_cached(text)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(params), sqlite_row)?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
     }
+}
+
+/// Creates the table and its index if missing, in one immediate transaction; refuses a table of another
+/// shape before making the index.
+fn sqlite_create_table(conn: &mut Connection, table: &str, place: &str) -> SqliteResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
+        r#"CREATE TABLE IF NOT EXISTS "{table}" (
+               uuid TEXT NOT NULL PRIMARY KEY,
+               "timestamp" INTEGER NOT NULL,
+               signal_name TEXT NOT NULL,
+               pipeline_component TEXT NOT NULL
+           )"#
+    ))?;
+    let found = {
+        let mut stmt = tx.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?;
+        stmt.query_map([table], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?
+    };
+    check_columns(&found, place)?;
+    tx.execute_batch(&format!(
+        r#"CREATE INDEX IF NOT EXISTS "{table}_timestamp" ON "{table}" ("timestamp", uuid)"#
+    ))?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn sqlite_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SignalRow> {
@@ -583,32 +477,9 @@ fn sqlite_insert(
 /// The PostgreSQL backend: a sqlx pool shared by all clones.
 #[derive(Clone)]
 pub struct PgSignalStore {
-    pool: PgPool,
-    place: Arc<str>,
+    db: SharedPool<SignalStoreError>,
     table: Arc<str>,
     sql: Arc<Statements>,
-}
-
-/// Sorts a sqlx error: lost or refused connections, pool timeouts and SQLSTATE classes 08 (connection),
-/// 40 (retryable conflicts), 53 (resources) and 57 (shutdown) are unavailable; 22 (data) and 23
-/// (constraints) are invalid.
-fn pg_error(place: &str, op: &str, e: sqlx::Error) -> SignalStoreError {
-    let message = format!("{place}: {op}: {e}");
-    match &e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => SignalStoreError::Unavailable(message),
-        sqlx::Error::Configuration(_) | sqlx::Error::InvalidArgument(_) => SignalStoreError::Invalid(message),
-        sqlx::Error::Database(db) => match db.code().as_deref().and_then(|code| code.get(..2)) {
-            Some("08" | "40" | "53" | "57") => SignalStoreError::Unavailable(message),
-            Some("22" | "23") => SignalStoreError::Invalid(message),
-            _ => SignalStoreError::Backend(message),
-        },
-        _ => SignalStoreError::Backend(message),
-    }
 }
 
 /// A statement text built from the checked table name (see [`check_table_name`]).
@@ -624,43 +495,12 @@ fn pg_timestamp(ms: i64, place: &str) -> Result<DateTime<Utc>, SignalStoreError>
 
 impl PgSignalStore {
     async fn open(url: &str, table: Arc<str>) -> Result<PgSignalStore, SignalStoreError> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| SignalStoreError::Invalid(format!("PostgreSQL URL is not valid: {e}")))?;
-        let place: Arc<str> = format!(
-            "postgres {}:{}/{} table {table}",
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or("(default database)")
-        )
-        .into();
-        let pool = PgPoolOptions::new()
-            .max_connections(PG_MAX_CONNECTIONS)
-            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
-            .test_before_acquire(true)
-            .connect_with(options)
-            .await
-            .map_err(|e| pg_error(&place, "connect", e))?;
+        let db = SharedPool::connect(url, &format!(" table {table}"), PG_MAX_CONNECTIONS).await?;
         let sql = Arc::new(Statements::postgres(&table));
-        let store = PgSignalStore { pool, place, table, sql };
+        let store = PgSignalStore { db, table, sql };
         store.create_table().await?;
-        tracing::info!(place = %store.place, "signal store opened");
+        tracing::info!(place = %store.db.place(), "signal store opened");
         Ok(store)
-    }
-
-    /// Runs one call with the operation timeout and sorts its error.
-    async fn run<T>(
-        &self,
-        op: &str,
-        call: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, SignalStoreError> {
-        match tokio::time::timeout(PG_OPERATION_TIMEOUT, call).await {
-            Ok(result) => result.map_err(|e| pg_error(&self.place, op, e)),
-            Err(_) => Err(SignalStoreError::Unavailable(format!(
-                "{}: {op}: no answer within {PG_OPERATION_TIMEOUT:?}",
-                self.place
-            ))),
-        }
     }
 
     /// Creates the table and its index if missing, under an advisory lock so that processes opening the
@@ -679,8 +519,9 @@ impl PgSignalStore {
             format!(r#"CREATE INDEX IF NOT EXISTS "{table}_timestamp" ON "{table}" ("timestamp", uuid)"#);
         // Columns are checked before the index is made, so a table of another shape is reported by name.
         let outcome: Result<(), SignalStoreError> = self
+            .db
             .run("create table", async {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.pool().begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_SETUP_LOCK).execute(&mut *tx).await?;
                 sqlx::raw_sql(AssertSqlSafe(create_table)).execute(&mut *tx).await?;
                 let found: Vec<String> = sqlx::query_scalar(
@@ -690,7 +531,7 @@ impl PgSignalStore {
                 .bind(&**table)
                 .fetch_all(&mut *tx)
                 .await?;
-                let checked = check_columns(&found, &self.place);
+                let checked = check_columns(&found, self.db.place());
                 if checked.is_ok() {
                     sqlx::raw_sql(AssertSqlSafe(create_index)).execute(&mut *tx).await?;
                     tx.commit().await?;
@@ -705,14 +546,17 @@ impl PgSignalStore {
 
     async fn insert(&self, op: &str, rows: &[SignalRow]) -> Result<(), SignalStoreError> {
         let uuids: Vec<String> = rows.iter().map(|r| uuid_text(&r.uuid)).collect();
-        let stamps =
-            rows.iter().map(|r| pg_timestamp(r.timestamp_ms, &self.place)).collect::<Result<Vec<_>, _>>()?;
+        let stamps = rows
+            .iter()
+            .map(|r| pg_timestamp(r.timestamp_ms, self.db.place()))
+            .collect::<Result<Vec<_>, _>>()?;
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         let components: Vec<&str> = rows.iter().map(|r| r.component.as_str()).collect();
         let expected = uuids.len();
         let inserted: Vec<String> = self
+            .db
             .run(op, async {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.db.pool().begin().await?;
                 let inserted: Vec<String> = sqlx::query_scalar(pg_sql(&self.sql.insert))
                     .bind(&uuids)
                     .bind(stamps)
@@ -735,11 +579,11 @@ impl PgSignalStore {
         let taken = rows.iter().zip(&uuids).find(|(_, text)| !inserted.contains(text.as_str()));
         match taken {
             Some((row, _)) => {
-                Err(SignalStoreError::Duplicate { place: self.place.to_string(), uuid: row.uuid })
+                Err(SignalStoreError::Duplicate { place: self.db.place().to_string(), uuid: row.uuid })
             }
             None => Err(SignalStoreError::Backend(format!(
                 "{}: {op}: {} of {expected} rows inserted, yet every uuid came back",
-                self.place,
+                self.db.place(),
                 inserted.len()
             ))),
         }
@@ -749,10 +593,12 @@ impl PgSignalStore {
     async fn select(&self, op: &str, from: Option<i64>) -> Result<Vec<SignalRow>, SignalStoreError> {
         let rows = match from {
             Some(from) => {
-                let from = pg_timestamp(from, &self.place)?;
-                self.run(op, sqlx::query(pg_sql(&self.sql.since)).bind(from).fetch_all(&self.pool)).await?
+                let from = pg_timestamp(from, self.db.place())?;
+                self.db
+                    .run(op, sqlx::query(pg_sql(&self.sql.since)).bind(from).fetch_all(self.db.pool()))
+                    .await?
             }
-            None => self.run(op, sqlx::query(pg_sql(&self.sql.all)).fetch_all(&self.pool)).await?,
+            None => self.db.run(op, sqlx::query(pg_sql(&self.sql.all)).fetch_all(self.db.pool())).await?,
         };
         rows.iter().map(|row| self.decode(op, row)).collect()
     }
@@ -761,23 +607,25 @@ impl PgSignalStore {
         let read = || -> Result<(String, DateTime<Utc>, String, String), sqlx::Error> {
             Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?))
         };
-        let (text, timestamp, name, component) = read().map_err(|e| pg_error(&self.place, op, e))?;
+        let (text, timestamp, name, component) = read().map_err(|e| self.db.error(op, e))?;
         let uuid = Uuid::parse_str(&text).map_err(|e| {
-            SignalStoreError::Backend(format!("{}: {op}: column uuid value {text:?}: {e}", self.place))
+            SignalStoreError::Backend(format!("{}: {op}: column uuid value {text:?}: {e}", self.db.place()))
         })?;
         Ok(SignalRow { uuid, timestamp_ms: timestamp.timestamp_millis(), name, component })
     }
 
     async fn count(&self) -> Result<i64, SignalStoreError> {
-        self.run("count", sqlx::query_scalar(pg_sql(&self.sql.count)).fetch_one(&self.pool)).await
+        self.db.run("count", sqlx::query_scalar(pg_sql(&self.sql.count)).fetch_one(self.db.pool())).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{postgres::sort_error as pg_error, sqlite::sort_error as sqlite_error};
     use chrono::NaiveDate;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     /// A fixed uuid whose last byte is `n` (so uuid order is `n` order).
     fn id(n: u8) -> Uuid {
@@ -1054,7 +902,8 @@ mod tests {
             sqlite_error("p", "op", sqlite(rusqlite::ffi::SQLITE_CORRUPT)),
             SignalStoreError::Backend(_)
         ));
-        let message = sqlite_error("sqlite x.db table signals", "record", sqlite(rusqlite::ffi::SQLITE_BUSY));
+        let message: SignalStoreError =
+            sqlite_error("sqlite x.db table signals", "record", sqlite(rusqlite::ffi::SQLITE_BUSY));
         assert!(
             message.to_string().starts_with("signal store unavailable: sqlite x.db table signals: record: ")
         );
