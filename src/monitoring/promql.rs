@@ -31,25 +31,10 @@ pub use promql_parser::parser::Expr;
 /// How far back an instant selector looks for a series' latest sample (Prometheus' default).
 pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
 
-/// Range-vector functions the evaluator implements.
-const RANGE_FUNCTIONS: &[&str] = &[
-    "increase",
-    "rate",
-    "irate",
-    "delta",
-    "idelta",
-    "resets",
-    "changes",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "last_over_time",
-    "present_over_time",
-];
+/// Range-vector functions the evaluator implements: the first entries of [`SUPPORTED_FUNCTIONS`].
+const RANGE_FUNCTIONS: &[&str] = SUPPORTED_FUNCTIONS.split_at(14).0;
 
-/// Every function the evaluator implements (range functions first).
+/// Every function the evaluator implements (the 14 range functions first).
 pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "increase",
     "rate",
@@ -830,6 +815,13 @@ fn type_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_functions_are_exactly_the_leading_entries() {
+        assert_eq!(RANGE_FUNCTIONS.first(), Some(&"increase"));
+        assert_eq!(RANGE_FUNCTIONS.last(), Some(&"present_over_time"));
+        assert_eq!(SUPPORTED_FUNCTIONS.get(RANGE_FUNCTIONS.len()), Some(&"absent"));
+    }
     use crate::monitoring::tsdb::stale_nan;
     use std::time::Duration;
 
