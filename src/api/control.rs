@@ -238,10 +238,8 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
     let seed = c.pipeline.seed.0;
     let env = SimEnv::for_bus(c.pipeline.flow.bus.bootstrap.as_deref(), seed);
     let prepared = execute::prepare(&raw, &providers, &RunOptions::default(), &VarOverrides::default(), &env);
-    match &prepared {
-        Err(errors) => problems.extend(errors.iter().map(|e| e.to_string())),
-        Ok(_) if problems.is_empty() => {}
-        Ok(_) => {}
+    if let Err(errors) = &prepared {
+        problems.extend(errors.iter().map(|e| e.to_string()));
     }
     let (experiment, settings) = match prepared {
         Ok(p) if problems.is_empty() => p,
