@@ -66,11 +66,6 @@ impl ComponentHooks {
         self.skew_ms.store(offset_ms, Ordering::SeqCst);
     }
 
-    /// The clock offset in force.
-    pub fn skew_ms(&self) -> i64 {
-        self.skew_ms.load(Ordering::SeqCst)
-    }
-
     /// Freezes (true) or resumes (false) the component.
     pub fn set_paused(&self, paused: bool) {
         self.paused.send_replace(paused);
@@ -95,11 +90,6 @@ impl ComponentHooks {
     /// Replaces the I/O faults in force.
     pub fn set_io(&self, faults: IoFaults) {
         self.io().0 = faults;
-    }
-
-    /// The I/O faults in force.
-    pub fn io_faults(&self) -> IoFaults {
-        self.io().0.clone()
     }
 
     /// Called before a write: waits out the injected latency, then fails the write when the disk is

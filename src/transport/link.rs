@@ -253,6 +253,8 @@ pub struct Link {
     trace: Trace,
     /// Set while the receiving or sending component is paused: messages queue and wait.
     hold: tokio::sync::watch::Sender<bool>,
+    /// The same flag for the per-message check (a plain load instead of the watch's lock).
+    held: AtomicBool,
 }
 
 struct LinkReceiverState {
@@ -320,6 +322,7 @@ impl Link {
             in_flight: AtomicU64::new(0),
             trace,
             hold: tokio::sync::watch::channel(false).0,
+            held: AtomicBool::new(false),
         })
     }
 
@@ -363,6 +366,7 @@ impl Link {
     /// Holds (true) or releases (false) delivery: while held, messages queue in the link (their delays
     /// run on) and are delivered in order once released, as a paused process finds its socket backlog.
     pub fn set_hold(&self, hold: bool) {
+        self.held.store(hold, Ordering::SeqCst);
         if self.hold.send_replace(hold) != hold {
             self.trace.emit(
                 &self.name,
@@ -374,7 +378,7 @@ impl Link {
 
     /// True while delivery is held.
     pub fn is_held(&self) -> bool {
-        *self.hold.borrow()
+        self.held.load(Ordering::SeqCst)
     }
 
     async fn wait_released(&self) {

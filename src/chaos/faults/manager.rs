@@ -69,7 +69,7 @@ pub struct FaultRecord {
     pub duration_ms: Option<u64>,
     /// When it was applied.
     pub applied_at: String,
-    /// Milliseconds since run start when it was applied (for time-to-detect).
+    /// Milliseconds since run start when it was applied.
     pub applied_ms: u64,
     /// When it ends by itself.
     pub expires_at: Option<String>,

@@ -527,8 +527,6 @@ pub struct Fault {
     pub effect: Effect,
     /// How long it lasts; `None`: until removed (or, for instant kinds, nothing to undo).
     pub duration: Option<Duration>,
-    /// The request it came from (kept for listing).
-    pub request: FaultRequest,
 }
 
 /// Everything wrong with a request, each with its field.
@@ -788,9 +786,7 @@ impl Fault {
             }
         }
         match selector {
-            Some(selector) if errors.is_empty() => {
-                Ok(Fault { info, selector, effect, duration, request: request.clone() })
-            }
+            Some(selector) if errors.is_empty() => Ok(Fault { info, selector, effect, duration }),
             _ => Err(FaultError(errors)),
         }
     }
