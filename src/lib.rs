@@ -23,6 +23,7 @@ pub mod api;
 pub mod bench;
 pub mod bus;
 pub mod chaos;
+pub mod config;
 pub mod kernel;
 pub mod monitoring;
 pub mod orders;

@@ -1,0 +1,12 @@
+//! Reading what users write: every configuration problem at once, each with its place.
+//!
+//! Flow files, alert rules, the knowledge graph, the Fluentd configuration and experiments all report
+//! through one [`problems::Problems`] collector, so a file with five mistakes gives five lines of the form
+//! `file:line:key: message` and nothing starts. [`locate`] finds the line of a key path in TOML and YAML
+//! text (YAML through `marked-yaml`, TOML through `toml_edit`), so a check written against parsed values
+//! can still point at the line.
+
+pub mod locate;
+pub mod problems;
+
+pub use problems::{KeyPath, Problem, Problems, ProblemsError, Severity};
