@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::catalog::reference_flow;
 use crate::kernel::trace::TraceLevel;
-use crate::runner::{LiveRun, SimRun};
+use crate::orders::load_generator::LoadGeneratorConfig;
+use crate::orders::service::OrderDb;
+use crate::runner::Run;
 use crate::topology::Pipeline;
-use crate::topology::flow::Flow;
 use crate::transport::envelope::{Envelope, Qos};
 use crate::transport::mqtt::client::{BrokerUrl, ClientOptions, LiveSession};
 use crate::transport::mqtt::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, serve_front};
@@ -37,7 +39,7 @@ pub fn pipeline(records: u64, messages: u64) -> anyhow::Result<()> {
 
     reset_peak_rss();
     let summary =
-        SimRun::new(Flow::reference()?, dir.join("reference")).seed(7).run_for(Duration::from_secs(1800))?;
+        Run::new(reference_flow()?).out(dir.join("reference")).seed(7).sim(Duration::from_secs(1800))?;
     println!(
         "sim compression:   30 min reference run in {:.3} s wall = {:.0}x (target >= 1000x); {} trace events; peak RSS {}",
         summary.wall_secs,
@@ -75,13 +77,10 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 
 /// SENSOR (no rate limit) → MQTT_BROKER → FLINK → ELASTICSEARCH, trace hashed in memory.
 fn sim_throughput(records: u64, out: &std::path::Path, level: TraceLevel) -> anyhow::Result<(u64, f64)> {
-    let mut flow = Flow::reference()?;
-    for name in ["NIFI", "HADOOP", "NODE-RED", "SPARK"] {
-        flow.components.remove(name);
-    }
-    flow.orders.enabled = false;
+    let mut flow = reference_flow()?;
+    flow.without(&["NIFI", "HADOOP", "NODE-RED", "SPARK", "KAFKA", "POKE-ORDERS-DB"]);
     let started = Instant::now();
-    SimRun::new(flow, out).seed(1).rate_ms(Some(0)).trace_in_memory().trace_level(level).run(
+    Run::new(flow).out(out).seed(1).rate_ms(0).trace_in_memory().trace_level(level).sim_with(
         |p: Arc<Pipeline>| async move {
             let flink = p.metrics.component("FLINK");
             // A virtual sleep, not a busy yield: the sensor's bursts need virtual time to pass.
@@ -136,14 +135,7 @@ async fn live_mqtt(messages: u64) -> anyhow::Result<(u64, f64)> {
 
 async fn live_startup(out: &std::path::Path) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let handle = LiveRun::new(Flow::reference()?, out)
-        .seed(Some(1))
-        .mqtt_listen(Some("127.0.0.1:0".parse()?))
-        .forward_listen(Some("127.0.0.1:0".parse()?))
-        .log_http_listen(Some("127.0.0.1:0".parse()?))
-        .http_listen(Some("127.0.0.1:0".parse()?))
-        .start()
-        .await?;
+    let handle = live_on_free_ports(Run::new(reference_flow()?).out(out).seed(1))?.live().await?;
     for name in handle.pipeline.supervisor.names() {
         let sup = handle.pipeline.supervisor.clone();
         tokio::time::timeout(Duration::from_secs(10), sup.wait_for(&name, |h| h.ready))
@@ -153,6 +145,12 @@ async fn live_startup(out: &std::path::Path) -> anyhow::Result<f64> {
     let secs = started.elapsed().as_secs_f64();
     handle.stop().await?;
     Ok(secs)
+}
+
+/// `run` with every listener on a port the OS picks.
+fn live_on_free_ports(run: Run) -> anyhow::Result<Run> {
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse()?;
+    Ok(run.mqtt_listen(any).forward_listen(any).log_http_listen(any).http_listen(any))
 }
 
 /// Starts a new peak-RSS measurement (Linux: writing 5 to `clear_refs` resets `VmHWM`).
@@ -185,21 +183,21 @@ pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Resul
     );
     drop(rt);
 
-    let mut flow = Flow::reference()?;
-    for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
-        flow.components.remove(name);
-    }
-    flow.orders.load.users = 5;
-    flow.orders.load.orders = sim_orders;
-    flow.orders.load.delay = Duration::from_millis(1);
+    let mut flow = reference_flow()?;
+    flow.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK"]);
+    flow.configure::<LoadGeneratorConfig>(|l| {
+        l.users = 5;
+        l.orders = sim_orders;
+        l.delay = Duration::from_millis(1);
+    });
     let total = u64::from(5 * sim_orders);
     let started = Instant::now();
-    let summary = SimRun::new(flow, dir.join("sim")).seed(1).trace_level(TraceLevel::Lifecycle).run(
+    let summary = Run::new(flow).out(dir.join("sim")).seed(1).trace_level(TraceLevel::Lifecycle).sim_with(
         |p: Arc<Pipeline>| async move {
-            let Some(stack) = p.orders.clone() else { anyhow::bail!("no order services") };
+            let Some(db) = p.handles.first::<OrderDb>().cloned() else { anyhow::bail!("no order services") };
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let counts = stack.orders.store.counts_by_state().await?;
+                let counts = db.store.counts_by_state().await?;
                 let settled: u64 =
                     counts.iter().filter(|(s, _)| s.as_str() != "pending").map(|(_, n)| n).sum();
                 if settled >= total {
@@ -219,19 +217,9 @@ pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Resul
 }
 
 async fn live_posts(out: &std::path::Path, requests: u64, concurrency: u32) -> anyhow::Result<(u64, f64)> {
-    let mut flow = Flow::reference()?;
-    flow.orders.load.enabled = false;
-    for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
-        flow.components.remove(name);
-    }
-    let handle = LiveRun::new(flow, out)
-        .seed(Some(1))
-        .mqtt_listen(Some("127.0.0.1:0".parse()?))
-        .forward_listen(Some("127.0.0.1:0".parse()?))
-        .log_http_listen(Some("127.0.0.1:0".parse()?))
-        .http_listen(Some("127.0.0.1:0".parse()?))
-        .start()
-        .await?;
+    let mut flow = reference_flow()?;
+    flow.without(&["OCTILLERY", "SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK"]);
+    let handle = live_on_free_ports(Run::new(flow).out(out).seed(1))?.live().await?;
     let client = crate::orders::http::ApiClient::remote(
         &format!("http://{}", handle.http_addr),
         Duration::from_secs(30),

@@ -22,6 +22,7 @@ pub mod analytics;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod catalog;
 pub mod chaos;
 pub mod config;
 pub mod kernel;

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+use chaoslab::catalog;
 use chaoslab::kernel::seed::Seed;
 use chaoslab::orders::http::ApiClient;
-use chaoslab::orders::load::run_users;
-use chaoslab::runner::LiveRun;
+use chaoslab::orders::load_generator::{LoadGeneratorConfig, run_users};
+use chaoslab::runner::Run;
 use chaoslab::sources::dataset::Dataset;
 use chaoslab::sources::synth::{SynthParams, synthesize};
-use chaoslab::topology::flow::{Flow, LoadSection};
 use chaoslab::transport::mqtt::client::BrokerUrl;
 
 mod cli;
@@ -63,6 +63,8 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Swarm testing: per seed, a fault schedule drawn from the seed, a quiet phase, the invariants.
+    Swarm(Box<SwarmArgs>),
     /// Benchmarks; they print their figures.
     Bench {
         #[command(subcommand)]
@@ -83,6 +85,10 @@ struct RunArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Sim: run the scenario twice (outputs in <out>/run-1 and <out>/run-2) and compare the traces; print
+    /// `deterministic: <digest>` or the first line that differs (exit 1).
+    #[arg(long)]
+    check_determinism: bool,
     /// Live: use this external MQTT broker (mqtt://host:port) instead of the embedded one.
     #[arg(long)]
     mqtt_url: Option<BrokerUrl>,
@@ -110,6 +116,52 @@ struct RunArgs {
     #[arg(long, default_value_t = 1)]
     max_experiments: usize,
 }
+
+impl RunArgs {
+    /// The run these options describe (the command line maps onto the run builder here, and only here).
+    fn run(&self) -> anyhow::Result<Run> {
+        let mut run = self.pipeline.run(self.pipeline.flow()?);
+        if let Some(url) = &self.mqtt_url {
+            run = run.mqtt_url(url);
+        }
+        if let Some(addr) = self.mqtt_listen {
+            run = run.mqtt_listen(addr);
+        }
+        if let Some(addr) = self.http_listen {
+            run = run.http_listen(addr);
+        }
+        if let Some(path) = &self.credentials {
+            run = run.credentials(path);
+        }
+        if let Some(addr) = self.forward_listen {
+            run = run.forward_listen(addr);
+        }
+        if let Some(addr) = self.log_http_listen {
+            run = run.log_http_listen(addr);
+        }
+        Ok(run.allow_process(self.allow_process.clone()).max_experiments(self.max_experiments))
+    }
+}
+
+#[derive(Args)]
+struct SwarmArgs {
+    /// Seeds: a range `1..100` (inclusive), one seed, or a list `1,5,9`.
+    #[arg(long, default_value = "1..20")]
+    seeds: String,
+    /// Virtual time per seed: faults in the first half, quiet in the second (at least 4m).
+    #[arg(long = "for", default_value = "10m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Seeds run at once (default: one per core).
+    #[arg(short = 'j', long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+/// An exit code for a command whose outcome is already printed.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+struct Exit(u8);
 
 #[derive(Args)]
 struct MineArgs {
@@ -203,11 +255,13 @@ enum DatasetCommand {
 
 #[derive(Subcommand)]
 enum FlowCommand {
-    /// Parse and check a flow file, then list its components and links.
+    /// Parse and check a flow file (every problem at once), then list its components and links.
     Check {
         /// The TOML file.
         file: PathBuf,
     },
+    /// List the component kinds a flow may use.
+    Kinds,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +292,7 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let sim = matches!(&cli.command, Command::Run(a) if a.sim)
+        || matches!(&cli.command, Command::Swarm(_))
         || matches!(&cli.command, Command::Experiment { command } if command.is_sim());
     init_logging(if sim { "warn" } else { "info" });
     let coded = match cli.command {
@@ -246,6 +301,9 @@ fn main() -> ExitCode {
         Command::Auth { command: AuthCommand::Hash } => Some(cli::fault::hash_from_stdin()),
         command => {
             if let Err(e) = execute(Cli { command }) {
+                if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+                    return ExitCode::from(*code);
+                }
                 eprintln!("error: {e:#}");
                 return ExitCode::FAILURE;
             }
@@ -269,33 +327,28 @@ fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_timer(chaoslab::kernel::clock::LogTime)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => {
-            let flow = a.pipeline.flow()?;
-            let p = &a.pipeline;
+            let run = a.run()?;
             let summary = if a.sim {
                 let duration = a.duration.context("--sim needs --for, e.g. --for 30m")?;
-                p.sim(flow).run_for(duration)?
+                if a.check_determinism {
+                    let verdict = run.check_determinism(duration)?;
+                    println!("{verdict}");
+                    return match verdict {
+                        chaoslab::runner::determinism::Verdict::Deterministic { .. } => Ok(()),
+                        chaoslab::runner::determinism::Verdict::Diverged(_) => Err(Exit(1).into()),
+                    };
+                }
+                run.sim(duration)?
             } else {
-                LiveRun::new(flow, &p.out)
-                    .seed(p.seed)
-                    .dataset(p.dataset.clone())
-                    .rate_ms(p.rate_ms)
-                    .trace_level(p.trace)
-                    .database_url(p.database_url.clone())
-                    .mqtt_url(a.mqtt_url)
-                    .mqtt_listen(a.mqtt_listen)
-                    .http_listen(a.http_listen)
-                    .credentials(a.credentials)
-                    .forward_listen(a.forward_listen)
-                    .log_http_listen(a.log_http_listen)
-                    .allow_process(a.allow_process)
-                    .max_experiments(a.max_experiments)
-                    .run_blocking(a.duration)?
+                anyhow::ensure!(!a.check_determinism, "--check-determinism needs --sim");
+                run.live_until_signal(a.duration)?
             };
             if a.json {
                 println!("{}", serde_json::to_string(&summary)?);
@@ -328,7 +381,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     .find(|p| p.is_file());
                 let graph =
                     graph_file.map(|p| chaoslab::reasoning::graph::KnowledgeGraph::load(&p)).transpose()?;
-                let index = chaoslab::sinks::index::IndexStore::new(Some(a.out.join("index")));
+                let index = chaoslab::sinks::document_index::IndexStore::new(Some(a.out.join("index")));
                 let params = chaoslab::reasoning::mining::MiningParams {
                     window: a.window,
                     slide: a.slide,
@@ -355,7 +408,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let store = a.out.join(&a.store);
             let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
             let report =
-                chaoslab::analytics::spark::run_job(&store, &a.out.join("spark"), &stamp, a.k, a.seed)?;
+                chaoslab::analytics::kmeans::run_job(&store, &a.out.join("spark"), &stamp, a.k, a.seed)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.result.is_none() {
                 anyhow::bail!(
@@ -369,13 +422,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Load(a) => {
             let client = ApiClient::remote(&a.url, Duration::from_secs(10))?;
-            let plan = LoadSection {
-                enabled: true,
-                users: a.users,
-                orders: a.orders,
-                delay: a.delay,
-                initial_delay: a.initial_delay,
-            };
+            let plan = LoadGeneratorConfig::plan(a.users, a.orders, a.delay, a.initial_delay);
             let seed = a.seed.map_or_else(Seed::from_entropy, Seed);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report =
@@ -419,15 +466,58 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Flow { command: FlowCommand::Check { file } } => {
-            let flow = Flow::load(&file)?;
+            let flow = catalog::load_flow(&file)?;
+            for w in &flow.warnings {
+                println!("{w}");
+            }
             println!("{}: pipeline '{}' is valid", file.display(), flow.pipeline.name);
-            for (name, c) in &flow.components {
-                println!("  component {name}: {}", c.kind());
+            for name in flow.start_order() {
+                let entry = &flow.components[name];
+                let instances = entry.config.instances(name);
+                if instances.len() == 1 && instances[0] == name {
+                    println!("  component {name}: {}", entry.kind());
+                } else {
+                    println!("  component {name}: {} ({})", entry.kind(), instances.join(", "));
+                }
             }
             for (from, to) in flow.edges() {
                 println!("  link {from}->{to}");
             }
             Ok(())
+        }
+        Command::Flow { command: FlowCommand::Kinds } => {
+            for k in catalog::KINDS {
+                println!("{}", k.kind);
+            }
+            Ok(())
+        }
+        Command::Swarm(a) => {
+            let seeds = chaoslab::runner::swarm::parse_seeds(&a.seeds).map_err(anyhow::Error::msg)?;
+            let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let base = a.pipeline.run(a.pipeline.flow()?);
+            let outcomes = chaoslab::runner::swarm::run(&base, &seeds, a.duration, &a.pipeline.out, jobs)?;
+            let mut hold = 0;
+            let flow_arg =
+                a.pipeline.flow.as_ref().map(|f| format!(" --flow {}", f.display())).unwrap_or_default();
+            let for_arg = humantime::format_duration(a.duration);
+            for o in &outcomes {
+                if o.holds() {
+                    hold += 1;
+                    continue;
+                }
+                println!(
+                    "seed {}: {} broken invariant(s) after {} faults",
+                    o.seed,
+                    o.problems.len(),
+                    o.schedule.len()
+                );
+                for p in &o.problems {
+                    println!("  {p}");
+                }
+                println!("  reproduce: chaoslab swarm --seeds {} --for {for_arg}{flow_arg}", o.seed);
+            }
+            println!("{hold}/{} seeds hold", outcomes.len());
+            if hold == outcomes.len() { Ok(()) } else { Err(Exit(1).into()) }
         }
         Command::Bench { command: BenchCommand::Pipeline { records, messages } } => {
             chaoslab::bench::pipeline(records, messages)

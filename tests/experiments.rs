@@ -169,17 +169,17 @@ fn discover_and_init_write_usable_documents() {
 
 async fn live(out: &Path) -> chaoslab::runner::LiveHandle {
     let any = || "127.0.0.1:0".parse().unwrap();
-    let mut flow = chaoslab::topology::flow::Flow::reference().unwrap();
-    flow.orders.load.enabled = false;
-    let run = chaoslab::runner::LiveRun::new(flow, out)
-        .seed(Some(1))
-        .rate_ms(Some(50))
-        .http_listen(Some(any()))
-        .mqtt_listen(Some(any()))
-        .forward_listen(Some(any()))
-        .log_http_listen(Some(any()))
+    let flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    let run = chaoslab::runner::Run::new(flow)
+        .out(out)
+        .seed(1)
+        .rate_ms(50)
+        .http_listen(any())
+        .mqtt_listen(any())
+        .forward_listen(any())
+        .log_http_listen(any())
         .allow_process(vec!["true".into()]);
-    tokio::time::timeout(WAIT, run.start()).await.expect("live run did not start").unwrap()
+    tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

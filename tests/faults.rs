@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use chaoslab::chaos::faults::{ApplyError, FaultRequest};
-use chaoslab::runner::SimRun;
+use chaoslab::runner::Run;
 use chaoslab::topology::Pipeline;
 use chaoslab::topology::flow::Flow;
 use serde_json::{Value, json};
@@ -16,9 +16,7 @@ fn req(v: Value) -> FaultRequest {
 }
 
 fn iot_only() -> Flow {
-    let mut flow = Flow::reference().unwrap();
-    flow.orders.enabled = false;
-    flow
+    common::iot_only(chaoslab::catalog::reference_flow().unwrap())
 }
 
 async fn apply(p: &Pipeline, v: Value) -> chaoslab::chaos::faults::FaultRecord {
@@ -32,9 +30,9 @@ async fn sleep(secs: u64) {
 #[test]
 fn link_faults_compose_expire_and_are_traced() {
     let dir = tempfile::tempdir().unwrap();
-    SimRun::new(iot_only(), dir.path())
+    Run::new(iot_only()).out(dir.path())
         .seed(1)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             sleep(5).await;
             let link = p.links["MQTT_BROKER->FLINK"].clone();
             let delay = apply(
@@ -97,9 +95,10 @@ fn link_faults_compose_expire_and_are_traced() {
 #[test]
 fn pause_freezes_a_stage_and_it_resumes_with_its_backlog() {
     let dir = tempfile::tempdir().unwrap();
-    SimRun::new(iot_only(), dir.path())
+    Run::new(iot_only())
+        .out(dir.path())
         .seed(2)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             sleep(5).await;
             let inbound = p.links["MQTT_BROKER->FLINK"].clone();
             let before = inbound.stats().delivered;
@@ -122,9 +121,9 @@ fn pause_freezes_a_stage_and_it_resumes_with_its_backlog() {
 #[test]
 fn clock_io_and_data_faults_change_what_reaches_the_sinks() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = SimRun::new(iot_only(), dir.path())
+    let summary = Run::new(iot_only()).out(dir.path())
         .seed(3)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             sleep(10).await;
             apply(&p, json!({"kind": "clock-offset", "target": "SENSOR", "parameters": {"offset": "-1h"}, "duration": "10s"}))
                 .await;
@@ -168,15 +167,14 @@ fn clock_io_and_data_faults_change_what_reaches_the_sinks() {
 #[test]
 fn bus_http_and_mqtt_faults_on_the_order_services() {
     let dir = tempfile::tempdir().unwrap();
-    let mut flow = Flow::reference().unwrap();
-    flow.orders.load.enabled = false;
-    SimRun::new(flow, dir.path())
+    let flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    Run::new(flow).out(dir.path())
         .seed(4)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             sleep(5).await;
-            let stack = p.orders.as_ref().unwrap();
+            let bus = common::bus(&p);
             let offline = || async {
-                stack.client.describe_topic("poke-orders").await.unwrap().has_offline_partitions()
+                bus.describe_topic("poke-orders").await.unwrap().has_offline_partitions()
             };
             assert!(!offline().await);
             let down = apply(&p, json!({"kind": "kafka-broker-down", "target": "KAFKA-*", "mode": "all", "duration": "10s"})).await;
@@ -193,7 +191,7 @@ fn bus_http_and_mqtt_faults_on_the_order_services() {
             assert_eq!(produced.status, "completed");
             assert_eq!(produced.output[0]["partition"], 2);
 
-            let api = chaoslab::orders::http::ApiClient::InProcess(stack.router.clone());
+            let api = common::order_api(&p);
             let get = || async { api.send(hyper::Method::GET, "/orders/", None).await.unwrap().status.as_u16() };
             assert_eq!(get().await, 200);
             let abort = apply(&p, json!({"kind": "http-abort", "parameters": {"code": 503, "path": "/orders"}})).await;
@@ -214,8 +212,9 @@ fn bus_http_and_mqtt_faults_on_the_order_services() {
 #[test]
 fn bad_requests_are_refused_with_the_reason_and_nothing_applied() {
     let dir = tempfile::tempdir().unwrap();
-    SimRun::new(iot_only(), dir.path())
-        .run(|p| async move {
+    Run::new(iot_only())
+        .out(dir.path())
+        .sim_with(|p| async move {
             let refuse = |v: Value| {
                 let p = p.clone();
                 async move {

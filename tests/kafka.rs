@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chaoslab::orders::fraud::is_fraud;
-use chaoslab::runner::LiveRun;
+use chaoslab::runner::Run;
 use chaoslab::topology::flow::Flow;
 use hyper::{Method, StatusCode};
 use rdkafka::mocking::MockCluster;
@@ -15,7 +15,7 @@ use rdkafka::producer::DefaultProducerContext;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_decided_through_a_kafka_cluster() {
     let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(3).unwrap();
-    let mut flow = Flow::reference().unwrap();
+    let mut flow = chaoslab::catalog::reference_flow().unwrap();
     for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
         flow.components.remove(name);
     }
@@ -26,12 +26,13 @@ async fn orders_are_decided_through_a_kafka_cluster() {
     flow.orders.detective_replicas = 1;
     flow.bus.bootstrap = Some(cluster.bootstrap_servers());
     let dir = tempfile::tempdir().unwrap();
-    let handle = LiveRun::new(flow, dir.path())
-        .seed(Some(1))
-        .http_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .mqtt_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .forward_listen(Some("127.0.0.1:0".parse().unwrap()))
-        .log_http_listen(Some("127.0.0.1:0".parse().unwrap()))
+    let handle = Run::new(flow)
+        .out(dir.path())
+        .seed(1)
+        .http_listen("127.0.0.1:0".parse().unwrap())
+        .mqtt_listen("127.0.0.1:0".parse().unwrap())
+        .forward_listen("127.0.0.1:0".parse().unwrap())
+        .log_http_listen("127.0.0.1:0".parse().unwrap())
         .start()
         .await
         .unwrap();

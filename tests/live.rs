@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use chaoslab::kernel::supervisor::State;
 use chaoslab::runner::summary::RunSummary;
-use chaoslab::runner::{LiveHandle, LiveRun};
+use chaoslab::runner::{LiveHandle, Run};
 use chaoslab::sources::dataset::{Dataset, SensorRow};
-use chaoslab::topology::BUILTIN_DATASET;
+use chaoslab::sources::sensor_replay::BUILTIN_DATASET;
 use chaoslab::topology::flow::Flow;
 use chaoslab::transport::envelope::{Envelope, Qos};
 use chaoslab::transport::mqtt::client::{BrokerUrl, ClientOptions, LiveSession};
@@ -48,24 +48,28 @@ fn any_port() -> SocketAddr {
 
 /// The reference flow, live on free ports, with a seeded sensor publishing every 20 ms.
 /// The IoT path of the reference flow (the order services have their own tests in `orders_live.rs`).
-fn fast_run(out: &Path) -> LiveRun {
-    let mut flow = Flow::reference().unwrap();
-    flow.orders.enabled = false;
-    run_with(flow, out)
+fn fast_run(out: &Path) -> Run {
+    run_with(common::iot_only(chaoslab::catalog::reference_flow().unwrap()), out)
 }
 
-fn run_with(flow: Flow, out: &Path) -> LiveRun {
-    LiveRun::new(flow, out)
-        .seed(Some(1))
-        .rate_ms(Some(20))
-        .http_listen(Some(any_port()))
-        .mqtt_listen(Some(any_port()))
-        .forward_listen(Some(any_port()))
-        .log_http_listen(Some(any_port()))
+fn run_with(flow: Flow, out: &Path) -> Run {
+    Run::new(flow)
+        .out(out)
+        .seed(1)
+        .rate_ms(20)
+        .http_listen(any_port())
+        .mqtt_listen(any_port())
+        .forward_listen(any_port())
+        .log_http_listen(any_port())
 }
 
-async fn start(run: LiveRun) -> LiveHandle {
-    timeout(WAIT, run.start()).await.expect("live run did not start in time").unwrap()
+/// Where a live run's MQTT clients connect.
+fn mqtt(h: &LiveHandle) -> &BrokerUrl {
+    h.mqtt_url.as_ref().expect("the flow has an MQTT broker")
+}
+
+async fn start(run: Run) -> LiveHandle {
+    timeout(WAIT, run.live()).await.expect("live run did not start in time").unwrap()
 }
 
 async fn stop(handle: LiveHandle) -> RunSummary {
@@ -229,7 +233,7 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 async fn external_subscriber_receives_sensor_records_in_file_order() {
     let dir = tempfile::tempdir().unwrap();
     let handle = start(fast_run(&dir.path().join("out"))).await;
-    let mut session = subscriber(&handle.mqtt_url, "test-subscriber").await;
+    let mut session = subscriber(mqtt(&handle), "test-subscriber").await;
 
     let mut received = Vec::new();
     for _ in 0..30 {
@@ -264,8 +268,7 @@ async fn external_subscriber_receives_sensor_records_in_file_order() {
 async fn metrics_endpoint_serves_valid_prometheus_text() {
     let dir = tempfile::tempdir().unwrap();
     // Everything on, order services included (without their load), so every metric family is checked.
-    let mut flow = Flow::reference().unwrap();
-    flow.orders.load.enabled = false;
+    let flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
     let handle = start(run_with(flow, &dir.path().join("out"))).await;
     let addr = handle.http_addr;
 
@@ -375,7 +378,7 @@ async fn health_components_and_index_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_payloads_are_counted_and_the_pipeline_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let run = fast_run(&dir.path().join("out")).dataset(Some(clean_dataset(dir.path())));
+    let run = fast_run(&dir.path().join("out")).dataset(clean_dataset(dir.path()));
     let handle = start(run).await;
     let addr = handle.http_addr;
     wait_healthy(addr).await;
@@ -385,7 +388,7 @@ async fn malformed_payloads_are_counted_and_the_pipeline_keeps_running() {
     let dropped = "chaoslab_records_dropped_total";
     assert_eq!(metric(addr, dropped, &invalid_record).await, None, "the clean dataset has no bad rows");
 
-    let mut publisher = connect(&handle.mqtt_url, "test-publisher").await.unwrap();
+    let mut publisher = connect(mqtt(&handle), "test-publisher").await.unwrap();
     let bad_humidity = r#"{"device_id":"test-device","humidity":"abc","temperature":"20","time":"2020-02-18T21:23:32.106Z"}"#;
     for payload in ["not json", bad_humidity] {
         let env = Envelope::new(TOPIC, payload.as_bytes().to_vec()).with_qos(Qos::AtLeastOnce);
@@ -409,7 +412,7 @@ async fn malformed_payloads_are_counted_and_the_pipeline_keeps_running() {
         (now > flink_in).then_some(())
     })
     .await;
-    let mut session = subscriber(&handle.mqtt_url, "test-subscriber").await;
+    let mut session = subscriber(mqtt(&handle), "test-subscriber").await;
     sensor_record(&recv_json(&mut session).await);
     session.disconnect().await;
 
@@ -423,7 +426,7 @@ async fn broker_outage_disconnects_clients_and_recovers() {
     let handle = start(fast_run(&dir.path().join("out"))).await;
     let addr = handle.http_addr;
     let supervisor = &handle.pipeline.supervisor;
-    let mut session = subscriber(&handle.mqtt_url, "test-before-outage").await;
+    let mut session = subscriber(mqtt(&handle), "test-before-outage").await;
     sensor_record(&recv_json(&mut session).await);
     eventually("broker_uptime to count", async || {
         metric(addr, "broker_uptime", &[("job", "mqtt")]).await.filter(|&v| v > 0.0)
@@ -445,7 +448,7 @@ async fn broker_outage_disconnects_clients_and_recovers() {
     .await
     .expect("the session did not notice the outage");
     assert!(matches!(ended, MqttError::Disconnected { .. }), "{ended:?}");
-    let refused = connect(&handle.mqtt_url, "test-during-outage").await;
+    let refused = connect(mqtt(&handle), "test-during-outage").await;
     assert!(matches!(refused, Err(MqttError::ConnectionRefused { .. })), "{refused:?}");
 
     let down_at = metric(addr, "broker_uptime", &[("job", "mqtt")]).await.unwrap();
@@ -454,7 +457,7 @@ async fn broker_outage_disconnects_clients_and_recovers() {
     assert_eq!(still, down_at, "broker_uptime must stand still while the broker is down");
 
     supervisor.start("MQTT_BROKER").unwrap();
-    let url = handle.mqtt_url.clone();
+    let url = mqtt(&handle).clone();
     let mut session = eventually("the broker to accept connections again", async || {
         connect(&url, "test-after-outage").await.ok()
     })
@@ -476,7 +479,7 @@ async fn occupied_http_port_is_named_in_the_error() {
     let out = dir.path().join("out");
     let taken = std::net::TcpListener::bind(any_port()).unwrap();
     let addr = taken.local_addr().unwrap();
-    let result = fast_run(&out).http_listen(Some(addr)).start().await;
+    let result = fast_run(&out).http_listen(addr).live().await;
     let message = format!("{:#}", result.err().expect("start must fail on an occupied port"));
     assert!(message.contains(&addr.to_string()), "{message}");
     assert!(message.contains("--http-listen"), "{message}");
@@ -489,7 +492,7 @@ async fn occupied_mqtt_port_is_named_in_the_error() {
     let out = dir.path().join("out");
     let taken = std::net::TcpListener::bind(any_port()).unwrap();
     let addr = taken.local_addr().unwrap();
-    let result = fast_run(&out).mqtt_listen(Some(addr)).start().await;
+    let result = fast_run(&out).mqtt_listen(addr).live().await;
     let message = format!("{:#}", result.err().expect("start must fail on an occupied port"));
     assert!(message.contains(&addr.to_string()), "{message}");
     assert!(message.contains("--mqtt-listen"), "{message}");
@@ -546,8 +549,8 @@ async fn runs_against_an_external_mosquitto() {
     };
     let mosquitto = Mosquitto::start(&program).await;
     let dir = tempfile::tempdir().unwrap();
-    let handle = start(fast_run(&dir.path().join("out")).mqtt_url(Some(mosquitto.url.clone()))).await;
-    assert_eq!(handle.mqtt_url, mosquitto.url);
+    let handle = start(fast_run(&dir.path().join("out")).mqtt_url(&mosquitto.url)).await;
+    assert_eq!(mqtt(&handle), &mosquitto.url);
 
     let mut session = subscriber(&mosquitto.url, "test-mosquitto-subscriber").await;
     let devices: BTreeSet<String> = builtin_rows().into_iter().map(|r| r.device_id).collect();
@@ -607,7 +610,7 @@ async fn mosquitto_sub_sees_the_sensor_records() {
     };
     let dir = tempfile::tempdir().unwrap();
     let handle = start(fast_run(&dir.path().join("out"))).await;
-    let port = handle.mqtt_url.port.to_string();
+    let port = mqtt(&handle).port.to_string();
     let run = tokio::process::Command::new(sub)
         .args(["-h", "127.0.0.1", "-p", &port, "-t", "customTopic", "-C", "5", "-W", "20"])
         .kill_on_drop(true)

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use chaoslab::runner::SimRun;
-use chaoslab::topology::flow::Flow;
+use chaoslab::runner::Run;
 use serde_json::{Value, json};
 
 use common::http::{WAIT, eventually, request_with};
@@ -19,9 +18,10 @@ const OUTAGE: u64 = 90;
 
 /// Runs the reference pipeline for 6 minutes with MQTT_BROKER down from 1:00 for 90 s.
 fn outage(dir: &Path, seed: u64) -> chaoslab::runner::summary::RunSummary {
-    SimRun::new(Flow::reference().unwrap(), dir)
+    Run::new(chaoslab::catalog::reference_flow().unwrap())
+        .out(dir)
         .seed(seed)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             tokio::time::sleep(Duration::from_secs(T0)).await;
             let q = |e: &str| chaoslab::monitoring::query_value(&p, e).unwrap();
             assert_eq!(q("increase(broker_uptime{job=\"mqtt\"}[30s])"), json!(30.0), "uptime grows while up");
@@ -151,16 +151,16 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
 
 async fn live(out: &Path) -> chaoslab::runner::LiveHandle {
     let any = || "127.0.0.1:0".parse().unwrap();
-    let mut flow = Flow::reference().unwrap();
-    flow.orders.load.enabled = false;
-    let run = chaoslab::runner::LiveRun::new(flow, out)
-        .seed(Some(3))
-        .rate_ms(Some(100))
-        .http_listen(Some(any()))
-        .mqtt_listen(Some(any()))
-        .forward_listen(Some(any()))
-        .log_http_listen(Some(any()));
-    tokio::time::timeout(WAIT, run.start()).await.expect("live run did not start").unwrap()
+    let flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    let run = Run::new(flow)
+        .out(out)
+        .seed(3)
+        .rate_ms(100)
+        .http_listen(any())
+        .mqtt_listen(any())
+        .forward_listen(any())
+        .log_http_listen(any());
+    tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,11 +236,14 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
     let pipeline = h.pipeline.clone();
     let summary = h.stop().await.unwrap();
     assert_eq!(summary.components["FLUENTD"].restarts, 0, "bad input never crashes the router");
-    let m = pipeline.monitoring.as_ref().unwrap();
-    assert_eq!(m.ingestion.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 3);
-    let forward = m.forward_stats.snapshot();
+    let h = &pipeline.handles;
+    let metrics = h.first::<chaoslab::monitoring::metrics_store::MetricsStoreHandle>().unwrap();
+    assert_eq!(metrics.ingestion.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 3);
+    let forward =
+        h.first::<chaoslab::monitoring::log_router::LogInputHandle>().unwrap().forward_stats.snapshot();
     assert_eq!(forward.decode_errors, 1, "the garbage was counted: {forward:?}");
-    let names: Vec<String> = m.store.all().await.unwrap().into_iter().map(|r| r.name).collect();
+    let reasoner = h.first::<chaoslab::reasoning::incident_reasoner::ReasonerHandle>().unwrap();
+    let names: Vec<String> = reasoner.store.all().await.unwrap().into_iter().map(|r| r.name).collect();
     assert!(
         names.contains(&"DiskAlmostFull".to_string()) && names.contains(&"MqttConnectionError".to_string()),
         "{names:?}"

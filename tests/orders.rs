@@ -6,23 +6,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chaoslab::bus::{Acks, ProducerConfig};
+use chaoslab::catalog::REFERENCE_FLOW;
 use chaoslab::orders::fraud::is_fraud;
+use chaoslab::orders::fraud_detector::{FraudDetectorConfig, PoisonMode};
+use chaoslab::orders::load_generator::LoadGeneratorConfig;
 use chaoslab::orders::model::OrderState;
 use chaoslab::orders::service::{DETECTIVE_GROUP, ORDERS_TOPIC};
-use chaoslab::runner::SimRun;
+use chaoslab::runner::Run;
 use chaoslab::runner::summary::RunSummary;
-use chaoslab::topology::flow::{Flow, PoisonMode, REFERENCE_FLOW};
+use chaoslab::topology::flow::Flow;
 
 const MIN: Duration = Duration::from_secs(60);
 
 /// The reference flow, orders only (no IoT path), with `users` × `orders` of load 2 s apart.
 fn orders_flow(text: &str, users: u32, orders: u32) -> Flow {
-    let mut flow = Flow::parse(text, "orders.toml", None).unwrap();
-    for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
-        flow.components.remove(name);
-    }
-    flow.orders.load.users = users;
-    flow.orders.load.orders = orders;
+    let mut flow = chaoslab::catalog::parse_flow(text, "orders.toml", None).unwrap();
+    flow.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"]);
+    flow.configure::<LoadGeneratorConfig>(|l| {
+        l.users = users;
+        l.orders = orders;
+    });
     flow
 }
 
@@ -35,7 +38,7 @@ fn decisions_follow_the_fraud_rule_and_every_order_settles() {
     let run = |seed| {
         let dir = tempfile::tempdir().unwrap();
         let s =
-            SimRun::new(orders_flow(REFERENCE_FLOW, 5, 100), dir.path()).seed(seed).run_for(5 * MIN).unwrap();
+            Run::new(orders_flow(REFERENCE_FLOW, 5, 100)).out(dir.path()).seed(seed).sim(5 * MIN).unwrap();
         // What the fraud rule predicts for the orders the load generated, read back from the store.
         let db = rusqlite::Connection::open(dir.path().join("orders.db")).unwrap();
         let mut stmt = db.prepare("SELECT user_id, pokemon, price FROM poke_orders").unwrap();
@@ -74,20 +77,20 @@ fn decisions_follow_the_fraud_rule_and_every_order_settles() {
 fn poison_run(poison: PoisonMode) -> (RunSummary, Vec<serde_json::Value>, u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let mut flow = orders_flow(REFERENCE_FLOW, 5, 150);
-    flow.orders.poison = poison;
+    flow.configure::<FraudDetectorConfig>(|d| d.poison = poison);
     let (mut lag_p1, mut pill_offset) = (0, 0);
     let (lag, offset) = (&mut lag_p1, &mut pill_offset);
-    let s = SimRun::new(flow, dir.path())
+    let s = Run::new(flow).out(dir.path())
         .seed(8)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             tokio::time::sleep(2 * MIN).await;
-            let stack = p.orders.as_ref().unwrap();
-            let chaos = stack.bus.producer("chaostoolkit", ProducerConfig { acks: Acks::All });
+            let bus = p.handles.first::<chaoslab::bus::kafka_cluster::BusHandle>().unwrap().bus.clone();
+            let chaos = bus.producer("chaostoolkit", ProducerConfig { acks: Acks::All });
             let pill = r#"{"id": 4054, "user_id": 2, "pokemon": "rapidash", "country": "Germany", "price": 246.0, "state": "pending", "timestamp": "2024-08-14 05:38:58.922008"#;
             let meta = chaos.send(ORDERS_TOPIC, Some(1), None, Bytes::from(pill), 0).await.unwrap();
             *offset = meta.offset.unwrap();
             tokio::time::sleep(3 * MIN).await;
-            let lags = stack.bus.admin().consumer_lag(DETECTIVE_GROUP, ORDERS_TOPIC).unwrap();
+            let lags = bus.admin().consumer_lag(DETECTIVE_GROUP, ORDERS_TOPIC).unwrap();
             let p1 = lags.iter().find(|l| l.partition == 1).unwrap();
             *lag = p1.high_watermark - p1.committed.unwrap_or(p1.log_start);
             Ok(())
@@ -140,7 +143,7 @@ fn broker_down(text: &str) -> RunSummary {
     let dir = tempfile::tempdir().unwrap();
     let with_outage =
         format!("{text}\n[[schedule]]\nat = \"2m\"\naction = \"stop\"\ntarget = \"KAFKA-1\"\nfor = \"3m\"\n");
-    SimRun::new(orders_flow(&with_outage, 5, 200), dir.path()).seed(5).run_for(9 * MIN).unwrap()
+    Run::new(orders_flow(&with_outage, 5, 200)).out(dir.path()).seed(5).sim(9 * MIN).unwrap()
 }
 
 #[test]
@@ -170,8 +173,8 @@ fn the_outbox_never_strands_an_order() {
         5,
         200,
     );
-    flow.orders.publish = chaoslab::topology::flow::PublishMode::Outbox;
-    let s = SimRun::new(flow, dir.path()).seed(5).run_for(9 * MIN).unwrap();
+    chaoslab::orders::outbox_relay::set_publish(&mut flow, chaoslab::orders::order_api::PublishMode::Outbox);
+    let s = Run::new(flow).out(dir.path()).seed(5).sim(9 * MIN).unwrap();
     assert_eq!(s.orders.as_ref().unwrap().publish_failures, 0);
     assert_eq!(by_state(&s, "pending"), 0);
     assert!(s.components["OUTBOX-RELAY"].records_out >= 1000);

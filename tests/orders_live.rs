@@ -20,7 +20,7 @@ use std::time::Duration;
 use chaoslab::orders::fraud::is_fraud;
 use chaoslab::orders::model::{Order, OrderState, parse_timestamp};
 use chaoslab::orders::store::OrderStore;
-use chaoslab::runner::{LiveHandle, LiveRun};
+use chaoslab::runner::{LiveHandle, Run};
 use chaoslab::topology::flow::Flow;
 use serde_json::{Value, json};
 use tokio::time::timeout;
@@ -42,25 +42,26 @@ fn any_port() -> SocketAddr {
 
 /// The reference flow with the order services only, and no load.
 fn orders_flow() -> Flow {
-    let mut flow = Flow::reference().unwrap();
-    for name in IOT_COMPONENTS {
-        flow.components.remove(name);
-    }
-    assert!(flow.orders.enabled, "the reference flow runs the order services");
-    flow.orders.load.enabled = false;
+    let mut flow = chaoslab::catalog::reference_flow().unwrap();
+    flow.without(&IOT_COMPONENTS);
+    assert!(flow.components.contains_key("POKE-ORDER-API"), "the reference flow runs the order services");
+    flow.without(&["OCTILLERY"]);
     flow
 }
 
 /// Starts `flow` live on free ports and waits until the order API serves.
 async fn start(flow: Flow, out: &Path, database_url: Option<String>) -> LiveHandle {
-    let run = LiveRun::new(flow, out)
-        .seed(Some(11))
-        .http_listen(Some(any_port()))
-        .mqtt_listen(Some(any_port()))
-        .forward_listen(Some(any_port()))
-        .log_http_listen(Some(any_port()))
-        .database_url(database_url);
-    let handle = timeout(WAIT, run.start()).await.expect("live run did not start in time").unwrap();
+    let mut run = Run::new(flow)
+        .out(out)
+        .seed(11)
+        .http_listen(any_port())
+        .mqtt_listen(any_port())
+        .forward_listen(any_port())
+        .log_http_listen(any_port());
+    if let Some(url) = &database_url {
+        run = run.database_url(url);
+    }
+    let handle = timeout(WAIT, run.live()).await.expect("live run did not start in time").unwrap();
     let addr = handle.http_addr;
     eventually("the order API to serve", async || {
         (request(addr, "GET", "/orders/?limit=1", None).await.status == 200).then_some(())
@@ -595,7 +596,9 @@ async fn orders_go_through_a_real_postgresql_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut flow = orders_flow();
     // Other tests may share this database: never reverse their pending orders.
-    flow.orders.expired_order_minutes = 100 * 365 * 24 * 60;
+    flow.configure::<chaoslab::orders::order_reverser::OrderReverserConfig>(|r| {
+        r.expired_order_minutes = 100 * 365 * 24 * 60
+    });
     let handle = start(flow, dir.path(), Some(url.clone())).await;
     let addr = handle.http_addr;
 

@@ -5,9 +5,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chaoslab::runner::SimRun;
+use chaoslab::runner::Run;
 use chaoslab::sources::dataset::Dataset;
-use chaoslab::topology::flow::Flow;
 use chaoslab::transport::link::LinkFaults;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -16,7 +15,7 @@ const MIN: Duration = Duration::from_secs(60);
 fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let run = |dir: &std::path::Path, seed| {
-        SimRun::new(Flow::reference().unwrap(), dir).seed(seed).run_for(10 * MIN).unwrap()
+        Run::new(chaoslab::catalog::reference_flow().unwrap()).out(dir).seed(seed).sim(10 * MIN).unwrap()
     };
     let a = run(dirs[0].path(), 7);
     let b = run(dirs[1].path(), 7);
@@ -66,10 +65,11 @@ fn expected_windows(ds: &Dataset, published: usize) -> BTreeMap<String, Vec<(f64
 fn gnfuv_windows_equal_the_means_of_the_csv() {
     let Some(pi2) = common::gnfuv_pi2("gnfuv_windows_equal_the_means_of_the_csv") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let summary = SimRun::new(Flow::reference().unwrap(), dir.path())
+    let summary = Run::new(chaoslab::catalog::reference_flow().unwrap())
+        .out(dir.path())
         .seed(3)
-        .dataset(Some(pi2.clone()))
-        .run_for(30 * MIN)
+        .dataset(pi2.clone())
+        .sim(30 * MIN)
         .unwrap();
     let published = summary.components["SENSOR"].records_in as usize;
     assert_eq!(published, 1801, "one record a second for 30 minutes, the first at t=0");
@@ -115,9 +115,9 @@ fn gnfuv_windows_equal_the_means_of_the_csv() {
 fn loss_on_the_flink_link_is_accounted_for_and_seeded() {
     let run = |seed| {
         let dir = tempfile::tempdir().unwrap();
-        let mut flow = Flow::reference().unwrap();
+        let mut flow = chaoslab::catalog::reference_flow().unwrap();
         flow.links.insert("MQTT_BROKER->FLINK".into(), LinkFaults { loss: 0.10, ..Default::default() });
-        let s = SimRun::new(flow, dir.path()).seed(seed).run_for(20 * MIN).unwrap();
+        let s = Run::new(flow).out(dir.path()).seed(seed).sim(20 * MIN).unwrap();
         (s, common::trace(dir.path()))
     };
     let (a, trace) = run(11);
@@ -149,12 +149,12 @@ fn loss_on_the_flink_link_is_accounted_for_and_seeded() {
 #[test]
 fn latency_on_a_link_delays_every_record_by_exactly_that_much() {
     let dir = tempfile::tempdir().unwrap();
-    let mut flow = Flow::reference().unwrap();
+    let mut flow = chaoslab::catalog::reference_flow().unwrap();
     flow.links.insert(
         "MQTT_BROKER->FLINK".into(),
         LinkFaults { latency: Duration::from_millis(2500), ..Default::default() },
     );
-    SimRun::new(flow, dir.path()).seed(5).run_for(2 * MIN).unwrap();
+    Run::new(flow).out(dir.path()).seed(5).sim(2 * MIN).unwrap();
     let trace = common::trace(dir.path());
     let at = |e: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(e["t"].as_str().unwrap()).unwrap();
     let mut checked = 0;
@@ -173,9 +173,10 @@ fn latency_on_a_link_delays_every_record_by_exactly_that_much() {
 #[test]
 fn a_crashed_flink_is_restarted_and_the_pipeline_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = SimRun::new(Flow::reference().unwrap(), dir.path())
+    let summary = Run::new(chaoslab::catalog::reference_flow().unwrap())
+        .out(dir.path())
         .seed(9)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             tokio::time::sleep(5 * MIN + Duration::from_millis(500)).await;
             p.supervisor.crash("FLINK", "test crash").unwrap();
             tokio::time::sleep(5 * MIN).await;
@@ -231,10 +232,10 @@ fn scheduled_broker_outage_disconnects_consumers_and_loses_the_records_published
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "{}\n[[schedule]]\nat = \"2m\"\naction = \"stop\"\ntarget = \"MQTT_BROKER\"\nfor = \"90s\"\n",
-        chaoslab::topology::flow::REFERENCE_FLOW
+        chaoslab::catalog::REFERENCE_FLOW
     );
-    let flow = Flow::parse(&text, "outage.toml", None).unwrap();
-    let s = SimRun::new(flow, dir.path()).seed(2).run_for(6 * MIN).unwrap();
+    let flow = chaoslab::catalog::parse_flow(&text, "outage.toml", None).unwrap();
+    let s = Run::new(flow).out(dir.path()).seed(2).sim(6 * MIN).unwrap();
     let trace = common::trace(dir.path());
     let lost_at_broker = s.links["SENSOR->MQTT_BROKER"].dropped_down;
     assert!(
@@ -275,13 +276,16 @@ fn scheduled_broker_outage_disconnects_consumers_and_loses_the_records_published
 #[test]
 fn per_device_replay_keeps_each_devices_own_gaps() {
     let dir = tempfile::tempdir().unwrap();
-    let text = chaoslab::topology::flow::REFERENCE_FLOW
+    let text = chaoslab::catalog::REFERENCE_FLOW
         .replace("mode = \"sequential\"", "mode = \"per-device\"")
         .replace("speedup = 1.0", "speedup = 10.0");
-    let flow = Flow::parse(&text, "per-device.toml", None).unwrap();
-    SimRun::new(flow, dir.path()).seed(4).run_for(3 * MIN).unwrap();
-    let ds =
-        chaoslab::topology::load_dataset(&Flow::reference().unwrap(), "builtin:gnfuv-synth.csv").unwrap();
+    let flow = chaoslab::catalog::parse_flow(&text, "per-device.toml", None).unwrap();
+    Run::new(flow).out(dir.path()).seed(4).sim(3 * MIN).unwrap();
+    let ds = chaoslab::sources::sensor_replay::load_dataset(
+        &chaoslab::catalog::reference_flow().unwrap(),
+        "builtin:gnfuv-synth.csv",
+    )
+    .unwrap();
     let rows = ds.by_device();
     let mut published: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     for e in common::trace(dir.path()).iter().filter(|e| e["kind"] == "record.published") {
@@ -309,13 +313,17 @@ fn per_device_replay_keeps_each_devices_own_gaps() {
 #[test]
 fn broker_uptime_stands_still_while_the_broker_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    SimRun::new(Flow::reference().unwrap(), dir.path())
+    Run::new(chaoslab::catalog::reference_flow().unwrap())
+        .out(dir.path())
         .seed(1)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             let uptime = |p: &chaoslab::topology::Pipeline| -> u64 {
                 let text = p.metrics.encode();
-                let line =
-                    text.lines().find(|l| l.starts_with("broker_uptime{job=\"mqtt\"}")).unwrap().to_string();
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with("broker_uptime{component=\"MQTT_BROKER\",job=\"mqtt\"}"))
+                    .unwrap()
+                    .to_string();
                 line.rsplit(' ').next().unwrap().parse().unwrap()
             };
             tokio::time::sleep(MIN + Duration::from_millis(500)).await;
@@ -337,10 +345,11 @@ fn broker_uptime_stands_still_while_the_broker_is_down() {
 fn lifecycle_trace_keeps_what_is_not_per_record_and_stays_deterministic() {
     let run = |level| {
         let dir = tempfile::tempdir().unwrap();
-        let s = SimRun::new(Flow::reference().unwrap(), dir.path())
+        let s = Run::new(chaoslab::catalog::reference_flow().unwrap())
+            .out(dir.path())
             .seed(6)
             .trace_level(level)
-            .run_for(3 * MIN)
+            .sim(3 * MIN)
             .unwrap();
         (s, common::trace(dir.path()))
     };
@@ -375,11 +384,11 @@ fn lifecycle_trace_keeps_what_is_not_per_record_and_stays_deterministic() {
 #[test]
 fn as_fast_as_possible_still_lets_virtual_time_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let mut flow = Flow::reference().unwrap();
+    let mut flow = chaoslab::catalog::reference_flow().unwrap();
     for name in ["NIFI", "HADOOP", "SPARK"] {
         flow.components.remove(name);
     }
-    let s = SimRun::new(flow, dir.path()).seed(1).rate_ms(Some(0)).run_for(Duration::from_secs(1)).unwrap();
+    let s = Run::new(flow).out(dir.path()).seed(1).rate_ms(0).sim(Duration::from_secs(1)).unwrap();
     assert!(s.drained);
     let published = s.components["SENSOR"].records_out;
     assert!(published >= 10_000, "64 records per 1 ms tick: {published}");
@@ -391,11 +400,12 @@ fn a_stopped_store_fails_the_kmeans_job_and_a_delayed_sensor_link_still_drains()
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "{}\n[links.\"SENSOR->MQTT_BROKER\"]\nlatency = \"3s\"\n[[schedule]]\nat = \"4m\"\naction = \"stop\"\ntarget = \"HADOOP\"\nfor = \"2m\"\n",
-        chaoslab::topology::flow::REFERENCE_FLOW
+        chaoslab::catalog::REFERENCE_FLOW
     );
-    let s = SimRun::new(Flow::parse(&text, "x.toml", None).unwrap(), dir.path())
+    let s = Run::new(chaoslab::catalog::parse_flow(&text, "x.toml", None).unwrap())
+        .out(dir.path())
         .seed(1)
-        .run_for(11 * MIN)
+        .sim(11 * MIN)
         .unwrap();
     let trace = common::trace(dir.path());
     let failed: Vec<&serde_json::Value> = trace.iter().filter(|e| e["kind"] == "kmeans.failed").collect();
@@ -413,12 +423,13 @@ fn timed_link_faults_are_undone_to_what_was_there_before() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "{}\n[links.\"MQTT_BROKER->FLINK\"]\nloss = 0.2\n[[schedule]]\nat = \"1m\"\naction = \"link-faults\"\ntarget = \"MQTT_BROKER->FLINK\"\nfor = \"1m\"\nfaults = {{ partition = true }}\n",
-        chaoslab::topology::flow::REFERENCE_FLOW
+        chaoslab::catalog::REFERENCE_FLOW
     );
-    let flow = Flow::parse(&text, "x.toml", None).unwrap();
-    SimRun::new(flow, dir.path())
+    let flow = chaoslab::catalog::parse_flow(&text, "x.toml", None).unwrap();
+    Run::new(flow)
+        .out(dir.path())
         .seed(1)
-        .run(|p| async move {
+        .sim_with(|p| async move {
             let link = p.links["MQTT_BROKER->FLINK"].clone();
             tokio::time::sleep(Duration::from_secs(90)).await;
             assert!(link.faults().partition);
@@ -441,13 +452,14 @@ fn runs_with_crashes_faults_and_schedules_are_just_as_deterministic() {
          [[schedule]]\nat = \"2m\"\naction = \"crash\"\ntarget = \"FLINK\"\n\
          [[schedule]]\nat = \"3m\"\naction = \"stop\"\ntarget = \"MQTT_BROKER\"\nfor = \"40s\"\n\
          [[schedule]]\nat = \"5m\"\naction = \"link-faults\"\ntarget = \"MQTT_BROKER->NODE-RED\"\nfor = \"1m\"\nfaults = {{ loss = 0.5 }}\n",
-        chaoslab::topology::flow::REFERENCE_FLOW
+        chaoslab::catalog::REFERENCE_FLOW
     );
     let run = || {
         let dir = tempfile::tempdir().unwrap();
-        let s = SimRun::new(Flow::parse(&text, "x.toml", None).unwrap(), dir.path())
+        let s = Run::new(chaoslab::catalog::parse_flow(&text, "x.toml", None).unwrap())
+            .out(dir.path())
             .seed(21)
-            .run_for(8 * MIN)
+            .sim(8 * MIN)
             .unwrap();
         (s, common::tree(dir.path()))
     };

@@ -1,4 +1,3 @@
-//! Batch analytics over stored records: [`kmeans`] (linfa) and the `SPARK` job around it ([`spark`]).
+//! Batch analytics over stored records: the `kmeans` component (`SPARK`, [`kmeans`]) and its linfa model.
 
 pub mod kmeans;
-pub mod spark;

@@ -30,6 +30,8 @@ use crate::chaos::execute::{self, SimEnv};
 use crate::chaos::experiment::{ActivityError, JournalStatus, RunOptions, VarOverrides};
 use crate::chaos::faults::{ApplyError, CATALOGUE, FaultRequest};
 use crate::chaos::providers::{Backend, NativeProviders, call_local, discovery};
+use crate::reasoning::incident_reasoner::ReasonerHandle;
+use crate::sinks::document_index::IndexStore;
 use crate::topology::Pipeline;
 
 /// How the control plane is set up.
@@ -71,7 +73,8 @@ pub fn router(
         next: Mutex::new(0),
         stop,
     });
-    let reasoning = control.pipeline.monitoring.as_ref().map(|m| reasoning_router(&control.pipeline, m));
+    let reasoning =
+        control.pipeline.handles.first::<ReasonerHandle>().map(|m| reasoning_router(&control.pipeline, m));
     let routes = Router::new()
         .route("/api/faults", get(list_faults).post(apply_fault).delete(remove_all))
         .route("/api/faults/kinds", get(kinds))
@@ -91,10 +94,10 @@ pub fn router(
 }
 
 /// The knowledge graph API and the mining trigger over this pipeline's reasoner and signal history.
-fn reasoning_router(p: &Arc<Pipeline>, m: &crate::topology::monitoring::MonitoringStack) -> Router {
+fn reasoning_router(p: &Arc<Pipeline>, m: &ReasonerHandle) -> Router {
     use crate::api::reasoning::{MiningRequest, ReasoningApi};
-    let (store, reasoner, index, clock) =
-        (m.store.clone(), m.reasoner.clone(), p.index.clone(), p.clock.clone());
+    let index = m.index.clone().unwrap_or_else(|| IndexStore::new(Some(p.out.join("index"))));
+    let (store, reasoner, clock) = (m.store.clone(), m.reasoner.clone(), p.clock.clone());
     let rng = p.seed.shared_stream("pattern-analysis");
     let trigger = Arc::new(move |req: MiningRequest| {
         let (store, reasoner, index, clock, rng) =
@@ -117,7 +120,8 @@ fn reasoning_router(p: &Arc<Pipeline>, m: &crate::topology::monitoring::Monitori
 }
 
 async fn ground_truth(State(c): State<Shared>) -> Response {
-    Json(crate::chaos::truth::ground_truth(&c.pipeline.faults.all(), &c.pipeline.incidents())).into_response()
+    let incidents = crate::reasoning::incident_reasoner::incidents(&c.pipeline);
+    Json(crate::chaos::truth::ground_truth(&c.pipeline.faults.all(), &incidents)).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -236,7 +240,7 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
     let providers = NativeProviders::new(Backend::Local(c.pipeline.clone()));
     let mut problems = disallowed_processes(&raw, &c.config.process_allow);
     let seed = c.pipeline.seed.0;
-    let env = SimEnv::for_bus(c.pipeline.flow.bus.bootstrap.as_deref(), seed);
+    let env = SimEnv::for_flow(&c.pipeline.flow, seed);
     let prepared = execute::prepare(&raw, &providers, &RunOptions::default(), &VarOverrides::default(), &env);
     if let Err(errors) = &prepared {
         problems.extend(errors.iter().map(|e| e.to_string()));
@@ -279,7 +283,7 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
     .await;
     let truth = crate::chaos::truth::since_journal_start(
         &c.pipeline.faults.all(),
-        &c.pipeline.incidents(),
+        &crate::reasoning::incident_reasoner::incidents(&c.pipeline),
         &journal.start,
     );
     journal.ground_truth = serde_json::to_value(truth).ok();

@@ -28,16 +28,20 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::bus::kafka_cluster::BusHandle;
 use crate::kernel::supervisor::State as Lifecycle;
-use crate::sinks::index::validate_index_name;
+use crate::monitoring::metrics_store::MetricsStoreHandle;
+use crate::orders::service::OrderDb;
+use crate::sinks::document_index::{IndexStore, validate_index_name};
 use crate::topology::Pipeline;
+use crate::topology::build::HttpRoutes;
 
 /// Largest page `GET /indices/{name}/docs` returns.
 pub const MAX_PAGE: usize = 10_000;
 
 /// The API over a pipeline.
 pub fn router(p: Arc<Pipeline>) -> Router {
-    let orders = p.orders.as_ref().map(|o| o.router.clone());
+    let served: Vec<Router> = p.handles.all::<HttpRoutes>().into_iter().map(|(_, r)| r.0.clone()).collect();
     let api = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
@@ -54,10 +58,11 @@ pub fn router(p: Arc<Pipeline>) -> Router {
         .route("/api/bus/groups", get(bus_groups))
         .route("/api/bus/groups/{group}", get(bus_group))
         .with_state(p);
-    match orders {
-        Some(orders) => api.merge(orders),
-        None => api,
-    }
+    served.into_iter().fold(api, Router::merge)
+}
+
+fn bus(p: &Pipeline) -> Option<&BusHandle> {
+    p.handles.first::<BusHandle>()
 }
 
 fn no_bus() -> Response {
@@ -75,14 +80,14 @@ fn bus_error(e: crate::bus::BusError) -> Response {
 }
 
 async fn bus_brokers(State(p): State<Arc<Pipeline>>) -> Response {
-    match p.orders.as_ref() {
+    match bus(&p) {
         Some(o) => Json(json!({"brokers": o.bus.brokers(), "stats": o.bus.stats()})).into_response(),
         None => no_bus(),
     }
 }
 
 async fn bus_topics(State(p): State<Arc<Pipeline>>) -> Response {
-    let Some(o) = p.orders.as_ref() else { return no_bus() };
+    let Some(o) = bus(&p) else { return no_bus() };
     let admin = o.bus.admin();
     let topics: Vec<Value> = admin
         .list_topics()
@@ -94,7 +99,7 @@ async fn bus_topics(State(p): State<Arc<Pipeline>>) -> Response {
 }
 
 async fn bus_topic(State(p): State<Arc<Pipeline>>, Path(name): Path<String>) -> Response {
-    let Some(o) = p.orders.as_ref() else { return no_bus() };
+    let Some(o) = bus(&p) else { return no_bus() };
     match o.client.describe_topic(&name).await {
         Ok(d) => {
             let in_sync = d.all_replicas_in_sync();
@@ -109,14 +114,14 @@ async fn bus_topic(State(p): State<Arc<Pipeline>>, Path(name): Path<String>) -> 
 }
 
 async fn bus_groups(State(p): State<Arc<Pipeline>>) -> Response {
-    match p.orders.as_ref() {
+    match bus(&p) {
         Some(o) => Json(o.bus.admin().list_groups()).into_response(),
         None => no_bus(),
     }
 }
 
 async fn bus_group(State(p): State<Arc<Pipeline>>, Path(group): Path<String>) -> Response {
-    let Some(o) = p.orders.as_ref() else { return no_bus() };
+    let Some(o) = bus(&p) else { return no_bus() };
     match o.bus.admin().describe_group(&group) {
         Ok(d) => Json(serde_json::to_value(d).unwrap_or_default()).into_response(),
         Err(e) => bus_error(e),
@@ -124,11 +129,13 @@ async fn bus_group(State(p): State<Arc<Pipeline>>, Path(group): Path<String>) ->
 }
 
 async fn invariants(State(p): State<Arc<Pipeline>>) -> Response {
-    match p.order_invariants().await {
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": "this pipeline runs no order services"})))
-            .into_response(),
-        Some(Ok(inv)) => Json(inv).into_response(),
-        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e}))).into_response(),
+    let Some(db) = p.handles.first::<OrderDb>() else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "this pipeline runs no order services"})))
+            .into_response();
+    };
+    match db.invariants().await {
+        Ok(inv) => Json(inv).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
     }
 }
 
@@ -151,7 +158,7 @@ async fn components(State(p): State<Arc<Pipeline>>) -> Json<Value> {
         .health_all()
         .into_iter()
         .map(|(name, h)| {
-            let kind = p.flow.components.get(&name).map(|c| c.kind()).unwrap_or("");
+            let kind = p.supervisor.kind_of(&name).unwrap_or_default();
             json!({"name": name, "kind": kind, "health": h})
         })
         .collect();
@@ -167,8 +174,13 @@ async fn links(State(p): State<Arc<Pipeline>>) -> Json<Value> {
     Json(Value::Array(list))
 }
 
+fn stores(p: &Pipeline) -> Vec<&IndexStore> {
+    p.handles.all::<IndexStore>().into_iter().map(|(_, s)| s).collect()
+}
+
 async fn indices(State(p): State<Arc<Pipeline>>) -> Json<Value> {
-    Json(serde_json::to_value(p.index.list()).unwrap_or_default())
+    let all: Vec<_> = stores(&p).iter().flat_map(|s| s.list()).collect();
+    Json(serde_json::to_value(all).unwrap_or_default())
 }
 
 /// Paging of `GET /indices/{name}/docs`.
@@ -200,19 +212,19 @@ async fn docs(
         let body = json!({"error": format!("size must be at most {MAX_PAGE}, got {}", page.size)});
         return (StatusCode::BAD_REQUEST, Json(body)).into_response();
     }
-    if !p.index.list().iter().any(|i| i.name == name) {
+    let Some(store) = stores(&p).into_iter().find(|s| s.list().iter().any(|i| i.name == name)) else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": format!("no such index: {name}")})))
             .into_response();
-    }
-    let docs = p.index.docs(&name, page.from, page.size);
+    };
+    let docs = store.docs(&name, page.from, page.size);
     let docs: Vec<&serde_json::value::RawValue> = docs.iter().map(|d| &**d).collect();
-    let total = p.index.count(&name);
+    let total = store.count(&name);
     Json(json!({"index": name, "total": total, "from": page.from, "docs": docs})).into_response()
 }
 
 /// `POST /alerts`: the ingestion service's webhook (Alertmanager's format, from ours or a real one).
 async fn alerts(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Response {
-    let Some(m) = p.monitoring.as_ref() else {
+    let Some(m) = p.handles.first::<MetricsStoreHandle>() else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "monitoring is off in this flow"})))
             .into_response();
     };
@@ -226,7 +238,7 @@ async fn alerts(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Resp
     };
     match m.ingestion.ingest(&payload).await {
         Ok(n) => Json(json!({"signals": n})).into_response(),
-        Err(e @ crate::monitoring::stack::IngestError::Invalid(_)) => {
+        Err(e @ crate::monitoring::metrics_store::IngestError::Invalid(_)) => {
             (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response()
         }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response(),
@@ -235,7 +247,7 @@ async fn alerts(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Resp
 
 /// `GET /api/incidents`: incidents reported so far, with the faults that explain them.
 async fn incidents(State(p): State<Arc<Pipeline>>) -> Response {
-    let incidents = p.incidents();
+    let incidents = crate::reasoning::incident_reasoner::incidents(&p);
     let truth = crate::chaos::truth::ground_truth(&p.faults.all(), &incidents);
     Json(json!({"incidents": incidents, "ground_truth": truth})).into_response()
 }

@@ -1,8 +1,14 @@
-//! One face for the order services over either bus: the embedded one, or a real Kafka cluster through
-//! rdkafka (cargo feature `kafka`, `--kafka-brokers host:port`). The services only use what both offer:
-//! produce, group consume with explicit commits and seek-back, topic metadata and consumer lag.
+//! One face for the services over either bus: the embedded one, or a real Kafka cluster through rdkafka
+//! (cargo feature `kafka`, `--kafka-brokers host:port`). The services only use what both offer: produce,
+//! group consume with explicit commits and seek-back, topic metadata and consumer lag. Each is a trait
+//! ([`BusBackend`], [`BusProducer`], [`BusConsumer`]) that each bus implements, so adding a backend is one
+//! `impl` per trait, not one more arm in every method.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 
 use super::Bus;
 use super::client::{Acks, Consumer, ConsumerConfig, Producer, ProducerConfig, RecordMeta};
@@ -11,175 +17,256 @@ use super::error::BusError;
 use super::group::PartitionLag;
 use super::log::ConsumerRecord;
 
-/// A bus the services can use.
-#[derive(Clone)]
-pub enum BusClient {
-    /// The embedded bus.
-    Embedded(Bus),
-    /// A real cluster.
-    #[cfg(feature = "kafka")]
-    Kafka(super::kafka::KafkaBus),
-}
-
-/// A producer on either bus.
-pub enum AnyProducer {
-    /// Embedded.
-    Embedded(Producer),
-    /// rdkafka.
-    #[cfg(feature = "kafka")]
-    Kafka(super::kafka::KafkaProducer),
-}
-
-/// A group consumer on either bus.
-pub enum AnyConsumer {
-    /// Embedded.
-    Embedded(Consumer),
-    /// rdkafka.
-    #[cfg(feature = "kafka")]
-    Kafka(super::kafka::KafkaConsumer),
-}
-
-impl BusClient {
-    /// The embedded bus, if that is what this is (brokers as components, admin faults).
-    pub fn embedded(&self) -> Option<&Bus> {
-        match self {
-            BusClient::Embedded(b) => Some(b),
-            #[cfg(feature = "kafka")]
-            BusClient::Kafka(_) => None,
-        }
-    }
-
-    /// A producer with the given acks.
-    pub fn producer(&self, client_id: &str, acks: Acks) -> Result<AnyProducer, BusError> {
-        match self {
-            BusClient::Embedded(b) => {
-                Ok(AnyProducer::Embedded(b.producer(client_id, ProducerConfig { acks })))
-            }
-            #[cfg(feature = "kafka")]
-            BusClient::Kafka(k) => k.producer(client_id, acks).map(AnyProducer::Kafka),
-        }
-    }
-
-    /// A producer whose sends give up after `timeout` (librdkafka's `message.timeout.ms`; the embedded bus
-    /// answers at once, so there it is the same as [`BusClient::producer`]).
-    pub fn producer_with_timeout(
-        &self,
-        client_id: &str,
-        acks: Acks,
-        timeout: std::time::Duration,
-    ) -> Result<AnyProducer, BusError> {
-        match self {
-            BusClient::Embedded(_) => {
-                let _ = timeout;
-                self.producer(client_id, acks)
-            }
-            #[cfg(feature = "kafka")]
-            BusClient::Kafka(k) => k.producer_with_timeout(client_id, acks, timeout).map(AnyProducer::Kafka),
-        }
-    }
-
-    /// A consumer in `group`; `earliest` sets `auto.offset.reset`.
-    pub fn consumer(&self, group: &str, client_id: &str, earliest: bool) -> Result<AnyConsumer, BusError> {
-        match self {
-            BusClient::Embedded(b) => {
-                let cfg = ConsumerConfig::new(group, client_id);
-                let cfg = if earliest { cfg.earliest() } else { cfg };
-                Ok(AnyConsumer::Embedded(b.consumer(cfg)))
-            }
-            #[cfg(feature = "kafka")]
-            BusClient::Kafka(k) => k.consumer(group, client_id, earliest).map(AnyConsumer::Kafka),
-        }
-    }
-
-    /// Partitions, leaders, replicas and ISR of a topic.
-    pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, BusError> {
-        match self {
-            BusClient::Embedded(b) => b.admin().describe_topic(topic),
-            #[cfg(feature = "kafka")]
-            BusClient::Kafka(k) => k.describe_topic(topic).await,
-        }
-    }
-
-    /// Lag of `group` on `topic`, per partition.
-    pub async fn consumer_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>, BusError> {
-        match self {
-            BusClient::Embedded(b) => b.admin().consumer_lag(group, topic),
-            #[cfg(feature = "kafka")]
-            BusClient::Kafka(k) => k.consumer_lag(group, topic).await,
-        }
-    }
-}
-
-impl AnyProducer {
-    /// Produces one record.
-    pub async fn send(
-        &self,
-        topic: &str,
+/// Produces records.
+pub trait BusProducer: Send + Sync {
+    /// Produces one record (to `partition`, or as the bus partitions it).
+    fn send<'a>(
+        &'a self,
+        topic: &'a str,
         partition: Option<u32>,
         key: Option<Bytes>,
         value: Bytes,
         timestamp_ms: i64,
-    ) -> Result<RecordMeta, BusError> {
-        match self {
-            AnyProducer::Embedded(p) => p.send(topic, partition, key, value, timestamp_ms).await,
-            #[cfg(feature = "kafka")]
-            AnyProducer::Kafka(p) => p.send(topic, partition, key, value, timestamp_ms).await,
-        }
+    ) -> BoxFuture<'a, Result<RecordMeta, BusError>>;
+}
+
+/// Consumes as a member of a group, committing explicitly.
+pub trait BusConsumer: Send {
+    /// Joins the group on these topics.
+    fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError>;
+    /// Up to `max` records (waits for the first).
+    fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<ConsumerRecord>, BusError>>;
+    /// Commits `next_offset` for a partition.
+    fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<(), BusError>;
+    /// Rewinds a partition to the committed offset.
+    fn seek_to_committed(&mut self, topic: &str, partition: u32) -> Result<(), BusError>;
+    /// Assigned partitions.
+    fn assignment(&self) -> Vec<(String, u32)>;
+    /// Leaves the group now.
+    fn close(self: Box<Self>);
+}
+
+/// A bus the services can use.
+pub trait BusBackend: Send + Sync {
+    /// The embedded bus, if that is what this is (brokers as components, admin faults).
+    fn embedded(&self) -> Option<&Bus>;
+    /// A producer with the given acks; `timeout` is librdkafka's `message.timeout.ms` (the embedded bus
+    /// answers at once and needs none).
+    fn producer(
+        &self,
+        client_id: &str,
+        acks: Acks,
+        timeout: Option<Duration>,
+    ) -> Result<Arc<AnyProducer>, BusError>;
+    /// A consumer in `group`; `earliest` sets `auto.offset.reset`.
+    fn consumer(&self, group: &str, client_id: &str, earliest: bool) -> Result<AnyConsumer, BusError>;
+    /// Partitions, leaders, replicas and ISR of a topic.
+    fn describe_topic<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<TopicDescription, BusError>>;
+    /// Lag of `group` on `topic`, per partition.
+    fn consumer_lag<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PartitionLag>, BusError>>;
+}
+
+/// A producer on any bus.
+pub type AnyProducer = dyn BusProducer;
+/// A group consumer on any bus.
+pub type AnyConsumer = Box<dyn BusConsumer>;
+
+/// The bus the services use (cheap to clone).
+#[derive(Clone)]
+pub struct BusClient(Arc<dyn BusBackend>);
+
+impl BusClient {
+    /// The embedded bus.
+    pub fn from_embedded(bus: Bus) -> BusClient {
+        BusClient(Arc::new(bus))
+    }
+
+    /// Any backend.
+    pub fn new(backend: Arc<dyn BusBackend>) -> BusClient {
+        BusClient(backend)
+    }
+
+    /// The embedded bus, if that is what this is.
+    pub fn embedded(&self) -> Option<&Bus> {
+        self.0.embedded()
+    }
+
+    /// A producer with the given acks.
+    pub fn producer(&self, client_id: &str, acks: Acks) -> Result<Arc<AnyProducer>, BusError> {
+        self.0.producer(client_id, acks, None)
+    }
+
+    /// A producer whose sends give up after `timeout` (librdkafka's `message.timeout.ms`).
+    pub fn producer_with_timeout(
+        &self,
+        client_id: &str,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<Arc<AnyProducer>, BusError> {
+        self.0.producer(client_id, acks, Some(timeout))
+    }
+
+    /// A consumer in `group`; `earliest` sets `auto.offset.reset`.
+    pub fn consumer(&self, group: &str, client_id: &str, earliest: bool) -> Result<AnyConsumer, BusError> {
+        self.0.consumer(group, client_id, earliest)
+    }
+
+    /// Partitions, leaders, replicas and ISR of a topic.
+    pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, BusError> {
+        self.0.describe_topic(topic).await
+    }
+
+    /// Lag of `group` on `topic`, per partition.
+    pub async fn consumer_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>, BusError> {
+        self.0.consumer_lag(group, topic).await
     }
 }
 
-impl AnyConsumer {
-    /// Joins the group on these topics.
-    pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError> {
-        match self {
-            AnyConsumer::Embedded(c) => c.subscribe(topics),
-            #[cfg(feature = "kafka")]
-            AnyConsumer::Kafka(c) => c.subscribe(topics),
+impl BusBackend for Bus {
+    fn embedded(&self) -> Option<&Bus> {
+        Some(self)
+    }
+
+    fn producer(
+        &self,
+        client_id: &str,
+        acks: Acks,
+        _timeout: Option<Duration>,
+    ) -> Result<Arc<AnyProducer>, BusError> {
+        Ok(Arc::new(Bus::producer(self, client_id, ProducerConfig { acks })))
+    }
+
+    fn consumer(&self, group: &str, client_id: &str, earliest: bool) -> Result<AnyConsumer, BusError> {
+        let cfg = ConsumerConfig::new(group, client_id);
+        let cfg = if earliest { cfg.earliest() } else { cfg };
+        Ok(Box::new(Bus::consumer(self, cfg)))
+    }
+
+    fn describe_topic<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<TopicDescription, BusError>> {
+        Box::pin(async move { self.admin().describe_topic(topic) })
+    }
+
+    fn consumer_lag<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PartitionLag>, BusError>> {
+        Box::pin(async move { self.admin().consumer_lag(group, topic) })
+    }
+}
+
+impl BusProducer for Producer {
+    fn send<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: Option<u32>,
+        key: Option<Bytes>,
+        value: Bytes,
+        timestamp_ms: i64,
+    ) -> BoxFuture<'a, Result<RecordMeta, BusError>> {
+        Box::pin(Producer::send(self, topic, partition, key, value, timestamp_ms))
+    }
+}
+
+impl BusConsumer for Consumer {
+    fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError> {
+        Consumer::subscribe(self, topics)
+    }
+    fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<ConsumerRecord>, BusError>> {
+        Box::pin(Consumer::poll(self, max))
+    }
+    fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<(), BusError> {
+        Consumer::commit(self, topic, partition, next_offset)
+    }
+    fn seek_to_committed(&mut self, topic: &str, partition: u32) -> Result<(), BusError> {
+        Consumer::seek_to_committed(self, topic, partition)
+    }
+    fn assignment(&self) -> Vec<(String, u32)> {
+        Consumer::assignment(self)
+    }
+    fn close(self: Box<Self>) {
+        Consumer::close(*self)
+    }
+}
+
+#[cfg(feature = "kafka")]
+mod rdkafka_backend {
+    use super::*;
+    use crate::bus::kafka::{KafkaBus, KafkaConsumer, KafkaProducer};
+
+    impl BusClient {
+        /// A real cluster.
+        pub fn kafka(k: KafkaBus) -> BusClient {
+            BusClient(Arc::new(k))
         }
     }
 
-    /// Up to `max` records (waits for the first).
-    pub async fn poll(&mut self, max: usize) -> Result<Vec<ConsumerRecord>, BusError> {
-        match self {
-            AnyConsumer::Embedded(c) => c.poll(max).await,
-            #[cfg(feature = "kafka")]
-            AnyConsumer::Kafka(c) => c.poll(max).await,
+    impl BusBackend for KafkaBus {
+        fn embedded(&self) -> Option<&Bus> {
+            None
+        }
+        fn producer(
+            &self,
+            client_id: &str,
+            acks: Acks,
+            timeout: Option<Duration>,
+        ) -> Result<Arc<AnyProducer>, BusError> {
+            let p = match timeout {
+                Some(t) => KafkaBus::producer_with_timeout(self, client_id, acks, t)?,
+                None => KafkaBus::producer(self, client_id, acks)?,
+            };
+            Ok(Arc::new(p))
+        }
+        fn consumer(&self, group: &str, client_id: &str, earliest: bool) -> Result<AnyConsumer, BusError> {
+            Ok(Box::new(KafkaBus::consumer(self, group, client_id, earliest)?))
+        }
+        fn describe_topic<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<TopicDescription, BusError>> {
+            Box::pin(KafkaBus::describe_topic(self, topic))
+        }
+        fn consumer_lag<'a>(
+            &'a self,
+            group: &'a str,
+            topic: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<PartitionLag>, BusError>> {
+            Box::pin(KafkaBus::consumer_lag(self, group, topic))
         }
     }
 
-    /// Commits `next_offset` for a partition.
-    pub fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<(), BusError> {
-        match self {
-            AnyConsumer::Embedded(c) => c.commit(topic, partition, next_offset),
-            #[cfg(feature = "kafka")]
-            AnyConsumer::Kafka(c) => c.commit(topic, partition, next_offset),
+    impl BusProducer for KafkaProducer {
+        fn send<'a>(
+            &'a self,
+            topic: &'a str,
+            partition: Option<u32>,
+            key: Option<Bytes>,
+            value: Bytes,
+            timestamp_ms: i64,
+        ) -> BoxFuture<'a, Result<RecordMeta, BusError>> {
+            Box::pin(KafkaProducer::send(self, topic, partition, key, value, timestamp_ms))
         }
     }
 
-    /// Rewinds a partition to the committed offset.
-    pub fn seek_to_committed(&mut self, topic: &str, partition: u32) -> Result<(), BusError> {
-        match self {
-            AnyConsumer::Embedded(c) => c.seek_to_committed(topic, partition),
-            #[cfg(feature = "kafka")]
-            AnyConsumer::Kafka(c) => c.seek_to_committed(topic, partition),
+    impl BusConsumer for KafkaConsumer {
+        fn subscribe(&mut self, topics: &[&str]) -> Result<(), BusError> {
+            KafkaConsumer::subscribe(self, topics)
         }
-    }
-
-    /// Assigned partitions.
-    pub fn assignment(&self) -> Vec<(String, u32)> {
-        match self {
-            AnyConsumer::Embedded(c) => c.assignment(),
-            #[cfg(feature = "kafka")]
-            AnyConsumer::Kafka(c) => c.assignment(),
+        fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<ConsumerRecord>, BusError>> {
+            Box::pin(KafkaConsumer::poll(self, max))
         }
-    }
-
-    /// Leaves the group now.
-    pub fn close(self) {
-        match self {
-            AnyConsumer::Embedded(c) => c.close(),
-            #[cfg(feature = "kafka")]
-            AnyConsumer::Kafka(c) => c.close(),
+        fn commit(&mut self, topic: &str, partition: u32, next_offset: u64) -> Result<(), BusError> {
+            KafkaConsumer::commit(self, topic, partition, next_offset)
+        }
+        fn seek_to_committed(&mut self, topic: &str, partition: u32) -> Result<(), BusError> {
+            KafkaConsumer::seek_to_committed(self, topic, partition)
+        }
+        fn assignment(&self) -> Vec<(String, u32)> {
+            KafkaConsumer::assignment(self)
+        }
+        fn close(self: Box<Self>) {
+            KafkaConsumer::close(*self)
         }
     }
 }

@@ -24,11 +24,11 @@
 pub mod backend;
 pub mod client;
 pub mod cluster;
-pub mod component;
 pub mod error;
 pub mod group;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod kafka_cluster;
 pub mod log;
 
 use std::collections::BTreeMap;

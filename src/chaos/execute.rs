@@ -39,6 +39,14 @@ impl SimEnv {
         }
     }
 
+    /// The environment of a run of `flow`: its cluster's `bootstrap` when it names a real one.
+    pub fn for_flow(flow: &crate::topology::flow::Flow, seed: u64) -> Self {
+        let bootstrap = flow
+            .each::<crate::bus::kafka_cluster::KafkaClusterConfig>()
+            .find_map(|(_, c)| c.bootstrap.clone());
+        SimEnv::for_bus(bootstrap.as_deref(), seed)
+    }
+
     fn lookup(&self, name: &str) -> Option<String> {
         process_env(name).or_else(|| match name {
             "BOOTSTRAP_SERVERS" => Some(self.bootstrap_servers.clone()),

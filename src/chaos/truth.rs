@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::faults::FaultRecord;
-use crate::reasoning::component::IncidentSeen;
+use crate::reasoning::incident_reasoner::IncidentSeen;
 
 /// How long after a fault ends an incident still counts as caused by it.
 pub const DETECTION_WINDOW_MS: i64 = 5 * 60 * 1000;

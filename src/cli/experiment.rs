@@ -267,7 +267,7 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
     let outcome: Arc<Mutex<Option<Outcome>>> = Arc::default();
     if a.sim {
         let flow = a.pipeline.flow()?;
-        let env = SimEnv::for_bus(flow.bus.bootstrap.as_deref(), a.pipeline.seed.unwrap_or(0));
+        let env = SimEnv::for_flow(&flow, a.pipeline.seed.unwrap_or(0));
         // Validate before building anything, so an invalid experiment runs nothing.
         let check = offline_providers()?;
         if let Err(errors) = execute::prepare(&raw, &check, &options, &overrides, &env) {
@@ -276,7 +276,7 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
         }
         let slot = outcome.clone();
         let warm_up = a.warm_up;
-        let summary = a.pipeline.sim(flow).run(move |p| async move {
+        let summary = a.pipeline.run(flow).sim_with(move |p| async move {
             tokio::time::sleep(warm_up).await;
             let providers = NativeProviders::new(Backend::Local(p.clone()));
             let (experiment, settings) = execute::prepare(&raw, &providers, &options, &overrides, &env)
@@ -294,8 +294,11 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
             // The experiment's faults end with it; anything left would only distort the drain.
             p.faults.remove_all("experiment ended");
             let mut result = result;
-            let truth =
-                chaoslab::chaos::truth::since_journal_start(&p.faults.all(), &p.incidents(), &result.0.start);
+            let truth = chaoslab::chaos::truth::since_journal_start(
+                &p.faults.all(),
+                &chaoslab::reasoning::incident_reasoner::incidents(&p),
+                &result.0.start,
+            );
             result.0.ground_truth = Some(serde_json::to_value(truth)?);
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
             Ok(())

@@ -9,9 +9,15 @@ use std::time::Duration;
 
 use clap::Args;
 
+use chaoslab::bus::kafka_cluster::KafkaClusterConfig;
+use chaoslab::catalog;
 use chaoslab::kernel::trace::TraceLevel;
-use chaoslab::runner::SimRun;
-use chaoslab::topology::flow::{Flow, PoisonMode, PublishMode};
+use chaoslab::orders::fraud_detector::{FraudDetectorConfig, PoisonMode};
+use chaoslab::orders::load_generator::LoadGeneratorConfig;
+use chaoslab::orders::order_api::PublishMode;
+use chaoslab::orders::order_store::OrderStoreConfig;
+use chaoslab::runner::Run;
+use chaoslab::topology::flow::Flow;
 
 /// What pipeline to run and how.
 #[derive(Args, Clone, Debug)]
@@ -65,47 +71,62 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    /// The flow with these options applied.
+    /// The flow with these options applied to its components.
     pub fn flow(&self) -> anyhow::Result<Flow> {
         let mut flow = match &self.flow {
-            Some(p) => Flow::load(p)?,
-            None => Flow::reference()?,
+            Some(p) => catalog::load_flow(p)?,
+            None => catalog::reference_flow()?,
         };
-        let o = &mut flow.orders;
         if self.no_orders {
-            o.enabled = false;
+            // Every order service and the monitoring stack name the bus or the store: removing those
+            // removes them.
+            let mut gone: Vec<String> = flow.each::<KafkaClusterConfig>().map(|(n, _)| n.clone()).collect();
+            gone.extend(flow.each::<OrderStoreConfig>().map(|(n, _)| n.clone()));
+            flow.without(&gone.iter().map(String::as_str).collect::<Vec<_>>());
         }
         if self.no_load {
-            o.load.enabled = false;
+            let loads: Vec<String> = flow.each::<LoadGeneratorConfig>().map(|(n, _)| n.clone()).collect();
+            flow.without(&loads.iter().map(String::as_str).collect::<Vec<_>>());
         }
-        if let Some(n) = self.load_users {
-            o.load.users = n;
-        }
-        if let Some(n) = self.load_orders {
-            o.load.orders = n;
-        }
-        if let Some(d) = self.load_delay {
-            o.load.delay = d;
-        }
+        flow.configure::<LoadGeneratorConfig>(|l| {
+            if let Some(n) = self.load_users {
+                l.users = n;
+            }
+            if let Some(n) = self.load_orders {
+                l.orders = n;
+            }
+            if let Some(d) = self.load_delay {
+                l.delay = d;
+            }
+        });
         if let Some(p) = self.publish {
-            o.publish = p;
+            chaoslab::orders::outbox_relay::set_publish(&mut flow, p);
         }
         if let Some(p) = self.poison {
-            o.poison = p;
+            flow.configure::<FraudDetectorConfig>(|d| d.poison = p);
         }
         if let Some(servers) = &self.kafka_brokers {
-            flow.bus.bootstrap = Some(servers.clone());
+            flow.configure::<KafkaClusterConfig>(|k| k.bootstrap = Some(servers.clone()));
         }
+        flow.validate()?;
         Ok(flow)
     }
 
-    /// A sim run of `flow` with these options.
-    pub fn sim(&self, flow: Flow) -> SimRun {
-        SimRun::new(flow, &self.out)
-            .seed(self.seed.unwrap_or(0))
-            .dataset(self.dataset.clone())
-            .rate_ms(self.rate_ms)
-            .trace_level(self.trace)
-            .database_url(self.database_url.clone())
+    /// A run of `flow` with these options.
+    pub fn run(&self, flow: Flow) -> Run {
+        let mut run = Run::new(flow).out(&self.out).trace_level(self.trace);
+        if let Some(seed) = self.seed {
+            run = run.seed(seed);
+        }
+        if let Some(path) = &self.dataset {
+            run = run.dataset(path);
+        }
+        if let Some(rate) = self.rate_ms {
+            run = run.rate_ms(rate);
+        }
+        if let Some(url) = &self.database_url {
+            run = run.database_url(url);
+        }
+        run
     }
 }

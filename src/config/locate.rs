@@ -27,10 +27,12 @@ fn node_line(node: &marked_yaml::Node) -> Option<usize> {
     node.span().start().map(|m| m.line())
 }
 
-impl Locate for YamlLines {
-    fn line_of(&self, key: &KeyPath) -> Option<usize> {
+impl YamlLines {
+    /// The line of `key` (or of its deepest ancestor present) and how many segments matched.
+    pub fn find(&self, key: &KeyPath) -> Option<(usize, usize)> {
         let mut node = self.root.as_ref()?;
         let mut line = node_line(node);
+        let mut depth = 0;
         for segment in key.segments() {
             let next = match (segment, node) {
                 (Segment::Key(k), marked_yaml::Node::Mapping(m)) => {
@@ -53,11 +55,20 @@ impl Locate for YamlLines {
                 _ => None,
             };
             match next {
-                Some(n) => node = n,
+                Some(n) => {
+                    node = n;
+                    depth += 1;
+                }
                 None => break,
             }
         }
-        line
+        line.map(|l| (l, depth))
+    }
+}
+
+impl Locate for YamlLines {
+    fn line_of(&self, key: &KeyPath) -> Option<usize> {
+        self.find(key).map(|(line, _)| line)
     }
 }
 
@@ -85,11 +96,13 @@ enum At<'a> {
     Value(&'a toml_edit::Value),
 }
 
-impl Locate for TomlLines {
-    fn line_of(&self, key: &KeyPath) -> Option<usize> {
+impl TomlLines {
+    /// The line of `key` (or of its deepest ancestor present) and how many segments matched.
+    pub fn find(&self, key: &KeyPath) -> Option<(usize, usize)> {
         let doc = self.doc.as_ref()?;
         let mut at = At::Table(doc.as_table());
         let mut line = None;
+        let mut depth = 0;
         let line_of_span = |span: Option<std::ops::Range<usize>>| span.map(|s| self.line_at(s.start));
         for segment in key.segments() {
             let next = match (segment, &at) {
@@ -121,11 +134,20 @@ impl Locate for TomlLines {
                 _ => None,
             };
             match next {
-                Some(n) => at = n,
+                Some(n) => {
+                    at = n;
+                    depth += 1;
+                }
                 None => break,
             }
         }
-        line
+        line.map(|l| (l, depth))
+    }
+}
+
+impl Locate for TomlLines {
+    fn line_of(&self, key: &KeyPath) -> Option<usize> {
+        self.find(key).map(|(line, _)| line)
     }
 }
 

@@ -31,15 +31,15 @@ pub struct RestartPolicy {
     /// When to restart.
     pub mode: RestartMode,
     /// First back-off.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub backoff: Duration,
     /// Longest back-off.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
     /// Back-off growth per consecutive crash.
     pub multiplier: f64,
     /// A component that ran this long before crashing starts again from the first back-off.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub reset_after: Duration,
     /// Give up (state `failed`) after this many consecutive crashes; 0 = never give up.
     pub max_restarts: u32,
@@ -77,25 +77,6 @@ pub enum RestartMode {
     OnFailure,
     /// Never; a crashed component stays down until started by hand.
     Never,
-}
-
-/// Serde adapter for durations written like `1s`, `500ms`, `2m`.
-pub mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes `1s`-style text.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    /// Reads `1s`-style text.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
-    }
 }
 
 /// A component as registered with the supervisor.

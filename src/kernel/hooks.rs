@@ -23,7 +23,7 @@ use super::seed::{Rng, Seed};
 #[serde(deny_unknown_fields, default)]
 pub struct IoFaults {
     /// Extra time every write takes.
-    #[serde(with = "crate::kernel::component::humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub latency: Duration,
     /// Probability that a write fails with an I/O error, in `[0, 1]`.
     pub error_rate: f64,

@@ -123,6 +123,14 @@ pub fn platform_record(
     }
 }
 
+/// The map of a JSON object (an empty map for anything else), for callers that build records.
+pub fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,10 @@
 //! are registered by the stage that owns them through [`Metrics::register`].
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// Registry plus the per-component and per-link families.
 #[derive(Clone)]
@@ -63,6 +66,27 @@ impl Metrics {
         Ok(())
     }
 
+    /// Registers a component's own families, each labelled `component="<name>"`, so that two components
+    /// of one kind keep their series apart.
+    pub fn scope(&self, component: &str) -> MetricScope {
+        MetricScope { registry: self.registry.clone(), component: component.to_string() }
+    }
+
+    /// The sum of every series of the counter or gauge family `name` (0 when there is none).
+    pub fn total(&self, name: &str) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| {
+                let counter = f.get_field_type() == prometheus::proto::MetricType::COUNTER;
+                f.get_metric().iter().map(move |m| {
+                    if counter { m.get_counter().get_value() } else { m.get_gauge().get_value() }
+                })
+            })
+            .sum()
+    }
+
     /// The underlying registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -93,6 +117,82 @@ impl Metrics {
     /// The counter for one link and outcome.
     pub fn link(&self, link: &str, outcome: &str) -> IntCounter {
         self.link_messages.with_label_values(&[link, outcome])
+    }
+}
+
+/// Registers metrics of one component (see [`Metrics::scope`]).
+#[derive(Clone)]
+pub struct MetricScope {
+    registry: Registry,
+    component: String,
+}
+
+impl MetricScope {
+    /// Options for a family of this component: `name`, `help` and the `component` label.
+    pub fn opts(&self, name: &str, help: &str) -> Opts {
+        Opts::new(name, help).const_label("component", &self.component)
+    }
+
+    fn register<C: Collector + Clone + 'static>(&self, c: C) -> Result<C, MetricsError> {
+        self.registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    /// A counter.
+    pub fn counter(&self, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+        self.counter_with(self.opts(name, help))
+    }
+
+    /// A counter with options made by [`MetricScope::opts`] (e.g. with more constant labels).
+    pub fn counter_with(&self, opts: Opts) -> Result<IntCounter, MetricsError> {
+        self.register(IntCounter::with_opts(opts)?)
+    }
+
+    /// A counter family with labels.
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        self.register(IntCounterVec::new(self.opts(name, help), labels)?)
+    }
+
+    /// A gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+        self.register(IntGauge::with_opts(self.opts(name, help))?)
+    }
+
+    /// A float gauge.
+    pub fn float_gauge(&self, name: &str, help: &str) -> Result<prometheus::Gauge, MetricsError> {
+        self.register(prometheus::Gauge::with_opts(self.opts(name, help))?)
+    }
+
+    /// A float gauge family with labels.
+    pub fn float_gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<prometheus::GaugeVec, MetricsError> {
+        self.register(prometheus::GaugeVec::new(self.opts(name, help), labels)?)
+    }
+
+    /// A gauge family with labels.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
+        self.register(IntGaugeVec::new(self.opts(name, help), labels)?)
+    }
+
+    /// A histogram family with labels.
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+        labels: &[&str],
+    ) -> Result<HistogramVec, MetricsError> {
+        let opts = HistogramOpts::new(name, help).const_label("component", &self.component).buckets(buckets);
+        self.register(HistogramVec::new(opts, labels)?)
     }
 }
 

@@ -6,27 +6,45 @@
 //! - [`rules`], [`alertmanager`]: Prometheus rule files with alert state, and Alertmanager's grouping and
 //!   webhook payloads;
 //! - [`logs`]: Fluentd's tag routing, filters and outputs, with the Forward and HTTP inputs;
-//! - the components that run all of it on a pipeline (`PROMETHEUS`, `ALERTMANAGER`,
-//!   `FLUENTD`, `INGESTION-SERVICE`) and the `signals` they produce (see the topology).
+//! - the components that run all of it: `metrics-store` (`PROMETHEUS` with its Alertmanager and the
+//!   ingestion service, [`metrics_store`]) and `log-router` (`FLUENTD`, [`log_router`]).
 
 pub mod alertmanager;
+pub mod log_router;
 pub mod logs;
+pub mod metrics_store;
 pub mod promql;
 pub mod rules;
-pub mod stack;
 pub mod tsdb;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
+use self::metrics_store::MetricsStoreHandle;
 use crate::topology::Pipeline;
+
+/// The topic signals go to (log signals from `FLUENTD`, alert signals from the ingestion service).
+pub const SIGNALS_TOPIC: &str = "signals";
+
+/// Writes shipped files under `dir` (a run's `<out>/flows/…`); returns `dir`.
+pub fn materialize(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(dir.to_path_buf())
+}
 
 /// Evaluates a PromQL expression against the pipeline's metrics now: a number for a scalar or a single
 /// sample, otherwise a list of `{metric, value}`.
 pub fn query_value(p: &Pipeline, query: &str) -> Result<Value, String> {
     let now = p.clock.now().timestamp_millis();
-    // With PROMETHEUS running, the scraped history (range functions work); otherwise one scrape now.
-    let value = match &p.monitoring {
-        Some(m) => m.metrics.query(query, now),
+    // With a metrics store running, the scraped history (range functions work); otherwise one scrape now.
+    let value = match p.handles.first::<MetricsStoreHandle>() {
+        Some(m) => m.state.query(query, now),
         None => {
             let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
             db.ingest_families(

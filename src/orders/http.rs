@@ -70,6 +70,20 @@ impl ApiClient {
         Ok(ApiClient::Remote { base, client, timeout })
     }
 
+    /// How component `api`'s clients reach it: over real HTTP at the run's API address in live mode,
+    /// through its router in-process in sim mode.
+    pub fn for_component(cx: &crate::topology::BuildCx<'_>, api: &str) -> anyhow::Result<ApiClient> {
+        match (cx.mode, cx.api_base) {
+            (crate::topology::RunMode::Live, Some(base)) => {
+                Ok(ApiClient::remote(base, Duration::from_secs(10))?)
+            }
+            _ => {
+                let crate::topology::build::HttpRoutes(router) = cx.handle(api)?;
+                Ok(ApiClient::InProcess(router))
+            }
+        }
+    }
+
     /// Sends a request with an optional JSON body.
     pub async fn send(
         &self,

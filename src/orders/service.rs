@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::NaiveDateTime;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::IntCounterVec;
 use serde::Serialize;
 use serde_json::json;
 
@@ -21,12 +21,13 @@ use super::store::{OrderStore, StoreError};
 use rand::Rng as _;
 
 use crate::bus::backend::{AnyProducer, BusClient};
-use crate::bus::{BusError, RecordMeta};
+use crate::bus::kafka_cluster::BusHandle;
+use crate::bus::{Acks, BusError, RecordMeta};
 use crate::kernel::clock::Clock;
-use crate::kernel::metrics::{Metrics, MetricsError};
+use crate::kernel::hooks::ComponentHooks;
 use crate::kernel::seed::SharedRng;
 use crate::kernel::trace::Trace;
-use crate::topology::flow::OrdersSection;
+use crate::topology::BuildCx;
 use crate::transport::link::{GateError, Link};
 
 /// Topic of new orders.
@@ -41,80 +42,6 @@ pub const DLQ_TOPIC: &str = "poke-orders-dlq";
 pub const DETECTIVE_GROUP: &str = "poke-order-consumer";
 /// Consumer group of `ORDER-UPDATER`.
 pub const UPDATER_GROUP: &str = "order-updater";
-
-/// The order services' metrics.
-#[derive(Clone)]
-pub struct OrderMetrics {
-    /// Orders by state (refreshed by the database component).
-    pub by_state: IntGaugeVec,
-    /// Produces of new orders that failed (the order stays pending).
-    pub publish_failures: IntCounter,
-    /// State changes, by from and to.
-    pub transitions: IntCounterVec,
-    /// Orders reversed by `ORDER-REVERSED`.
-    pub reversals: IntCounter,
-    /// API requests, by method, route and status.
-    pub requests: HistogramVec,
-    /// Messages a consumer could not parse, by consumer.
-    pub unparsable: IntCounterVec,
-    /// Consumer lag by group, topic and partition (refreshed by the bus controller).
-    pub lag: IntGaugeVec,
-    /// Rebalances by group.
-    pub rebalances: IntGaugeVec,
-}
-
-impl OrderMetrics {
-    /// Registers the families.
-    pub fn register(m: &Metrics) -> Result<OrderMetrics, MetricsError> {
-        let by_state =
-            IntGaugeVec::new(Opts::new("poke_orders", "Orders in the store by state."), &["state"])?;
-        let publish_failures = IntCounter::with_opts(Opts::new(
-            "poke_order_publish_failures_total",
-            "New orders whose produce to poke-orders failed (they stay pending).",
-        ))?;
-        let transitions = IntCounterVec::new(
-            Opts::new("poke_order_state_changes_total", "Order state changes."),
-            &["from", "to"],
-        )?;
-        let reversals = IntCounter::with_opts(Opts::new(
-            "poke_orders_reversed_total",
-            "Orders reversed after expiring.",
-        ))?;
-        let requests = HistogramVec::new(
-            HistogramOpts::new("poke_order_api_request_duration_seconds", "Order API request latency.")
-                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0]),
-            &["method", "route", "status"],
-        )?;
-        let unparsable = IntCounterVec::new(
-            Opts::new("poke_order_unparsable_messages_total", "Messages a consumer could not parse."),
-            &["consumer"],
-        )?;
-        let lag = IntGaugeVec::new(
-            Opts::new("bus_consumer_lag", "Records not yet committed by a group, per partition."),
-            &["group", "topic", "partition"],
-        )?;
-        let rebalances =
-            IntGaugeVec::new(Opts::new("bus_group_rebalances", "Rebalances of a group."), &["group"])?;
-        m.register(&by_state)?;
-        m.register(&publish_failures)?;
-        m.register(&transitions)?;
-        m.register(&reversals)?;
-        m.register(&requests)?;
-        m.register(&unparsable)?;
-        m.register(&lag)?;
-        m.register(&rebalances)?;
-        Ok(OrderMetrics {
-            by_state,
-            publish_failures,
-            transitions,
-            reversals,
-            requests,
-            unparsable,
-            lag,
-            rebalances,
-        })
-    }
-}
 
 /// What the run saw happen to orders, to check the invariants at the end.
 #[derive(Default)]
@@ -167,33 +94,53 @@ pub struct Invariants {
     pub ok: bool,
 }
 
-/// Everything the order services share.
+/// What an `order-store` component provides: the store and the run's ledger of what the services did.
+#[derive(Clone)]
+pub struct OrderDb {
+    /// The component's name.
+    pub name: String,
+    /// The store.
+    pub store: OrderStore,
+    /// Created orders and transitions.
+    pub ledger: Ledger,
+    /// The component's fault hooks (I/O faults on the store).
+    pub hooks: Arc<ComponentHooks>,
+    /// True while the component runs.
+    pub up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a service that reads and writes orders works with: the store through its link, the bus
+/// through its link with its own producer, and the run's clock, trace and ledger.
 #[derive(Clone)]
 pub struct Orders {
-    /// `[orders]` of the flow.
-    pub cfg: OrdersSection,
+    /// The component using it (traces and logs carry its name).
+    pub name: Arc<str>,
+    /// The store component's name (for messages).
+    pub db_name: Arc<str>,
     /// The store.
     pub store: OrderStore,
     /// Run clock.
     pub clock: Clock,
     /// Run trace.
     pub trace: Trace,
-    /// Metrics.
-    pub metrics: OrderMetrics,
+    /// `poke_order_state_changes_total{from,to}` of this component.
+    pub transitions: IntCounterVec,
     /// Created orders and transitions.
     pub ledger: Ledger,
-    /// The API's producer (`poke-producer`, acks=all).
+    /// This component's producer (acks=all).
     pub producer: Arc<AnyProducer>,
     /// The bus (for partition metadata).
     pub bus: BusClient,
     /// The producer's random partitioner stream.
     pub partitioner: SharedRng,
-    /// API → database.
+    /// This component → database.
     pub db_link: Arc<Link>,
-    /// API → bus.
+    /// This component → bus.
     pub kafka_link: Arc<Link>,
     /// The database component's fault hooks (I/O faults on the store).
-    pub db_hooks: Arc<crate::kernel::hooks::ComponentHooks>,
+    pub db_hooks: Arc<ComponentHooks>,
+    /// The producer's `message.timeout.ms`.
+    pub produce_timeout: Duration,
 }
 
 /// Why a produce did not happen.
@@ -263,6 +210,41 @@ pub fn millis(t: NaiveDateTime) -> i64 {
 }
 
 impl Orders {
+    /// The context of component `name` using the store `store` and the bus `bus` (both built before it),
+    /// producing as `client_id`.
+    pub fn new(
+        cx: &BuildCx<'_>,
+        name: &str,
+        store: &str,
+        bus: &str,
+        client_id: &str,
+        produce_timeout: Duration,
+    ) -> anyhow::Result<Orders> {
+        let db: OrderDb = cx.handle(store)?;
+        let bus_handle: BusHandle = cx.handle(bus)?;
+        let transitions = cx.metrics(name).counter_vec(
+            "poke_order_state_changes_total",
+            "Order state changes.",
+            &["from", "to"],
+        )?;
+        Ok(Orders {
+            name: name.into(),
+            db_name: store.into(),
+            store: db.store,
+            clock: cx.clock.clone(),
+            trace: cx.trace.clone(),
+            transitions,
+            ledger: db.ledger,
+            producer: bus_handle.client.producer_with_timeout(client_id, Acks::All, produce_timeout)?,
+            bus: bus_handle.client,
+            partitioner: cx.seed.shared_stream(&format!("partitioner:{name}")),
+            db_link: cx.link(name, store)?,
+            kafka_link: cx.link(name, bus)?,
+            db_hooks: db.hooks,
+            produce_timeout,
+        })
+    }
+
     /// The current naive UTC time (the reference's `datetime.utcnow()`).
     pub fn now(&self) -> NaiveDateTime {
         self.clock.now().naive_utc()
@@ -283,12 +265,12 @@ impl Orders {
         };
         produce(
             &self.kafka_link,
-            &self.producer,
+            self.producer.as_ref(),
             topic,
             partition,
             value,
             timestamp_ms,
-            self.cfg.produce_timeout,
+            self.produce_timeout,
         )
         .await
     }
@@ -303,14 +285,14 @@ impl Orders {
         self.db_hooks
             .io_write()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", crate::topology::flow::ORDERS_DB)))?;
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.db_name)))?;
         op(self.store.clone()).await
     }
 
     /// Records a state change: ledger, metric, trace and the process-mining event.
     pub async fn changed(&self, id: i64, from: OrderState, to: OrderState, by: &str) {
         self.ledger.changed(id, from, to);
-        self.metrics.transitions.with_label_values(&[from.as_str(), to.as_str()]).inc();
+        self.transitions.with_label_values(&[from.as_str(), to.as_str()]).inc();
         self.trace.emit(by, "order.state", &json!({"id": id, "from": from.as_str(), "to": to.as_str()}));
         self.event(id, &format!("order {}", to.as_str()), by).await;
     }
@@ -325,14 +307,20 @@ impl Orders {
             tracing::warn!(component = by, "event for order {id} not delivered: {e}");
         }
     }
+}
 
-    /// Checks the run's invariants against the store.
+impl OrderDb {
+    /// Checks the run's invariants against the store (refused while the store component is down).
     pub async fn invariants(&self) -> Result<Invariants, StoreError> {
-        let counts = self.db(|s| async move { s.counts_by_state().await }).await?;
+        if !self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(format!("{} is down", self.name)));
+        }
+        self.hooks.io_write().await.map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))?;
+        let counts = self.store.counts_by_state().await?;
         let mut all = Vec::new();
         let mut skip = 0;
         loop {
-            let page = self.db(|s| async move { s.list(None, skip, 1000).await }).await?;
+            let page = self.store.list(None, skip, 1000).await?;
             if page.is_empty() {
                 break;
             }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::graph::KnowledgeGraph;
 use super::mining::{MiningParams, analysis_id, mark_linked, mine};
 use super::store::SignalStore;
-use crate::sinks::index::IndexStore;
+use crate::sinks::document_index::IndexStore;
 
 /// The index predictions go to.
 pub const PREDICTION_INDEX: &str = "correlated-signal-predictions";

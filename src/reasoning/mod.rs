@@ -8,12 +8,12 @@
 //! - [`store`]: the signal history (`signals` table, SQLite or PostgreSQL), as the reference kept it in
 //!   Cassandra;
 //! - [`fpgrowth`], [`mining`]: frequent-pattern mining over the signal history, with predictions;
-//! - [`component`]: the `REASONER` component that runs all of it on the `signals` topic.
+//! - [`incident_reasoner`]: the `incident-reasoner` component (`REASONER`) that runs all of it on the `signals` topic.
 
 pub mod analysis;
-pub mod component;
 pub mod fpgrowth;
 pub mod graph;
+pub mod incident_reasoner;
 pub mod mining;
 pub mod reasoner;
 pub mod report;

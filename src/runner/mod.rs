@@ -1,102 +1,202 @@
-//! Running a pipeline: in virtual time ([`SimRun`]) or for real ([`LiveRun`]).
+//! Running a pipeline: one builder, [`Run`], finished in virtual time ([`Run::sim`]) or for real
+//! ([`Run::live`]).
 //!
 //! A sim run is a single-threaded tokio runtime with a paused clock and no I/O driver: time jumps from
 //! timer to timer, and any attempt to open a real socket fails loudly instead of silently breaking
-//! determinism. A live run is a multi-threaded runtime with the embedded MQTT broker (or an external
-//! one), the HTTP API, and signal handling. Both build the same [`Pipeline`].
+//! determinism. A live run is a multi-threaded runtime with real sockets (the embedded MQTT broker, the
+//! HTTP API, the log inputs) and signal handling. Both build the same [`Pipeline`]. Options that are
+//! settings of components (a dataset, a rate, a database, listen addresses) are applied to the flow's
+//! components of that kind, so a flow and the command line mean the same thing.
 
+pub mod determinism;
 pub mod summary;
+pub mod swarm;
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-use self::summary::RunSummary;
+use self::summary::{OrdersSummary, RunSummary};
+use crate::api::control::ControlConfig;
 use crate::kernel::seed::Seed;
-use crate::kernel::trace::TraceLevel;
-use crate::topology::flow::{ComponentConfig, Flow};
-use crate::topology::{LiveMqtt, Mode, Pipeline, RunOptions, TraceSink};
+use crate::kernel::trace::{TraceLevel, TraceSummary};
+use crate::monitoring::log_router::{LogInputHandle, LogRouterConfig};
+use crate::orders::order_store::OrderStoreConfig;
+use crate::reasoning::incident_reasoner::IncidentReasonerConfig;
+use crate::sources::sensor_replay::SensorReplayConfig;
+use crate::topology::flow::Flow;
+use crate::topology::{Pipeline, RunMode, RunOptions, TraceSink};
+use crate::transport::mqtt::MqttConnector;
 use crate::transport::mqtt::client::BrokerUrl;
-use crate::transport::mqtt::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats};
+use crate::transport::mqtt::mqtt_broker::MqttBrokerConfig;
 
-/// How long the end of a run waits for messages in flight.
-const DRAIN: Duration = Duration::from_secs(60);
+/// How long the end of a sim run waits for messages in flight.
+const SIM_DRAIN: Duration = Duration::from_secs(60);
+/// How long the end of a live run waits for messages in flight.
+const LIVE_DRAIN: Duration = Duration::from_secs(5);
 
-/// A run in virtual time.
-pub struct SimRun {
+/// A run being set up: plain setters, finished by [`Run::sim`], [`Run::sim_with`], [`Run::live`] or
+/// [`Run::live_until_signal`].
+#[derive(Clone)]
+pub struct Run {
     flow: Flow,
-    opts: RunOptions,
+    out: PathBuf,
+    seed: Option<u64>,
+    trace: TraceSink,
+    trace_level: TraceLevel,
+    http_listen: Option<SocketAddr>,
+    credentials: Option<PathBuf>,
+    control: ControlConfig,
 }
 
-impl SimRun {
-    /// A sim run of `flow` writing to `out`, seed 0.
-    pub fn new(flow: Flow, out: impl Into<PathBuf>) -> SimRun {
-        let opts = RunOptions {
-            mode: Mode::Sim,
-            seed: Seed(0),
-            out: out.into(),
-            dataset: None,
-            rate_ms: None,
-            live_mqtt: None,
+impl Run {
+    /// A run of `flow` writing to `./out`, seed 0 in sim mode (random in live mode).
+    pub fn new(flow: Flow) -> Run {
+        Run {
+            flow,
+            out: PathBuf::from("out"),
+            seed: None,
             trace: TraceSink::File,
             trace_level: TraceLevel::Records,
-            database_url: None,
-            api_base: None,
-        };
-        SimRun { flow, opts }
+            http_listen: None,
+            credentials: None,
+            control: ControlConfig::default(),
+        }
     }
 
-    /// Sets the root seed.
-    pub fn seed(mut self, seed: u64) -> SimRun {
-        self.opts.seed = Seed(seed);
+    /// The output directory (trace, stores, indices, results).
+    pub fn out(mut self, dir: impl Into<PathBuf>) -> Run {
+        self.out = dir.into();
         self
     }
 
-    /// Replaces the sensors' dataset.
-    pub fn dataset(mut self, path: Option<PathBuf>) -> SimRun {
-        self.opts.dataset = path;
+    /// The root seed (live runs: ids and fault decisions; timing stays real).
+    pub fn seed(mut self, seed: u64) -> Run {
+        self.seed = Some(seed);
         self
     }
 
-    /// Replaces the sensors' rate.
-    pub fn rate_ms(mut self, rate: Option<u64>) -> SimRun {
-        self.opts.rate_ms = rate;
+    /// Every sensor replays this CSV (relative to the working directory).
+    pub fn dataset(mut self, path: impl Into<PathBuf>) -> Run {
+        let path = path.into();
+        let path = std::path::absolute(&path).unwrap_or(path).display().to_string();
+        self.flow.configure::<SensorReplayConfig>(|s| s.dataset = path.clone());
+        self
+    }
+
+    /// Every sensor publishes one row per `rate` milliseconds (0 = as fast as possible).
+    pub fn rate_ms(mut self, rate: u64) -> Run {
+        self.flow.configure::<SensorReplayConfig>(|s| s.rate_ms = rate);
+        self
+    }
+
+    /// The order store at `url` (`postgres://…`, `sqlite://…`); a PostgreSQL URL also holds the signal
+    /// history.
+    pub fn database_url(mut self, url: &str) -> Run {
+        self.flow.configure::<OrderStoreConfig>(|s| s.url = Some(url.to_string()));
+        if url.starts_with("postgres") {
+            self.flow.configure::<IncidentReasonerConfig>(|r| r.url = Some(url.to_string()));
+        }
         self
     }
 
     /// Keeps the trace in memory only (hash and counts).
-    pub fn trace_in_memory(mut self) -> SimRun {
-        self.opts.trace = TraceSink::Memory;
+    pub fn trace_in_memory(mut self) -> Run {
+        self.trace = TraceSink::Memory;
         self
     }
 
     /// How much goes into the trace.
-    pub fn trace_level(mut self, level: TraceLevel) -> SimRun {
-        self.opts.trace_level = level;
+    pub fn trace_level(mut self, level: TraceLevel) -> Run {
+        self.trace_level = level;
         self
     }
 
-    /// The order store's URL (sim mode accepts SQLite only).
-    pub fn database_url(mut self, url: Option<String>) -> SimRun {
-        self.opts.database_url = url;
+    /// Live: the MQTT broker component fronts this external broker instead of the embedded one.
+    pub fn mqtt_url(mut self, url: &BrokerUrl) -> Run {
+        self.flow.configure::<MqttBrokerConfig>(|b| b.external = Some(url.to_string()));
         self
     }
 
-    /// Runs for `duration` of virtual time.
-    pub fn run_for(self, duration: Duration) -> anyhow::Result<RunSummary> {
-        self.run(move |_| async move {
+    /// Live: where the embedded MQTT broker listens.
+    pub fn mqtt_listen(mut self, addr: SocketAddr) -> Run {
+        self.flow.configure::<MqttBrokerConfig>(|b| b.listen = addr);
+        self
+    }
+
+    /// Live: where the HTTP API listens (default from the flow's `[http]`).
+    pub fn http_listen(mut self, addr: SocketAddr) -> Run {
+        self.http_listen = Some(addr);
+        self
+    }
+
+    /// Live: where the Fluentd Forward input listens.
+    pub fn forward_listen(mut self, addr: SocketAddr) -> Run {
+        self.flow.configure::<LogRouterConfig>(|l| l.forward_listen = addr);
+        self
+    }
+
+    /// Live: where the Fluentd HTTP input listens.
+    pub fn log_http_listen(mut self, addr: SocketAddr) -> Run {
+        self.flow.configure::<LogRouterConfig>(|l| l.http_listen = addr);
+        self
+    }
+
+    /// Live: the control plane's credentials file; without one a token is generated and written to
+    /// `<out>/control-token`.
+    pub fn credentials(mut self, path: impl Into<PathBuf>) -> Run {
+        self.credentials = Some(path.into());
+        self
+    }
+
+    /// Live: executables submitted experiments may run through `process` providers.
+    pub fn allow_process(mut self, names: Vec<String>) -> Run {
+        self.control.process_allow = names;
+        self
+    }
+
+    /// Live: experiments `/execute_experiment` runs at once (default 1).
+    pub fn max_experiments(mut self, n: usize) -> Run {
+        self.control.max_concurrent = n;
+        self
+    }
+
+    /// The flow as the options left it.
+    pub fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    fn options(&self, mode: RunMode) -> RunOptions {
+        let seed = match (self.seed, mode) {
+            (Some(s), _) => Seed(s),
+            (None, RunMode::Sim) => Seed(0),
+            (None, RunMode::Live) => Seed::from_entropy(),
+        };
+        RunOptions {
+            mode,
+            seed,
+            out: self.out.clone(),
+            trace: self.trace,
+            trace_level: self.trace_level,
+            api_base: None,
+        }
+    }
+
+    /// Runs for `duration` of virtual time and returns the summary.
+    pub fn sim(self, duration: Duration) -> anyhow::Result<RunSummary> {
+        self.sim_with(move |_| async move {
             tokio::time::sleep(duration).await;
             Ok(())
         })
     }
 
-    /// Runs `script` against the started pipeline (it can sleep, crash components, set faults…); when it
-    /// returns, the run drains and ends.
-    pub fn run<F, Fut>(self, script: F) -> anyhow::Result<RunSummary>
+    /// Runs `script` against the started pipeline in virtual time (it can sleep, crash components, set
+    /// faults…); when it returns, the run drains and ends.
+    pub fn sim_with<F, Fut>(self, script: F) -> anyhow::Result<RunSummary>
     where
         F: FnOnce(Arc<Pipeline>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
@@ -106,228 +206,41 @@ impl SimRun {
             .start_paused(true)
             .build()
             .context("cannot build the sim runtime")?;
+        let opts = self.options(RunMode::Sim);
         // Wall time is measured around the simulation for the summary only; nothing inside reads it.
         let wall = std::time::Instant::now();
         rt.block_on(async move {
-            let pipeline = Arc::new(Pipeline::build(self.flow, self.opts).await?);
+            let pipeline = Arc::new(Pipeline::build(self.flow, opts).await?);
             let _log_time = crate::kernel::clock::log_with(pipeline.clock.clone());
             pipeline.start();
             script(pipeline.clone()).await?;
-            let (drained, orders) = pipeline.finish(DRAIN).await?;
-            let trace = pipeline.trace.finish()?;
+            let (drained, orders, trace) = finish(&pipeline, SIM_DRAIN).await?;
             Ok(RunSummary::collect(&pipeline, wall.elapsed().as_secs_f64(), drained, orders, trace))
         })
     }
-}
 
-/// A run in real time on real sockets.
-pub struct LiveRun {
-    flow: Flow,
-    opts: RunOptions,
-    mqtt_url: Option<BrokerUrl>,
-    mqtt_listen: Option<SocketAddr>,
-    http_listen: Option<SocketAddr>,
-    credentials: Option<PathBuf>,
-    control: crate::api::control::ControlConfig,
-    forward_listen: Option<SocketAddr>,
-    log_http_listen: Option<SocketAddr>,
-}
-
-/// A started live pipeline.
-pub struct LiveHandle {
-    /// The pipeline.
-    pub pipeline: Arc<Pipeline>,
-    /// Where the HTTP API listens.
-    pub http_addr: SocketAddr,
-    /// Where MQTT clients connect (the embedded broker's port, or the external broker).
-    pub mqtt_url: BrokerUrl,
-    /// The control plane's bearer token, when it was generated at start-up (no credentials file).
-    pub control_token: Option<String>,
-    /// Where the Fluentd Forward input listens (monitoring on).
-    pub forward_addr: Option<SocketAddr>,
-    /// Where the Fluentd HTTP input listens (monitoring on).
-    pub log_http_addr: Option<SocketAddr>,
-    log_inputs_stop: Option<tokio::sync::watch::Sender<bool>>,
-    http: tokio::task::JoinHandle<()>,
-    http_stop: tokio_util::sync::CancellationToken,
-    started: std::time::Instant,
-    _broker: Option<EmbeddedBroker>,
-}
-
-fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    let l = TcpListener::bind(addr).with_context(|| {
-        format!(
-            "cannot listen for {what} on {addr} (port {} in use? choose another with {flag})",
-            addr.port()
-        )
-    })?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
-
-impl LiveRun {
-    /// A live run of `flow` writing to `out`.
-    pub fn new(flow: Flow, out: impl Into<PathBuf>) -> LiveRun {
-        let opts = RunOptions {
-            mode: Mode::Live,
-            seed: Seed::from_entropy(),
-            out: out.into(),
-            dataset: None,
-            rate_ms: None,
-            live_mqtt: None,
-            trace: TraceSink::File,
-            trace_level: TraceLevel::Records,
-            database_url: None,
-            api_base: None,
-        };
-        LiveRun {
-            flow,
-            opts,
-            mqtt_url: None,
-            mqtt_listen: None,
-            http_listen: None,
-            credentials: None,
-            control: crate::api::control::ControlConfig::default(),
-            forward_listen: None,
-            log_http_listen: None,
-        }
-    }
-
-    /// Sets the root seed (ids and fault decisions; timing stays real).
-    pub fn seed(mut self, seed: Option<u64>) -> LiveRun {
-        if let Some(s) = seed {
-            self.opts.seed = Seed(s);
-        }
-        self
-    }
-
-    /// Replaces the sensors' dataset.
-    pub fn dataset(mut self, path: Option<PathBuf>) -> LiveRun {
-        self.opts.dataset = path;
-        self
-    }
-
-    /// Replaces the sensors' rate.
-    pub fn rate_ms(mut self, rate: Option<u64>) -> LiveRun {
-        self.opts.rate_ms = rate;
-        self
-    }
-
-    /// How much goes into the trace.
-    pub fn trace_level(mut self, level: TraceLevel) -> LiveRun {
-        self.opts.trace_level = level;
-        self
-    }
-
-    /// The order store's URL (`postgres://…` or `sqlite://…`).
-    pub fn database_url(mut self, url: Option<String>) -> LiveRun {
-        self.opts.database_url = url;
-        self
-    }
-
-    /// Uses an external broker instead of the embedded one.
-    pub fn mqtt_url(mut self, url: Option<BrokerUrl>) -> LiveRun {
-        self.mqtt_url = url;
-        self
-    }
-
-    /// Overrides the embedded broker's listen address.
-    pub fn mqtt_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
-        self.mqtt_listen = addr;
-        self
-    }
-
-    /// The control plane's credentials file; without one a token is generated and written to
-    /// `<out>/control-token`.
-    pub fn credentials(mut self, path: Option<PathBuf>) -> LiveRun {
-        self.credentials = path;
-        self
-    }
-
-    /// Executables submitted experiments may run through `process` providers.
-    pub fn allow_process(mut self, names: Vec<String>) -> LiveRun {
-        self.control.process_allow = names;
-        self
-    }
-
-    /// Experiments `/execute_experiment` runs at once (default 1).
-    pub fn max_experiments(mut self, n: usize) -> LiveRun {
-        self.control.max_concurrent = n;
-        self
-    }
-
-    /// Overrides where the Fluentd Forward input listens.
-    pub fn forward_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
-        self.forward_listen = addr;
-        self
-    }
-
-    /// Overrides where the Fluentd HTTP input listens.
-    pub fn log_http_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
-        self.log_http_listen = addr;
-        self
-    }
-
-    /// Overrides the HTTP listen address.
-    pub fn http_listen(mut self, addr: Option<SocketAddr>) -> LiveRun {
-        self.http_listen = addr;
-        self
-    }
-
-    /// Binds the ports, starts the broker, the pipeline and the HTTP API. Must run inside a
+    /// Binds the ports, builds and starts the pipeline and serves the HTTP API. Must run inside a
     /// multi-threaded tokio runtime.
-    pub async fn start(mut self) -> anyhow::Result<LiveHandle> {
+    pub async fn live(self) -> anyhow::Result<LiveHandle> {
         let started = std::time::Instant::now();
         let http_addr = self.http_listen.unwrap_or(self.flow.http.listen);
-        let http_listener = bind(http_addr, "HTTP", "--http-listen")?;
+        let http_listener = std::net::TcpListener::bind(http_addr).with_context(|| {
+            format!(
+                "cannot listen for HTTP on {http_addr} (port {} in use? choose another with --http-listen)",
+                http_addr.port()
+            )
+        })?;
+        http_listener.set_nonblocking(true)?;
         let http_addr = http_listener.local_addr()?;
-        let log_listeners = if self.flow.monitoring_on() {
-            let m = &self.flow.monitoring;
-            let fwd =
-                bind(self.forward_listen.unwrap_or(m.forward_listen), "Fluentd Forward", "--forward-listen")?;
-            let http = bind(
-                self.log_http_listen.unwrap_or(m.http_input_listen),
-                "Fluentd HTTP input",
-                "--log-http-listen",
-            )?;
-            Some((fwd, http))
-        } else {
-            None
-        };
-        let mut broker = None;
-        let mqtt_url = match self.mqtt_url.clone() {
-            Some(url) => {
-                self.opts.live_mqtt = Some(LiveMqtt::External(url.clone()));
-                url
-            }
-            None => {
-                let configured = self.flow.components.values().find_map(|c| match c {
-                    ComponentConfig::MqttBroker(b) => Some(b.listen),
-                    _ => None,
-                });
-                let listen =
-                    self.mqtt_listen.or(configured).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 1883)));
-                let listener = bind(listen, "MQTT", "--mqtt-listen")?;
-                let listen = listener.local_addr()?;
-                // Starting rumqttd waits until it accepts connections: keep that off the async workers.
-                let embedded =
-                    tokio::task::spawn_blocking(|| EmbeddedBroker::start(EmbeddedConfig::default()))
-                        .await
-                        .context("embedded broker start-up panicked")??;
-                self.opts.live_mqtt = Some(LiveMqtt::Embedded {
-                    internal: embedded.internal_addr(),
-                    listen,
-                    listener: Arc::new(Mutex::new(Some(listener))),
-                    stats: Arc::new(ProxyStats::default()),
-                });
-                broker = Some(embedded);
-                BrokerUrl { host: listen.ip().to_string(), port: listen.port() }
-            }
-        };
-        tracing::info!(seed = self.opts.seed.0, "live run: MQTT at {mqtt_url}, HTTP at http://{http_addr}");
-        self.opts.api_base = Some(format!("http://{http_addr}"));
-        let out = self.opts.out.clone();
-        let pipeline = Arc::new(Pipeline::build(self.flow, self.opts).await?);
+        let mut opts = self.options(RunMode::Live);
+        opts.api_base = Some(format!("http://{http_addr}"));
+        let out = opts.out.clone();
+        let pipeline = Arc::new(Pipeline::build(self.flow, opts).await?);
+        let mqtt_url = pipeline.handles.first::<MqttConnector>().and_then(|c| match c {
+            MqttConnector::Live(url) => Some(url.clone()),
+            MqttConnector::Sim(_) => None,
+        });
+        tracing::info!(seed = pipeline.seed.0, "live run: HTTP at http://{http_addr}");
         let (credentials, control_token) = control_credentials(self.credentials.as_deref(), &out)?;
         pipeline.start();
         let http_stop = tokio_util::sync::CancellationToken::new();
@@ -339,32 +252,8 @@ impl LiveRun {
             control,
             http_stop.child_token(),
         ));
-        let (mut forward_addr, mut log_http_addr, mut log_inputs_stop) = (None, None, None);
-        if let (Some((fwd, http)), Some(m)) = (log_listeners, pipeline.monitoring.as_ref()) {
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            forward_addr = Some(fwd.local_addr()?);
-            log_http_addr = Some(http.local_addr()?);
-            let fwd = tokio::net::TcpListener::from_std(fwd)?;
-            tokio::spawn(crate::monitoring::logs::forward::serve(
-                fwd,
-                m.external_logs.clone(),
-                m.forward_stats.clone(),
-                stop_rx.clone(),
-            ));
-            let app =
-                crate::monitoring::logs::http_input::router(m.external_logs.clone(), m.http_stats.clone());
-            let http = tokio::net::TcpListener::from_std(http)?;
-            let mut stop = stop_rx;
-            tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(http, app).with_graceful_shutdown(shutdown).await {
-                    tracing::error!("Fluentd HTTP input failed: {e}");
-                }
-            });
-            log_inputs_stop = Some(stop_tx);
-        }
+        let log_stop = tokio_util::sync::CancellationToken::new();
+        let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop)?;
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
@@ -381,23 +270,21 @@ impl LiveRun {
             control_token,
             forward_addr,
             log_http_addr,
-            log_inputs_stop,
+            log_inputs,
+            log_stop,
             http,
             http_stop,
             started,
-            _broker: broker,
         })
     }
 
-    /// Runs until Ctrl-C / SIGTERM or `duration`, then drains and returns the summary.
-    pub fn run_blocking(self, duration: Option<Duration>) -> anyhow::Result<RunSummary> {
+    /// Runs live until Ctrl-C / SIGTERM or `duration`, then drains and returns the summary.
+    pub fn live_until_signal(self, duration: Option<Duration>) -> anyhow::Result<RunSummary> {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         rt.block_on(async move {
-            let handle = self.start().await?;
-            println!(
-                "chaoslab live: MQTT at {}, HTTP at http://{} (Ctrl-C to stop)",
-                handle.mqtt_url, handle.http_addr
-            );
+            let handle = self.live().await?;
+            let mqtt = handle.mqtt_url.as_ref().map(|u| format!("MQTT at {u}, ")).unwrap_or_default();
+            println!("chaoslab live: {mqtt}HTTP at http://{} (Ctrl-C to stop)", handle.http_addr);
             let until = async {
                 match duration {
                     Some(d) => tokio::time::sleep(d).await,
@@ -414,13 +301,89 @@ impl LiveRun {
     }
 }
 
+/// Drains the pipeline, takes the order summary while the store still runs, then stops everything.
+async fn finish(p: &Pipeline, max: Duration) -> anyhow::Result<(bool, Option<OrdersSummary>, TraceSummary)> {
+    let drained = p.drain(max).await;
+    let orders = OrdersSummary::collect(p).await?;
+    p.stop(drained).await?;
+    let trace = p.trace.finish()?;
+    Ok((drained, orders, trace))
+}
+
+/// Serves the log router's Forward and HTTP inputs on the listeners it bound (live, monitoring on).
+#[allow(clippy::type_complexity)]
+fn serve_log_inputs(
+    p: &Pipeline,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Option<SocketAddr>, Option<SocketAddr>)> {
+    let mut tasks = Vec::new();
+    let (mut forward_addr, mut http_addr) = (None, None);
+    for (_, input) in p.handles.all::<LogInputHandle>() {
+        let taken = input.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let Some((fwd, http)) = taken else { continue };
+        forward_addr = forward_addr.or(Some(fwd.local_addr()?));
+        http_addr = http_addr.or(Some(http.local_addr()?));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let fwd = tokio::net::TcpListener::from_std(fwd)?;
+        tasks.push(tokio::spawn(crate::monitoring::logs::forward::serve(
+            fwd,
+            input.external.clone(),
+            input.forward_stats.clone(),
+            stop_rx.clone(),
+        )));
+        let app =
+            crate::monitoring::logs::http_input::router(input.external.clone(), input.http_stats.clone());
+        let http = tokio::net::TcpListener::from_std(http)?;
+        let mut stopped = stop_rx;
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(http, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!("Fluentd HTTP input failed: {e}");
+            }
+        }));
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            stop.cancelled().await;
+            stop_tx.send_replace(true);
+        }));
+    }
+    Ok((tasks, forward_addr, http_addr))
+}
+
+/// A started live pipeline.
+pub struct LiveHandle {
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// Where MQTT clients connect (the embedded broker's port, or the external broker), when the flow
+    /// has a broker.
+    pub mqtt_url: Option<BrokerUrl>,
+    /// The control plane's bearer token, when it was generated at start-up (no credentials file).
+    pub control_token: Option<String>,
+    /// Where the Fluentd Forward input listens (a log router runs).
+    pub forward_addr: Option<SocketAddr>,
+    /// Where the Fluentd HTTP input listens (a log router runs).
+    pub log_http_addr: Option<SocketAddr>,
+    log_inputs: Vec<tokio::task::JoinHandle<()>>,
+    log_stop: tokio_util::sync::CancellationToken,
+    http: tokio::task::JoinHandle<()>,
+    http_stop: tokio_util::sync::CancellationToken,
+    started: std::time::Instant,
+}
+
 impl LiveHandle {
     /// Drains and stops the pipeline and the HTTP API.
     pub async fn stop(self) -> anyhow::Result<RunSummary> {
-        if let Some(stop) = &self.log_inputs_stop {
-            stop.send_replace(true);
+        self.log_stop.cancel();
+        for t in self.log_inputs {
+            let _ = t.await;
         }
-        let (drained, orders) = self.pipeline.finish(Duration::from_secs(5)).await?;
+        let drained = self.pipeline.drain(LIVE_DRAIN).await;
+        let orders = OrdersSummary::collect(&self.pipeline).await?;
+        self.pipeline.stop(drained).await?;
         self.http_stop.cancel();
         let _ = self.http.await;
         let trace = self.pipeline.trace.finish()?;

@@ -5,12 +5,15 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::analytics::kmeans::KMeansResult;
+use crate::analytics::kmeans::SparkProbe;
+use crate::analytics::kmeans::model::KMeansResult;
 use crate::bus::BusStats;
+use crate::bus::kafka_cluster::BusHandle;
 use crate::kernel::trace::TraceSummary;
-use crate::orders::service::Invariants;
-use crate::sinks::index::IndexInfo;
-use crate::topology::{Mode, Pipeline};
+use crate::orders::service::{Invariants, OrderDb};
+use crate::sinks::document_index::{IndexInfo, IndexStore};
+use crate::topology::{Pipeline, RunMode};
+use crate::transforms::count_window_average::WindowState;
 use crate::transport::link::LinkStats;
 
 /// One component's counts.
@@ -34,7 +37,7 @@ pub struct RunSummary {
     /// Pipeline name.
     pub pipeline: String,
     /// Live or sim.
-    pub mode: Mode,
+    pub mode: RunMode,
     /// Root seed.
     pub seed: u64,
     /// Run time on the run's clock (virtual in sim mode).
@@ -64,7 +67,7 @@ pub struct RunSummary {
     /// The order services, when the flow runs them.
     pub orders: Option<OrdersSummary>,
     /// Incidents the reasoner reported (when monitoring runs).
-    pub incidents: Vec<crate::reasoning::component::IncidentSeen>,
+    pub incidents: Vec<crate::reasoning::incident_reasoner::IncidentSeen>,
     /// Faults applied and the incidents each explains; incidents no fault explains.
     pub ground_truth: crate::chaos::truth::GroundTruth,
     /// Trace size and digest.
@@ -83,14 +86,16 @@ pub struct OrdersSummary {
 }
 
 impl OrdersSummary {
-    /// Collects the order summary of a finished pipeline (`None` without order services).
+    /// Collects the order summary of a drained pipeline whose store still runs (`None` without an order
+    /// store).
     pub async fn collect(p: &Pipeline) -> anyhow::Result<Option<OrdersSummary>> {
-        let Some(stack) = &p.orders else { return Ok(None) };
-        let invariants = stack.orders.invariants().await?;
+        let Some(db) = p.handles.first::<OrderDb>() else { return Ok(None) };
+        let invariants = db.invariants().await?;
+        let bus = p.handles.first::<BusHandle>().map(|b| b.bus.stats()).unwrap_or_default();
         Ok(Some(OrdersSummary {
             invariants,
-            publish_failures: stack.orders.metrics.publish_failures.get(),
-            bus: stack.bus.stats(),
+            publish_failures: p.metrics.total("poke_order_publish_failures_total") as u64,
+            bus,
         }))
     }
 }
@@ -126,7 +131,7 @@ impl RunSummary {
         };
         let (windows_written, stored_files, flat_file_lines) =
             (out_of("count-window-average"), out_of("file-store"), out_of("quality-gate"));
-        let incidents = p.incidents();
+        let incidents = crate::reasoning::incident_reasoner::incidents(p);
         let ground_truth = crate::chaos::truth::ground_truth(&p.faults.all(), &incidents);
         RunSummary {
             pipeline: p.flow.pipeline.name.clone(),
@@ -139,14 +144,15 @@ impl RunSummary {
             components,
             links: p.links.iter().map(|(n, l)| (n.clone(), l.stats())).collect(),
             windows_written,
-            open_window_records: p.windows.values().map(|w| w.pending() as u64).sum(),
-            indices: p.index.list(),
+            open_window_records: p.handles.all::<WindowState>().iter().map(|(_, w)| w.pending() as u64).sum(),
+            indices: p.handles.all::<IndexStore>().iter().flat_map(|(_, i)| i.list()).collect(),
             stored_files,
             flat_file_lines,
             kmeans: p
-                .spark
-                .iter()
-                .map(|(n, probe)| (n.clone(), probe.latest().and_then(|r| r.result)))
+                .handles
+                .all::<SparkProbe>()
+                .into_iter()
+                .map(|(n, probe)| (n.to_string(), probe.latest().and_then(|r| r.result)))
                 .collect(),
             orders,
             incidents,
@@ -159,8 +165,8 @@ impl RunSummary {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let mode = match self.mode {
-            Mode::Sim => "sim",
-            Mode::Live => "live",
+            RunMode::Sim => "sim",
+            RunMode::Live => "live",
         };
         let _ = writeln!(s, "chaoslab {mode} run of '{}' (seed {})", self.pipeline, self.seed);
         let _ = writeln!(

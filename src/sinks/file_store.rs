@@ -1,4 +1,4 @@
-//! `HADOOP`: an HDFS-like file store, written the way NiFi's `PutHDFS` writes.
+//! `file-store` (`HADOOP`): an HDFS-like file store, written the way NiFi's `PutHDFS` writes.
 //!
 //! One file per record, `<dir>/<YYYY-MM-DD>/<uuid>.json` (one directory per day of write time, a fresh
 //! flow-file id per record), with the conflict policy `fail`: an existing file is never overwritten,
@@ -9,10 +9,54 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::kernel::component::Ctx;
+use crate::topology::BuildCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::ComponentKind;
 use crate::transport::link::Link;
+
+/// `kind = "file-store"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FileStoreConfig {
+    /// Directory under the run's output directory.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("hdfs/nifi")
+}
+
+/// Where a file store keeps its files (its handle, for the jobs that read it).
+#[derive(Clone, Debug)]
+pub struct StoreRoot(pub PathBuf);
+
+impl ComponentKind for FileStoreConfig {
+    const KIND: &'static str = "file-store";
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.relative_path("dir", &self.dir);
+        let writers = cx.inbound(cx.name());
+        match writers.len() {
+            1 => {}
+            0 => cx.error("", "no component writes to it"),
+            _ => {
+                cx.error("", format!("more than one writer ({}); a file store takes one", writers.join(", ")))
+            }
+        }
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let root = cx.out_path(&self.dir);
+        cx.provide(name, StoreRoot(root.clone()));
+        let inbound =
+            cx.inbound(name).into_iter().next().ok_or_else(|| anyhow::anyhow!("{name} has no writer"))?;
+        cx.add(name, move |ctx| run(ctx, root.clone(), inbound.clone()))
+    }
+}
 
 /// Stores one record; returns its path. Fails if the target exists.
 pub fn store(root: &Path, day: &str, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {

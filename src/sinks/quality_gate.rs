@@ -1,4 +1,4 @@
-//! `NODE-RED`: the "Sensor Data Flow" — count every packet, check data quality, append to a flat file.
+//! `quality-gate` (`NODE-RED`): the "Sensor Data Flow" — count every packet, check data quality, append to a flat file.
 //!
 //! Every MQTT message increments `mqtt_received_data_packets_total{job="node-red"}` (the counter the
 //! `NotReceivingSensorData` alert watches). A message that is not JSON is dropped (Node-RED's `json`
@@ -10,26 +10,94 @@ use std::io::{LineWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context as _;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::IntCounter;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
 use crate::kernel::logsink::LogStyle;
-use crate::kernel::metrics::{Metrics, MetricsError};
-use crate::topology::flow::QualityGateConfig;
+use crate::kernel::metrics::{MetricScope, MetricsError};
+use crate::topology::BuildCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
+use crate::transport::envelope::Qos;
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
 
-/// Registers `mqtt_received_data_packets_total{job=…}` and returns the series for `job`.
-pub fn register_packets(metrics: &Metrics, job: &str) -> Result<IntCounter, MetricsError> {
-    let family = IntCounterVec::new(
-        Opts::new("mqtt_received_data_packets_total", "MQTT messages received by the Node-RED flow."),
-        &["job"],
-    )?;
-    metrics.register(&family)?;
-    Ok(family.with_label_values(&[job]))
+/// `kind = "quality-gate"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct QualityGateConfig {
+    /// Broker to subscribe through.
+    pub broker: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Flat file under the run's output directory.
+    #[serde(default = "default_file")]
+    pub file: PathBuf,
+    /// Prometheus `job` label of its counter.
+    #[serde(default = "default_job")]
+    pub job: String,
+    /// Subscription QoS (Node-RED asks for 2; served as 1).
+    #[serde(
+        default = "crate::transport::envelope::qos_level::at_least_once",
+        with = "crate::transport::envelope::qos_level"
+    )]
+    pub qos: Qos,
+    /// MQTT client id.
+    #[serde(default = "default_client")]
+    pub client_id: String,
+    /// Reconnect interval (Node-RED's `mqttReconnectTime`).
+    #[serde(default = "fifteen_seconds", with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+fn default_file() -> PathBuf {
+    PathBuf::from("node-red/data.txt")
+}
+fn default_job() -> String {
+    "node-red".into()
+}
+fn default_client() -> String {
+    "nodered".into()
+}
+fn fifteen_seconds() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl ComponentKind for QualityGateConfig {
+    const KIND: &'static str = "quality-gate";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference::new("broker", &self.broker, &["mqtt-broker"], Hop::From)]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.topic_filter("topic", &self.topic);
+        cx.relative_path("file", &self.file);
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let file = cx.out_path(&self.file);
+        let packets = register_packets(&cx.metrics(name), &self.job)?;
+        let connector: MqttConnector = cx.handle(&self.broker)?;
+        let inbound = cx.link(&self.broker, name)?;
+        let cfg = self.clone();
+        cx.add(name, move |ctx| {
+            run(ctx, cfg.clone(), file.clone(), connector.clone(), inbound.clone(), packets.clone())
+        })
+    }
+}
+
+/// Registers `mqtt_received_data_packets_total{job=…}`: the reference's series, as its alert rule reads it.
+pub fn register_packets(metrics: &MetricScope, job: &str) -> Result<IntCounter, MetricsError> {
+    let opts = metrics
+        .opts("mqtt_received_data_packets_total", "MQTT messages received by the Node-RED flow.")
+        .const_label("job", job);
+    metrics.counter_with(opts)
 }
 
 /// What the quality check decides for one message.
@@ -94,7 +162,7 @@ pub async fn run(
                 // "Log to Fluentd": the stored record as a data-asset event.
                 let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let event = json!({"message": "sensor data stored", "file": name, "bytes": line.len()});
-                ctx.app_log("mqtt.app.dataAsset", crate::monitoring::stack::object(event));
+                ctx.app_log("mqtt.app.dataAsset", crate::kernel::logsink::object(event));
             }
             Verdict::NotJson => {
                 tracing::warn!(component = %ctx.name, "json: Unexpected token in JSON payload");
@@ -106,10 +174,7 @@ pub async fn run(
                 // The "Check Data Quality" node's event, under the reference's tag.
                 let event = json!({"message": "The received sensor data has no time information", "level": "WARN",
                                    "payload": String::from_utf8_lossy(&env.payload)});
-                ctx.app_log(
-                    "mqtt.app.signal.MissingTimeInformation",
-                    crate::monitoring::stack::object(event),
-                );
+                ctx.app_log("mqtt.app.signal.MissingTimeInformation", crate::kernel::logsink::object(event));
                 ctx.drop_record("missing_time", json!({}));
             }
         }

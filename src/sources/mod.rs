@@ -1,6 +1,6 @@
 //! Where records enter the pipeline: the GNFUV [`dataset`] (and its seeded [`synth`]etic twin) and the
-//! `SENSOR` that replays it ([`sensor`]).
+//! `sensor-replay` component that replays it ([`sensor_replay`]).
 
 pub mod dataset;
-pub mod sensor;
+pub mod sensor_replay;
 pub mod synth;

@@ -35,6 +35,25 @@ impl Qos {
     }
 }
 
+/// Serde adapter for a QoS written as its level in flow files: 0, 1 or 2 (2 is served as 1).
+pub mod qos_level {
+    use serde::{Deserialize, Deserializer};
+
+    use super::Qos;
+
+    /// Reads a level.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Qos, D::Error> {
+        let level = u8::deserialize(d)?;
+        Qos::from_level(level)
+            .ok_or_else(|| serde::de::Error::custom(format!("qos must be 0, 1 or 2, got {level}")))
+    }
+
+    /// QoS 1, for fields whose default it is.
+    pub fn at_least_once() -> Qos {
+        Qos::AtLeastOnce
+    }
+}
+
 /// One message on its way from a publisher to a subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {

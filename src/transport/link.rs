@@ -25,10 +25,10 @@ use tokio::sync::{Mutex as AsyncMutex, MutexGuard as AsyncMutexGuard, mpsc};
 use tokio::time::Instant;
 
 use super::envelope::Envelope;
-use crate::kernel::component::humantime_serde_compat as hd;
 use crate::kernel::metrics::Metrics;
 use crate::kernel::seed::{Rng, Seed};
 use crate::kernel::trace::Trace;
+use humantime_serde as hd;
 
 /// The longest latency or jitter a link accepts.
 pub const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);

@@ -69,3 +69,35 @@ pub fn index_docs(dir: &Path, index: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The flow without the order services and monitoring (they all name the bus `KAFKA` or the store): the
+/// IoT path.
+pub fn iot_only(mut flow: chaoslab::topology::flow::Flow) -> chaoslab::topology::flow::Flow {
+    flow.without(&["KAFKA", "POKE-ORDERS-DB"]);
+    flow
+}
+
+/// The flow without OCTILLERY's load.
+pub fn no_load(mut flow: chaoslab::topology::flow::Flow) -> chaoslab::topology::flow::Flow {
+    flow.without(&["OCTILLERY"]);
+    flow
+}
+
+/// The bus the services of a running pipeline use.
+pub fn bus(p: &chaoslab::topology::Pipeline) -> chaoslab::bus::backend::BusClient {
+    p.handles.first::<chaoslab::bus::backend::BusClient>().expect("the flow runs a bus").clone()
+}
+
+/// The order API of a running pipeline, called in-process.
+pub fn order_api(p: &chaoslab::topology::Pipeline) -> chaoslab::orders::http::ApiClient {
+    let routes = p
+        .handles
+        .get::<chaoslab::topology::build::HttpRoutes>("POKE-ORDER-API")
+        .expect("the flow runs the order API");
+    chaoslab::orders::http::ApiClient::InProcess(routes.0.clone())
+}
+
+/// The order store of a running pipeline.
+pub fn order_db(p: &chaoslab::topology::Pipeline) -> chaoslab::orders::service::OrderDb {
+    p.handles.first::<chaoslab::orders::service::OrderDb>().expect("the flow runs an order store").clone()
+}

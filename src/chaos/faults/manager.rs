@@ -40,8 +40,10 @@ pub struct FaultEnv {
     pub supervisor: Supervisor,
     /// Links by `FROM->TO`.
     pub links: BTreeMap<String, Arc<Link>>,
-    /// How MQTT is reached.
-    pub mqtt: MqttConnector,
+    /// The MQTT brokers' connectors, by broker component.
+    pub mqtt: BTreeMap<String, MqttConnector>,
+    /// The bus the services use, when the flow has one (Kafka faults need it).
+    pub bus: Option<BusClient>,
     /// HTTP rules of the order API.
     pub http: Arc<HttpFaults>,
     /// The run clock.
@@ -102,8 +104,6 @@ struct State {
 
 struct Inner {
     env: FaultEnv,
-    /// The bus, once the order services are built.
-    bus: std::sync::OnceLock<BusClient>,
     state: Mutex<State>,
     applied: IntCounterVec,
     active: IntGaugeVec,
@@ -150,25 +150,11 @@ impl FaultManager {
             link_base: BTreeMap::new(),
             rng: seed.stream("faults"),
         };
-        Ok(FaultManager {
-            inner: Arc::new(Inner {
-                env,
-                bus: std::sync::OnceLock::new(),
-                state: Mutex::new(state),
-                applied,
-                active,
-            }),
-        })
-    }
-
-    /// Gives the manager the order services' bus (Kafka faults need it).
-    pub fn set_bus(&self, bus: BusClient) {
-        // Set once, at build time; a second call changes nothing.
-        let _ = self.inner.bus.set(bus);
+        Ok(FaultManager { inner: Arc::new(Inner { env, state: Mutex::new(state), applied, active }) })
     }
 
     fn bus(&self) -> Option<&BusClient> {
-        self.inner.bus.get()
+        self.inner.env.bus.as_ref()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -561,8 +547,9 @@ impl FaultManager {
                 consumer.close();
                 Ok(json!(true))
             }
-            Effect::DropSession(client_id) => match &env.mqtt {
-                MqttConnector::Sim(broker) => {
+            Effect::DropSession(client_id) => match targets.first().and_then(|t| env.mqtt.get(t)).or_else(|| env.mqtt.values().next()) {
+                None => Err("this flow has no MQTT broker".into()),
+                Some(MqttConnector::Sim(broker)) => {
                     if broker.kick(client_id) {
                         Ok(json!({"dropped": client_id}))
                     } else {
@@ -572,7 +559,7 @@ impl FaultManager {
                         ))
                     }
                 }
-                MqttConnector::Live(_) => Err(
+                Some(MqttConnector::Live(_)) => Err(
                     "mqtt-drop-session needs the in-process broker (sim mode); in live mode use mqtt-broker-restart"
                         .into(),
                 ),

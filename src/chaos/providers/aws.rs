@@ -10,7 +10,6 @@ use super::Args;
 use crate::chaos::experiment::ActivityError;
 use crate::chaos::faults::FaultRequest;
 use crate::topology::Pipeline;
-use crate::topology::flow::BROKER_PREFIX;
 
 /// How long a rebooted broker stays down.
 pub const REBOOT_DOWNTIME: &str = "10s";
@@ -25,10 +24,16 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
                 return Err(ActivityError::failed("broker_ids: at least one broker id"));
             }
             let mut rebooted = Vec::new();
+            // MSK's broker ids are the cluster's broker components `<cluster>-<id>`.
+            let cluster = p
+                .flow
+                .each::<crate::bus::kafka_cluster::KafkaClusterConfig>()
+                .next()
+                .map_or("KAFKA", |(name, _)| name.as_str());
             for id in &ids {
                 let request = FaultRequest {
                     kind: "kafka-broker-reboot".into(),
-                    target: Some(format!("{BROKER_PREFIX}{id}")),
+                    target: Some(format!("{cluster}-{id}")),
                     parameters: [("downtime".to_owned(), json!(REBOOT_DOWNTIME))].into_iter().collect(),
                     ..Default::default()
                 };

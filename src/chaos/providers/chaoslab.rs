@@ -94,14 +94,19 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
             Ok(json!(total))
         }
         "order_counts" => {
-            let stack = p.orders.as_ref().ok_or_else(|| failed("the order services are off in this flow"))?;
-            let counts = stack.orders.store.counts_by_state().await.map_err(failed)?;
+            let db = p
+                .handles
+                .first::<crate::orders::service::OrderDb>()
+                .ok_or_else(|| failed("the order services are off in this flow"))?;
+            let counts = db.store.counts_by_state().await.map_err(failed)?;
             Ok(Value::Object(counts.into_iter().map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect()))
         }
         "incidents" => {
             let name = a.opt_str("name")?;
-            let list: Vec<_> =
-                p.incidents().into_iter().filter(|i| name.as_ref().is_none_or(|n| &i.name == n)).collect();
+            let list: Vec<_> = crate::reasoning::incident_reasoner::incidents(p)
+                .into_iter()
+                .filter(|i| name.as_ref().is_none_or(|n| &i.name == n))
+                .collect();
             serde_json::to_value(list).map_err(failed)
         }
         "query_metric" => crate::monitoring::query_value(p, &a.str("query")?).map_err(failed),
@@ -110,8 +115,7 @@ pub(crate) async fn call(p: &Pipeline, func: &str, a: &Args<'_>) -> Result<Value
 }
 
 fn bus(p: &Pipeline) -> Result<&crate::bus::backend::BusClient, ActivityError> {
-    p.orders
-        .as_ref()
-        .map(|o| &o.client)
+    p.handles
+        .first::<crate::bus::backend::BusClient>()
         .ok_or_else(|| failed("the order services (and their bus) are off in this flow"))
 }

@@ -19,9 +19,8 @@ fn failed(e: impl std::fmt::Display) -> ActivityError {
 }
 
 fn bus(p: &Pipeline) -> Result<&BusClient, ActivityError> {
-    p.orders
-        .as_ref()
-        .map(|o| &o.client)
+    p.handles
+        .first::<BusClient>()
         .ok_or_else(|| failed("the order services (and their bus) are off in this flow"))
 }
 

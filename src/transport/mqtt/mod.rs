@@ -6,10 +6,10 @@
 //! component needs (subscribe into a link, publish out of a link) with reconnects and the log lines the
 //! reference components print.
 
-pub mod broker;
 pub mod client;
 pub mod embedded;
 pub mod error;
+pub mod mqtt_broker;
 pub mod pump;
 pub mod sim_broker;
 pub mod topic;

@@ -1,4 +1,5 @@
-//! `SPARK`: the k-means batch job over what `HADOOP` stores, on a schedule and on demand.
+//! `kmeans` (`SPARK`): the k-means batch job over what a `file-store` (`HADOOP`) holds, on a schedule and
+//! at the end of a run; the algorithm, the store scan and the output files are in [`model`].
 //!
 //! Like `kmeans_sensors.py`: read every stored record, keep humidity and temperature, `KMeans(k=2,
 //! seed=1)`, write `predictions_<time>.csv`, and report the centres and the silhouette score — here as
@@ -8,15 +9,81 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus::{Gauge, GaugeVec, IntCounterVec, Opts};
-use serde::Serialize;
+pub mod model;
+
+use std::time::Duration;
+
+use prometheus::{Gauge, GaugeVec, IntCounterVec};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::kmeans::{self, KMeansConfig, KMeansResult};
+use self::model::{FitParams, KMeansResult};
 use crate::kernel::component::Ctx;
-use crate::kernel::metrics::{Metrics, MetricsError};
-use crate::topology::flow::KmeansConfig;
+use crate::kernel::metrics::{MetricScope, MetricsError};
+use crate::sinks::file_store::StoreRoot;
+use crate::topology::BuildCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::transport::link::Link;
+
+/// `kind = "kmeans"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KmeansConfig {
+    /// File-store component to read.
+    pub input: String,
+    /// Clusters.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// Seed of the k-means initialisation (Spark's `seed=1`).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// How often the job runs; it also runs once at the end of a run.
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    pub every: Duration,
+    /// Output directory under the run's output directory.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_k() -> usize {
+    2
+}
+fn default_seed() -> u64 {
+    1
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_dir() -> PathBuf {
+    PathBuf::from("spark")
+}
+
+impl ComponentKind for KmeansConfig {
+    const KIND: &'static str = "kmeans";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference::new("input", &self.input, &["file-store"], Hop::From)]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.require(self.k > 0, "k", "must be at least 1");
+        cx.require(!self.every.is_zero(), "every", "must be more than 0");
+        cx.relative_path("dir", &self.dir);
+    }
+
+    /// Provides its [`SparkProbe`] (the summary's k-means results).
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let StoreRoot(store) = cx.handle(&self.input)?;
+        let out_dir = cx.out_path(&self.dir);
+        let probe = SparkProbe::register(&cx.metrics(name))?;
+        cx.provide(name, probe.clone());
+        let read = cx.link(&self.input, name)?;
+        let cfg = self.clone();
+        cx.add(name, move |ctx| {
+            run(ctx, cfg.clone(), store.clone(), out_dir.clone(), read.clone(), probe.clone())
+        })
+    }
+}
 
 /// What one job run produced.
 #[derive(Clone, Debug, Serialize)]
@@ -33,13 +100,13 @@ pub struct JobReport {
 
 /// Runs the job once: scan `store`, fit, write outputs under `out_dir` stamped with `stamp`.
 pub fn run_job(store: &Path, out_dir: &Path, stamp: &str, k: usize, seed: u64) -> anyhow::Result<JobReport> {
-    let scan = kmeans::scan_store(store)?;
-    let cfg = KMeansConfig { k, seed, ..KMeansConfig::default() };
+    let scan = model::scan_store(store)?;
+    let cfg = FitParams { k, seed, ..FitParams::default() };
     if scan.points.len() < k {
         return Ok(JobReport { files: scan.files, skipped: scan.skipped, result: None, outputs: vec![] });
     }
-    let result = kmeans::fit(&scan.points, &cfg)?;
-    let outputs = kmeans::write_outputs(out_dir, stamp, &scan.points, &result)?;
+    let result = model::fit(&scan.points, &cfg)?;
+    let outputs = model::write_outputs(out_dir, stamp, &scan.points, &result)?;
     Ok(JobReport { files: scan.files, skipped: scan.skipped, result: Some(result), outputs })
 }
 
@@ -56,18 +123,14 @@ pub struct SparkProbe {
 impl SparkProbe {
     /// Registers `spark_kmeans_runs_total{outcome}`, `spark_kmeans_silhouette` and
     /// `spark_kmeans_centre{cluster,feature}`.
-    pub fn register(metrics: &Metrics) -> Result<SparkProbe, MetricsError> {
-        let runs =
-            IntCounterVec::new(Opts::new("spark_kmeans_runs_total", "k-means job runs."), &["outcome"])?;
-        let silhouette =
-            Gauge::with_opts(Opts::new("spark_kmeans_silhouette", "Silhouette score of the last model."))?;
-        let centre = GaugeVec::new(
-            Opts::new("spark_kmeans_centre", "Cluster centres of the last model."),
+    pub fn register(m: &MetricScope) -> Result<SparkProbe, MetricsError> {
+        let runs = m.counter_vec("spark_kmeans_runs_total", "k-means job runs.", &["outcome"])?;
+        let silhouette = m.float_gauge("spark_kmeans_silhouette", "Silhouette score of the last model.")?;
+        let centre = m.float_gauge_vec(
+            "spark_kmeans_centre",
+            "Cluster centres of the last model.",
             &["cluster", "feature"],
         )?;
-        metrics.register(&runs)?;
-        metrics.register(&silhouette)?;
-        metrics.register(&centre)?;
         Ok(SparkProbe {
             runs,
             silhouette,
@@ -138,7 +201,7 @@ pub async fn run_once(
             };
             tracing::info!(component = %ctx.name, "k-means: {summary}");
             ctx.trace("kmeans.result", &summary);
-            ctx.app_log("spark-kmeans.ml.app.dataAsset", crate::monitoring::stack::object(summary));
+            ctx.app_log("spark-kmeans.ml.app.dataAsset", crate::kernel::logsink::object(summary));
             probe.record(&report);
         }
         Err(e) => {

@@ -1,40 +1,150 @@
-//! The monitoring components of a pipeline: `FLUENTD`, `PROMETHEUS` (with the Alertmanager inside) and
-//! the ingestion service, and what they share.
+//! `metrics-store` (`PROMETHEUS`, with the Alertmanager and the ingestion service inside).
 //!
-//! - `FLUENTD` takes every component's log records (and, in live mode, events from Forward and HTTP
-//!   clients), routes them with the Fluentd configuration, and writes the outputs: `signals` records to
-//!   the bus through its `FLUENTD->KAFKA` link, log documents to the index through `FLUENTD->ELASTICSEARCH`.
 //! - `PROMETHEUS` scrapes the pipeline's registry into the embedded TSDB every `scrape_interval`,
 //!   evaluates the rule files every `evaluation_interval`, groups firing alerts as Alertmanager does and
 //!   hands each webhook payload to the ingestion service.
 //! - The ingestion service (`POST /alerts`, also fed in-process) turns each alert into a
 //!   `PROMETHEUS_ALERT` signal with `startsAt` set to now, as the reference's Nest.js service does.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::SIGNALS_TOPIC;
 use super::alertmanager::{Alertmanager, AlertmanagerConfig};
-use super::logs::event::{EventTime, LogEvent};
-use super::logs::router::{OutputRef, Router};
 use super::rules::RuleSet;
 use super::tsdb::Tsdb;
 use crate::bus::backend::AnyProducer;
+use crate::bus::client::Acks;
+use crate::bus::kafka_cluster::BusHandle;
 use crate::kernel::clock::{Clock, iso_millis};
 use crate::kernel::component::Ctx;
-use crate::kernel::logsink::LogRecord;
 use crate::kernel::metrics::Metrics;
-use crate::transport::envelope::{Envelope, Qos};
+use crate::topology::BuildCx;
+use crate::topology::build::InputCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::transport::link::Link;
 
-/// The topic signals go to.
-pub const SIGNALS_TOPIC: &str = "signals";
+/// The shipped rule files, written to `<out>/flows/rules/` when the flow names none.
+const SHIPPED_RULES: &[(&str, &str)] = &[
+    ("mqtt.yml", include_str!("../../flows/rules/mqtt.yml")),
+    ("nodered.yml", include_str!("../../flows/rules/nodered.yml")),
+];
+
+/// `kind = "metrics-store"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MetricsStoreConfig {
+    /// The `kafka-cluster` alert signals go to.
+    pub bus: String,
+    /// Prometheus' `scrape_interval`.
+    #[serde(default = "ten_seconds", with = "humantime_serde")]
+    pub scrape_interval: Duration,
+    /// Prometheus' `evaluation_interval`.
+    #[serde(default = "ten_seconds", with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    /// Alertmanager's `group_wait`.
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub group_wait: Duration,
+    /// Alertmanager's `group_interval`.
+    #[serde(default = "one_minute", with = "humantime_serde")]
+    pub group_interval: Duration,
+    /// Alertmanager's `repeat_interval`.
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    pub repeat_interval: Duration,
+    /// Directory of Prometheus rule files (default: the shipped `flows/rules`, written to `<out>/flows/rules`).
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+}
+
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// What a metrics store provides: its state (PromQL over the scraped history) and the ingestion
+/// service (`POST /alerts`).
+#[derive(Clone)]
+pub struct MetricsStoreHandle {
+    /// TSDB, rules, Alertmanager.
+    pub state: Arc<MetricsState>,
+    /// The ingestion service.
+    pub ingestion: Arc<Ingestion>,
+}
+
+impl ComponentKind for MetricsStoreConfig {
+    const KIND: &'static str = "metrics-store";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::To)]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        for (field, d) in [
+            ("scrape_interval", self.scrape_interval),
+            ("evaluation_interval", self.evaluation_interval),
+            ("group_interval", self.group_interval),
+            ("repeat_interval", self.repeat_interval),
+        ] {
+            cx.require(!d.is_zero(), field, "must be more than 0");
+        }
+    }
+
+    fn check_inputs(&self, _name: &str, cx: &InputCx<'_>) -> anyhow::Result<()> {
+        if let Some(dir) = &self.rules {
+            RuleSet::load_dir(cx.flow.resolve(&dir.display().to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Provides a [`MetricsStoreHandle`].
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let dir = match &self.rules {
+            Some(dir) => cx.flow.resolve(&dir.display().to_string()),
+            None => super::materialize(&cx.out_path("flows/rules"), SHIPPED_RULES)?,
+        };
+        let rules = RuleSet::load_dir(dir)?;
+        let BusHandle { client, .. } = cx.handle(&self.bus)?;
+        let ingestion = Arc::new(Ingestion::new(
+            client.producer("nest-js", Acks::All)?,
+            cx.link(name, &self.bus)?,
+            cx.clock.clone(),
+        ));
+        let alertmanager = AlertmanagerConfig {
+            group_wait: self.group_wait,
+            group_interval: self.group_interval,
+            repeat_interval: self.repeat_interval,
+            ..AlertmanagerConfig::default()
+        };
+        let instance = match cx.api_base {
+            Some(base) => base.trim_start_matches("http://").to_string(),
+            None => "chaoslab:8080".to_string(),
+        };
+        let state = Arc::new(MetricsState::new(
+            cx.registry().clone(),
+            rules,
+            alertmanager,
+            &instance,
+            self.scrape_interval,
+            self.evaluation_interval,
+        ));
+        cx.provide(name, MetricsStoreHandle { state: state.clone(), ingestion: ingestion.clone() });
+        cx.add(name, move |ctx| run_prometheus(ctx, state.clone(), ingestion.clone()))
+    }
+}
 
 /// Longest signal name or component accepted from outside.
 pub const MAX_NAME: usize = 200;
@@ -224,123 +334,5 @@ pub async fn run_prometheus(
         if ctx.sleep_or_stop(wake.saturating_duration_since(tokio::time::Instant::now())).await {
             return Ok(());
         }
-    }
-}
-
-/// Where `FLUENTD` reads from: its components' records and, live, outside clients' events.
-pub struct LogInputs {
-    /// Records from the pipeline's components.
-    pub internal: tokio::sync::Mutex<mpsc::Receiver<LogRecord>>,
-    /// Events from Forward and HTTP clients.
-    pub external: tokio::sync::Mutex<mpsc::Receiver<LogEvent>>,
-}
-
-/// `FLUENTD`'s outputs.
-pub struct LogOutputs {
-    /// Produces to the bus.
-    pub producer: Arc<AnyProducer>,
-    /// `FLUENTD->KAFKA`.
-    pub kafka: Arc<Link>,
-    /// `FLUENTD->ELASTICSEARCH`, if the flow has the index.
-    pub index: Option<Arc<Link>>,
-    /// Where `file` outputs write (under the run's output directory).
-    pub files: PathBuf,
-}
-
-fn event_of(r: LogRecord) -> LogEvent {
-    LogEvent::new(r.tag, EventTime::from_millis(r.time.timestamp_millis()), r.record)
-}
-
-/// Runs `FLUENTD`.
-pub async fn run_fluentd(
-    ctx: Ctx,
-    router: Arc<Router>,
-    inputs: Arc<LogInputs>,
-    out: Arc<LogOutputs>,
-) -> anyhow::Result<()> {
-    ctx.health.set_ready(true, "routing");
-    let mut internal = inputs.internal.lock().await;
-    let mut external = inputs.external.lock().await;
-    let mut external_open = true;
-    loop {
-        let event = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            r = internal.recv() => match r { Some(r) => event_of(r), None => return Ok(()) },
-            e = external.recv(), if external_open => match e {
-                Some(e) => e,
-                None => {
-                    external_open = false;
-                    continue;
-                }
-            },
-        };
-        ctx.metrics.records_in.inc();
-        for routed in router.route(event) {
-            let doc = Value::Object(routed.event.record);
-            match routed.output {
-                OutputRef::Topic(topic) => {
-                    if let Err(e) = out.kafka.gate().await {
-                        ctx.drop_record(
-                            "kafka_unreachable",
-                            json!({"tag": routed.event.tag, "error": e.to_string()}),
-                        );
-                        continue;
-                    }
-                    let ts = ctx.clock.now().timestamp_millis();
-                    // The reference's kafka2 output uses `default_message_key 0`.
-                    let sent = out
-                        .producer
-                        .send(&topic, None, Some(Bytes::from_static(b"0")), Bytes::from(doc.to_string()), ts)
-                        .await;
-                    match sent {
-                        Ok(_) => ctx.metrics.records_out.inc(),
-                        Err(e) => ctx.drop_record(
-                            "kafka_error",
-                            json!({"tag": routed.event.tag, "error": e.to_string()}),
-                        ),
-                    }
-                }
-                OutputRef::Index(index) => {
-                    if let Some(link) = &out.index {
-                        let env = Envelope {
-                            topic: index,
-                            payload: Bytes::from(doc.to_string()),
-                            qos: Qos::AtMostOnce,
-                            retain: false,
-                        };
-                        link.send(env).await;
-                    }
-                }
-                OutputRef::Stdout => tracing::info!(target: "fluentd", tag = %routed.event.tag, "{doc}"),
-                OutputRef::File(path) => append_file(&out.files, &path, &doc),
-                OutputRef::Null => {}
-            }
-        }
-    }
-}
-
-/// Appends a record to a `file` output, kept under `root` whatever path the configuration names.
-fn append_file(root: &Path, path: &str, doc: &Value) {
-    use std::io::Write as _;
-    let name: String = path
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
-        .collect();
-    let file = root.join(name.trim_start_matches('.'));
-    let written = std::fs::create_dir_all(root).and_then(|()| {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;
-        writeln!(f, "{doc}")
-    });
-    if let Err(e) = written {
-        tracing::warn!("fluentd file output {}: {e}", file.display());
-    }
-}
-
-/// Reads a JSON object from a map, for callers that build records.
-pub fn object(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
     }
 }

@@ -1,4 +1,5 @@
-//! `SENSOR`: replays a GNFUV-format dataset to MQTT, like the reference `simplesensor` container.
+//! `sensor-replay` (`SENSOR`): replays a GNFUV-format dataset to MQTT, like the reference `simplesensor`
+//! container.
 //!
 //! Sequential mode is the reference simulator: one row every `rate_ms`, in file order, looping at the
 //! end, values published as the strings in the file (` None` included) and `time` replaced by the
@@ -9,17 +10,118 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::clock::IsoCache;
 use crate::kernel::component::Ctx;
 use crate::kernel::task::ChildTask;
 use crate::sources::dataset::{Dataset, SensorRow};
-use crate::topology::flow::{ReplayMode, SensorConfig};
-use crate::transport::envelope::Envelope;
+use crate::topology::BuildCx;
+use crate::topology::build::InputCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
+use crate::topology::flow::Flow;
+use crate::transport::envelope::{Envelope, Qos};
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions, publish_from};
+
+/// The synthetic dataset compiled into the binary (`builtin:gnfuv-synth.csv`).
+pub const BUILTIN_DATASET: &str = include_str!("../../datasets/gnfuv-synth.csv");
+
+/// How the sensor replays its file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplayMode {
+    /// One row every `rate_ms`, in file order, looping (the reference simulator).
+    #[default]
+    Sequential,
+    /// One sensor per device, each keeping its own inter-arrival gaps divided by `speedup`.
+    PerDevice,
+}
+
+/// `kind = "sensor-replay"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SensorReplayConfig {
+    /// GNFUV-format CSV; `builtin:gnfuv-synth.csv` is the synthetic file compiled into the binary.
+    pub dataset: String,
+    /// Broker component to publish through.
+    pub broker: String,
+    /// Topic to publish to.
+    pub topic: String,
+    /// Pause between rows in sequential mode; 0 = as fast as possible.
+    #[serde(default = "default_rate")]
+    pub rate_ms: u64,
+    /// Replay mode.
+    #[serde(default)]
+    pub mode: ReplayMode,
+    /// Time compression in per-device mode.
+    #[serde(default = "default_speedup")]
+    pub speedup: f64,
+    /// QoS of each publish (0, 1 or 2; 2 is served as 1).
+    #[serde(default, with = "crate::transport::envelope::qos_level")]
+    pub qos: Qos,
+    /// Client id prefix.
+    #[serde(default = "default_client")]
+    pub client_id: String,
+    /// Retry interval when the broker is unreachable.
+    #[serde(default = "one_second", with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+fn default_rate() -> u64 {
+    1000
+}
+fn default_speedup() -> f64 {
+    1.0
+}
+fn default_client() -> String {
+    "mqttjs_sensor".into()
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Loads a sensor dataset: `builtin:gnfuv-synth.csv` or a path resolved against the flow.
+pub fn load_dataset(flow: &Flow, spec: &str) -> anyhow::Result<Dataset> {
+    if let Some(name) = spec.strip_prefix("builtin:") {
+        if name != "gnfuv-synth.csv" {
+            anyhow::bail!("unknown built-in dataset {spec:?} (there is builtin:gnfuv-synth.csv)");
+        }
+        return Ok(Dataset::from_reader(spec, BUILTIN_DATASET.as_bytes())?);
+    }
+    Ok(Dataset::load(&flow.resolve(spec))?)
+}
+
+impl ComponentKind for SensorReplayConfig {
+    const KIND: &'static str = "sensor-replay";
+    const SOURCE: bool = true;
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference::new("broker", &self.broker, &["mqtt-broker"], Hop::To)]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.topic_name("topic", &self.topic);
+        cx.require(
+            self.speedup.is_finite() && self.speedup > 0.0,
+            "speedup",
+            format!("must be > 0, got {}", self.speedup),
+        );
+    }
+
+    fn check_inputs(&self, _name: &str, cx: &InputCx<'_>) -> anyhow::Result<()> {
+        load_dataset(cx.flow, &self.dataset).map(|_| ())
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let dataset = Arc::new(load_dataset(cx.flow, &self.dataset)?);
+        let connector: MqttConnector = cx.handle(&self.broker)?;
+        let link = cx.link(name, &self.broker)?;
+        let cfg = self.clone();
+        cx.add(name, move |ctx| run(ctx, cfg.clone(), dataset.clone(), connector.clone(), link.clone()))
+    }
+}
 
 /// The published JSON, field order as the reference: `device_id, humidity, temperature, time`.
 #[derive(Serialize)]
@@ -47,7 +149,7 @@ const DRAIN: Duration = Duration::from_secs(4);
 /// Runs one incarnation of the sensor.
 pub async fn run(
     ctx: Ctx,
-    cfg: SensorConfig,
+    cfg: SensorReplayConfig,
     dataset: Arc<Dataset>,
     connector: MqttConnector,
     link: Arc<Link>,
@@ -112,7 +214,7 @@ fn device_gaps(rows: &[&SensorRow], speedup: f64, fallback: Duration) -> Vec<Dur
 /// Publishes `rows` in order, forever, pausing `gap(i)` after row `i`.
 async fn replay(
     ctx: &Ctx,
-    cfg: &SensorConfig,
+    cfg: &SensorReplayConfig,
     link: &Link,
     rows: &[&SensorRow],
     gap: impl Fn(usize) -> Duration,

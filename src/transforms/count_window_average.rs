@@ -1,4 +1,4 @@
-//! `FLINK`: the reference Flink job — keyed by `device_id`, a tumbling count window of 10, averaged.
+//! `count-window-average` (`FLINK`): the reference Flink job — keyed by `device_id`, a tumbling count window of 10, averaged.
 //!
 //! Like Flink's `countWindow(n)` (global windows with a purging count trigger), a window fires when its
 //! key has `n` records and never times out: a remainder waits for the key to come back. Each report is
@@ -7,25 +7,106 @@
 //! whose time is not `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'` is counted and logged, never a crash.
 //!
 //! Open windows are job state without checkpoints, as in the reference job: a crash loses them. They
-//! live in [`WindowState`], owned by the topology, so that the loss can be counted on restart.
+//! live in [`WindowState`], outside the incarnation, so that the loss can be counted on restart; the
+//! component provides it as a handle (the run summary reports what waits in open windows).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use prometheus::{IntCounter, IntGauge, Opts};
+use prometheus::{IntCounter, IntGauge};
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::kernel::component::Ctx;
 use crate::kernel::logsink::LogStyle;
-use crate::kernel::metrics::{Metrics, MetricsError};
-use crate::topology::flow::WindowConfig;
-use crate::transport::envelope::Envelope;
+use crate::kernel::metrics::{MetricScope, MetricsError};
+use crate::topology::BuildCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
+use crate::transport::envelope::{Envelope, Qos};
 use crate::transport::link::Link;
 use crate::transport::mqtt::MqttConnector;
 use crate::transport::mqtt::pump::{ConnectionLog, SessionOptions};
+
+/// `kind = "count-window-average"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CountWindowAverageConfig {
+    /// Broker to subscribe through.
+    pub broker: String,
+    /// Topic filter.
+    pub topic: String,
+    /// Records per window and key.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Index component that receives the reports.
+    pub output: String,
+    /// Index name.
+    pub index: String,
+    /// Subscription QoS (the Flink source subscribes AT_LEAST_ONCE).
+    #[serde(
+        default = "crate::transport::envelope::qos_level::at_least_once",
+        with = "crate::transport::envelope::qos_level"
+    )]
+    pub qos: Qos,
+    /// MQTT client id.
+    #[serde(default = "default_client")]
+    pub client_id: String,
+    /// Reconnect interval.
+    #[serde(default = "one_second", with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+fn default_window() -> usize {
+    10
+}
+fn default_client() -> String {
+    "flink-client".into()
+}
+fn one_second() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl ComponentKind for CountWindowAverageConfig {
+    const KIND: &'static str = "count-window-average";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![
+            Reference::new("broker", &self.broker, &["mqtt-broker"], Hop::From),
+            Reference::new("output", &self.output, &["document-index"], Hop::To),
+        ]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.require(self.window > 0, "window", "must be at least 1");
+        cx.topic_filter("topic", &self.topic);
+        if let Err(e) = crate::sinks::document_index::validate_index_name(&self.index) {
+            cx.error("index", e.to_string());
+        }
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let state = WindowState::default();
+        cx.provide(name, state.clone());
+        let metrics = WindowMetrics::register(&cx.metrics(name))?;
+        let connector: MqttConnector = cx.handle(&self.broker)?;
+        let (inbound, outbound) = (cx.link(&self.broker, name)?, cx.link(name, &self.output)?);
+        let cfg = self.clone();
+        cx.add(name, move |ctx| {
+            run(
+                ctx,
+                cfg.clone(),
+                connector.clone(),
+                inbound.clone(),
+                outbound.clone(),
+                state.clone(),
+                metrics.clone(),
+            )
+        })
+    }
+}
 
 /// One parsed sensor record.
 #[derive(Clone, Debug, PartialEq)]
@@ -166,7 +247,7 @@ struct Received<'a> {
     time: &'a str,
 }
 
-/// Open windows per key, kept by the topology across restarts of the job (only to count what a crash loses).
+/// Open windows per key, kept across restarts of the job (only to count what a crash loses).
 #[derive(Clone, Default)]
 pub struct WindowState(Arc<Mutex<BTreeMap<String, Vec<Measurement>>>>);
 
@@ -223,31 +304,23 @@ pub struct WindowMetrics {
 impl WindowMetrics {
     /// Registers `flink_windows_emitted_total`, `flink_invalid_records_total`,
     /// `flink_window_records_lost_total` and `flink_open_window_records`.
-    pub fn register(metrics: &Metrics) -> Result<WindowMetrics, MetricsError> {
-        let windows =
-            IntCounter::with_opts(Opts::new("flink_windows_emitted_total", "Count windows emitted."))?;
-        let invalid = IntCounter::with_opts(Opts::new(
-            "flink_invalid_records_total",
-            "Records whose values are not numbers.",
-        ))?;
-        let lost = IntCounter::with_opts(Opts::new(
-            "flink_window_records_lost_total",
-            "Records in open windows lost when the job crashed.",
-        ))?;
-        let open =
-            IntGauge::with_opts(Opts::new("flink_open_window_records", "Records waiting in open windows."))?;
-        for c in [&windows, &invalid, &lost] {
-            metrics.register(c)?;
-        }
-        metrics.register(&open)?;
-        Ok(WindowMetrics { windows, invalid, lost, open })
+    pub fn register(m: &MetricScope) -> Result<WindowMetrics, MetricsError> {
+        Ok(WindowMetrics {
+            windows: m.counter("flink_windows_emitted_total", "Count windows emitted.")?,
+            invalid: m.counter("flink_invalid_records_total", "Records whose values are not numbers.")?,
+            lost: m.counter(
+                "flink_window_records_lost_total",
+                "Records in open windows lost when the job crashed.",
+            )?,
+            open: m.gauge("flink_open_window_records", "Records waiting in open windows.")?,
+        })
     }
 }
 
 /// Runs one incarnation of the job.
 pub async fn run(
     ctx: Ctx,
-    cfg: WindowConfig,
+    cfg: CountWindowAverageConfig,
     connector: MqttConnector,
     inbound: Arc<Link>,
     outbound: Arc<Link>,
@@ -298,7 +371,7 @@ pub async fn run(
         );
         let event = json!({"message": "window report emitted", "id": report.id, "deviceId": device,
                            "numberOfMeasurements": report.number_of_measurements});
-        ctx.app_log("flink-processing.aggregation.window.dataAsset", crate::monitoring::stack::object(event));
+        ctx.app_log("flink-processing.aggregation.window.dataAsset", crate::kernel::logsink::object(event));
         let doc = serde_json::to_vec(&report)?;
         outbound.send(Envelope::new(cfg.index.clone(), doc)).await;
     }

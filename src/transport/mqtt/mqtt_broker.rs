@@ -1,4 +1,5 @@
-//! `MQTT_BROKER` as a supervised component, whichever broker backs it.
+//! `mqtt-broker` (`MQTT_BROKER`) as a supervised component, whichever broker backs it. It provides the
+//! [`MqttConnector`] its clients (sensors, subscribers) connect through.
 //!
 //! - sim: the in-process broker; running = accepting sessions, stopping disconnects every client.
 //! - embedded (live): rumqttd runs on its own threads on an internal port; this component owns the
@@ -14,14 +15,104 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus::{IntCounter, Opts};
+use anyhow::Context as _;
+use prometheus::IntCounter;
+use serde::Deserialize;
 use serde_json::json;
 
+use super::MqttConnector;
 use super::client::BrokerUrl;
-use super::embedded::{ProxyStats, serve_front};
-use super::sim_broker::{SimBroker, SimBrokerStats};
+use super::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, serve_front};
+use super::sim_broker::{SimBroker, SimBrokerConfig, SimBrokerStats};
 use crate::kernel::component::Ctx;
-use crate::kernel::metrics::{Metrics, MetricsError};
+use crate::kernel::metrics::{MetricScope, MetricsError};
+use crate::topology::check::CheckCx;
+use crate::topology::component::ComponentKind;
+use crate::topology::{BuildCx, RunMode};
+
+/// `kind = "mqtt-broker"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MqttBrokerConfig {
+    /// Live mode: where the embedded broker listens (`--mqtt-listen`; sim mode uses the in-process broker).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Live mode: a broker outside the process (`mqtt://host:port`, `--mqtt-url`) instead of the embedded one.
+    #[serde(default)]
+    pub external: Option<String>,
+    /// Queue length per client session (in-process broker).
+    #[serde(default = "default_queue")]
+    pub session_queue: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+fn default_queue() -> usize {
+    1024
+}
+
+/// The embedded rumqttd of a live run, kept alive as long as the pipeline.
+#[derive(Clone)]
+pub struct EmbeddedHandle(pub Arc<EmbeddedBroker>);
+
+impl ComponentKind for MqttBrokerConfig {
+    const KIND: &'static str = "mqtt-broker";
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.require(self.session_queue > 0, "session_queue", "must be at least 1");
+        if let Some(url) = &self.external
+            && let Err(e) = url.parse::<BrokerUrl>()
+        {
+            cx.error("external", e.to_string());
+        }
+    }
+
+    /// Live, embedded: the listen port must be free (checked before the run writes anything; bound at build).
+    fn check_inputs(&self, _name: &str, cx: &crate::topology::build::InputCx<'_>) -> anyhow::Result<()> {
+        if cx.mode == RunMode::Live && self.external.is_none() {
+            bind_front(self.listen)?;
+        }
+        Ok(())
+    }
+
+    /// Provides the [`MqttConnector`] clients use.
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let external = self.external.as_deref().map(str::parse::<BrokerUrl>).transpose()?;
+        let (connector, backend) = match (cx.mode, external) {
+            (RunMode::Sim, _) => {
+                let cfg = SimBrokerConfig {
+                    name: name.to_string(),
+                    queue_capacity: self.session_queue,
+                    ..SimBrokerConfig::default()
+                };
+                let broker = SimBroker::new(cfg);
+                (MqttConnector::Sim(broker.clone()), BrokerBackend::Sim(broker))
+            }
+            (RunMode::Live, Some(url)) => (MqttConnector::Live(url.clone()), BrokerBackend::External(url)),
+            (RunMode::Live, None) => {
+                let listener = bind_front(self.listen)?;
+                let listen = listener.local_addr()?;
+                // Starting rumqttd waits until it accepts connections: keep that off the async workers.
+                let embedded =
+                    tokio::task::spawn_blocking(|| EmbeddedBroker::start(EmbeddedConfig::default()))
+                        .await
+                        .context("embedded broker start-up panicked")??;
+                let backend = BrokerBackend::Embedded {
+                    internal: embedded.internal_addr(),
+                    listen,
+                    prebound: Arc::new(Mutex::new(Some(listener))),
+                    stats: Arc::new(ProxyStats::default()),
+                };
+                cx.provide(name, EmbeddedHandle(Arc::new(embedded)));
+                let url = BrokerUrl { host: listen.ip().to_string(), port: listen.port() };
+                (MqttConnector::Live(url), backend)
+            }
+        };
+        cx.provide(name, connector);
+        let uptime = register_uptime(&cx.metrics(name))?;
+        cx.add(name, move |ctx| run(ctx, backend.clone(), uptime.clone()))
+    }
+}
 
 /// What backs the component.
 #[derive(Clone)]
@@ -44,17 +135,24 @@ pub enum BrokerBackend {
     External(BrokerUrl),
 }
 
-/// Registers `broker_uptime{job="mqtt"}`.
-pub fn register_uptime(metrics: &Metrics) -> Result<IntCounter, MetricsError> {
-    let c = IntCounter::with_opts(
-        Opts::new(
-            "broker_uptime",
-            "Seconds the MQTT broker has been serving (stands still while it is down).",
+/// Binds the user-facing MQTT port.
+fn bind_front(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).with_context(|| {
+        format!(
+            "cannot listen for MQTT on {addr} (port {} in use? choose another with --mqtt-listen)",
+            addr.port()
         )
-        .const_label("job", "mqtt"),
-    )?;
-    metrics.register(&c)?;
-    Ok(c)
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Registers `broker_uptime{job="mqtt"}`: the reference's series, as its alert rule reads it.
+pub fn register_uptime(metrics: &MetricScope) -> Result<IntCounter, MetricsError> {
+    let opts = metrics
+        .opts("broker_uptime", "Seconds the MQTT broker has been serving (stands still while it is down).")
+        .const_label("job", "mqtt");
+    metrics.counter_with(opts)
 }
 
 /// Runs one incarnation of the broker.

@@ -1,24 +1,64 @@
-//! `ORDER-UPDATER`: consumes `poke-orders-state` (group `order-updater`) and writes each decision back
+//! `order-updater` (`ORDER-UPDATER`): consumes `poke-orders-state` (group `order-updater`) and writes each decision back
 //! through the order API: `GET /orders/{id}`, skip if `reversed`, else `PUT` the new state, then commit.
 //! On any error it waits 5 s and retries from the committed offset, forever — as the reference does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::http::ApiClient;
 use super::model::{Order, OrderState};
-use super::service::{Orders, STATE_TOPIC, UPDATER_GROUP};
+use super::service::{STATE_TOPIC, UPDATER_GROUP};
 use crate::bus::ConsumerRecord;
 use crate::bus::backend::BusClient;
+use crate::bus::kafka_cluster::BusHandle;
 use crate::kernel::component::Ctx;
+use crate::topology::BuildCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::transport::link::Link;
+
+/// `kind = "order-updater"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct OrderUpdaterConfig {
+    /// The `kafka-cluster` it consumes from.
+    pub bus: String,
+    /// The `order-api` it writes through.
+    pub api: String,
+    /// Pause after an error.
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl ComponentKind for OrderUpdaterConfig {
+    const KIND: &'static str = "order-updater";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![
+            Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::From),
+            Reference::new("api", &self.api, &["order-api"], Hop::To),
+        ]
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let BusHandle { client: bus, .. } = cx.handle(&self.bus)?;
+        let http = ApiClient::for_component(cx, &self.api)?;
+        let (fetch, api) = (cx.link(&self.bus, name)?, cx.link(name, &self.api)?);
+        let retry = self.retry;
+        cx.add(name, move |ctx| run(ctx, retry, bus.clone(), http.clone(), fetch.clone(), api.clone()))
+    }
+}
 
 /// Runs the updater.
 pub async fn run(
     ctx: Ctx,
-    orders: Orders,
+    retry: Duration,
     bus: BusClient,
     client: ApiClient,
     fetch: Arc<Link>,
@@ -27,7 +67,6 @@ pub async fn run(
     let mut consumer = bus.consumer(UPDATER_GROUP, &ctx.name, true)?;
     consumer.subscribe(&[STATE_TOPIC])?;
     ctx.health.set_ready(true, "consuming");
-    let retry = orders.cfg.updater_retry;
     'outer: loop {
         let records = match fetch.gate().await {
             Err(e) => Err(e.to_string()),

@@ -1,4 +1,4 @@
-//! `ELASTICSEARCH`: an embedded, append-only document index.
+//! `document-index` (`ELASTICSEARCH`): an embedded, append-only document index.
 //!
 //! Each index is a list of JSON documents, kept in memory as their validated JSON text (no parsed tree:
 //! cheap to keep, served as is) for the HTTP API, and appended, one document per line, to
@@ -13,12 +13,45 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::kernel::component::Ctx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::ComponentKind;
+use crate::topology::{BuildCx, Flush};
 use crate::transport::link::Link;
+
+/// `kind = "document-index"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct DocumentIndexConfig {
+    /// Directory under the run's output directory.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("index")
+}
+
+impl ComponentKind for DocumentIndexConfig {
+    const KIND: &'static str = "document-index";
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.relative_path("dir", &self.dir);
+    }
+
+    /// Provides its [`IndexStore`] (the API's `/indices`, the mining job) and a flush at the end.
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let store = IndexStore::new(Some(cx.out_path(&self.dir)));
+        cx.provide(name, store.clone());
+        let flushed = store.clone();
+        cx.provide(name, Flush(Arc::new(move || flushed.flush().map_err(anyhow::Error::from))));
+        let inbound = cx.inbound(name);
+        cx.add(name, move |ctx| run(ctx, store.clone(), inbound.clone()))
+    }
+}
 
 /// A write the index refused.
 #[derive(Debug, thiserror::Error)]

@@ -1,23 +1,84 @@
-//! `OCTILLERY`: the reference's synthetic load — N users in parallel, each placing `orders` orders with
+//! `load-generator` (`OCTILLERY`): the reference's synthetic load (an Argo workflow there) — N users in parallel, each placing `orders` orders with
 //! `delay` between them: a Pokémon from the shipped list, a country from the shipped list, a whole price
 //! 0–300, all from the run's seeded stream. Also `chaoslab load --url …` against any order API.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 use rand::Rng as _;
 use rand::seq::SliceRandom;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::catalog::{COUNTRIES, POKEMON, names};
 use super::http::ApiClient;
 use crate::kernel::component::Ctx;
+use crate::kernel::component::{RestartMode, RestartPolicy};
 use crate::kernel::seed::SharedRng;
 use crate::kernel::task::ChildTask;
-use crate::topology::flow::LoadSection;
+use crate::topology::BuildCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::transport::link::Link;
+
+/// `kind = "load-generator"`: the reference load is 5 users × 1000 orders, 2 s apart.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LoadGeneratorConfig {
+    /// The `order-api` to place orders with.
+    pub api: String,
+    /// Users placing orders in parallel (user ids 1..=users).
+    #[serde(default = "five")]
+    pub users: u32,
+    /// Orders per user.
+    #[serde(default = "thousand")]
+    pub orders: u32,
+    /// Pause after each order.
+    #[serde(default = "two_seconds", with = "humantime_serde")]
+    pub delay: Duration,
+    /// Pause before the first order.
+    #[serde(default, with = "humantime_serde")]
+    pub initial_delay: Duration,
+}
+
+fn five() -> u32 {
+    5
+}
+fn thousand() -> u32 {
+    1000
+}
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl LoadGeneratorConfig {
+    /// A plan against `api` (for `chaoslab load`).
+    pub fn plan(users: u32, orders: u32, delay: Duration, initial_delay: Duration) -> LoadGeneratorConfig {
+        LoadGeneratorConfig { api: String::new(), users, orders, delay, initial_delay }
+    }
+}
+
+impl ComponentKind for LoadGeneratorConfig {
+    const KIND: &'static str = "load-generator";
+    const SOURCE: bool = true;
+
+    /// The load runs once: a normal end is final, a crash starts the plan over (like re-running the
+    /// workflow).
+    fn default_restart() -> RestartPolicy {
+        RestartPolicy { mode: RestartMode::OnFailure, ..RestartPolicy::default() }
+    }
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference::new("api", &self.api, &["order-api"], Hop::To)]
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let http = ApiClient::for_component(cx, &self.api)?;
+        let gate = cx.link(name, &self.api)?;
+        let plan = self.clone();
+        cx.add(name, move |ctx| run(ctx, plan.clone(), http.clone(), gate.clone()))
+    }
+}
 
 /// What one run of the load produced.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -44,7 +105,7 @@ impl LoadReport {
 pub async fn run_user(
     client: ApiClient,
     user_id: u32,
-    plan: LoadSection,
+    plan: LoadGeneratorConfig,
     rng: SharedRng,
     gate: Option<Arc<Link>>,
 ) -> LoadReport {
@@ -98,7 +159,7 @@ pub async fn run_user(
 /// All users in parallel; returns their combined report.
 pub async fn run_users(
     client: ApiClient,
-    plan: &LoadSection,
+    plan: &LoadGeneratorConfig,
     rng: SharedRng,
     gate: Option<Arc<Link>>,
 ) -> LoadReport {
@@ -120,7 +181,12 @@ pub async fn run_users(
 }
 
 /// The `OCTILLERY` component: runs the plan once, then exits.
-pub async fn run(ctx: Ctx, plan: LoadSection, client: ApiClient, gate: Arc<Link>) -> anyhow::Result<()> {
+pub async fn run(
+    ctx: Ctx,
+    plan: LoadGeneratorConfig,
+    client: ApiClient,
+    gate: Arc<Link>,
+) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "placing orders");
     tracing::info!(component = %ctx.name, "{} users x {} orders, {:?} apart", plan.users, plan.orders, plan.delay);
     let report = tokio::select! {

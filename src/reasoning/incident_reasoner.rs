@@ -1,4 +1,5 @@
-//! `REASONER`: the reference's "Incident Reasoning" Flink job as a component.
+//! `incident-reasoner` (`REASONER`): the reference's "Incident Reasoning" Flink job as a component. It
+//! provides a [`ReasonerHandle`] (the graph API, the mining trigger, the incidents of the run summary).
 //!
 //! It consumes `signals` (group `flink-reasoner`, from the earliest offset), parses each record, runs the
 //! reasoner, records every signal in the signal history, and writes each incident report to the index
@@ -6,20 +7,166 @@
 //! it cannot parse or place (an unknown component) is counted and skipped, never fatal. Offsets are
 //! committed after each record, so a restarted reasoner resumes where it stopped.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use prometheus::IntCounterVec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::graph::KnowledgeGraph;
 use super::reasoner::Reasoner;
 use super::signal::{epoch_millis, format_time, parse_signal_record};
 use super::store::SignalStore;
 use crate::bus::backend::BusClient;
+use crate::bus::kafka_cluster::BusHandle;
 use crate::kernel::component::Ctx;
+use crate::sinks::document_index::IndexStore;
+use crate::topology::build::InputCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
+use crate::topology::{BuildCx, Pipeline, RunMode};
 use crate::transport::envelope::{Envelope, Qos};
 use crate::transport::link::Link;
+
+/// The shipped knowledge graph, written to `<out>/flows/knowledge.yaml` when the flow names none.
+const SHIPPED_GRAPH: &str = include_str!("../../flows/knowledge.yaml");
+
+/// `kind = "incident-reasoner"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct IncidentReasonerConfig {
+    /// The `kafka-cluster` carrying `signals`.
+    pub bus: String,
+    /// The `document-index` incident reports go to, if any.
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Knowledge graph (default: the shipped `flows/knowledge.yaml`); runtime edits are saved to
+    /// `<out>/knowledge.yaml`.
+    #[serde(default)]
+    pub knowledge: Option<PathBuf>,
+    /// The signal history's SQLite file under the run's output directory.
+    #[serde(default = "default_file")]
+    pub file: PathBuf,
+    /// The signal history in PostgreSQL instead (`postgres://…`, `--database-url`; live only).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+fn default_file() -> PathBuf {
+    PathBuf::from("signals.db")
+}
+
+/// What the reasoner provides.
+#[derive(Clone)]
+pub struct ReasonerHandle {
+    /// The reasoner and its graph (shared with the graph API).
+    pub reasoner: Arc<tokio::sync::Mutex<Reasoner>>,
+    /// Where graph edits are saved.
+    pub graph_path: PathBuf,
+    /// The signal history.
+    pub store: SignalStore,
+    /// Incidents reported so far.
+    pub incidents: Arc<Mutex<Vec<IncidentSeen>>>,
+    /// The index its reports go to (mining predictions go there too).
+    pub index: Option<IndexStore>,
+}
+
+impl ComponentKind for IncidentReasonerConfig {
+    const KIND: &'static str = "incident-reasoner";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        let mut refs = vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::From)];
+        if let Some(index) = &self.index {
+            refs.push(Reference::new("index", index, &["document-index"], Hop::To));
+        }
+        refs
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.relative_path("file", &self.file);
+    }
+
+    /// The index is optional: without it, nothing is indexed.
+    fn forget(&mut self, target: &str) -> bool {
+        if self.index.as_deref() == Some(target) {
+            self.index = None;
+            return true;
+        }
+        false
+    }
+
+    fn check_inputs(&self, _name: &str, cx: &InputCx<'_>) -> anyhow::Result<()> {
+        if let Some(file) = &self.knowledge {
+            KnowledgeGraph::load(&cx.flow.resolve(&file.display().to_string()))?;
+        }
+        if self.url.is_some() && cx.mode == RunMode::Sim {
+            anyhow::bail!("--database-url: sim mode keeps the signal history in SQLite only");
+        }
+        Ok(())
+    }
+
+    /// Provides a [`ReasonerHandle`].
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let file = match &self.knowledge {
+            Some(f) => cx.flow.resolve(&f.display().to_string()),
+            None => {
+                crate::monitoring::materialize(&cx.out_path("flows"), &[("knowledge.yaml", SHIPPED_GRAPH)])?
+                    .join("knowledge.yaml")
+            }
+        };
+        let graph = KnowledgeGraph::load(&file)?;
+        let live = cx.mode == RunMode::Live;
+        let store = match &self.url {
+            Some(url) => SignalStore::open(url, live, super::store::DEFAULT_TABLE).await?,
+            None => SignalStore::open_sqlite_file(&cx.out_path(&self.file), live).await?,
+        };
+        let BusHandle { client, .. } = cx.handle(&self.bus)?;
+        let reasoner = Arc::new(tokio::sync::Mutex::new(Reasoner::new(graph)));
+        let incidents = Arc::new(Mutex::new(Vec::new()));
+        let index = match &self.index {
+            Some(i) => cx.try_handle::<IndexStore>(i),
+            None => None,
+        };
+        cx.provide(
+            name,
+            ReasonerHandle {
+                reasoner: reasoner.clone(),
+                graph_path: cx.out_path("knowledge.yaml"),
+                store: store.clone(),
+                incidents: incidents.clone(),
+                index,
+            },
+        );
+        let counter = cx.metrics(name).counter_vec(
+            "chaoslab_incidents_total",
+            "Incident reports, by incident",
+            &["name"],
+        )?;
+        let parts = Arc::new(ReasonerParts {
+            reasoner,
+            bus: client,
+            inbound: cx.link(&self.bus, name)?,
+            index: match &self.index {
+                Some(i) => Some(cx.link(name, i)?),
+                None => None,
+            },
+            store,
+            incidents,
+            counter,
+        });
+        cx.add(name, move |ctx| run(ctx, parts.clone()))
+    }
+}
+
+/// Every incident the pipeline's reasoners reported so far, in the order reported.
+pub fn incidents(p: &Pipeline) -> Vec<IncidentSeen> {
+    let mut all = Vec::new();
+    for (_, h) in p.handles.all::<ReasonerHandle>() {
+        all.extend(h.incidents.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned());
+    }
+    all
+}
 
 /// The index incident reports go to.
 pub const INCIDENT_INDEX: &str = "iot-incident-reports";
@@ -43,7 +190,7 @@ pub struct IncidentSeen {
     pub components: Vec<String>,
 }
 
-/// What the reasoner needs.
+/// What one incarnation works with.
 pub struct ReasonerParts {
     /// The reasoner and its graph (shared with the graph API).
     pub reasoner: Arc<tokio::sync::Mutex<Reasoner>>,
@@ -64,7 +211,7 @@ pub struct ReasonerParts {
 /// Runs one incarnation.
 pub async fn run(ctx: Ctx, parts: Arc<ReasonerParts>) -> anyhow::Result<()> {
     let mut consumer = parts.bus.consumer(GROUP, "reasoner", true)?;
-    consumer.subscribe(&[crate::monitoring::stack::SIGNALS_TOPIC])?;
+    consumer.subscribe(&[crate::monitoring::SIGNALS_TOPIC])?;
     ctx.health.set_ready(true, "consuming signals");
     loop {
         let polled = tokio::select! {

@@ -1,4 +1,5 @@
-//! `POKE-ORDER-API`: the reference's FastAPI service, route for route.
+//! `order-api` (`POKE-ORDER-API`): the reference's FastAPI service, route for route. It provides its
+//! router as [`HttpRoutes`] (served on the HTTP port in live mode, called in-process in sim mode).
 //!
 //! `POST /orders/`, `GET /orders/` (`state`, `skip`, `limit`), `GET|PUT /orders/{id}`, `DELETE /orders`,
 //! the HTML pages `GET|POST /create_order` and `GET /list_orders`, `/openapi.json` and `/docs`.
@@ -8,8 +9,10 @@
 //!
 //! Creating an order is the reference's dual write: insert `pending`, commit, then produce to
 //! `poke-orders`; a failed produce is logged and the order stays pending (and is reversed later). With
-//! `publish = "outbox"` the order and an outbox row are written in one transaction instead, and
-//! `OUTBOX-RELAY` produces from the outbox, so no order is ever stranded.
+//! `publish = "outbox"` the order and an outbox row are written in one transaction instead, and an
+//! `outbox-relay` component (`OUTBOX-RELAY`) produces from the outbox, so no order is ever stranded.
+
+pub mod pages;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -25,16 +28,103 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Json};
+use prometheus::{HistogramVec, IntCounter};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::model::{NewOrder, Order, OrderState};
-use super::pages;
 use super::service::{ORDERS_TOPIC, Orders, millis};
 use super::store::StoreError;
-use crate::topology::flow::PublishMode;
+use crate::topology::BuildCx;
+use crate::topology::build::HttpRoutes;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
 
-/// The component name.
-pub const API: &str = "POKE-ORDER-API";
+/// How the order API publishes a new order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PublishMode {
+    /// Commit, then produce; a failed produce leaves the order pending (the reference's dual write).
+    #[default]
+    Direct,
+    /// Insert the order and an outbox row in one transaction; an `outbox-relay` produces from the outbox.
+    Outbox,
+}
+
+/// `kind = "order-api"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct OrderApiConfig {
+    /// The `order-store` component.
+    pub store: String,
+    /// The `kafka-cluster` component.
+    pub bus: String,
+    /// How new orders reach `poke-orders`.
+    #[serde(default)]
+    pub publish: PublishMode,
+    /// The producer's `message.timeout.ms`.
+    #[serde(default = "two_seconds", with = "humantime_serde")]
+    pub produce_timeout: std::time::Duration,
+}
+
+fn two_seconds() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
+impl ComponentKind for OrderApiConfig {
+    const KIND: &'static str = "order-api";
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![
+            Reference::new("store", &self.store, &["order-store"], Hop::To),
+            Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::To),
+        ]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        if self.publish == PublishMode::Outbox {
+            let relayed = cx
+                .flow()
+                .each::<crate::orders::outbox_relay::OutboxRelayConfig>()
+                .any(|(_, r)| r.store == self.store);
+            cx.require(
+                relayed,
+                "publish",
+                format!("outbox needs an outbox-relay component on store {:?} (e.g. [components.OUTBOX-RELAY] kind = \"outbox-relay\")", self.store),
+            );
+        }
+    }
+
+    /// Provides its router as [`HttpRoutes`].
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let orders = Orders::new(cx, name, &self.store, &self.bus, "poke-producer", self.produce_timeout)?;
+        let m = cx.metrics(name);
+        let api = Api {
+            orders,
+            up: cx.up_flag(name),
+            publish: self.publish,
+            publish_failures: m.counter(
+                "poke_order_publish_failures_total",
+                "New orders whose produce to poke-orders failed (they stay pending).",
+            )?,
+            requests: m.histogram_vec(
+                "poke_order_api_request_duration_seconds",
+                "Order API request latency.",
+                vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0],
+                &["method", "route", "status"],
+            )?,
+        };
+        let faults = cx.http_faults.clone();
+        let routes = router(api)
+            .layer(axum::middleware::from_fn_with_state(faults, crate::chaos::faults::http::middleware));
+        cx.provide(name, HttpRoutes(routes));
+        cx.add(name, |ctx| async move {
+            ctx.health.set_ready(true, "serving");
+            ctx.shutdown.cancelled().await;
+            Ok(())
+        })
+    }
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Longest Pokémon or country name accepted.
@@ -88,12 +178,12 @@ impl IntoResponse for ApiError {
                 (StatusCode::NOT_FOUND, Json(json!({"detail": "Order not found"}))).into_response()
             }
             ApiError::Unavailable(m) => {
-                tracing::warn!(component = API, "database unavailable: {m}");
+                tracing::warn!("order API: database unavailable: {m}");
                 (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"detail": "Database unavailable"})))
                     .into_response()
             }
             ApiError::Internal(m) => {
-                tracing::error!(component = API, "internal error: {m}");
+                tracing::error!("order API: internal error: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"detail": "Internal Server Error"})))
                     .into_response()
             }
@@ -231,32 +321,37 @@ pub fn validate_listing(q: &BTreeMap<String, String>) -> Result<(Option<OrderSta
 }
 
 /// Inserts a new order and publishes it (or leaves it to the outbox).
-pub async fn create_order(o: &Orders, new: NewOrder) -> Result<Order, ApiError> {
+async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
+    let o = &api.orders;
     let now = o.now();
-    let outbox = (o.cfg.publish == PublishMode::Outbox).then_some(ORDERS_TOPIC);
+    let outbox = (api.publish == PublishMode::Outbox).then_some(ORDERS_TOPIC);
     let order = o.db(|s| async move { s.create(&new, now, outbox).await }).await?;
     o.ledger.created(order.id);
     o.trace.emit(
-        API,
+        &o.name,
         "order.created",
         &json!({"id": order.id, "user_id": order.user_id, "pokemon": order.pokemon, "price": order.price}),
     );
-    o.event(order.id, "order created", API).await;
+    o.event(order.id, "order created", &o.name).await;
     if outbox.is_none() {
         let value = Bytes::from(order.to_kafka_json());
         match o.publish(ORDERS_TOPIC, value, millis(now)).await {
             Ok(meta) => {
                 o.trace.emit(
-                    API,
+                    &o.name,
                     "order.published",
                     &json!({"id": order.id, "partition": meta.partition, "offset": meta.offset}),
                 );
             }
             Err(e) => {
                 // The reference only logs this in its delivery callback: the order stays pending.
-                o.metrics.publish_failures.inc();
-                tracing::error!(component = API, "Message delivery failed for order {}: {e}", order.id);
-                o.trace.emit(API, "order.publish_failed", &json!({"id": order.id, "error": e.to_string()}));
+                api.publish_failures.inc();
+                tracing::error!(component = %o.name, "Message delivery failed for order {}: {e}", order.id);
+                o.trace.emit(
+                    &o.name,
+                    "order.publish_failed",
+                    &json!({"id": order.id, "error": e.to_string()}),
+                );
             }
         }
     }
@@ -266,13 +361,15 @@ pub async fn create_order(o: &Orders, new: NewOrder) -> Result<Order, ApiError> 
 #[derive(Clone)]
 struct Api {
     orders: Orders,
+    /// The component's flag: while it is false every request gets 503.
     up: Arc<AtomicBool>,
+    publish: PublishMode,
+    publish_failures: IntCounter,
+    requests: HistogramVec,
 }
 
-/// The router of the order API. `up` is the `POKE-ORDER-API` component's flag: while it is false every
-/// request gets 503.
-pub fn router(orders: Orders, up: Arc<AtomicBool>) -> Router {
-    let state = Api { orders, up };
+/// The router of the order API.
+fn router(state: Api) -> Router {
     Router::new()
         .route("/orders/", get(list_json).post(create_json))
         .route("/orders", get(list_json).post(create_json).delete(delete_all))
@@ -297,9 +394,7 @@ async fn gate(State(api): State<Api>, req: Request, next: Next) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"detail": "Service Unavailable"}))).into_response()
     };
     let status = resp.status().as_u16().to_string();
-    api.orders
-        .metrics
-        .requests
+    api.requests
         .with_label_values(&[method.as_str(), &route, &status])
         .observe(started.elapsed().as_secs_f64());
     resp
@@ -308,7 +403,7 @@ async fn gate(State(api): State<Api>, req: Request, next: Next) -> Response {
 async fn create_json(State(api): State<Api>, body: Bytes) -> Result<Json<Order>, ApiError> {
     let fields = parse_json_object(&body)?;
     let new = validate_new_order(&fields)?;
-    Ok(Json(create_order(&api.orders, new).await?))
+    Ok(Json(create_order(&api, new).await?))
 }
 
 async fn list_json(
@@ -356,14 +451,14 @@ async fn update_json(
     let before = o.db(|s| async move { s.get(id).await }).await?.ok_or(ApiError::NotFound)?;
     let after = o.db(|s| async move { s.set_state(id, state).await }).await?.ok_or(ApiError::NotFound)?;
     if before.state != after.state {
-        o.changed(id, before.state, after.state, API).await;
+        o.changed(id, before.state, after.state, &o.name).await;
     }
     Ok(Json(after))
 }
 
 async fn delete_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
     let n = api.orders.db(|s| async move { s.delete_all().await }).await?;
-    api.orders.trace.emit(API, "orders.deleted", &json!({"orders": n}));
+    api.orders.trace.emit(&api.orders.name, "orders.deleted", &json!({"orders": n}));
     Ok(Json(json!({"detail": "All orders deleted"})))
 }
 
@@ -378,7 +473,7 @@ async fn create_from_form(
     let Form(form) = form.map_err(|e| body_error(e.body_text(), "value_error.form"))?;
     let fields: Map<String, Value> = form.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
     let new = validate_new_order(&fields)?;
-    let order = create_order(&api.orders, new).await?;
+    let order = create_order(&api, new).await?;
     Ok(Html(pages::order_created(&order)))
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::model::{Order, OrderState};
+use crate::orders::model::{Order, OrderState};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {

@@ -56,7 +56,7 @@ pub enum KMeansError {
 
 /// Parameters of one k-means run; the defaults are the reference job's (`k=2, seed=1`) and Spark MLlib's.
 #[derive(Clone, Debug, PartialEq)]
-pub struct KMeansConfig {
+pub struct FitParams {
     /// Number of clusters.
     pub k: usize,
     /// Seed of the `Xoshiro256Plus` generator that drives KMeans++ initialisation.
@@ -69,7 +69,7 @@ pub struct KMeansConfig {
     pub tolerance: f64,
 }
 
-impl Default for KMeansConfig {
+impl Default for FitParams {
     fn default() -> Self {
         Self { k: 2, seed: 1, n_runs: 10, max_iterations: 300, tolerance: 1e-4 }
     }
@@ -202,7 +202,7 @@ pub struct KMeansResult {
 /// Clusters `points` with linfa's KMeans (KMeans++ init, `Xoshiro256Plus::seed_from_u64(cfg.seed)`).
 /// Errors if `k == 0`, if there are fewer points than `k`, if a point is not finite, or if linfa rejects
 /// the other parameters.
-pub fn fit(points: &[[f64; 2]], cfg: &KMeansConfig) -> Result<KMeansResult, KMeansError> {
+pub fn fit(points: &[[f64; 2]], cfg: &FitParams) -> Result<KMeansResult, KMeansError> {
     if cfg.k == 0 {
         return Err(KMeansError::ZeroK);
     }
@@ -422,7 +422,7 @@ mod tests {
     fn two_separated_blobs_give_their_means_as_centres() {
         // Listed high-humidity first, to check the canonical (humidity-sorted) order.
         let points = blobs(&[[50.0, 20.0], [20.0, 40.0]], 60, 2.0, 7);
-        let result = fit(&points, &KMeansConfig::default()).unwrap();
+        let result = fit(&points, &FitParams::default()).unwrap();
 
         assert_eq!((result.k, result.seed, result.points), (2, 1, 120));
         let [low, high] = [result.centres[0], result.centres[1]];
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn same_seed_gives_bit_identical_results() {
         let points = blobs(&[[20.0, 40.0], [25.0, 36.0], [30.0, 40.0]], 200, 4.0, 3);
-        let cfg = KMeansConfig { k: 3, seed: 11, ..KMeansConfig::default() };
+        let cfg = FitParams { k: 3, seed: 11, ..FitParams::default() };
         let (a, b) = (fit(&points, &cfg).unwrap(), fit(&points, &cfg).unwrap());
         let bits = |r: &KMeansResult| -> Vec<u64> {
             r.centres
@@ -457,16 +457,16 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let two = [[1.0, 2.0], [3.0, 4.0]];
-        let k3 = KMeansConfig { k: 3, ..KMeansConfig::default() };
+        let k3 = FitParams { k: 3, ..FitParams::default() };
         assert!(matches!(fit(&two, &k3), Err(KMeansError::TooFewPoints { k: 3, points: 2 })));
-        let k0 = KMeansConfig { k: 0, ..KMeansConfig::default() };
+        let k0 = FitParams { k: 0, ..FitParams::default() };
         assert!(matches!(fit(&two, &k0), Err(KMeansError::ZeroK)));
         let nan = [[1.0, 2.0], [3.0, f64::NAN], [5.0, 6.0]];
         assert!(matches!(
-            fit(&nan, &KMeansConfig::default()),
+            fit(&nan, &FitParams::default()),
             Err(KMeansError::NonFinitePoint { index: 1, .. })
         ));
-        let no_runs = KMeansConfig { n_runs: 0, ..KMeansConfig::default() };
+        let no_runs = FitParams { n_runs: 0, ..FitParams::default() };
         assert!(matches!(fit(&two, &no_runs), Err(KMeansError::Fit(_))));
     }
 
@@ -550,7 +550,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out_dir = dir.path().join("predictions");
         let points = [[10.0, 20.0], [1.0, 2.0], [1.5, 2.0], [10.0, 21.0]];
-        let result = fit(&points, &KMeansConfig::default()).unwrap();
+        let result = fit(&points, &FitParams::default()).unwrap();
         // linfa (m_k-means) stops within its tolerance of the exact cluster means.
         assert!((result.inertia - 0.625).abs() < 1e-6, "{}", result.inertia);
 
@@ -610,7 +610,7 @@ mod tests {
             .collect();
         assert_eq!(points.len(), 1546 - 14, "valid rows");
 
-        let result = fit(&points, &KMeansConfig::default()).unwrap();
+        let result = fit(&points, &FitParams::default()).unwrap();
         println!(
             "pi2 k=2 seed=1: centres {:?} sizes {:?} silhouette {:?}",
             result.centres, result.cluster_sizes, result.silhouette

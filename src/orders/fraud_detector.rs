@@ -1,4 +1,5 @@
-//! `DETECTIVE-PIKACHU`: the fraud detector, one replica per component, all in group `poke-order-consumer`.
+//! `fraud-detector` (`DETECTIVE-PIKACHU`): the fraud detector, `replicas` supervised components
+//! (`DETECTIVE-PIKACHU-0` …), all in group `poke-order-consumer`.
 //!
 //! For each order on `poke-orders`: decide `rejected` or `success` by the fraud rule, produce the order
 //! with its state to `poke-orders-state`, commit that message. On a message it cannot parse it does
@@ -12,14 +13,79 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::json;
 
+use prometheus::IntCounter;
+use serde::Deserialize;
+
 use super::fraud::is_fraud;
 use super::model::{Order, OrderState};
-use super::service::{DETECTIVE_GROUP, DLQ_TOPIC, ORDERS_TOPIC, Orders, STATE_TOPIC, produce};
+use super::service::{DETECTIVE_GROUP, DLQ_TOPIC, ORDERS_TOPIC, STATE_TOPIC, millis, produce};
 use crate::bus::backend::{AnyProducer, BusClient};
+use crate::bus::kafka_cluster::BusHandle;
 use crate::bus::{Acks, ConsumerRecord};
 use crate::kernel::component::Ctx;
-use crate::topology::flow::PoisonMode;
+use crate::topology::BuildCx;
+use crate::topology::check::CheckCx;
+use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::transport::link::Link;
+
+/// What the detector does with a message it cannot parse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoisonMode {
+    /// Seek back and retry forever, stalling the partition (the reference).
+    #[default]
+    Retry,
+    /// Park it on `poke-orders-dlq` and move on.
+    Dlq,
+}
+
+/// `kind = "fraud-detector"`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FraudDetectorConfig {
+    /// The `kafka-cluster`.
+    pub bus: String,
+    /// Replicas (consumer group members), named `<name>-0` … `<name>-(n-1)`.
+    #[serde(default = "three")]
+    pub replicas: u32,
+    /// What it does with unparsable messages.
+    #[serde(default)]
+    pub poison: PoisonMode,
+}
+
+fn three() -> u32 {
+    3
+}
+
+impl ComponentKind for FraudDetectorConfig {
+    const KIND: &'static str = "fraud-detector";
+
+    fn instances(&self, name: &str) -> Vec<String> {
+        (0..self.replicas).map(|i| format!("{name}-{i}")).collect()
+    }
+
+    fn references(&self) -> Vec<Reference<'_>> {
+        vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::Both)]
+    }
+
+    fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.require(self.replicas > 0, "replicas", "must be at least 1");
+    }
+
+    async fn build(&self, name: &str, cx: &mut BuildCx<'_>) -> anyhow::Result<()> {
+        let BusHandle { client, .. } = cx.handle(&self.bus)?;
+        for instance in ComponentKind::instances(self, name) {
+            let (fetch, publish) = (cx.link(&self.bus, &instance)?, cx.link(&instance, &self.bus)?);
+            let unparsable = cx
+                .metrics(&instance)
+                .counter("poke_order_unparsable_messages_total", "Messages a consumer could not parse.")?;
+            let (bus, poison) = (client.clone(), self.poison);
+            cx.add(&instance, move |ctx| {
+                run(ctx, poison, unparsable.clone(), bus.clone(), fetch.clone(), publish.clone())
+            })?;
+        }
+        Ok(())
+    }
+}
 
 /// librdkafka's default `message.timeout.ms` (the detector's producer sets none).
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -29,7 +95,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Runs one replica.
 pub async fn run(
     ctx: Ctx,
-    orders: Orders,
+    poison: PoisonMode,
+    unparsable: IntCounter,
     bus: BusClient,
     fetch: Arc<Link>,
     publish: Arc<Link>,
@@ -68,7 +135,7 @@ pub async fn run(
                 continue;
             }
             ctx.metrics.records_in.inc();
-            let ok = handle(&ctx, &orders, &producer, &publish, &r).await;
+            let ok = handle(&ctx, poison, &unparsable, producer.as_ref(), &publish, &r).await;
             if ok {
                 if let Err(e) = consumer.commit(&r.topic, r.partition, r.offset + 1) {
                     tracing::warn!(component = %ctx.name, "commit of {}-{}@{} failed: {e}", r.topic, r.partition, r.offset);
@@ -91,18 +158,19 @@ pub async fn run(
 /// Decides one message; false when it must be retried (seek back).
 async fn handle(
     ctx: &Ctx,
-    orders: &Orders,
+    poison: PoisonMode,
+    unparsable: &IntCounter,
     producer: &AnyProducer,
     publish: &Link,
     r: &ConsumerRecord,
 ) -> bool {
-    let now_ms = super::service::millis(orders.now());
+    let now_ms = millis(ctx.clock.now().naive_utc());
     let text = String::from_utf8_lossy(&r.value);
     let mut order = match Order::from_kafka_json(&text) {
         Ok(o) => o,
         Err(e) => {
-            orders.metrics.unparsable.with_label_values(&[&ctx.name]).inc();
-            return match orders.cfg.poison {
+            unparsable.inc();
+            return match poison {
                 PoisonMode::Retry => {
                     tracing::error!(component = %ctx.name, "Error processing message {}-{}@{}: {e}", r.topic, r.partition, r.offset);
                     ctx.trace(
