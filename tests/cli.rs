@@ -189,3 +189,130 @@ fn the_benchmarks_run_and_print_their_figures() {
     assert!(out.contains("live API:          40 POST /orders/"), "{out}");
     assert!(out.contains("sim end to end:    50 orders"), "{out}");
 }
+
+#[test]
+fn check_determinism_prints_the_digest_and_flow_check_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = chaoslab(&[
+        "run",
+        "--sim",
+        "--seed",
+        "3",
+        "--for",
+        "2m",
+        "--check-determinism",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    let digest =
+        stdout.trim().strip_prefix("deterministic: ").expect("one verdict line").split(' ').next().unwrap();
+    assert_eq!(digest.len(), 64, "{stdout}");
+    assert!(out.join("run-1/trace.jsonl").is_file() && out.join("run-2/trace.jsonl").is_file());
+    let once = chaoslab(&[
+        "run",
+        "--sim",
+        "--seed",
+        "3",
+        "--for",
+        "2m",
+        "--json",
+        "--out",
+        dir.path().join("once").to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&once.stdout).unwrap();
+    assert_eq!(v["trace"]["digest"], digest, "a plain run of the same seed writes the same trace");
+
+    // Five mistakes, five lines, exit 1, nothing written.
+    let good = chaoslab::catalog::REFERENCE_FLOW;
+    let bad = good
+        .replace("window = 10", "window = 0")
+        .replace("k = 2", "k = \"two\"")
+        .replace("every = \"5m\"", "every = \"5m\"\nevry = 1")
+        .replace("brokers = 3", "brokers = 0")
+        .replace("api = \"POKE-ORDER-API\"\nusers", "api = \"NOPE\"\nusers");
+    let flow = dir.path().join("bad.toml");
+    std::fs::write(&flow, &bad).unwrap();
+    let o = chaoslab(&["flow", "check", flow.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("bad.toml:")).collect();
+    assert_eq!(lines.len(), 5, "{err}");
+    for key in [
+        "components.FLINK.window",
+        "components.SPARK.k",
+        "components.SPARK.evry",
+        "components.KAFKA.brokers",
+        "components.OCTILLERY.api",
+    ] {
+        assert!(lines.iter().any(|l| l.contains(&format!(":{key}"))), "{key} missing in {err}");
+    }
+    let written = dir.path().join("bad-out");
+    let o = chaoslab(&[
+        "run",
+        "--sim",
+        "--for",
+        "1m",
+        "--flow",
+        flow.to_str().unwrap(),
+        "--out",
+        written.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(!written.exists(), "a bad flow writes nothing");
+}
+
+#[test]
+fn swarm_prints_a_reproduce_line_per_failing_seed_and_a_tally() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = chaoslab(&[
+        "swarm",
+        "--seeds",
+        "1..2",
+        "--for",
+        "4m",
+        "--no-orders",
+        "--out",
+        dir.path().join("s").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "2/2 seeds hold");
+
+    // Every component of this flow stays down once killed: the seeds that kill one fail.
+    let never = chaoslab::catalog::REFERENCE_FLOW
+        .replace("[components.SENSOR]\n", "[components.SENSOR]\nrestart = { mode = \"never\" }\n")
+        .replace("[components.FLINK]\n", "[components.FLINK]\nrestart = { mode = \"never\" }\n")
+        .replace("[components.NIFI]\n", "[components.NIFI]\nrestart = { mode = \"never\" }\n")
+        .replace("[components.SPARK]\n", "[components.SPARK]\nrestart = { mode = \"never\" }\n");
+    let flow = dir.path().join("never.toml");
+    std::fs::write(&flow, never).unwrap();
+    let f = flow.to_str().unwrap();
+    let o = chaoslab(&[
+        "swarm",
+        "--seeds",
+        "1..12",
+        "--for",
+        "4m",
+        "--no-orders",
+        "--flow",
+        f,
+        "--out",
+        dir.path().join("t").to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(!o.status.success(), "{stdout}");
+    let tally = stdout.lines().last().unwrap();
+    let held: usize =
+        tally.strip_suffix("/12 seeds hold").expect("the tally ends the output").parse().unwrap();
+    assert!(held < 12, "{stdout}");
+    let reproduce: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("reproduce: ")).collect();
+    assert_eq!(reproduce.len(), 12 - held, "{stdout}");
+    assert!(
+        reproduce[0].contains(&format!("chaoslab swarm --seeds "))
+            && reproduce[0].contains(&format!("--flow {f}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("is Crashed after the quiet phase"), "{stdout}");
+}

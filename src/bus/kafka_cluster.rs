@@ -99,7 +99,10 @@ impl ComponentKind for KafkaClusterConfig {
 
     fn check(&self, cx: &mut CheckCx<'_>) {
         let n = self.brokers;
-        cx.require(n > 0, "brokers", "must be at least 1");
+        if n == 0 {
+            // The topics' replica counts are checked against the brokers once there are some.
+            return cx.error("brokers", "must be at least 1");
+        }
         for (topic, t) in &self.topics {
             let at = |field: &str| format!("topics.{topic}.{field}");
             cx.require(t.partitions > 0, &at("partitions"), "must be at least 1");

@@ -85,6 +85,13 @@ impl KeyPath {
         p
     }
 
+    /// This path followed by `other`.
+    pub fn join(&self, other: &KeyPath) -> KeyPath {
+        let mut p = self.clone();
+        p.0.extend(other.0.iter().cloned());
+        p
+    }
+
     /// The segments.
     pub fn segments(&self) -> &[Segment] {
         &self.0

@@ -59,6 +59,7 @@ impl SeedOutcome {
     }
 }
 
+/// A request for `kind` on `target` lasting `secs` (instant kinds, `process-kill`, take no duration).
 fn request(kind: &str, target: Option<&str>, secs: u64, parameters: Value) -> FaultRequest {
     let parameters = match parameters {
         Value::Object(m) => m,
@@ -69,7 +70,7 @@ fn request(kind: &str, target: Option<&str>, secs: u64, parameters: Value) -> Fa
         target: target.map(str::to_string),
         mode: None,
         value: None,
-        duration: Some(json!(format!("{secs}s"))),
+        duration: (kind != "process-kill").then(|| json!(format!("{secs}s"))),
         parameters,
     }
 }
@@ -150,8 +151,10 @@ pub fn run_seed(base: &Run, seed: u64, duration: Duration, out: PathBuf) -> anyh
         let start = p.clock.start();
         for f in &plan {
             tokio::time::sleep_until(start + f.at).await;
+            // A drawn fault the catalogue refuses is a bug of the swarm itself: report it, never skip it.
             if let Err(e) = p.faults.apply(&f.request).await {
-                tracing::debug!("swarm: fault {} not applied: {e}", f.request.kind);
+                let mut found = found.lock().unwrap_or_else(PoisonError::into_inner);
+                found.push(format!("fault {} on {:?} was refused: {e}", f.request.kind, f.request.target));
             }
         }
         tokio::time::sleep_until(start + duration / 2).await;

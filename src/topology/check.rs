@@ -38,9 +38,9 @@ impl<'a> CheckCx<'a> {
         self.flow
     }
 
+    /// `components.<name>.<field>`; `field` may be a path (`topics.poke-orders.partitions`).
     fn key(&self, field: &str) -> KeyPath {
-        let at = KeyPath::root().key("components").key(self.name);
-        if field.is_empty() { at } else { at.key(field) }
+        KeyPath::root().key("components").key(self.name).join(&KeyPath::parse(field))
     }
 
     /// An error at one of its fields (`""` for the component as a whole).

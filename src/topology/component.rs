@@ -165,9 +165,9 @@ impl Clone for Box<dyn DynComponent> {
     }
 }
 
-/// What reading a component table gives: the config and every key it did not use, or the key path and
-/// message of the first error.
-pub type Parsed = Result<(Box<dyn DynComponent>, Vec<String>), (String, String)>;
+/// What reading a component table gives: the config, or the key path and message of the first error;
+/// either way every key it did not know.
+pub type Parsed = (Result<Box<dyn DynComponent>, (String, String)>, Vec<String>);
 
 /// How a catalog entry reads a component table (without `kind` and the common keys).
 pub type ParseFn = fn(toml::Value) -> Parsed;
@@ -192,14 +192,15 @@ fn parse_kind<T: ComponentKind>(value: toml::Value) -> Parsed {
     let mut unknown = Vec::new();
     let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut note);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(config) => Ok((Box::new(config), unknown)),
+    let result = match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(config) => Ok(Box::new(config) as Box<dyn DynComponent>),
         Err(e) => {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             Err((path, e.into_inner().message().trim().to_string()))
         }
-    }
+    };
+    (result, unknown)
 }
 
 /// The kinds a flow may use.
