@@ -1,22 +1,39 @@
 //! chaoslab: a whole reference data pipeline in one process, with chaos engineering built in.
 //!
-//! The pipeline of rdsea/bigdataincidentanalytics (a sensor replaying GNFUV data over MQTT, a Flink
-//! count-window job, NiFi into HDFS, Node-RED, Spark k-means, Elasticsearch) runs here as tokio tasks
-//! under one supervisor, joined by links that carry fault hooks. It runs **live** (real time, real
-//! sockets: any MQTT client, browser or Prometheus can connect) or in **sim** mode (virtual time,
-//! everything in-process, one seed fixes every byte of the trace).
+//! The IoT pipeline of rdsea/bigdataincidentanalytics (a sensor replaying GNFUV data over MQTT, a Flink
+//! count-window job, NiFi into HDFS, Node-RED, Spark k-means, Elasticsearch), the Pokémon order services
+//! of jitapichab/kafka-chaos-experiments on a Kafka-semantics bus, and the monitoring and incident
+//! reasoning around them run here as tokio tasks under one supervisor, joined by links that carry fault
+//! hooks. It runs **live** (real time, real sockets: any MQTT client, browser or Prometheus can connect)
+//! or in **sim** mode (virtual time, everything in-process, one seed fixes every byte of the trace).
 //!
-//! Modules, from the bottom up:
-//! - [`kernel`]: clock, seeded randomness, trace, metrics, components and their supervisor.
-//! - [`transport`]: envelopes, links (where faults live), MQTT (in-process, embedded rumqttd, external).
-//! - [`bus`]: the embedded Kafka-semantics bus (partitions, offsets, groups, brokers, ISR).
-//! - [`sources`], [`transforms`], [`sinks`], [`analytics`]: the IoT pipeline stages; [`orders`]: the Pokémon
-//!   order services.
-//! - [`storage`]: the SQLite/PostgreSQL plumbing the order store and the signal store share (one
-//!   connection or pool, sim-mode determinism, error sorting), written once so both get every fix.
-//! - [`topology`]: flow files and the builder that wires stages into a [`topology::Pipeline`].
-//! - [`chaos`]: the Chaos Toolkit experiment engine (faults and the CLI around it come next).
-//! - [`runner`]: sim and live runs and their summary; [`api`]: the HTTP API; [`bench`]: benchmarks.
+//! The modules, from the bottom up:
+//!
+//! - [`kernel`]: clock (the only "now"), seeded random streams, the trace, metrics, component specs and
+//!   the supervisor, fault hooks, log records.
+//! - [`config`]: reading what users write: one problem collector (`file:line:key: message`) and line
+//!   locators for TOML and YAML.
+//! - [`transport`]: envelopes, links (every fault hook on a hop), MQTT (in-process, embedded rumqttd,
+//!   external), and the `mqtt-broker` component.
+//! - [`bus`]: the embedded Kafka-semantics bus (partitions, offsets, groups, brokers, ISR), its backends
+//!   as traits (embedded, rdkafka), and the `kafka-cluster` component.
+//! - [`storage`]: the SQLite/PostgreSQL plumbing the order store and the signal store share.
+//! - [`topology`]: the component model ([`topology::component::ComponentKind`]), flow files, the build
+//!   context and handle map, and the generic [`topology::Pipeline`] that wires any flow.
+//! - Components, one file or folder per kind: [`sources`] (`sensor-replay`), [`transforms`]
+//!   (`count-window-average`, `mqtt-ingest`), [`sinks`] (`document-index`, `file-store`, `quality-gate`),
+//!   [`analytics`] (`kmeans`), [`orders`] (`order-store`, `order-api`, `outbox-relay`, `fraud-detector`,
+//!   `order-updater`, `order-reverser`, `load-generator`), [`monitoring`] (`log-router`, `metrics-store`,
+//!   with the TSDB, PromQL, rules, Alertmanager and Fluentd libraries) and [`reasoning`]
+//!   (`incident-reasoner`, with the knowledge graph, signal history and FP-growth).
+//! - [`catalog`]: the one list that dispatches a flow's `kind = "…"` to its config type, and the flows
+//!   compiled into the binary.
+//! - [`chaos`]: the fault catalogue (faults as data), the native Chaos Toolkit engine, its providers, and
+//!   the ground truth that links faults to incidents.
+//! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
+//!   swarm testing.
+//! - [`api`]: the HTTP API of a live run and its authenticated control plane.
+//! - [`bench`]: `chaoslab bench …`, which prints figures.
 
 pub mod analytics;
 pub mod api;

@@ -310,8 +310,7 @@ fn swarm_prints_a_reproduce_line_per_failing_seed_and_a_tally() {
     let reproduce: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("reproduce: ")).collect();
     assert_eq!(reproduce.len(), 12 - held, "{stdout}");
     assert!(
-        reproduce[0].contains(&format!("chaoslab swarm --seeds "))
-            && reproduce[0].contains(&format!("--flow {f}")),
+        reproduce[0].contains("chaoslab swarm --seeds ") && reproduce[0].contains(&format!("--flow {f}")),
         "{stdout}"
     );
     assert!(stdout.contains("is Crashed after the quiet phase"), "{stdout}");

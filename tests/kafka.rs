@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use chaoslab::bus::kafka_cluster::KafkaClusterConfig;
 use chaoslab::orders::fraud::is_fraud;
+use chaoslab::orders::fraud_detector::FraudDetectorConfig;
 use chaoslab::runner::Run;
-use chaoslab::topology::flow::Flow;
 use hyper::{Method, StatusCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
@@ -16,15 +17,13 @@ use rdkafka::producer::DefaultProducerContext;
 async fn orders_are_decided_through_a_kafka_cluster() {
     let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(3).unwrap();
     let mut flow = chaoslab::catalog::reference_flow().unwrap();
-    for name in ["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"] {
-        flow.components.remove(name);
-    }
-    for (name, t) in &flow.bus.topics {
+    flow.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH", "OCTILLERY"]);
+    let kafka = flow.components["KAFKA"].get::<KafkaClusterConfig>().unwrap().clone();
+    for (name, t) in &kafka.topics {
         cluster.create_topic(name, t.partitions as i32, i32::from(t.replication_factor)).unwrap();
     }
-    flow.orders.load.enabled = false;
-    flow.orders.detective_replicas = 1;
-    flow.bus.bootstrap = Some(cluster.bootstrap_servers());
+    flow.configure::<FraudDetectorConfig>(|d| d.replicas = 1);
+    flow.configure::<KafkaClusterConfig>(|k| k.bootstrap = Some(cluster.bootstrap_servers()));
     let dir = tempfile::tempdir().unwrap();
     let handle = Run::new(flow)
         .out(dir.path())
@@ -33,7 +32,7 @@ async fn orders_are_decided_through_a_kafka_cluster() {
         .mqtt_listen("127.0.0.1:0".parse().unwrap())
         .forward_listen("127.0.0.1:0".parse().unwrap())
         .log_http_listen("127.0.0.1:0".parse().unwrap())
-        .start()
+        .live()
         .await
         .unwrap();
     assert!(

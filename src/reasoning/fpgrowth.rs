@@ -1,5 +1,5 @@
 //! FP-growth frequent-itemset mining and association rules with the semantics of Spark MLlib's
-//! `FPGrowth` (Spark 2.4/3.x `ml.fpm`), which the reference's pattern-analysis job uses (seed003 §8).
+//! `FPGrowth` (Spark 2.4/3.x `ml.fpm`), which the reference's pattern-analysis job uses (rdsea/bigdataincidentanalytics, `reasoning/pattern-analysis`).
 //!
 //! Written here rather than taken from crates.io: the `fp-growth` crate (last release 0.1.6, April 2021)
 //! is unmaintained, takes an absolute support count and produces no association rules.

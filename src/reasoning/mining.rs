@@ -1,5 +1,5 @@
 //! Frequent-pattern mining over recorded signals: chaoslab's version of the reference's Spark job
-//! `pattern-analysis` (seed003 §8), which predicts signals that tend to come with others.
+//! `pattern-analysis` (rdsea/bigdataincidentanalytics, `reasoning/pattern-analysis`), which predicts signals that tend to come with others.
 //!
 //! Steps, as the Spark job does them:
 //! 1. Each recorded signal becomes the item `name#component` at its time.

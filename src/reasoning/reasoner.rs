@@ -1,5 +1,5 @@
 //! The incident reasoner: chaoslab's re-implementation of the reference's Flink job "Incident Reasoning"
-//! (`SignalProcessFunction`, `Neo4jDAO`, `CompositeSignalProcessFunction`; seed003 §6), with the
+//! (`SignalProcessFunction`, `Neo4jDAO`, `CompositeSignalProcessFunction`; rdsea/bigdataincidentanalytics, `reasoning/flink-reasoner`), with the
 //! knowledge graph in memory instead of Neo4j.
 //!
 //! Signals are processed one at a time, in arrival order; [`Reasoner::process`] does, for each:

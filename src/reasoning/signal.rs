@@ -1,7 +1,7 @@
 //! Signals: the reasoner's input, parsed from the JSON records that Fluentd (`LOG`) and the
 //! ingestion-service (`PROMETHEUS_ALERT`) put on the `signals` topic.
 //!
-//! Parsing follows the reference's `KafkaRecordMapFunction` (seed003 §6 "Parsing"):
+//! Parsing follows the reference's `KafkaRecordMapFunction` (rdsea/bigdataincidentanalytics, `reasoning/flink-reasoner`, `KafkaRecordMapFunction.kt`):
 //! - `LOG`: `name` is the part of `tag` after its last `.`, `timestamp` is `event_time` in exactly
 //!   `yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`, `pipelineComponent` is `pipeline_component`, `summary` is `message`, and
 //!   `details` are all other fields except `signal_type`, `tag`, `event_time`, `pipeline_component` and

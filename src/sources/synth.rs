@@ -2,7 +2,7 @@
 //! real `pi2.csv` (whose license is unverified).
 //!
 //! Nothing here is copied or derived from the real rows; the generator only mimics the published shape of
-//! that file (see `seed003-reference-pipeline.md` §1):
+//! that file (rdsea/bigdataincidentanalytics, `pipeline/sensors/simplesensor/pi2.csv`):
 //! - header `device_id,humidity,temperature,time`, LF line endings, sorted by device id, then time;
 //! - device ids shaped like Kubernetes pod names, `gnfuv-synth-exp1-<10 chars>-<5 chars>`, all distinct;
 //! - one contiguous session per device, of uneven length (tens to a few hundred rows), sessions placed at
