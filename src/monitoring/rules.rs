@@ -507,17 +507,12 @@ fn generator_url(external_url: &str, expr: &Expr) -> String {
     )
 }
 
-/// Go's `url.QueryEscape`.
+/// Go's `url.QueryEscape`: everything but letters, digits and `-_.~` percent-encoded, spaces as `+`.
 fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    const QUERY: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    // A literal `%20` in the text has its `%` encoded, so every `%20` here is a space.
+    percent_encoding::utf8_percent_encode(s, QUERY).to_string().replace("%20", "+")
 }
 
 // ---------------------------------------------------------------------------------------------------
