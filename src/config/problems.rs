@@ -102,6 +102,12 @@ impl From<&str> for KeyPath {
     }
 }
 
+impl From<&[Segment]> for KeyPath {
+    fn from(segments: &[Segment]) -> KeyPath {
+        KeyPath(segments.to_vec())
+    }
+}
+
 impl From<String> for KeyPath {
     fn from(text: String) -> KeyPath {
         KeyPath::parse(&text)
