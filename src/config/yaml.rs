@@ -174,7 +174,7 @@ fn serde_message(error: &marked_yaml::Error, found: Option<&str>) -> String {
 }
 
 /// `unknown field `x`, expected one of `a`, `b``.
-fn unknown_key_message(key: &str, known: &[&str]) -> String {
+pub fn unknown_key_message(key: &str, known: &[&str]) -> String {
     let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
     match expected.as_slice() {
         [] => format!("unknown field `{key}`, there are no fields"),
