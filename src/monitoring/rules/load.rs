@@ -57,6 +57,7 @@ impl RuleSet {
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<RuleSet, RulesError> {
         let mut problems = Problems::new();
         let groups = parse_file(text, path.as_ref(), &mut problems);
+        problems.sort_by_line();
         problems.check().map_err(RulesError::Invalid)?;
         Ok(RuleSet::from_groups(groups))
     }
@@ -89,6 +90,7 @@ impl RuleSet {
                 .map_err(|source| RulesError::Io { path: file.clone(), source })?;
             groups.extend(parse_file(&text, &file, &mut problems));
         }
+        problems.sort_by_line();
         problems.check().map_err(RulesError::Invalid)?;
         Ok(RuleSet::from_groups(groups))
     }
