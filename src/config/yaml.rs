@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
 use super::locate::YamlLines;
-use super::problems::{FileProblems, KeyPath, Locate, Problems, Segment};
+use super::problems::{FileProblems, KeyPath, Problems, Segment};
 
 impl YamlLines {
     /// Parses `text` strictly, recording in `problems` (as `file`) a syntax error, an anchor, alias or tag
@@ -88,11 +88,6 @@ pub fn node_at<'a>(node: &'a Node, key: &KeyPath) -> Option<&'a Node> {
         (Segment::Index(i), Node::Sequence(s)) => s.get(*i),
         _ => None,
     })
-}
-
-/// The 1-based line where `node` starts.
-pub fn line_of(node: &Node) -> Option<usize> {
-    node.span().start().map(Marker::line)
 }
 
 /// True for a plain `~`, `null` (any case YAML allows) or empty scalar.
@@ -190,14 +185,6 @@ pub fn check_keys(node: &Node, at: &KeyPath, known: &[&str], problems: &mut File
         if !known.contains(&key.as_str()) {
             problems.error(at.key(key.as_str()), unknown_key_message(key.as_str(), known));
         }
-    }
-}
-
-/// A locator over no document, for files that did not parse.
-pub fn lines_or_none(lines: Option<&YamlLines>) -> &dyn Locate {
-    match lines {
-        Some(lines) => lines,
-        None => &super::problems::NoLines,
     }
 }
 
