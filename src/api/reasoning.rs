@@ -12,8 +12,8 @@
 //! |---|---|---|
 //! | `GET /api/graph` | – | 200, [`KnowledgeGraph::view`]: `{"nodes": [...], "edges": [...]}` |
 //! | `GET /api/graph/yaml` | – | 200, [`KnowledgeGraph::to_yaml`] as `application/yaml` |
-//! | `POST /api/graph/components` | [`ComponentSpec`] | 201, the node as in the view |
-//! | `PUT /api/graph/components/{name}` | [`ComponentSpec`] | 200, the node |
+//! | `POST /api/graph/components` | [`GraphComponent`] | 201, the node as in the view |
+//! | `PUT /api/graph/components/{name}` | [`GraphComponent`] | 200, the node |
 //! | `DELETE /api/graph/components/{name}` | – | 204 |
 //! | `POST /api/graph/signals` | [`SignalSpec`] | 201, the node |
 //! | `PUT /api/graph/signals/{component}/{name}` | [`SignalSpec`] | 200, the node |
@@ -24,8 +24,8 @@
 //! | `POST /api/graph/incidents` | [`IncidentSpec`] | 201, the node |
 //! | `PUT /api/graph/incidents/{name}` | [`IncidentSpec`] | 200, the node |
 //! | `DELETE /api/graph/incidents/{name}` | – | 204 |
-//! | `POST /api/graph/links` | [`Link`] | 201, the link as sent |
-//! | `DELETE /api/graph/links` | [`Link`] | 204 |
+//! | `POST /api/graph/links` | [`GraphLink`] | 201, the link as sent |
+//! | `DELETE /api/graph/links` | [`GraphLink`] | 204 |
 //! | `POST /api/graph/reset` | – | 204, after [`KnowledgeGraph::reset_runtime_state`] |
 //! | `POST /api/mining/run` | optional `{window, slide, min_support, min_confidence}` | 200, the trigger's JSON |
 //!
@@ -77,7 +77,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::reasoning::graph::{
-    ComponentSpec, CompositeSpec, GraphError, GraphView, IncidentSpec, KnowledgeGraph, Link, NodeView,
+    CompositeSpec, GraphComponent, GraphError, GraphLink, GraphView, IncidentSpec, KnowledgeGraph, NodeView,
     SignalKey, SignalSpec,
 };
 use crate::reasoning::mining::{MAX_WINDOWS_PER_SIGNAL, MiningParams};
@@ -312,18 +312,18 @@ fn check(field: &'static str, name: &str) -> Result<(), GraphError> {
 }
 
 /// Checks every name a link refers to.
-fn check_link(link: &Link) -> Result<(), GraphError> {
+fn check_link(link: &GraphLink) -> Result<(), GraphError> {
     match link {
-        Link::PredecessorOf { from, to } => {
+        GraphLink::PredecessorOf { from, to } => {
             check("component name", from)?;
             check("component name", to)
         }
-        Link::PartOf { signal, component, composite } => {
+        GraphLink::PartOf { signal, component, composite } => {
             check("signal name", signal)?;
             check("component name", component)?;
             check("composite signal name", composite)
         }
-        Link::Indicates { composite, incident } => {
+        GraphLink::Indicates { composite, incident } => {
             check("composite signal name", composite)?;
             check("incident name", incident)
         }
@@ -398,7 +398,7 @@ async fn graph_yaml(State(api): State<ReasoningApi>) -> Result<Response, ApiErro
 
 async fn create_component(
     State(api): State<ReasoningApi>,
-    JsonBody(spec): JsonBody<ComponentSpec>,
+    JsonBody(spec): JsonBody<GraphComponent>,
 ) -> Result<Created, ApiError> {
     check("component name", &spec.name)?;
     let name = spec.name.clone();
@@ -417,7 +417,7 @@ async fn update_component(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<NodeView>, ApiError> {
     check("component name", &name)?;
-    let spec: ComponentSpec = update_spec(body, &[("name", &name)])?;
+    let spec: GraphComponent = update_spec(body, &[("name", &name)])?;
     let node = api
         .edit(&format!("update component {name:?}"), |graph| {
             graph.update_component(spec)?;
@@ -562,8 +562,8 @@ async fn delete_incident(
 
 async fn link(
     State(api): State<ReasoningApi>,
-    JsonBody(link): JsonBody<Link>,
-) -> Result<(StatusCode, Json<Link>), ApiError> {
+    JsonBody(link): JsonBody<GraphLink>,
+) -> Result<(StatusCode, Json<GraphLink>), ApiError> {
     check_link(&link)?;
     api.edit(&format!("link {link:?}"), |graph| graph.link(link.clone())).await?;
     Ok((StatusCode::CREATED, Json(link)))
@@ -571,7 +571,7 @@ async fn link(
 
 async fn unlink(
     State(api): State<ReasoningApi>,
-    JsonBody(link): JsonBody<Link>,
+    JsonBody(link): JsonBody<GraphLink>,
 ) -> Result<StatusCode, ApiError> {
     check_link(&link)?;
     api.edit(&format!("unlink {link:?}"), |graph| graph.unlink(&link)).await?;

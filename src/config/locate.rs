@@ -17,6 +17,11 @@ impl YamlLines {
         YamlLines { root: marked_yaml::parse_yaml(0, text).ok() }
     }
 
+    /// A document already parsed.
+    pub(super) fn from_root(root: marked_yaml::Node) -> YamlLines {
+        YamlLines { root: Some(root) }
+    }
+
     /// The parsed document, when it parsed.
     pub fn root(&self) -> Option<&marked_yaml::Node> {
         self.root.as_ref()

@@ -8,5 +8,6 @@
 
 pub mod locate;
 pub mod problems;
+pub mod yaml;
 
 pub use problems::{KeyPath, Problem, Problems, ProblemsError, Severity};

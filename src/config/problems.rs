@@ -109,6 +109,12 @@ impl From<&str> for KeyPath {
     }
 }
 
+impl From<&[Segment]> for KeyPath {
+    fn from(segments: &[Segment]) -> KeyPath {
+        KeyPath(segments.to_vec())
+    }
+}
+
 impl From<String> for KeyPath {
     fn from(text: String) -> KeyPath {
         KeyPath::parse(&text)
@@ -249,6 +255,21 @@ impl Problems {
         self.items.extend(other.items);
     }
 
+    /// Orders each file's problems by line, keeping the order found among equal lines; files stay in the
+    /// order of their first problem, and problems without a line come after a file's others.
+    pub fn sort_by_line(&mut self) {
+        let mut files: Vec<String> = Vec::new();
+        for p in &self.items {
+            if !files.contains(&p.file) {
+                files.push(p.file.clone());
+            }
+        }
+        self.items.sort_by_key(|p| {
+            let file = files.iter().position(|f| *f == p.file).unwrap_or(usize::MAX);
+            (file, p.line.is_none(), p.line)
+        });
+    }
+
     /// All problems, in the order found.
     pub fn all(&self) -> &[Problem] {
         &self.items
@@ -375,6 +396,14 @@ mod tests {
         assert!(p.has_errors());
         let err = p.clone().check().unwrap_err();
         assert_eq!(err.to_string(), "f.toml:3:components.X.k: must be at least 1\nwarning: f.toml: no line");
+        let mut s = Problems::new();
+        s.error("b", Some(9), "", "b9");
+        s.error("a", None, "", "a-");
+        s.error("b", Some(2), "", "b2");
+        s.error("a", Some(5), "", "a5");
+        s.sort_by_line();
+        let order: Vec<&str> = s.all().iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(order, ["b2", "b9", "a5", "a-"]);
         let mut w = Problems::new();
         w.warning("g.yml", Some(1), "a", "b");
         assert_eq!(w.check().unwrap().len(), 1);

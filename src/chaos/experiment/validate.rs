@@ -5,6 +5,9 @@
 //! lib stops at the first problem; here each problem is collected with the JSON path of the value at
 //! fault (`$.method[2].provider.func`), so one pass over a broken experiment shows everything to fix.
 //!
+//! [`file_problems`] turns the problems into [`crate::config::Problems`] of the experiment file, each
+//! printed `file:line:$.json.path: message` with the line of the value at fault (YAML and JSON alike).
+//!
 //! Resolving environment variables is not validation here: it depends on where the run happens, so
 //! it belongs to [`resolve_vars`](super::config::resolve_vars), which reports with the same paths.
 //!
@@ -13,8 +16,13 @@
 //! the referencing entry, a corner the lib handles by accident).
 
 use std::fmt;
+use std::path::Path;
 
 use serde_json::{Map, Number, Value};
+
+use crate::config::locate::YamlLines;
+use crate::config::problems::{KeyPath, Locate, Segment};
+use crate::config::{Problem, Problems, Severity};
 
 use super::control::Controls;
 use super::model::{
@@ -48,6 +56,98 @@ impl fmt::Display for ValidationError {
 }
 
 impl std::error::Error for ValidationError {}
+
+impl ValidationError {
+    /// The JSON path as a key path: `$.method[2]['a b']` → `$`, `method`, `2`, `a b`.
+    pub fn key(&self) -> KeyPath {
+        json_path_key(&self.path)
+    }
+
+    /// This problem in the experiment file `file`, on the line `lines` finds for its path.
+    pub fn to_problem(&self, file: &str, lines: &YamlLines) -> Problem {
+        let key = self.key();
+        Problem {
+            severity: Severity::Error,
+            file: file.to_string(),
+            line: JsonPathLines(lines).line_of(&key),
+            key,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// The problems `errors` of the experiment document read from `file` (whose text is `text`, YAML or
+/// JSON), each with the line of the value at fault.
+pub fn problems_in(file: &str, text: &str, errors: &[ValidationError]) -> Problems {
+    let lines = YamlLines::new(text);
+    let mut problems = Problems::new();
+    for e in errors {
+        problems.push(e.to_problem(file, &lines));
+    }
+    problems
+}
+
+/// [`problems_in`] for the file at `path`, read again; if it cannot be read the problems have no lines.
+pub fn file_problems(path: &Path, errors: &[ValidationError]) -> Problems {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    problems_in(&path.display().to_string(), &text, errors)
+}
+
+/// Locates a JSON path (`$` first) in a document.
+struct JsonPathLines<'a>(&'a YamlLines);
+
+impl Locate for JsonPathLines<'_> {
+    fn line_of(&self, key: &KeyPath) -> Option<usize> {
+        match key.segments().split_first() {
+            Some((Segment::Key(root), rest)) if root == "$" => self.0.line_of(&KeyPath::from(rest)),
+            _ => self.0.line_of(key),
+        }
+    }
+}
+
+/// Parses the paths [`child`] writes: `$`, `.key`, `[index]` and `['key']` (with `\'` escapes).
+fn json_path_key(path: &str) -> KeyPath {
+    let mut key = KeyPath::root();
+    let mut chars = path.chars().peekable();
+    let mut word = String::new();
+    let flush = |word: &mut String, key: &mut KeyPath| {
+        if !word.is_empty() {
+            *key = key.key(std::mem::take(word));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '.' => flush(&mut word, &mut key),
+            '[' if chars.peek() == Some(&'\'') => {
+                flush(&mut word, &mut key);
+                chars.next();
+                let mut quoted = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => quoted.extend(chars.next()),
+                        '\'' => break,
+                        c => quoted.push(c),
+                    }
+                }
+                if chars.peek() == Some(&']') {
+                    chars.next();
+                }
+                key = key.key(quoted);
+            }
+            '[' => {
+                flush(&mut word, &mut key);
+                let digits: String = chars.by_ref().take_while(|c| *c != ']').collect();
+                key = match digits.parse() {
+                    Ok(i) => key.index(i),
+                    Err(_) => key.key(digits),
+                };
+            }
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut key);
+    key
+}
 
 /// Validates `raw` against the experiment format; `providers` answers whether `python` providers
 /// exist. Declared controls are checked for shape only (see [`validate_with_controls`]).
@@ -1181,5 +1281,37 @@ mod tests {
         let known = RecordingControls::new()
             .on("chaoskafka.controls.get_production_offsets", |_, _| std::ops::ControlFlow::Continue(()));
         assert!(validate_with_controls(&fixed, &providers(), &known).is_ok());
+    }
+
+    #[test]
+    fn problems_carry_file_line_and_json_path_in_yaml_and_json() {
+        let yaml = "title: ''\ndescription: d\nmethod:\n  - type: action\n    name: a\n    provider:\n      type: process\n      path: true\n      weird key: 1\n";
+        let raw = crate::chaos::experiment::load::parse(
+            yaml,
+            crate::chaos::experiment::load::Format::Yaml,
+            Path::new("e.yaml"),
+        )
+        .unwrap();
+        let mut errors = validate(&raw, &providers()).unwrap_err();
+        errors.push(ValidationError::new("$.method[0].provider['weird key']", "made up"));
+        let lines: Vec<String> =
+            problems_in("e.yaml", yaml, &errors).all().iter().map(ToString::to_string).collect();
+        assert_eq!(lines[0], "e.yaml:1:$.title: experiment requires a title");
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("e.yaml:9:$.method[0].provider.\"weird key\": made up")
+        );
+
+        let json = "{\n  \"title\": \"t\",\n  \"description\": \"d\",\n  \"method\": [\n    {\"type\": \"action\",\n     \"name\": \"a\",\n     \"provider\": {\"type\": \"python\", \"module\": \"m\"}}\n  ]\n}\n";
+        let raw: Value = serde_json::from_str(json).unwrap();
+        let errors = validate(&raw, &providers()).unwrap_err();
+        let problems = problems_in("e.json", json, &errors);
+        let first = &problems.all()[0];
+        assert_eq!(
+            (first.line, first.key.to_string()),
+            (Some(7), "$.method[0].provider.func".to_string()),
+            "{first}"
+        );
+        assert!(first.to_string().starts_with("e.json:7:$.method[0].provider.func: "), "{first}");
     }
 }

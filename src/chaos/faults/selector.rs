@@ -14,7 +14,7 @@ use crate::kernel::seed::Rng;
 /// Chaos Mesh's selector modes.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "mode", content = "value")]
-pub enum Mode {
+pub enum SelectorMode {
     /// One target, at random.
     One,
     /// Every match.
@@ -32,7 +32,7 @@ pub enum Mode {
 pub struct Selector {
     pattern: String,
     /// How matches are picked.
-    pub mode: Mode,
+    pub mode: SelectorMode,
 }
 
 impl Selector {
@@ -58,22 +58,22 @@ impl Selector {
         let mode = match mode.map(str::trim) {
             None | Some("") => {
                 if pattern.contains('*') || pattern.starts_with("kind:") {
-                    Mode::One
+                    SelectorMode::One
                 } else {
-                    Mode::All
+                    SelectorMode::All
                 }
             }
-            Some("one") => Mode::One,
-            Some("all") => Mode::All,
+            Some("one") => SelectorMode::One,
+            Some("all") => SelectorMode::All,
             Some("fixed") => {
                 let n = number("fixed")?;
                 if n < 1.0 || n.fract() != 0.0 {
                     return Err(format!("value: fixed needs a whole number ≥ 1, got {n}"));
                 }
-                Mode::Fixed(n as usize)
+                SelectorMode::Fixed(n as usize)
             }
-            Some("fixed-percent") => Mode::FixedPercent(percent("fixed-percent")?),
-            Some("random-max-percent") => Mode::RandomMaxPercent(percent("random-max-percent")?),
+            Some("fixed-percent") => SelectorMode::FixedPercent(percent("fixed-percent")?),
+            Some("random-max-percent") => SelectorMode::RandomMaxPercent(percent("random-max-percent")?),
             Some(other) => {
                 return Err(format!(
                     "mode: {other:?} is not one of one, all, fixed, fixed-percent, random-max-percent"
@@ -85,7 +85,7 @@ impl Selector {
 
     /// Every match of `pattern`.
     pub fn all_of(pattern: &str) -> Selector {
-        Selector { pattern: pattern.to_owned(), mode: Mode::All }
+        Selector { pattern: pattern.to_owned(), mode: SelectorMode::All }
     }
 
     /// The pattern as written.
@@ -125,16 +125,16 @@ impl Selector {
         }
         let n = matched.len();
         let count = match self.mode {
-            Mode::All => n,
-            Mode::One => 1,
-            Mode::Fixed(k) => {
+            SelectorMode::All => n,
+            SelectorMode::One => 1,
+            SelectorMode::Fixed(k) => {
                 if k > n {
                     return Err(format!("value: fixed {k} but only {n} targets match {:?}", self.pattern));
                 }
                 k
             }
-            Mode::FixedPercent(p) => ((n as f64 * p / 100.0).floor() as usize).max(1),
-            Mode::RandomMaxPercent(p) => {
+            SelectorMode::FixedPercent(p) => ((n as f64 * p / 100.0).floor() as usize).max(1),
+            SelectorMode::RandomMaxPercent(p) => {
                 let max = ((n as f64 * p / 100.0).floor() as usize).max(1);
                 rng.gen_range(1..=max)
             }

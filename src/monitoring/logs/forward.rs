@@ -133,7 +133,7 @@ impl ForwardStats {
 
 /// The protocol mode a message used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum ForwardMode {
     /// `[tag, time, record, option?]`.
     Message,
     /// `[tag, [[time, record], …], option?]`.
@@ -150,7 +150,7 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForwardMessage {
     /// Its mode.
-    pub mode: Mode,
+    pub mode: ForwardMode,
     /// Its valid events, in order.
     pub events: Vec<LogEvent>,
     /// Entries that were skipped (bad time, record not a map).
@@ -284,7 +284,7 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
     let items = match value {
         Msgpack::Nil => {
             return Ok(ForwardMessage {
-                mode: Mode::Heartbeat,
+                mode: ForwardMode::Heartbeat,
                 events: Vec::new(),
                 skipped_entries: 0,
                 chunk: None,
@@ -313,7 +313,7 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
     }
     let second = items.next().unwrap_or(Msgpack::Nil);
     let mut message =
-        ForwardMessage { mode: Mode::Message, events: Vec::new(), skipped_entries: 0, chunk: None };
+        ForwardMessage { mode: ForwardMode::Message, events: Vec::new(), skipped_entries: 0, chunk: None };
     let push =
         |message: &mut ForwardMessage, time: &Msgpack, record: Msgpack| match (event_time(time), record) {
             (Ok(time), Msgpack::Map(record)) => {
@@ -324,7 +324,7 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
         };
     match second {
         Msgpack::Array(entries) => {
-            message.mode = Mode::Forward;
+            message.mode = ForwardMode::Forward;
             let option = option_of(items.next())?;
             message.chunk = option.chunk;
             for entry in entries {
@@ -349,11 +349,11 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
             message.chunk = option.chunk;
             let entries = match option.compressed.as_deref() {
                 None | Some("text") => {
-                    message.mode = Mode::PackedForward;
+                    message.mode = ForwardMode::PackedForward;
                     bytes
                 }
                 Some("gzip") => {
-                    message.mode = Mode::CompressedPackedForward;
+                    message.mode = ForwardMode::CompressedPackedForward;
                     gunzip(&bytes)?
                 }
                 Some(other) => return Err(ForwardError::Invalid(format!("unknown compression {other:?}"))),
@@ -387,7 +387,7 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
             }
         }
         time => {
-            message.mode = Mode::Message;
+            message.mode = ForwardMode::Message;
             let record = items.next().unwrap_or(Msgpack::Nil);
             let option = option_of(items.next())?;
             message.chunk = option.chunk;
@@ -616,7 +616,7 @@ async fn connection(
                     continue;
                 }
             };
-            if message.mode == Mode::Heartbeat {
+            if message.mode == ForwardMode::Heartbeat {
                 ForwardStats::add(&stats.heartbeats, 1);
                 continue;
             }
@@ -709,7 +709,7 @@ mod tests {
             option(vec![("chunk", Msgpack::from("c1"))]),
         ]));
         let message = decode_bytes(&bytes);
-        assert_eq!(message.mode, Mode::Message);
+        assert_eq!(message.mode, ForwardMode::Message);
         assert_eq!(message.chunk.as_deref(), Some("c1"));
         assert_eq!(message.events.len(), 1);
         let event = &message.events[0];
@@ -747,7 +747,7 @@ mod tests {
             option(vec![("chunk", Msgpack::from("abc")), ("size", Msgpack::from(3))]),
         ]));
         let message = decode_bytes(&bytes);
-        assert_eq!(message.mode, Mode::Forward);
+        assert_eq!(message.mode, ForwardMode::Forward);
         assert_eq!(
             message.events.iter().map(|e| e.record["n"].as_str().unwrap()).collect::<Vec<_>>(),
             ["1", "2"]
@@ -772,7 +772,7 @@ mod tests {
                 entries,
                 option(vec![("size", Msgpack::from(2))]),
             ])));
-            assert_eq!(message.mode, Mode::PackedForward);
+            assert_eq!(message.mode, ForwardMode::PackedForward);
             if is_bin {
                 assert_eq!(message.events.len(), 2);
                 assert_eq!(message.events[0].time, EventTime::new(10, 0));
@@ -799,7 +799,7 @@ mod tests {
             Msgpack::Binary(payload),
             option(vec![("compressed", Msgpack::from("gzip")), ("chunk", Msgpack::from("z"))]),
         ])));
-        assert_eq!(message.mode, Mode::CompressedPackedForward);
+        assert_eq!(message.mode, ForwardMode::CompressedPackedForward);
         assert_eq!(message.events.len(), 2);
         assert_eq!(message.chunk.as_deref(), Some("z"));
         let not_gzip = decode_message(
@@ -815,7 +815,7 @@ mod tests {
 
     #[test]
     fn heartbeat_and_invalid_shapes() {
-        assert_eq!(decode_bytes(&[0xc0]).mode, Mode::Heartbeat);
+        assert_eq!(decode_bytes(&[0xc0]).mode, ForwardMode::Heartbeat);
         let invalid = |v: Msgpack| decode_message(v, fixed_now).unwrap_err();
         assert!(matches!(invalid(Msgpack::from(1)), ForwardError::Invalid(_)));
         assert!(matches!(invalid(Msgpack::Array(vec![Msgpack::from("t")])), ForwardError::Invalid(_)));

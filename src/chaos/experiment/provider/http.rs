@@ -230,16 +230,12 @@ fn form_encode(arguments: &Value) -> Result<String, ActivityError> {
     Ok(pairs.join("&"))
 }
 
+/// Python's `quote_plus`: everything but letters, digits and `-._~` percent-encoded, spaces as `+`.
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(byte as char),
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    const QUOTE_PLUS: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    // A literal `%20` in the text has its `%` encoded, so every `%20` here is a space.
+    percent_encoding::utf8_percent_encode(text, QUOTE_PLUS).to_string().replace("%20", "+")
 }
 
 #[cfg(test)]
@@ -363,5 +359,10 @@ mod tests {
 
         let err = call(json!({"url": "https://localhost/"}), &base).await.unwrap_err();
         assert!(err.to_string().contains("plain http:// only"), "{err}");
+    }
+
+    #[test]
+    fn arguments_are_quoted_like_python() {
+        assert_eq!(percent_encode("a b~-._*%20/é"), "a+b~-._%2A%2520%2F%C3%A9");
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{ConfigError, Origin};
+use super::{Fault, Origin};
 
 /// How deeply `@include` may nest before we assume a mistake.
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -61,8 +61,8 @@ impl Scanner {
         Origin { file: self.file.clone(), line: self.line }
     }
 
-    fn syntax(&self, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Syntax { origin: self.origin(), reason: reason.into() }
+    fn syntax(&self, reason: impl Into<String>) -> Fault {
+        Fault::Syntax { origin: self.origin(), reason: reason.into() }
     }
 
     fn peek(&self) -> Option<char> {
@@ -108,7 +108,7 @@ impl Scanner {
     }
 
     /// After a value or a tag: optional spaces, an optional comment, then the end of the line.
-    fn expect_line_end(&mut self, after: &str) -> Result<(), ConfigError> {
+    fn expect_line_end(&mut self, after: &str) -> Result<(), Fault> {
         self.skip_spaces();
         if self.peek() == Some('#') {
             self.skip_to_newline();
@@ -158,7 +158,7 @@ impl Scanner {
         closing: Option<&str>,
         body: &mut Body,
         stack: &mut Vec<PathBuf>,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), Fault> {
         loop {
             self.skip_blank();
             let Some(c) = self.peek() else {
@@ -224,7 +224,7 @@ impl Scanner {
                     _ => self.unquoted(),
                 };
                 if target.is_empty() {
-                    return Err(ConfigError::Include { origin, target, reason: "no path given".to_string() });
+                    return Err(Fault::Include { origin, target, reason: "no path given".to_string() });
                 }
                 self.expect_line_end("the @include path")?;
                 include(&target, &origin, body, stack)?;
@@ -237,7 +237,7 @@ impl Scanner {
         }
     }
 
-    fn literal(&mut self) -> Result<String, ConfigError> {
+    fn literal(&mut self) -> Result<String, Fault> {
         match self.peek() {
             Some('"') => self.double_quoted(),
             Some('\'') => self.single_quoted(),
@@ -259,13 +259,13 @@ impl Scanner {
         out
     }
 
-    fn double_quoted(&mut self) -> Result<String, ConfigError> {
+    fn double_quoted(&mut self) -> Result<String, Fault> {
         let start = self.origin();
         self.bump();
         let mut out = String::new();
         loop {
             let Some(c) = self.bump() else {
-                return Err(ConfigError::Syntax {
+                return Err(Fault::Syntax {
                     origin: start,
                     reason: "unterminated double-quoted string".to_string(),
                 });
@@ -298,13 +298,13 @@ impl Scanner {
         }
     }
 
-    fn single_quoted(&mut self) -> Result<String, ConfigError> {
+    fn single_quoted(&mut self) -> Result<String, Fault> {
         let start = self.origin();
         self.bump();
         let mut out = String::new();
         loop {
             let Some(c) = self.bump() else {
-                return Err(ConfigError::Syntax {
+                return Err(Fault::Syntax {
                     origin: start,
                     reason: "unterminated single-quoted string".to_string(),
                 });
@@ -322,7 +322,7 @@ impl Scanner {
     }
 
     /// A JSON array or hash, possibly over several lines; kept as its text after validation.
-    fn json(&mut self) -> Result<String, ConfigError> {
+    fn json(&mut self) -> Result<String, Fault> {
         let start = self.origin();
         let mut out = String::new();
         let mut depth = 0usize;
@@ -353,7 +353,7 @@ impl Scanner {
                     if depth == 0 {
                         return match serde_json::from_str::<Value>(&out) {
                             Ok(_) => Ok(out),
-                            Err(e) => Err(ConfigError::Syntax {
+                            Err(e) => Err(Fault::Syntax {
                                 origin: start,
                                 reason: format!("invalid JSON value {out}: {e}"),
                             }),
@@ -363,7 +363,7 @@ impl Scanner {
                 _ => {}
             }
         }
-        Err(ConfigError::Syntax { origin: start, reason: "unterminated JSON array or hash".to_string() })
+        Err(Fault::Syntax { origin: start, reason: "unterminated JSON array or hash".to_string() })
     }
 }
 
@@ -376,14 +376,9 @@ pub(super) fn canonical(path: &Path) -> PathBuf {
 }
 
 /// Splices the included file(s) into `body`.
-fn include(
-    target: &str,
-    origin: &Origin,
-    body: &mut Body,
-    stack: &mut Vec<PathBuf>,
-) -> Result<(), ConfigError> {
+fn include(target: &str, origin: &Origin, body: &mut Body, stack: &mut Vec<PathBuf>) -> Result<(), Fault> {
     let error =
-        |reason: String| ConfigError::Include { origin: origin.clone(), target: target.to_string(), reason };
+        |reason: String| Fault::Include { origin: origin.clone(), target: target.to_string(), reason };
     if target.starts_with("http://") || target.starts_with("https://") {
         return Err(error("remote includes are not supported".to_string()));
     }
@@ -462,7 +457,7 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Body, ConfigError> {
+    fn parse(text: &str) -> Result<Body, Fault> {
         let mut body = Body::default();
         Scanner::new(text, Path::new("/virtual/x.conf")).parse_body(None, &mut body, &mut Vec::new())?;
         Ok(body)

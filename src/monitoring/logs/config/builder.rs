@@ -1,532 +1,20 @@
-//! Fluentd configuration files: the v1 syntax and the subset of plugins chaoslab implements.
-//!
-//! The pipeline's log routing is described by a real Fluentd configuration (`flows/logging/fluent.conf`),
-//! so the same file documents and drives it. This module owns two steps:
-//!
-//! 1. the syntax (the `syntax` submodule): directives `<name arg>…</name>`, `key value` parameters,
-//!    comments, quoted strings, multi-line JSON values and `@include`;
-//! 2. the meaning: `<source>`, `<filter>`, `<match>`, `<label @NAME>` built into typed values. Plugin
-//!    types we do not implement are refused with the reason; parameters we do not use produce a note
-//!    (and a `tracing` warning), as Fluentd warns about unused parameters.
-//!
-//! Every error names the file and line. Runtime behaviour (applying filters, choosing outputs) lives in
-//! the router module.
+//! The meaning of a Fluentd configuration: `<source>`, `<filter>`, `<match>` and `<label>` built into
+//! the typed values of the parent module, refusing plugins and parameters chaoslab does not implement and
+//! noting parameters nothing reads.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
 
-use regex::Regex;
 use serde_json::Value;
 
-use crate::monitoring::logs::tag::TagPattern;
-
-mod syntax;
-
-use syntax::{Body, Element, Param, Scanner, canonical};
-
-/// Fluentd's default `in_forward` port.
-pub const DEFAULT_FORWARD_PORT: u16 = 24224;
-/// Fluentd's default `in_http` port.
-pub const DEFAULT_HTTP_PORT: u16 = 9880;
-
-/// A place in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// The file, as reached through `@include` resolution.
-    pub file: PathBuf,
-    /// 1-based line number.
-    pub line: usize,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
-    }
-}
-
-/// Why a configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The top-level file could not be read.
-    #[error("{}: cannot read configuration: {source}", .file.display())]
-    Read {
-        /// The file.
-        file: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The text is not valid Fluentd v1 syntax.
-    #[error("{origin}: syntax error: {reason}")]
-    Syntax {
-        /// Where.
-        origin: Origin,
-        /// What is wrong.
-        reason: String,
-    },
-    /// An `@include` could not be resolved or read.
-    #[error("{origin}: @include {target}: {reason}")]
-    Include {
-        /// The `@include` line.
-        origin: Origin,
-        /// The path as written.
-        target: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A directive asks for behaviour chaoslab does not implement.
-    #[error("{origin}: <{directive}>: {what} is not supported by chaoslab: {reason}")]
-    Unsupported {
-        /// Where.
-        origin: Origin,
-        /// The directive, e.g. `match **signal**`.
-        directive: String,
-        /// The unsupported thing, e.g. "@type loki".
-        what: String,
-        /// Why, or what to use instead.
-        reason: String,
-    },
-    /// A directive is malformed: a missing or invalid parameter, a bad regex or tag pattern.
-    #[error("{origin}: <{directive}>: {reason}")]
-    Invalid {
-        /// Where.
-        origin: Origin,
-        /// The directive.
-        directive: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Typed configuration
-// ---------------------------------------------------------------------------------------------------------
-
-/// A loaded configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `<source>` directives, in file order.
-    pub sources: Vec<Source>,
-    /// Top-level `<filter>` and `<match>` directives, in file order.
-    pub root: Vec<Directive>,
-    /// `<label @NAME>` sections by name (including the `@`).
-    pub labels: BTreeMap<String, Vec<Directive>>,
-    /// Things accepted but not acted upon (no-op plugins, unused parameters), each naming its place.
-    pub notes: Vec<String>,
-}
-
-/// A listener described by a `<source>`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Source {
-    /// `@type forward`.
-    Forward(ForwardSource),
-    /// `@type http`.
-    Http(HttpSource),
-}
-
-/// Settings of a Forward-protocol listener.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ForwardSource {
-    /// `bind` (default `0.0.0.0`).
-    pub bind: String,
-    /// `port` (default 24224).
-    pub port: u16,
-    /// `@label`: route this source's events into that label instead of the top level.
-    pub label: Option<String>,
-    /// Where the directive is.
-    pub origin: Origin,
-}
-
-/// Settings of an HTTP listener (`in_http`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSource {
-    /// `bind` (default `0.0.0.0`).
-    pub bind: String,
-    /// `port` (default 9880).
-    pub port: u16,
-    /// `@label`, as for [`ForwardSource::label`].
-    pub label: Option<String>,
-    /// `<parse> time_key` (default `time`).
-    pub time_key: String,
-    /// `<parse> keep_time_key` (default false).
-    pub keep_time_key: bool,
-    /// `<parse> time_format` for string times; `None` means epoch seconds (numbers).
-    pub time_format: Option<String>,
-    /// Where the directive is.
-    pub origin: Origin,
-}
-
-/// A `<filter>` or `<match>` directive.
-#[derive(Debug, Clone)]
-pub struct Directive {
-    /// The tag pattern (`**` when the directive has no argument).
-    pub pattern: TagPattern,
-    /// What it does.
-    pub kind: DirectiveKind,
-    /// Where it is.
-    pub origin: Origin,
-}
-
-/// Filter or match.
-#[derive(Debug, Clone)]
-pub enum DirectiveKind {
-    /// A `<filter>`.
-    Filter(Filter),
-    /// A `<match>`.
-    Match(Output),
-}
-
-/// The supported filter plugins.
-#[derive(Debug, Clone)]
-pub enum Filter {
-    /// `record_modifier` (and `record_transformer`): set, remove and keep keys.
-    Record(RecordEdit),
-    /// `parser`: parse one field and merge the result.
-    Parser(ParserFilter),
-    /// `concat`: accepted, does nothing (multi-line joining is not implemented).
-    Concat,
-}
-
-/// A `record_modifier` / `record_transformer` filter.
-#[derive(Debug, Clone)]
-pub struct RecordEdit {
-    /// Which plugin wrote it; they differ in typing and in which record they read placeholders from.
-    pub flavour: RecordFlavour,
-    /// `<record>` entries, in order.
-    pub set: Vec<(String, RecordValue)>,
-    /// `remove_keys` (comma-separated; record-accessor paths for `record_transformer`).
-    pub remove_keys: Vec<KeyPath>,
-    /// `whitelist_keys`/`keep_keys` of `record_modifier`; `keep_keys` (with `renew_record`) of
-    /// `record_transformer`.
-    pub keep_keys: Option<Vec<String>>,
-    /// `record_transformer`'s `renew_record`.
-    pub renew_record: bool,
-}
-
-/// The two record-editing plugins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordFlavour {
-    /// `fluent-plugin-record-modifier`: values are always strings; placeholders see the record as it is
-    /// being modified.
-    Modifier,
-    /// Fluentd's `record_transformer`: a value that is a single placeholder keeps its JSON type
-    /// (`auto_typecast`); placeholders see the original record.
-    Transformer {
-        /// `auto_typecast` (default true).
-        typecast: bool,
-    },
-}
-
-/// The value of one `<record>` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RecordValue {
-    /// A string with placeholders.
-    Template(Template),
-    /// A JSON array or hash literal (`record_transformer` parses values starting with `{` or `[`).
-    Json(Value),
-}
-
-/// A string with `${…}` placeholders.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Template {
-    /// The pieces, in order.
-    pub parts: Vec<TemplatePart>,
-}
-
-/// One piece of a [`Template`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum TemplatePart {
-    /// Literal text.
-    Text(String),
-    /// `${record['key']}` (or a nested `['a']['b']`).
-    Record(KeyPath),
-    /// `${tag}`.
-    Tag,
-    /// `${tag_parts[N]}`; negative N counts from the end.
-    TagPart(i64),
-    /// `${tag_prefix[N]}`: parts 0..=N joined.
-    TagPrefix(i64),
-    /// `${tag_suffix[N]}`: parts N.. joined.
-    TagSuffix(i64),
-    /// `${time}`: the event time as Ruby's `Time#to_s` (`2020-02-21 21:20:02 +0000`).
-    Time,
-}
-
-/// A record-accessor path: a plain key, `$.a.b`, or `$['a']['b']`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPath {
-    /// The keys from the top of the record down.
-    pub keys: Vec<String>,
-}
-
-impl KeyPath {
-    /// A path of one top-level key.
-    pub fn top(key: &str) -> Self {
-        Self { keys: vec![key.to_string()] }
-    }
-
-    /// Parses Fluentd's record-accessor syntax.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(rest) = text.strip_prefix("$.") {
-            let keys: Vec<String> = rest.split('.').map(str::to_string).collect();
-            if keys.iter().any(String::is_empty) {
-                return Err(format!("empty key in record accessor {text:?}"));
-            }
-            return Ok(Self { keys });
-        }
-        if let Some(rest) = text.strip_prefix('$') {
-            let keys = parse_bracket_keys(rest).ok_or_else(|| format!("invalid record accessor {text:?}"))?;
-            return Ok(Self { keys });
-        }
-        if text.is_empty() {
-            return Err("empty key".to_string());
-        }
-        Ok(Self::top(text))
-    }
-
-    /// The value at this path, if present.
-    pub fn get<'a>(&self, record: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
-        let (first, rest) = self.keys.split_first()?;
-        let mut value = record.get(first)?;
-        for key in rest {
-            value = value.as_object()?.get(key)?;
-        }
-        Some(value)
-    }
-
-    /// Removes the value at this path; returns whether something was removed.
-    pub fn remove(&self, record: &mut serde_json::Map<String, Value>) -> bool {
-        let Some((last, parents)) = self.keys.split_last() else { return false };
-        let mut map = record;
-        for key in parents {
-            match map.get_mut(key).and_then(Value::as_object_mut) {
-                Some(inner) => map = inner,
-                None => return false,
-            }
-        }
-        map.remove(last).is_some()
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.keys.len() == 1 { f.write_str(&self.keys[0]) } else { write!(f, "$.{}", self.keys.join(".")) }
-    }
-}
-
-/// `['a']["b"]` → `[a, b]`.
-fn parse_bracket_keys(text: &str) -> Option<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let inner = rest.strip_prefix('[')?;
-        let quote = inner.chars().next()?;
-        if quote != '\'' && quote != '"' {
-            return None;
-        }
-        let body = &inner[1..];
-        let end = body.find(quote)?;
-        keys.push(body[..end].to_string());
-        rest = body[end + 1..].strip_prefix(']')?;
-    }
-    if keys.is_empty() { None } else { Some(keys) }
-}
-
-/// A `parser` filter.
-#[derive(Debug, Clone)]
-pub struct ParserFilter {
-    /// `key_name`: the field to parse.
-    pub key_name: KeyPath,
-    /// `reserve_data`: keep the original fields (and the record when parsing fails).
-    pub reserve_data: bool,
-    /// `reserve_time`: keep the event's time even if the parsed data has one.
-    pub reserve_time: bool,
-    /// `remove_key_name_field`: drop the parsed field after a successful parse.
-    pub remove_key_name_field: bool,
-    /// `inject_key_prefix`: prefix for the parsed keys.
-    pub inject_key_prefix: Option<String>,
-    /// `hash_value_field`: put the parsed fields under this key.
-    pub hash_value_field: Option<String>,
-    /// The `<parse>` section.
-    pub format: ParseFormat,
-}
-
-/// The `<parse>` formats the parser filter supports.
-#[derive(Debug, Clone)]
-pub enum ParseFormat {
-    /// `@type regexp` with named groups.
-    Regexp {
-        /// `expression`, translated from Ruby to the `regex` crate.
-        regex: Regex,
-        /// The time settings.
-        time: ParseTime,
-    },
-    /// `@type json`.
-    Json {
-        /// The time settings.
-        time: ParseTime,
-    },
-}
-
-/// Where a parser finds the event time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParseTime {
-    /// `time_key` (default `time`).
-    pub key: String,
-    /// `time_format`; `None` reads numbers (or numeric strings) as epoch seconds.
-    pub format: Option<String>,
-    /// `keep_time_key`.
-    pub keep: bool,
-}
-
-/// The supported output plugins.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// `rewrite_tag_filter`: re-emit under a new tag.
-    RewriteTag(RewriteTagFilter),
-    /// `copy`: every `<store>` gets the event.
-    Copy(Vec<Output>),
-    /// `kafka2`.
-    Kafka(KafkaOutput),
-    /// `elasticsearch`.
-    Elasticsearch(ElasticsearchOutput),
-    /// `stdout`.
-    Stdout(Inject),
-    /// `file` (`path`).
-    File {
-        /// `path` as configured (Fluentd time placeholders are left for the writer).
-        path: String,
-        /// `<inject>`.
-        inject: Inject,
-    },
-    /// `null`: discard.
-    Null,
-    /// `relabel` (`@label`): continue in a label.
-    Relabel(String),
-}
-
-/// A `rewrite_tag_filter` output.
-#[derive(Debug, Clone)]
-pub struct RewriteTagFilter {
-    /// `<rule>`s; the first that applies wins.
-    pub rules: Vec<RewriteRule>,
-    /// `remove_tag_prefix`: stripped from the tag before `${tag}`/`${tag_parts}` placeholders.
-    pub remove_tag_prefix: Option<String>,
-    /// `capitalize_regex_backreference`.
-    pub capitalize_backreferences: bool,
-    /// `@label`: re-emit into this label instead of the directive's own pipeline.
-    pub label: Option<String>,
-}
-
-/// One `<rule>` of `rewrite_tag_filter`.
-#[derive(Debug, Clone)]
-pub struct RewriteRule {
-    /// `key`: the field tested.
-    pub key: KeyPath,
-    /// `pattern`.
-    pub pattern: Regex,
-    /// `tag`: the new tag, with `$N`, `${tag}`, `${tag_parts[N]}`, `__TAG__`, `__TAG_PARTS[N]__`.
-    pub tag: String,
-    /// `invert`: apply the rule when the pattern does not match.
-    pub invert: bool,
-    /// Where the rule is.
-    pub origin: Origin,
-}
-
-/// A `kafka2` output.
-#[derive(Debug, Clone)]
-pub struct KafkaOutput {
-    /// `default_topic`; without it (and without `topic_key` in the record) the tag is the topic.
-    pub default_topic: Option<String>,
-    /// `topic_key` (default `topic`): a record field naming the topic.
-    pub topic_key: String,
-    /// `<inject>`.
-    pub inject: Inject,
-}
-
-/// An `elasticsearch` output.
-#[derive(Debug, Clone)]
-pub struct ElasticsearchOutput {
-    /// `index_name` (default `fluentd`), used without `logstash_format`.
-    pub index_name: String,
-    /// `logstash_format`: daily indices `<prefix><separator><date>` and an `@timestamp` field.
-    pub logstash_format: bool,
-    /// `logstash_prefix` (default `logstash`).
-    pub logstash_prefix: String,
-    /// `logstash_prefix_separator` (default `-`).
-    pub logstash_prefix_separator: String,
-    /// `logstash_dateformat` (default `%Y.%m.%d`).
-    pub logstash_dateformat: String,
-    /// `include_tag_key`: add the tag under `tag_key`.
-    pub include_tag_key: bool,
-    /// `tag_key` (default `tag`).
-    pub tag_key: String,
-    /// `include_timestamp`: add `@timestamp` even without `logstash_format`.
-    pub include_timestamp: bool,
-    /// `time_precision` (default 9): fractional digits of `@timestamp`.
-    pub time_precision: u8,
-    /// `<inject>`.
-    pub inject: Inject,
-}
-
-/// An `<inject>` section: fields an output adds to each record.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Inject {
-    /// `time_key` and how to render the time there.
-    pub time: Option<(String, InjectTime)>,
-    /// `tag_key`.
-    pub tag_key: Option<String>,
-}
-
-/// `time_type` of an `<inject>` section.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InjectTime {
-    /// `float` (Fluentd's default): fractional epoch seconds.
-    Float,
-    /// `unixtime`: whole epoch seconds.
-    Unixtime,
-    /// `string` with a Ruby `strftime` format, always in UTC.
-    String(String),
-}
-
-impl Config {
-    /// Loads a configuration file and everything it includes.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
-        Self::parse_str(&text, path)
-    }
-
-    /// Parses configuration text as if it were the file `file` (relative includes are resolved against
-    /// its directory).
-    pub fn parse_str(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let mut body = Body::default();
-        let mut stack = vec![canonical(file)];
-        Scanner::new(text, file).parse_body(None, &mut body, &mut stack)?;
-        Builder::default().build(body)
-    }
-
-    /// The first Forward source, if any.
-    pub fn forward_source(&self) -> Option<&ForwardSource> {
-        self.sources.iter().find_map(|s| match s {
-            Source::Forward(f) => Some(f),
-            Source::Http(_) => None,
-        })
-    }
-
-    /// The first HTTP source, if any.
-    pub fn http_source(&self) -> Option<&HttpSource> {
-        self.sources.iter().find_map(|s| match s {
-            Source::Http(h) => Some(h),
-            Source::Forward(_) => None,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Meaning
-// ---------------------------------------------------------------------------------------------------------
+use super::placeholders::{PlaceholderMode, parse_template};
+use super::regex::ruby_regex;
+use super::syntax::{Body, Element, Param};
+use super::{
+    Config, DEFAULT_FORWARD_PORT, DEFAULT_HTTP_PORT, Directive, DirectiveKind, ElasticsearchOutput, Fault,
+    Filter, ForwardSource, HttpSource, Inject, InjectTime, KafkaOutput, KeyPath, Origin, Output, ParseFormat,
+    ParseTime, ParserFilter, Problems, RecordEdit, RecordFlavour, RecordValue, RewriteRule, RewriteTagFilter,
+    Source, TagPattern,
+};
 
 /// Reads one element's parameters and children, remembering which were used.
 struct Section<'a> {
@@ -550,17 +38,12 @@ impl<'a> Section<'a> {
         self.element.title()
     }
 
-    fn invalid(&self, origin: &Origin, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { origin: origin.clone(), directive: self.directive(), reason: reason.into() }
+    fn invalid(&self, origin: &Origin, reason: impl Into<String>) -> Fault {
+        Fault::Invalid { origin: origin.clone(), directive: self.directive(), reason: reason.into() }
     }
 
-    fn unsupported(
-        &self,
-        origin: &Origin,
-        what: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> ConfigError {
-        ConfigError::Unsupported {
+    fn unsupported(&self, origin: &Origin, what: impl Into<String>, reason: impl Into<String>) -> Fault {
+        Fault::Unsupported {
             origin: origin.clone(),
             directive: self.directive(),
             what: what.into(),
@@ -583,14 +66,14 @@ impl<'a> Section<'a> {
         self.param(key).map(|p| p.value.clone())
     }
 
-    fn required(&mut self, key: &str) -> Result<&'a Param, ConfigError> {
+    fn required(&mut self, key: &str) -> Result<&'a Param, Fault> {
         match self.param(key) {
             Some(param) => Ok(param),
             None => Err(self.invalid(&self.element.origin, format!("parameter `{key}` is required"))),
         }
     }
 
-    fn bool(&mut self, key: &str, default: bool) -> Result<bool, ConfigError> {
+    fn bool(&mut self, key: &str, default: bool) -> Result<bool, Fault> {
         let Some(param) = self.param(key) else { return Ok(default) };
         match param.value.as_str() {
             "true" | "yes" | "" => Ok(true),
@@ -601,7 +84,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    fn port(&mut self, key: &str, default: u16) -> Result<u16, ConfigError> {
+    fn port(&mut self, key: &str, default: u16) -> Result<u16, Fault> {
         let Some(param) = self.param(key) else { return Ok(default) };
         param.value.parse::<u16>().map_err(|_| {
             self.invalid(&param.origin, format!("`{key}` must be a port number, not {:?}", param.value))
@@ -612,7 +95,7 @@ impl<'a> Section<'a> {
         self.param(key).map(|p| split_list(&p.value))
     }
 
-    fn plugin_type(&mut self) -> Result<String, ConfigError> {
+    fn plugin_type(&mut self) -> Result<String, Fault> {
         let found = match self.param("@type") {
             Some(param) => Some(param),
             None => self.param("type"),
@@ -640,7 +123,7 @@ impl<'a> Section<'a> {
         found
     }
 
-    fn child(&mut self, name: &str) -> Result<Option<&'a Element>, ConfigError> {
+    fn child(&mut self, name: &str) -> Result<Option<&'a Element>, Fault> {
         let mut found = self.children(name);
         if found.len() > 1 {
             let second = found.remove(1);
@@ -703,6 +186,7 @@ fn split_list(value: &str) -> Vec<String> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
+/// Builds directives, noting what is ignored.
 #[derive(Default)]
 struct Builder {
     notes: Vec<String>,
@@ -715,76 +199,85 @@ struct LabelRef {
     directive: String,
 }
 
-impl Builder {
-    fn build(mut self, body: Body) -> Result<Config, ConfigError> {
-        for param in &body.params {
-            note(
-                &mut self.notes,
-                format!("{}: top-level parameter `{}` is not used", param.origin, param.key),
-            );
-        }
-        let mut sources = Vec::new();
-        let mut root = Vec::new();
-        let mut labels = BTreeMap::new();
-        let mut refs = Vec::new();
-        for element in &body.elements {
-            match element.name.as_str() {
-                "source" => sources.push(self.source(element, &mut refs)?),
-                "filter" => root.push(self.filter(element)?),
-                "match" => root.push(self.match_directive(element, &mut refs)?),
-                "label" => {
-                    let name = element.arg.trim();
-                    if !name.starts_with('@') || name.len() < 2 || name.contains(char::is_whitespace) {
-                        return Err(ConfigError::Invalid {
-                            origin: element.origin.clone(),
-                            directive: element.title(),
-                            reason: "a label name must be one word starting with '@'".to_string(),
-                        });
-                    }
-                    if labels.contains_key(name) {
-                        return Err(ConfigError::Invalid {
-                            origin: element.origin.clone(),
-                            directive: element.title(),
-                            reason: format!("label {name} is defined twice"),
-                        });
-                    }
-                    let directives = self.label(element, &mut refs)?;
-                    labels.insert(name.to_string(), directives);
-                }
-                "system" => {
-                    note(&mut self.notes, format!("{}: <system> is ignored", element.origin));
-                }
-                "worker" => {
-                    return Err(ConfigError::Unsupported {
+/// Gives the syntax tree its meaning. Each directive is built on its own: a broken one is recorded in
+/// `problems` and the others are still checked.
+pub(super) fn build(body: Body, problems: &mut Problems) -> Config {
+    let mut builder = Builder::default();
+    for param in &body.params {
+        note(
+            &mut builder.notes,
+            format!("{}: top-level parameter `{}` is not used", param.origin, param.key),
+        );
+    }
+    let mut sources = Vec::new();
+    let mut root = Vec::new();
+    let mut labels = BTreeMap::new();
+    let mut refs = Vec::new();
+    for element in &body.elements {
+        let result = match element.name.as_str() {
+            "source" => builder.source(element, &mut refs).map(|s| sources.push(s)).map_err(|f| vec![f]),
+            "filter" => builder.filter(element).map(|d| root.push(d)).map_err(|f| vec![f]),
+            "match" => builder.match_directive(element, &mut refs).map(|d| root.push(d)).map_err(|f| vec![f]),
+            "label" => {
+                let name = element.arg.trim();
+                if !name.starts_with('@') || name.len() < 2 || name.contains(char::is_whitespace) {
+                    Err(vec![Fault::Invalid {
                         origin: element.origin.clone(),
                         directive: element.title(),
-                        what: "<worker>".to_string(),
-                        reason: "chaoslab runs a single routing worker".to_string(),
-                    });
-                }
-                other => {
-                    return Err(ConfigError::Syntax {
+                        reason: "a label name must be one word starting with '@'".to_string(),
+                    }])
+                } else if labels.contains_key(name) {
+                    Err(vec![Fault::Invalid {
                         origin: element.origin.clone(),
-                        reason: format!("unknown top-level directive <{other}>"),
-                    });
+                        directive: element.title(),
+                        reason: format!("label {name} is defined twice"),
+                    }])
+                } else {
+                    let (directives, broken) = builder.label(element, &mut refs);
+                    labels.insert(name.to_string(), directives);
+                    if broken.is_empty() { Ok(()) } else { Err(broken) }
                 }
             }
+            "system" => {
+                note(&mut builder.notes, format!("{}: <system> is ignored", element.origin));
+                Ok(())
+            }
+            "worker" => Err(vec![Fault::Unsupported {
+                origin: element.origin.clone(),
+                directive: element.title(),
+                what: "<worker>".to_string(),
+                reason: "chaoslab runs a single routing worker".to_string(),
+            }]),
+            other => Err(vec![Fault::Syntax {
+                origin: element.origin.clone(),
+                reason: format!("unknown top-level directive <{other}>"),
+            }]),
+        };
+        if let Err(broken) = result {
+            broken.into_iter().for_each(|f| problems.push(f.into()));
         }
-        for reference in refs {
-            // `@FLUENT_LOG` and `@ERROR` are built-in destinations in Fluentd; only they may be absent.
-            if !labels.contains_key(&reference.label) && reference.label != "@ERROR" {
-                return Err(ConfigError::Invalid {
+    }
+    for reference in refs {
+        // `@FLUENT_LOG` and `@ERROR` are built-in destinations in Fluentd; only they may be absent.
+        if !labels.contains_key(&reference.label) && reference.label != "@ERROR" {
+            problems.push(
+                Fault::Invalid {
                     origin: reference.origin,
                     directive: reference.directive,
                     reason: format!("label {} is not defined", reference.label),
-                });
-            }
+                }
+                .into(),
+            );
         }
-        Ok(Config { sources, root, labels, notes: self.notes })
     }
+    Config { sources, root, labels, notes: builder.notes }
+}
 
-    fn label(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> Result<Vec<Directive>, ConfigError> {
+impl Builder {
+    /// The directives of a `<label>`, and the problems of those that are broken.
+    fn label(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> (Vec<Directive>, Vec<Fault>) {
         let mut directives = Vec::new();
+        let mut problems = Vec::new();
         for param in &element.body.params {
             note(
                 &mut self.notes,
@@ -792,21 +285,23 @@ impl Builder {
             );
         }
         for child in &element.body.elements {
-            match child.name.as_str() {
-                "filter" => directives.push(self.filter(child)?),
-                "match" => directives.push(self.match_directive(child, refs)?),
-                other => {
-                    return Err(ConfigError::Syntax {
-                        origin: child.origin.clone(),
-                        reason: format!("<{other}> is not allowed inside <{}>", element.title()),
-                    });
-                }
+            let result = match child.name.as_str() {
+                "filter" => self.filter(child),
+                "match" => self.match_directive(child, refs),
+                other => Err(Fault::Syntax {
+                    origin: child.origin.clone(),
+                    reason: format!("<{other}> is not allowed inside <{}>", element.title()),
+                }),
+            };
+            match result {
+                Ok(directive) => directives.push(directive),
+                Err(fault) => problems.push(fault),
             }
         }
-        Ok(directives)
+        (directives, problems)
     }
 
-    fn source(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> Result<Source, ConfigError> {
+    fn source(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> Result<Source, Fault> {
         let mut section = Section::new(element);
         let plugin = section.plugin_type()?;
         let label = section.string("@label");
@@ -886,16 +381,16 @@ impl Builder {
         Ok(source)
     }
 
-    fn pattern(&self, element: &Element) -> Result<TagPattern, ConfigError> {
+    fn pattern(&self, element: &Element) -> Result<TagPattern, Fault> {
         let text = if element.arg.trim().is_empty() { "**" } else { element.arg.as_str() };
-        TagPattern::parse(text).map_err(|e| ConfigError::Invalid {
+        TagPattern::parse(text).map_err(|e| Fault::Invalid {
             origin: element.origin.clone(),
             directive: element.title(),
             reason: e.to_string(),
         })
     }
 
-    fn filter(&mut self, element: &Element) -> Result<Directive, ConfigError> {
+    fn filter(&mut self, element: &Element) -> Result<Directive, Fault> {
         let pattern = self.pattern(element)?;
         let mut section = Section::new(element);
         let plugin = section.plugin_type()?;
@@ -935,11 +430,11 @@ impl Builder {
         section: &mut Section<'_>,
         mode: PlaceholderMode,
         json_values: bool,
-    ) -> Result<Vec<(String, RecordValue)>, ConfigError> {
+    ) -> Result<Vec<(String, RecordValue)>, Fault> {
         let mut set: Vec<(String, RecordValue)> = Vec::new();
         for record in section.children("record") {
             if let Some(element) = record.body.elements.first() {
-                return Err(ConfigError::Syntax {
+                return Err(Fault::Syntax {
                     origin: element.origin.clone(),
                     reason: format!("<{}> is not allowed inside <record>", element.name),
                 });
@@ -971,7 +466,7 @@ impl Builder {
         Ok(set)
     }
 
-    fn record_modifier(&mut self, section: &mut Section<'_>) -> Result<RecordEdit, ConfigError> {
+    fn record_modifier(&mut self, section: &mut Section<'_>) -> Result<RecordEdit, Fault> {
         let set = self.record_entries(section, PlaceholderMode::Ruby, false)?;
         let remove_keys =
             section.list("remove_keys").unwrap_or_default().iter().map(|k| KeyPath::top(k)).collect();
@@ -995,7 +490,7 @@ impl Builder {
         Ok(RecordEdit { flavour: RecordFlavour::Modifier, set, remove_keys, keep_keys, renew_record: false })
     }
 
-    fn record_transformer(&mut self, section: &mut Section<'_>) -> Result<RecordEdit, ConfigError> {
+    fn record_transformer(&mut self, section: &mut Section<'_>) -> Result<RecordEdit, Fault> {
         let enable_ruby = section.bool("enable_ruby", false)?;
         let typecast = section.bool("auto_typecast", true)?;
         let renew_record = section.bool("renew_record", false)?;
@@ -1030,7 +525,7 @@ impl Builder {
         })
     }
 
-    fn parser_filter(&mut self, section: &mut Section<'_>) -> Result<ParserFilter, ConfigError> {
+    fn parser_filter(&mut self, section: &mut Section<'_>) -> Result<ParserFilter, Fault> {
         let key_param = section.required("key_name")?;
         let key_name =
             KeyPath::parse(&key_param.value).map_err(|reason| section.invalid(&key_param.origin, reason))?;
@@ -1070,7 +565,7 @@ impl Builder {
         section: &mut Section<'_>,
         parser: &str,
         expression_key: &str,
-    ) -> Result<ParseFormat, ConfigError> {
+    ) -> Result<ParseFormat, Fault> {
         let time = ParseTime {
             key: section.string("time_key").unwrap_or_else(|| "time".to_string()),
             format: section.string("time_format"),
@@ -1096,17 +591,13 @@ impl Builder {
         }
     }
 
-    fn match_directive(
-        &mut self,
-        element: &Element,
-        refs: &mut Vec<LabelRef>,
-    ) -> Result<Directive, ConfigError> {
+    fn match_directive(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> Result<Directive, Fault> {
         let pattern = self.pattern(element)?;
         let output = self.output(element, refs)?;
         Ok(Directive { pattern, kind: DirectiveKind::Match(output), origin: element.origin.clone() })
     }
 
-    fn output(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> Result<Output, ConfigError> {
+    fn output(&mut self, element: &Element, refs: &mut Vec<LabelRef>) -> Result<Output, Fault> {
         let mut section = Section::new(element);
         let plugin = section.plugin_type()?;
         let label = section.string("@label");
@@ -1230,7 +721,7 @@ impl Builder {
         Ok(output)
     }
 
-    fn json_format(&mut self, section: &mut Section<'_>) -> Result<(), ConfigError> {
+    fn json_format(&mut self, section: &mut Section<'_>) -> Result<(), Fault> {
         if let Some(format) = section.child("format")? {
             let mut format_section = Section::new(format);
             let kind = format_section.plugin_type()?;
@@ -1249,7 +740,7 @@ impl Builder {
         Ok(())
     }
 
-    fn inject(&mut self, section: &mut Section<'_>) -> Result<Inject, ConfigError> {
+    fn inject(&mut self, section: &mut Section<'_>) -> Result<Inject, Fault> {
         let Some(element) = section.child("inject")? else { return Ok(Inject::default()) };
         let mut inject = Section::new(element);
         let time_type = inject.string("time_type").unwrap_or_else(|| "float".to_string());
@@ -1301,7 +792,7 @@ impl Builder {
         &mut self,
         section: &mut Section<'_>,
         label: Option<String>,
-    ) -> Result<RewriteTagFilter, ConfigError> {
+    ) -> Result<RewriteTagFilter, Fault> {
         let remove_tag_prefix = section.string("remove_tag_prefix");
         let capitalize_backreferences = section.bool("capitalize_regex_backreference", false)?;
         if let Some(param) = section.param("hostname_command") {
@@ -1358,156 +849,12 @@ impl Builder {
     }
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Placeholders and regular expressions
-// ---------------------------------------------------------------------------------------------------------
-
-/// Which placeholder language a `<record>` value uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PlaceholderMode {
-    /// Ruby expressions (record_modifier, record_transformer with `enable_ruby`): we implement
-    /// `record['k']`, `record["k"]`, `tag`, `tag_parts[N]`, `tag_prefix[N]`, `tag_suffix[N]`, `time`.
-    Ruby,
-    /// record_transformer's fixed placeholders: `${record["k"]}` (double quotes only), `${tag}`,
-    /// `${tag_parts[N]}`, `${tag_prefix[N]}`, `${tag_suffix[N]}`, `${time}`.
-    Plain,
-}
-
-fn parse_template(text: &str, mode: PlaceholderMode) -> Result<Template, String> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        if start > 0 {
-            parts.push(TemplatePart::Text(rest[..start].to_string()));
-        }
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            return Err("unterminated ${…} placeholder".to_string());
-        };
-        parts.push(parse_placeholder(after[..end].trim(), mode)?);
-        rest = &after[end + 1..];
-    }
-    if !rest.is_empty() {
-        parts.push(TemplatePart::Text(rest.to_string()));
-    }
-    Ok(Template { parts })
-}
-
-fn parse_placeholder(expr: &str, mode: PlaceholderMode) -> Result<TemplatePart, String> {
-    let indexed = |name: &str| -> Option<Result<i64, String>> {
-        let inner = expr.strip_prefix(name)?.strip_prefix('[')?.strip_suffix(']')?;
-        Some(inner.trim().parse::<i64>().map_err(|_| format!("`{expr}` needs an integer index")))
-    };
-    if expr == "tag" {
-        return Ok(TemplatePart::Tag);
-    }
-    if expr == "time" {
-        return Ok(TemplatePart::Time);
-    }
-    if let Some(index) = indexed("tag_parts") {
-        return index.map(TemplatePart::TagPart);
-    }
-    if let Some(index) = indexed("tag_prefix") {
-        return index.map(TemplatePart::TagPrefix);
-    }
-    if let Some(index) = indexed("tag_suffix") {
-        return index.map(TemplatePart::TagSuffix);
-    }
-    if expr == "hostname" {
-        return Err("the hostname placeholder is not supported: chaoslab has no host name".to_string());
-    }
-    if let Some(path) = expr.strip_prefix("record") {
-        let keys = parse_bracket_keys(path);
-        return match (mode, keys) {
-            (PlaceholderMode::Ruby, Some(keys)) => Ok(TemplatePart::Record(KeyPath { keys })),
-            (PlaceholderMode::Plain, Some(keys)) if path.starts_with("[\"") && keys.len() == 1 => {
-                Ok(TemplatePart::Record(KeyPath { keys }))
-            }
-            (PlaceholderMode::Plain, _) => Err(format!(
-                "record_transformer without enable_ruby only knows ${{record[\"key\"]}} (double quotes, one level); \
-                 Fluentd would insert an empty value for ${{{expr}}}"
-            )),
-            (PlaceholderMode::Ruby, None) => Err(format!("unsupported Ruby expression ${{{expr}}}")),
-        };
-    }
-    Err(format!(
-        "unsupported placeholder ${{{expr}}}: implemented are ${{record['key']}}, ${{tag}}, ${{tag_parts[N]}}, \
-         ${{tag_prefix[N]}}, ${{tag_suffix[N]}} and ${{time}}"
-    ))
-}
-
-/// Compiles a Fluentd regexp parameter (`/…/flags`, or a bare pattern) written for Ruby's engine.
-///
-/// Ruby's `^` and `$` always match at line boundaries, so the pattern runs in multi-line mode; Ruby's
-/// `m` flag (dot matches newline) becomes `s`. Escaped punctuation that the `regex` crate rejects (`\/`,
-/// `\:`) is unescaped, `\Z` becomes "end, or before a final newline", and `\h`/`\H` become hex-digit
-/// classes. Look-around and back-references are not available and are reported as errors.
-pub fn ruby_regex(value: &str) -> Result<Regex, String> {
-    let (source, flags) =
-        match value.strip_prefix('/').and_then(|body| body.rfind('/').map(|end| (body, end))) {
-            Some((body, end)) if body[end + 1..].chars().all(|c| matches!(c, 'i' | 'm' | 'x')) => {
-                (&body[..end], &body[end + 1..])
-            }
-            _ => (value, ""),
-        };
-    let mut translated = String::from("(?m");
-    for flag in flags.chars() {
-        translated.push(match flag {
-            'm' => 's',
-            other => other,
-        });
-    }
-    translated.push(')');
-    let chars: Vec<char> = source.chars().collect();
-    let mut i = 0;
-    let mut in_class = false;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' {
-            let Some(&next) = chars.get(i + 1) else {
-                return Err(format!("pattern {value:?} ends with a back-slash"));
-            };
-            match next {
-                'Z' if !in_class => translated.push_str(r"(?:\n?\z)"),
-                'h' => translated.push_str(if in_class { "0-9a-fA-F" } else { "[0-9a-fA-F]" }),
-                'H' if !in_class => translated.push_str("[^0-9a-fA-F]"),
-                p if p.is_ascii_punctuation() => translated.push_str(&regex::escape(&p.to_string())),
-                other => {
-                    translated.push('\\');
-                    translated.push(other);
-                }
-            }
-            i += 2;
-            continue;
-        }
-        if c == '[' && !in_class {
-            in_class = true;
-            translated.push(c);
-            // A `]` or `^]` right after the opening bracket is literal.
-            if chars.get(i + 1) == Some(&'^') {
-                translated.push('^');
-                i += 1;
-            }
-            if chars.get(i + 1) == Some(&']') {
-                translated.push_str(r"\]");
-                i += 1;
-            }
-            i += 1;
-            continue;
-        }
-        if c == ']' && in_class {
-            in_class = false;
-        }
-        translated.push(c);
-        i += 1;
-    }
-    Regex::new(&translated).map_err(|e| format!("invalid regular expression {value:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitoring::logs::config::ConfigError;
     use std::io::Write;
+    use std::path::Path;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse_str(text, Path::new("/virtual/fluent.conf"))
@@ -1674,55 +1021,23 @@ mod tests {
     }
 
     #[test]
-    fn ruby_regex_translation() {
-        let hadoop = ruby_regex(
-            r"/^(\d{2}\/\d{2}\/\d{2}\s+[\d|\:]+)\s+(?<level>\S+)\s(?<logger>\S+):\s(?<message>[\s|\S]+)$/",
-        )
-        .unwrap();
-        let caps = hadoop.captures("20/02/21 21:20:02 INFO namenode.NameNode: STARTUP_MSG: x").unwrap();
-        assert_eq!(&caps["level"], "INFO");
-        assert_eq!(&caps["logger"], "namenode.NameNode");
-        assert_eq!(&caps["message"], "STARTUP_MSG: x");
-        let nifi = ruby_regex(r"/^ConsumeMQTT\[.*\] Connection to tcp:\/\/[^\s]+ lost .*$/").unwrap();
-        assert!(nifi.is_match("ConsumeMQTT[id=1] Connection to tcp://mqtt:1883 lost due to: x"));
-        assert!(ruby_regex("/ABC/i").unwrap().is_match("xabcx"));
-        assert!(ruby_regex("/a.b/m").unwrap().is_match("a\nb"));
-        assert!(!ruby_regex("/a.b/").unwrap().is_match("a\nb"));
-        assert!(ruby_regex(r"^b$").unwrap().is_match("a\nb\nc"), "Ruby anchors are per line");
-        assert!(ruby_regex(r"/x\Z/").unwrap().is_match("x\n"));
-        assert!(ruby_regex(r"/^\h+$/").unwrap().is_match("00ff"));
-        assert!(ruby_regex(r"/[]a]/").unwrap().is_match("]"));
-    }
-
-    #[test]
-    fn key_paths() {
-        assert_eq!(KeyPath::parse("$.a.b").unwrap().keys, ["a", "b"]);
-        assert_eq!(KeyPath::parse("$['a'][\"b c\"]").unwrap().keys, ["a", "b c"]);
-        assert_eq!(KeyPath::parse("message").unwrap().keys, ["message"]);
-        assert!(KeyPath::parse("$[a]").is_err());
-        let mut record = serde_json::json!({"a": {"b": 1}, "c": 2}).as_object().unwrap().clone();
-        assert_eq!(KeyPath::parse("$.a.b").unwrap().get(&record), Some(&serde_json::json!(1)));
-        assert!(KeyPath::parse("$.a.b").unwrap().remove(&mut record));
-        assert_eq!(Value::Object(record), serde_json::json!({"a": {}, "c": 2}));
-    }
-
-    #[test]
-    fn templates() {
-        let t = parse_template("x ${record['a']}-${tag_parts[-1]} ${tag}", PlaceholderMode::Ruby).unwrap();
+    fn every_broken_directive_is_reported() {
+        let text = "<match a>\n  @type loki\n</match>\n<match b>\n  @type file\n</match>\n<label @L>\n  <match c>\n    @type grep\n  </match>\n  <match d>\n    @type relabel\n    @label @NOPE\n  </match>\n</label>\n<worker 0>\n</worker>\n";
+        let Err(ConfigError::Invalid(problems)) = parse(text) else { panic!("expected problems") };
+        let lines: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
         assert_eq!(
-            t.parts,
-            vec![
-                TemplatePart::Text("x ".into()),
-                TemplatePart::Record(KeyPath::top("a")),
-                TemplatePart::Text("-".into()),
-                TemplatePart::TagPart(-1),
-                TemplatePart::Text(" ".into()),
-                TemplatePart::Tag,
+            lines,
+            [
+                "/virtual/fluent.conf:1: <match a>: output @type loki is not supported by chaoslab: implemented \
+                 outputs are rewrite_tag_filter, copy, kafka2, elasticsearch, stdout, file, null and relabel",
+                "/virtual/fluent.conf:4: <match b>: parameter `path` is required",
+                "/virtual/fluent.conf:8: <match c>: output @type grep is not supported by chaoslab: implemented \
+                 outputs are rewrite_tag_filter, copy, kafka2, elasticsearch, stdout, file, null and relabel",
+                "/virtual/fluent.conf:11: <match d>: label @NOPE is not defined",
+                "/virtual/fluent.conf:16: <worker 0>: <worker> is not supported by chaoslab: chaoslab runs a \
+                 single routing worker",
             ]
         );
-        assert!(parse_template("${record[\"a\"]}", PlaceholderMode::Plain).is_ok());
-        assert!(parse_template("${record['a']}", PlaceholderMode::Plain).is_err());
-        assert!(parse_template("${hostname}", PlaceholderMode::Ruby).is_err());
-        assert!(parse_template("${tag", PlaceholderMode::Ruby).is_err());
+        assert!(err(text).starts_with("5 problems:\n/virtual/fluent.conf:1: "), "{}", err(text));
     }
 }
