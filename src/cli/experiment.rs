@@ -170,8 +170,8 @@ fn print_errors(file: &Path, errors: &[ValidationError]) {
         errors.len(),
         if errors.len() == 1 { "" } else { "s" }
     );
-    for e in errors {
-        eprintln!("  {e}");
+    for p in chaoslab::chaos::experiment::validate::file_problems(file, errors).all() {
+        eprintln!("  {p}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! The knowledge graph of the incident reasoner: chaoslab's in-memory stand-in for the reference's Neo4j
-//! database (seed003 §7), loaded from YAML, edited at run time, and holding the reasoner's state.
+//! database (rdsea/bigdataincidentanalytics runs Neo4j 3.5.14 for it), loaded from YAML, edited at run
+//! time, and holding the reasoner's state.
 //!
 //! # Model
 //! - **DataPipeline** components (`NIFI`, `MQTT_BROKER`, …), each with an optional owner, linked by
