@@ -125,13 +125,17 @@ fn an_invalid_experiment_lists_every_problem_and_runs_nothing() {
              "arguments": {"kind": "process-kill", "colour": "red"}}}
         ]
     });
-    std::fs::write(&file, bad.to_string()).unwrap();
+    let pretty = serde_json::to_string_pretty(&bad).unwrap();
+    std::fs::write(&file, &pretty).unwrap();
     let out = dir.path().join("out");
     let o = chaoslab(&["experiment", "run", "--sim", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = text(&o.stderr);
     assert!(err.contains("$.title"), "{err}");
-    assert!(err.contains("$.method[0].provider"), "{err}");
+    // Every problem with its place: file, line (JSON is read for lines too) and JSON path.
+    let func = pretty.lines().position(|l| l.contains("\"explode\"")).unwrap() + 1;
+    assert!(err.contains(&format!("bad.json:{func}:$.method[0].provider.func: could not find")), "{err}");
+    assert!(err.contains("bad.json:2:$.title: experiment requires a title"), "{err}");
     assert!(err.contains("explode"), "{err}");
     assert!(err.contains("argument 'colour' is not part of the function signature"), "{err}");
     assert!(!out.exists(), "nothing ran");
