@@ -152,6 +152,11 @@ impl Pipeline {
             };
             let mut cx = BuildCx::new(parts, entry.kind(), entry.restart.clone());
             entry.config.build(name, &mut cx).await.with_context(|| format!("building {name}"))?;
+            // The links were made for the instances the kind lists: each must now be supervised.
+            let added = supervisor.names();
+            if let Some(missing) = entry.config.instances(name).into_iter().find(|i| !added.contains(i)) {
+                anyhow::bail!("internal: {name} ({}) lists {missing} but did not add it", entry.kind());
+            }
         }
         let env = FaultEnv {
             supervisor: supervisor.clone(),
