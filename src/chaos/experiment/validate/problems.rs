@@ -57,7 +57,7 @@ impl Locate for JsonPathLines<'_> {
     }
 }
 
-/// Parses the paths [`child`] writes: `$`, `.key`, `[index]` and `['key']` (with `\'` escapes).
+/// Parses the paths [`child`](super::child) writes: `$`, `.key`, `[index]` and `['key']` (with `\'` escapes).
 fn json_path_key(path: &str) -> KeyPath {
     let mut key = KeyPath::root();
     let mut chars = path.chars().peekable();
