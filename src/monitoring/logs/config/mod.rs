@@ -13,7 +13,7 @@
 //! a syntax error stops the reading, otherwise each directive is checked and every broken one reported.
 //! Runtime behaviour (applying filters, choosing outputs) lives in the router module.
 //!
-//! Files: `syntax.rs` (the v1 syntax), `builder.rs` (directives into types), `placeholders.rs`
+//! Files: `syntax.rs` (the v1 syntax), `builder/` (directives into types), `placeholders.rs`
 //! (`${…}` in `<record>`), `regex.rs` (Ruby regular expressions for the `regex` crate).
 
 use std::collections::BTreeMap;

@@ -1,0 +1,348 @@
+//! The fault catalogue: every kind chaoslab injects, with its family, what it acts on, its default
+//! target and its parameters.
+
+use serde::Serialize;
+
+/// What a kind acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    /// Links (`FROM->TO`), or a component's links in a direction.
+    Link,
+    /// Any component.
+    Component,
+    /// Stores and sinks (components that write).
+    Store,
+    /// The order API (HTTP).
+    Api,
+    /// A Kafka broker of the embedded bus (`KAFKA-n`).
+    KafkaBroker,
+    /// The bus itself (a topic or group named in the parameters).
+    Bus,
+    /// The MQTT broker.
+    MqttBroker,
+}
+
+/// One entry of the catalogue.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct KindInfo {
+    /// The kind's name.
+    pub name: &'static str,
+    /// Its family (network, process, time, io, http, kafka, mqtt, data).
+    pub category: &'static str,
+    /// What it acts on.
+    pub target: TargetKind,
+    /// The target used when none is given.
+    pub default_target: Option<&'static str>,
+    /// True when the fault happens once (a kill, a deletion) instead of lasting.
+    pub instant: bool,
+    /// Parameters, `name=meaning` with defaults.
+    pub parameters: &'static [&'static str],
+    /// One line on what it does.
+    pub description: &'static str,
+}
+
+const fn kind(
+    name: &'static str,
+    category: &'static str,
+    target: TargetKind,
+    default_target: Option<&'static str>,
+    instant: bool,
+    parameters: &'static [&'static str],
+    description: &'static str,
+) -> KindInfo {
+    KindInfo { name, category, target, default_target, instant, parameters, description }
+}
+
+use TargetKind as T;
+
+/// Every fault kind chaoslab injects.
+pub const CATALOGUE: &[KindInfo] = &[
+    kind(
+        "network-delay",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["latency (e.g. 200ms)", "jitter (0)", "correlation (0-100, 0)", "direction (to|from|both, both)"],
+        "Delays every message (netem delay).",
+    ),
+    kind(
+        "network-loss",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "direction"],
+        "Drops messages at random.",
+    ),
+    kind(
+        "network-duplicate",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "direction"],
+        "Delivers messages twice.",
+    ),
+    kind(
+        "network-corrupt",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "direction"],
+        "Flips a bit in message payloads.",
+    ),
+    kind(
+        "network-reorder",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["percent (0-100)", "latency (10ms)", "direction"],
+        "Lets messages jump ahead of delayed ones.",
+    ),
+    kind(
+        "network-partition",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["direction (to|from|both, both)"],
+        "Cuts the links off completely.",
+    ),
+    kind(
+        "network-bandwidth",
+        "network",
+        T::Link,
+        None,
+        false,
+        &["rate (bytes/s, or 1kbps, 10mbps …)", "direction"],
+        "Caps throughput.",
+    ),
+    kind(
+        "process-kill",
+        "process",
+        T::Component,
+        None,
+        true,
+        &[],
+        "Crashes the component; its restart policy brings it back.",
+    ),
+    kind(
+        "process-failure",
+        "process",
+        T::Component,
+        None,
+        false,
+        &[],
+        "Stops the component for the duration, then starts it.",
+    ),
+    kind(
+        "process-pause",
+        "process",
+        T::Component,
+        None,
+        false,
+        &[],
+        "Freezes the component; it resumes with its backlog.",
+    ),
+    kind(
+        "clock-offset",
+        "time",
+        T::Component,
+        None,
+        false,
+        &["offset (e.g. -5m, 30s)"],
+        "Shifts the component's calendar clock.",
+    ),
+    kind("io-latency", "io", T::Store, None, false, &["delay (e.g. 100ms)"], "Slows down every write."),
+    kind(
+        "io-error",
+        "io",
+        T::Store,
+        None,
+        false,
+        &["percent (0-100, 100)"],
+        "Fails writes with an I/O error.",
+    ),
+    kind("disk-full", "io", T::Store, None, false, &[], "Fails every write with 'No space left on device'."),
+    kind(
+        "http-abort",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["code (500)", "path (prefix, all)", "percent (100)"],
+        "Answers requests with an error status.",
+    ),
+    kind(
+        "http-delay",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["delay (e.g. 2s)", "path", "percent (100)"],
+        "Delays requests.",
+    ),
+    kind(
+        "http-replace-body",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["body (text or JSON)", "path", "percent (100)"],
+        "Replaces response bodies.",
+    ),
+    kind(
+        "assault-latency",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["min (1s)", "max (3s)", "path", "percent (100)"],
+        "Chaos Monkey latency assault: a random delay per request.",
+    ),
+    kind(
+        "assault-exception",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["code (500)", "path", "percent (100)"],
+        "Chaos Monkey exception assault: the handler throws.",
+    ),
+    kind(
+        "assault-kill",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &[],
+        "Chaos Monkey kill-application assault: the service is down for the duration.",
+    ),
+    kind(
+        "assault-memory",
+        "http",
+        T::Api,
+        Some("POKE-ORDER-API"),
+        false,
+        &["megabytes (64)"],
+        "Chaos Monkey memory assault: holds memory for the duration.",
+    ),
+    kind(
+        "kafka-broker-down",
+        "kafka",
+        T::KafkaBroker,
+        None,
+        false,
+        &[],
+        "Stops a bus broker for the duration.",
+    ),
+    kind(
+        "kafka-broker-reboot",
+        "kafka",
+        T::KafkaBroker,
+        None,
+        true,
+        &["downtime (5s)"],
+        "Reboots a bus broker (down, then up).",
+    ),
+    kind("kafka-delete-topic", "kafka", T::Bus, None, true, &["topic"], "Deletes a topic."),
+    kind(
+        "kafka-produce",
+        "kafka",
+        T::Bus,
+        None,
+        true,
+        &["topic", "partition (0)", "messages (list of strings)"],
+        "Produces raw bytes to a partition.",
+    ),
+    kind(
+        "kafka-rebalance-group",
+        "kafka",
+        T::Bus,
+        None,
+        true,
+        &["group", "topic"],
+        "Joins the group briefly, forcing a rebalance.",
+    ),
+    kind(
+        "kafka-delete-group",
+        "kafka",
+        T::Bus,
+        None,
+        true,
+        &["group"],
+        "Deletes a consumer group (it must be empty).",
+    ),
+    kind(
+        "mqtt-broker-down",
+        "mqtt",
+        T::MqttBroker,
+        Some("MQTT_BROKER"),
+        false,
+        &[],
+        "Stops the MQTT broker for the duration.",
+    ),
+    kind(
+        "mqtt-broker-restart",
+        "mqtt",
+        T::MqttBroker,
+        Some("MQTT_BROKER"),
+        true,
+        &[],
+        "Restarts the MQTT broker.",
+    ),
+    kind(
+        "mqtt-drop-session",
+        "mqtt",
+        T::MqttBroker,
+        Some("MQTT_BROKER"),
+        true,
+        &["client_id"],
+        "Closes one client's connection from the broker side.",
+    ),
+    kind(
+        "data-drop-fields",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["fields (list, [humidity])", "percent (100)"],
+        "Removes fields from sensor records.",
+    ),
+    kind(
+        "data-none-values",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["fields (list, [humidity, temperature])", "percent (100)"],
+        "Replaces values with the dataset's ' None'.",
+    ),
+    kind(
+        "data-missing-time",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["percent (100)"],
+        "Removes the time field.",
+    ),
+    kind(
+        "data-out-of-order",
+        "data",
+        T::Link,
+        Some("SENSOR"),
+        false,
+        &["shift (e.g. 1m)", "percent (100)"],
+        "Moves timestamps into the past.",
+    ),
+];
+
+/// Looks a kind up by name.
+pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
+    CATALOGUE.iter().find(|k| k.name == name)
+}
