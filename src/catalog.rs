@@ -1,6 +1,6 @@
 //! The component kinds a flow may use: the one list that dispatches a `kind = "…"` to its config type.
 //!
-//! Adding a kind: write its file (config type implementing [`ComponentKind`], build, runtime, metrics,
+//! Adding a kind: write its file (config type implementing [`ComponentKind`](crate::topology::component::ComponentKind), build, runtime, metrics,
 //! tests), add one line here, and use it in a flow file. Nothing else names it.
 //!
 //! Also the flows compiled into the binary, and the entry points that read flows with this catalog.

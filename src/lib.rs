@@ -33,7 +33,7 @@
 //! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
 //!   swarm testing.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane.
-//! - [`bench`]: `chaoslab bench …`, which prints figures.
+//! - [`bench`](mod@bench): `chaoslab bench …`, which prints figures.
 
 pub mod analytics;
 pub mod api;

@@ -62,7 +62,7 @@ struct RouterStats {
     unknown_label: AtomicU64,
 }
 
-/// A copy of [`RouterStats`] at one moment.
+/// A copy of the router's counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouterStatsSnapshot {
     /// Events given to `route`/`route_label`.

@@ -208,9 +208,13 @@ impl Fault {
             // Topic and group come from the parameters.
             Some(Selector::all_of("bus"))
         } else {
+            // Without a target the kind's default is every component of a kind: all of them, unless a
+            // mode says otherwise.
+            let defaulted =
+                request.target.is_none() && request.mode.is_none() && info.default_target.is_some();
             match Selector::parse(
                 request.target.as_deref().or(info.default_target),
-                request.mode.as_deref(),
+                if defaulted { Some("all") } else { request.mode.as_deref() },
                 request.value.as_deref(),
             ) {
                 Ok(s) => Some(s),
@@ -410,6 +414,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::chaos::faults::selector::SelectorMode;
 
     fn req(v: Value) -> FaultRequest {
         serde_json::from_value(v).unwrap()
@@ -456,7 +461,8 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("happens once"));
         let f = Fault::parse(&req(json!({"kind": "mqtt-broker-down", "duration": 90}))).unwrap();
-        assert_eq!(f.selector.pattern(), "MQTT_BROKER");
+        assert_eq!(f.selector.pattern(), "kind:mqtt-broker");
+        assert_eq!(f.selector.mode, SelectorMode::All, "without a target: every broker");
         assert_eq!(f.duration, Some(Duration::from_secs(90)));
         let e = Fault::parse(&req(json!({"kind": "process-pause"}))).unwrap_err();
         assert!(e.to_string().contains("target: process-pause needs a target"), "{e}");
@@ -476,6 +482,6 @@ mod tests {
         let Effect::Net(NetFault::Data(d), Direction::From) = f.effect else { panic!() };
         assert_eq!(d.none_fields, vec!["humidity"]);
         assert!((d.rate - 0.5).abs() < 1e-9);
-        assert_eq!(f.selector.pattern(), "SENSOR");
+        assert_eq!(f.selector.pattern(), "kind:sensor-replay");
     }
 }
