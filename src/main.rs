@@ -348,8 +348,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     let verdict = run.check_determinism(duration)?;
                     println!("{verdict}");
                     return match verdict {
-                        chaoslab::runner::determinism::Verdict::Deterministic { .. } => Ok(()),
-                        chaoslab::runner::determinism::Verdict::Diverged(_) => Err(Exit(1).into()),
+                        chaoslab::runner::determinism::Determinism::Deterministic { .. } => Ok(()),
+                        chaoslab::runner::determinism::Determinism::Diverged(_) => Err(Exit(1).into()),
                     };
                 }
                 run.sim(duration)?

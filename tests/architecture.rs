@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chaoslab::catalog::{BUILTIN_FLOWS, KINDS, REFERENCE_FLOW, parse_flow};
 use chaoslab::runner::Run;
-use chaoslab::runner::determinism::Verdict;
+use chaoslab::runner::determinism::Determinism;
 use chaoslab::topology::BuildCx;
 use chaoslab::topology::component::{ComponentKind, KindEntry};
 use chaoslab::topology::flow::Flow;
@@ -118,7 +118,7 @@ fn a_kind_from_outside_the_crate_is_one_catalog_entry_away() {
 fn the_determinism_check_finds_the_first_line_a_wall_clock_changes() {
     let dir = tempfile::tempdir().unwrap();
     let verdict = Run::new(with_probe(10_000)).out(dir.path()).seed(5).check_determinism(MIN).unwrap();
-    let Verdict::Diverged(d) = &verdict else {
+    let Determinism::Diverged(d) = &verdict else {
         panic!("a wall clock in the trace must be caught: {verdict}")
     };
     assert_eq!(d.component.as_deref(), Some("PROBE"));
@@ -136,7 +136,7 @@ fn the_determinism_check_finds_the_first_line_a_wall_clock_changes() {
         .seed(5)
         .check_determinism(MIN)
         .unwrap();
-    assert!(matches!(verdict, Verdict::Deterministic { .. }), "{verdict}");
+    assert!(matches!(verdict, Determinism::Deterministic { .. }), "{verdict}");
     assert!(verdict.to_string().starts_with("deterministic: "));
 }
 

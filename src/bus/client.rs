@@ -144,8 +144,9 @@ impl ConsumerConfig {
     }
 }
 
+/// How a consumer takes its partitions: not yet, as a group member, or assigned by hand.
 #[derive(Debug)]
-enum Mode {
+enum Membership {
     Idle,
     /// Member of the group; `generation` is the last one this consumer saw (0: none yet).
     Subscribed {
@@ -161,7 +162,7 @@ enum Mode {
 pub struct Consumer {
     bus: Bus,
     config: ConsumerConfig,
-    mode: Mode,
+    mode: Membership,
     assignment: Vec<(String, u32)>,
     positions: BTreeMap<(String, u32), u64>,
     /// Index in `assignment` where the next fetch starts, rotated so that no partition starves.
@@ -173,7 +174,7 @@ impl Consumer {
         Consumer {
             bus,
             config,
-            mode: Mode::Idle,
+            mode: Membership::Idle,
             assignment: Vec::new(),
             positions: BTreeMap::new(),
             cursor: 0,
@@ -192,8 +193,8 @@ impl Consumer {
         topics.dedup();
         let mut st = self.bus.lock();
         let (member_id, generation) = match &self.mode {
-            Mode::Subscribed { member_id, generation } => (member_id.clone(), *generation),
-            Mode::Idle | Mode::Assigned => {
+            Membership::Subscribed { member_id, generation } => (member_id.clone(), *generation),
+            Membership::Idle | Membership::Assigned => {
                 st.members_joined += 1;
                 (format!("{}-{:06}", self.config.client_id, st.members_joined), 0)
             }
@@ -206,7 +207,7 @@ impl Consumer {
         if generation == 0 {
             self.reset_positions(Vec::new());
         }
-        self.mode = Mode::Subscribed { member_id, generation };
+        self.mode = Membership::Subscribed { member_id, generation };
         self.bus.wake();
         Ok(())
     }
@@ -218,13 +219,13 @@ impl Consumer {
         let mut list: Vec<(String, u32)> = partitions.iter().map(|(t, p)| ((*t).to_owned(), *p)).collect();
         list.sort();
         list.dedup();
-        self.mode = if list.is_empty() { Mode::Idle } else { Mode::Assigned };
+        self.mode = if list.is_empty() { Membership::Idle } else { Membership::Assigned };
         self.reset_positions(list);
     }
 
     /// Leaves the group now (a rebalance for the others) and forgets the assignment.
     pub fn unsubscribe(&mut self) {
-        if let Mode::Subscribed { member_id, .. } = &self.mode {
+        if let Membership::Subscribed { member_id, .. } = &self.mode {
             let mut st = self.bus.lock();
             let State { cluster, groups, .. } = &mut *st;
             if let Some(g) = groups.get_mut(&self.config.group_id) {
@@ -233,7 +234,7 @@ impl Consumer {
             drop(st);
             self.bus.wake();
         }
-        self.mode = Mode::Idle;
+        self.mode = Membership::Idle;
         self.reset_positions(Vec::new());
     }
 
@@ -281,10 +282,12 @@ impl Consumer {
         let mut st = self.bus.lock();
         st.cluster.partition(topic, partition)?;
         let who = match &self.mode {
-            Mode::Subscribed { member_id, generation } => {
+            Membership::Subscribed { member_id, generation } => {
                 Committer::Member { id: member_id, generation: *generation }
             }
-            Mode::Idle | Mode::Assigned => Committer::Standalone { client_id: &self.config.client_id },
+            Membership::Idle | Membership::Assigned => {
+                Committer::Standalone { client_id: &self.config.client_id }
+            }
         };
         st.group_mut(&self.config.group_id).commit(who, topic, partition, next_offset)
     }
@@ -322,8 +325,8 @@ impl Consumer {
     /// Member id in the group, while subscribed.
     pub fn member_id(&self) -> Option<&str> {
         match &self.mode {
-            Mode::Subscribed { member_id, .. } => Some(member_id),
-            Mode::Idle | Mode::Assigned => None,
+            Membership::Subscribed { member_id, .. } => Some(member_id),
+            Membership::Idle | Membership::Assigned => None,
         }
     }
 
@@ -345,9 +348,11 @@ impl Consumer {
     /// offsets). Returns whether the group rebalanced since the last look.
     fn sync(&mut self, st: &State) -> Result<bool, BusError> {
         let (member_id, generation) = match &mut self.mode {
-            Mode::Subscribed { member_id, generation } => (member_id, generation),
-            Mode::Assigned => return Ok(false),
-            Mode::Idle => return Err(BusError::NoSubscription { client_id: self.config.client_id.clone() }),
+            Membership::Subscribed { member_id, generation } => (member_id, generation),
+            Membership::Assigned => return Ok(false),
+            Membership::Idle => {
+                return Err(BusError::NoSubscription { client_id: self.config.client_id.clone() });
+            }
         };
         let group = st.groups.get(&self.config.group_id);
         let Some((current, assigned)) = group.and_then(|g| Some((g.generation, g.assignment_of(member_id)?)))
@@ -399,7 +404,7 @@ impl Consumer {
 impl Drop for Consumer {
     /// A consumer dropped while subscribed has crashed: it stops heartbeating but stays in the group.
     fn drop(&mut self) {
-        if let Mode::Subscribed { member_id, .. } = &self.mode {
+        if let Membership::Subscribed { member_id, .. } = &self.mode {
             if let Some(g) = self.bus.lock().groups.get_mut(&self.config.group_id) {
                 g.mark_crashed(member_id, Instant::now());
             }

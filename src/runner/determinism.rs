@@ -15,7 +15,7 @@ use super::Run;
 
 /// What a determinism check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Determinism {
     /// Both runs wrote the same trace.
     Deterministic {
         /// The trace digest (SHA-256 of the file).
@@ -44,13 +44,13 @@ pub struct Divergence {
     pub second: Option<String>,
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for Determinism {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Deterministic { digest, events } => {
+            Determinism::Deterministic { digest, events } => {
                 write!(f, "deterministic: {digest} ({events} trace events)")
             }
-            Verdict::Diverged(d) => {
+            Determinism::Diverged(d) => {
                 write!(f, "NOT deterministic: trace line {}", d.line)?;
                 if let Some(seq) = d.seq {
                     write!(f, " (seq {seq}")?;
@@ -73,13 +73,13 @@ impl fmt::Display for Verdict {
 impl Run {
     /// Runs the scenario twice for `duration` of virtual time (outputs in `<out>/run-1` and `<out>/run-2`)
     /// and compares the traces.
-    pub fn check_determinism(self, duration: Duration) -> anyhow::Result<Verdict> {
+    pub fn check_determinism(self, duration: Duration) -> anyhow::Result<Determinism> {
         self.check_determinism_with(duration, |_| async { Ok(()) })
     }
 
     /// As [`Run::check_determinism`], with a script run against each pipeline after it starts (it runs
     /// before the `duration` of virtual time).
-    pub fn check_determinism_with<F, Fut>(self, duration: Duration, script: F) -> anyhow::Result<Verdict>
+    pub fn check_determinism_with<F, Fut>(self, duration: Duration, script: F) -> anyhow::Result<Determinism>
     where
         F: Fn(std::sync::Arc<crate::topology::Pipeline>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
@@ -101,13 +101,13 @@ impl Run {
         }
         let (a, b) = (base.join("run-1/trace.jsonl"), base.join("run-2/trace.jsonl"));
         if digests[0].digest == digests[1].digest {
-            return Ok(Verdict::Deterministic {
+            return Ok(Determinism::Deterministic {
                 digest: digests[0].digest.clone(),
                 events: digests[0].events,
             });
         }
         compare(&a, &b)?
-            .map(Verdict::Diverged)
+            .map(Determinism::Diverged)
             .context("the digests differ but no trace line does (a trace file is missing?)")
     }
 }

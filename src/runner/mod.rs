@@ -29,7 +29,7 @@ use crate::orders::order_store::OrderStoreConfig;
 use crate::reasoning::incident_reasoner::IncidentReasonerConfig;
 use crate::sources::sensor_replay::SensorReplayConfig;
 use crate::topology::flow::Flow;
-use crate::topology::{Pipeline, RunMode, RunOptions, TraceSink};
+use crate::topology::{Pipeline, PipelineOptions, RunMode, TraceSink};
 use crate::transport::mqtt::MqttConnector;
 use crate::transport::mqtt::client::BrokerUrl;
 use crate::transport::mqtt::mqtt_broker::MqttBrokerConfig;
@@ -170,13 +170,13 @@ impl Run {
         &self.flow
     }
 
-    fn options(&self, mode: RunMode) -> RunOptions {
+    fn options(&self, mode: RunMode) -> PipelineOptions {
         let seed = match (self.seed, mode) {
             (Some(s), _) => Seed(s),
             (None, RunMode::Sim) => Seed(0),
             (None, RunMode::Live) => Seed::from_entropy(),
         };
-        RunOptions {
+        PipelineOptions {
             mode,
             seed,
             out: self.out.clone(),

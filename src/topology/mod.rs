@@ -48,7 +48,7 @@ pub enum TraceSink {
 
 /// Everything about a run that is not in the flow.
 #[derive(Clone, Debug)]
-pub struct RunOptions {
+pub struct PipelineOptions {
     /// Live or sim.
     pub mode: RunMode,
     /// Root seed.
@@ -92,7 +92,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Checks every input, prepares the output directory and builds all components (none started).
     /// Must be called inside the runtime that will run the pipeline.
-    pub async fn build(flow: Flow, opts: RunOptions) -> anyhow::Result<Pipeline> {
+    pub async fn build(flow: Flow, opts: PipelineOptions) -> anyhow::Result<Pipeline> {
         // The flow may have been edited since it was read (command-line options): check it again.
         flow.validate()?;
         // Inputs first: nothing is written unless every component's inputs are good.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::config::Vars;
 use super::control::{Controls, Hook, applicable};
-use super::journal::{Run, RunStatus, WaitOutcome, seconds_between};
+use super::journal::{ActivityRun, RunStatus, WaitOutcome, seconds_between};
 use super::model::{
     Activity, ActivityEntry, ActivityKind, ControlDecl, ControlLevel, ControlScope, Dry, Experiment, Pause,
     WaitUntil,
@@ -90,7 +90,7 @@ impl Engine<'_> {
     }
 
     /// Runs a method or rollback entry, resolving a reference first.
-    pub(crate) async fn execute(&self, entry: &ActivityEntry) -> Result<Run, Halt> {
+    pub(crate) async fn execute(&self, entry: &ActivityEntry) -> Result<ActivityRun, Halt> {
         match entry {
             ActivityEntry::Inline(activity) => self.execute_activity(activity).await,
             ActivityEntry::Ref(name) => match self.experiment.find_activity(name) {
@@ -102,7 +102,7 @@ impl Engine<'_> {
 
     /// Runs one activity inside its activity-level controls. The after-controls see the run; they
     /// run even when the before-controls interrupted (with no state), like the lib's context manager.
-    pub(crate) async fn execute_activity(&self, activity: &Activity) -> Result<Run, Halt> {
+    pub(crate) async fn execute_activity(&self, activity: &Activity) -> Result<ActivityRun, Halt> {
         let own = &activity.controls;
         let ran = match self
             .apply_controls(ControlLevel::Activity, ControlScope::Before, own, &activity.raw, None)
@@ -130,7 +130,7 @@ impl Engine<'_> {
     }
 
     /// Pauses, dry mode, the provider call and the run record.
-    async fn perform(&self, activity: &Activity) -> Result<Run, Halt> {
+    async fn perform(&self, activity: &Activity) -> Result<ActivityRun, Halt> {
         let skipped = self.skips(activity);
         let skip_pauses = skipped || activity.dry.or(self.dry) == Some(Dry::Pause);
         // Pauses are substituted once, when the activity starts, as the lib does.
@@ -158,7 +158,7 @@ impl Engine<'_> {
             Ok(v) => tracing::debug!(output = %v, "  => succeeded"),
             Err(e) => tracing::error!("  => failed: {e}"),
         }
-        let mut run = Run::new(activity.raw.clone(), start, end, outcome);
+        let mut run = ActivityRun::new(activity.raw.clone(), start, end, outcome);
         if run.status == RunStatus::Succeeded {
             self.record_output(&activity.name, &run.output);
         }

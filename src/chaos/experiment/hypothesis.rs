@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::activity::{Engine, Halt};
-use super::journal::{Run, RunStatus, SteadyState};
+use super::journal::{ActivityRun, RunStatus, SteadyState};
 use super::model::{ControlLevel, ControlScope, Hypothesis};
 use super::tolerance::within_tolerance;
 
@@ -37,7 +37,7 @@ impl Engine<'_> {
     }
 
     /// Runs the probes into `probes`; true when every one ran and was within tolerance.
-    async fn probe(&self, hypothesis: &Hypothesis, probes: &mut Vec<Run>) -> Result<bool, Halt> {
+    async fn probe(&self, hypothesis: &Hypothesis, probes: &mut Vec<ActivityRun>) -> Result<bool, Halt> {
         for probe in &hypothesis.probes {
             let mut run = self.execute_activity(probe).await?;
             if run.status == RunStatus::Failed {

@@ -98,9 +98,9 @@ pub struct Journal {
     /// The hypothesis runs.
     pub steady_states: SteadyStates,
     /// The method's activity records, in declaration order (background ones included).
-    pub run: Vec<Run>,
+    pub run: Vec<ActivityRun>,
     /// The rollbacks' activity records.
-    pub rollbacks: Vec<Run>,
+    pub rollbacks: Vec<ActivityRun>,
     /// When the run ended.
     pub end: String,
     /// Seconds from start to end.
@@ -144,7 +144,7 @@ pub struct SteadyState {
     /// Every probe ran and was within tolerance.
     pub steady_state_met: bool,
     /// The probes run, up to the first that failed or missed its tolerance.
-    pub probes: Vec<Run>,
+    pub probes: Vec<ActivityRun>,
 }
 
 impl SteadyState {
@@ -156,7 +156,7 @@ impl SteadyState {
 
 /// The record of one activity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Run {
+pub struct ActivityRun {
     /// The activity as declared (a reference resolved).
     pub activity: Value,
     /// The provider's result (`null` when it failed or did not run).
@@ -180,19 +180,19 @@ pub struct Run {
     pub wait_until: Option<BTreeMap<String, WaitOutcome>>,
 }
 
-impl Run {
+impl ActivityRun {
     /// The record of an activity run between `start` and `end` with `outcome`.
     pub fn new(
         activity: Value,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         outcome: Result<Value, ActivityError>,
-    ) -> Run {
+    ) -> ActivityRun {
         let (output, status, exception) = match outcome {
             Ok(v) => (v, RunStatus::Succeeded, None),
             Err(e) => (Value::Null, RunStatus::Failed, Some(e.exception_lines())),
         };
-        Run {
+        ActivityRun {
             activity,
             output,
             start: iso_time(start),
@@ -259,13 +259,13 @@ mod tests {
     #[test]
     fn run_records_carry_the_lib_keys() {
         let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-        let ok = Run::new(json!({"name": "a"}), t, t, Ok(json!(true)));
+        let ok = ActivityRun::new(json!({"name": "a"}), t, t, Ok(json!(true)));
         let v = serde_json::to_value(&ok).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["activity", "output", "start", "status", "end", "duration"]);
         assert_eq!(v["status"], "succeeded");
 
-        let failed = Run::new(json!({"name": "b"}), t, t, Err(ActivityError::failed("boom")));
+        let failed = ActivityRun::new(json!({"name": "b"}), t, t, Err(ActivityError::failed("boom")));
         let v = serde_json::to_value(&failed).unwrap();
         assert_eq!(v["status"], "failed");
         assert_eq!(v["output"], Value::Null);

@@ -43,7 +43,7 @@ use super::activity::{Engine, Halt};
 use super::config::load_dynamic_configuration;
 use super::control::{Controls, declared_once};
 use super::journal::{
-    Journal, JournalStatus, Run, RunStatus, SteadyState, SteadyStates, iso_time, seconds_between,
+    ActivityRun, Journal, JournalStatus, RunStatus, SteadyState, SteadyStates, iso_time, seconds_between,
 };
 use super::model::{ActivityEntry, ControlLevel, ControlScope, Experiment, RollbackStrategy};
 use super::provider::PythonProviders;
@@ -300,7 +300,7 @@ impl<'a> Runner<'a> {
     }
 
     /// The method inside method-level controls; returns the runs and why it stopped early, if it did.
-    pub(crate) async fn method(&self) -> (Vec<Run>, Option<Halt>) {
+    pub(crate) async fn method(&self) -> (Vec<ActivityRun>, Option<Halt>) {
         tracing::info!("Playing your experiment's method now...");
         let experiment = self.engine.experiment;
         if experiment.method.is_empty() {
@@ -315,7 +315,7 @@ impl<'a> Runner<'a> {
         level: ControlLevel,
         entries: &[ActivityEntry],
         phase: Phase,
-    ) -> (Vec<Run>, Option<Halt>) {
+    ) -> (Vec<ActivityRun>, Option<Halt>) {
         let experiment = self.engine.experiment;
         let (own, context) = (&experiment.controls, &experiment.raw);
         let before = self.engine.apply_controls(level, ControlScope::Before, own, context, None).await;
@@ -331,8 +331,8 @@ impl<'a> Runner<'a> {
 
     /// Plays activities in order; background ones run alongside the next ones and are awaited at the
     /// end. The records keep the declaration order.
-    async fn play(&self, entries: &[ActivityEntry], phase: Phase) -> (Vec<Run>, Option<Halt>) {
-        let mut slots: Vec<Option<Run>> = entries.iter().map(|_| None).collect();
+    async fn play(&self, entries: &[ActivityEntry], phase: Phase) -> (Vec<ActivityRun>, Option<Halt>) {
+        let mut slots: Vec<Option<ActivityRun>> = entries.iter().map(|_| None).collect();
         let mut halt: Option<Halt> = None;
         let mut background = FuturesUnordered::new();
         for (index, entry) in entries.iter().enumerate() {
@@ -376,10 +376,10 @@ impl<'a> Runner<'a> {
     /// Stores a finished activity's record, or keeps the first reason to stop.
     fn keep(
         &self,
-        slots: &mut [Option<Run>],
+        slots: &mut [Option<ActivityRun>],
         halt: &mut Option<Halt>,
         index: usize,
-        result: Result<Run, Halt>,
+        result: Result<ActivityRun, Halt>,
         phase: Phase,
     ) {
         match result {
@@ -526,7 +526,7 @@ fn report_miss(prefix: &str, state: &SteadyState) {
     if state.steady_state_met {
         return;
     }
-    let name = state.probes.last().map(Run::name).unwrap_or_default();
+    let name = state.probes.last().map(ActivityRun::name).unwrap_or_default();
     tracing::warn!("{prefix}Steady state probe '{name}' is not in the given tolerance");
 }
 
@@ -576,8 +576,8 @@ mod tests {
         run_doc(doc, python, &NoControls, &[], CancellationToken::new(), tune).await
     }
 
-    fn names(runs: &[Run]) -> Vec<&str> {
-        runs.iter().map(Run::name).collect()
+    fn names(runs: &[ActivityRun]) -> Vec<&str> {
+        runs.iter().map(ActivityRun::name).collect()
     }
 
     #[tokio::test(start_paused = true)]

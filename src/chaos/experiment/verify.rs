@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::Halt;
 use super::control::Controls;
-use super::journal::{Journal, Run, SteadyState};
+use super::journal::{ActivityRun, Journal, SteadyState};
 use super::model::{ControlScope, Experiment};
 use super::provider::PythonProviders;
 use super::run::{Now, Runner, Sampling};
@@ -181,7 +181,10 @@ pub async fn run_verification(
 }
 
 /// Warm-up, method, duration of conditions, cool-down; stops at the first interruption.
-async fn conditions(runner: &Runner<'_>, verification: &Verification) -> (Vec<Run>, Result<(), Halt>) {
+async fn conditions(
+    runner: &Runner<'_>,
+    verification: &Verification,
+) -> (Vec<ActivityRun>, Result<(), Halt>) {
     let wait = |what: &'static str, d: Duration| async move {
         if !d.is_zero() {
             tracing::info!("{what} for {}s...", d.as_secs_f64());

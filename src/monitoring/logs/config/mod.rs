@@ -234,7 +234,7 @@ pub struct RecordEdit {
     /// `<record>` entries, in order.
     pub set: Vec<(String, RecordValue)>,
     /// `remove_keys` (comma-separated; record-accessor paths for `record_transformer`).
-    pub remove_keys: Vec<KeyPath>,
+    pub remove_keys: Vec<RecordPath>,
     /// `whitelist_keys`/`keep_keys` of `record_modifier`; `keep_keys` (with `renew_record`) of
     /// `record_transformer`.
     pub keep_keys: Option<Vec<String>>,
@@ -278,7 +278,7 @@ pub enum TemplatePart {
     /// Literal text.
     Text(String),
     /// `${record['key']}` (or a nested `['a']['b']`).
-    Record(KeyPath),
+    Record(RecordPath),
     /// `${tag}`.
     Tag,
     /// `${tag_parts[N]}`; negative N counts from the end.
@@ -293,12 +293,12 @@ pub enum TemplatePart {
 
 /// A record-accessor path: a plain key, `$.a.b`, or `$['a']['b']`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPath {
+pub struct RecordPath {
     /// The keys from the top of the record down.
     pub keys: Vec<String>,
 }
 
-impl KeyPath {
+impl RecordPath {
     /// A path of one top-level key.
     pub fn top(key: &str) -> Self {
         Self { keys: vec![key.to_string()] }
@@ -347,7 +347,7 @@ impl KeyPath {
     }
 }
 
-impl fmt::Display for KeyPath {
+impl fmt::Display for RecordPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.keys.len() == 1 { f.write_str(&self.keys[0]) } else { write!(f, "$.{}", self.keys.join(".")) }
     }
@@ -375,7 +375,7 @@ fn parse_bracket_keys(text: &str) -> Option<Vec<String>> {
 #[derive(Debug, Clone)]
 pub struct ParserFilter {
     /// `key_name`: the field to parse.
-    pub key_name: KeyPath,
+    pub key_name: RecordPath,
     /// `reserve_data`: keep the original fields (and the record when parsing fails).
     pub reserve_data: bool,
     /// `reserve_time`: keep the event's time even if the parsed data has one.
@@ -461,7 +461,7 @@ pub struct RewriteTagFilter {
 #[derive(Debug, Clone)]
 pub struct RewriteRule {
     /// `key`: the field tested.
-    pub key: KeyPath,
+    pub key: RecordPath,
     /// `pattern`.
     pub pattern: Regex,
     /// `tag`: the new tag, with `$N`, `${tag}`, `${tag_parts[N]}`, `__TAG__`, `__TAG_PARTS[N]__`.
@@ -577,13 +577,13 @@ mod tests {
 
     #[test]
     fn key_paths() {
-        assert_eq!(KeyPath::parse("$.a.b").unwrap().keys, ["a", "b"]);
-        assert_eq!(KeyPath::parse("$['a'][\"b c\"]").unwrap().keys, ["a", "b c"]);
-        assert_eq!(KeyPath::parse("message").unwrap().keys, ["message"]);
-        assert!(KeyPath::parse("$[a]").is_err());
+        assert_eq!(RecordPath::parse("$.a.b").unwrap().keys, ["a", "b"]);
+        assert_eq!(RecordPath::parse("$['a'][\"b c\"]").unwrap().keys, ["a", "b c"]);
+        assert_eq!(RecordPath::parse("message").unwrap().keys, ["message"]);
+        assert!(RecordPath::parse("$[a]").is_err());
         let mut record = serde_json::json!({"a": {"b": 1}, "c": 2}).as_object().unwrap().clone();
-        assert_eq!(KeyPath::parse("$.a.b").unwrap().get(&record), Some(&serde_json::json!(1)));
-        assert!(KeyPath::parse("$.a.b").unwrap().remove(&mut record));
+        assert_eq!(RecordPath::parse("$.a.b").unwrap().get(&record), Some(&serde_json::json!(1)));
+        assert!(RecordPath::parse("$.a.b").unwrap().remove(&mut record));
         assert_eq!(Value::Object(record), serde_json::json!({"a": {}, "c": 2}));
     }
 }

@@ -1,7 +1,7 @@
 //! `${…}` placeholders in `<record>` values: Ruby expressions (record_modifier, record_transformer with
 //! `enable_ruby`) or record_transformer's fixed placeholders, in the subset chaoslab implements.
 
-use super::{KeyPath, Template, TemplatePart, parse_bracket_keys};
+use super::{RecordPath, Template, TemplatePart, parse_bracket_keys};
 
 /// Which placeholder language a `<record>` value uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +60,9 @@ fn parse_placeholder(expr: &str, mode: PlaceholderMode) -> Result<TemplatePart, 
     if let Some(path) = expr.strip_prefix("record") {
         let keys = parse_bracket_keys(path);
         return match (mode, keys) {
-            (PlaceholderMode::Ruby, Some(keys)) => Ok(TemplatePart::Record(KeyPath { keys })),
+            (PlaceholderMode::Ruby, Some(keys)) => Ok(TemplatePart::Record(RecordPath { keys })),
             (PlaceholderMode::Plain, Some(keys)) if path.starts_with("[\"") && keys.len() == 1 => {
-                Ok(TemplatePart::Record(KeyPath { keys }))
+                Ok(TemplatePart::Record(RecordPath { keys }))
             }
             (PlaceholderMode::Plain, _) => Err(format!(
                 "record_transformer without enable_ruby only knows ${{record[\"key\"]}} (double quotes, one level); \
@@ -88,7 +88,7 @@ mod tests {
             t.parts,
             vec![
                 TemplatePart::Text("x ".into()),
-                TemplatePart::Record(KeyPath::top("a")),
+                TemplatePart::Record(RecordPath::top("a")),
                 TemplatePart::Text("-".into()),
                 TemplatePart::TagPart(-1),
                 TemplatePart::Text(" ".into()),

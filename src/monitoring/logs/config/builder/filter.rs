@@ -8,8 +8,8 @@ use crate::monitoring::logs::config::placeholders::{PlaceholderMode, parse_templ
 use crate::monitoring::logs::config::regex::ruby_regex;
 use crate::monitoring::logs::config::syntax::Element;
 use crate::monitoring::logs::config::{
-    Directive, DirectiveKind, Fault, Filter, KeyPath, ParseFormat, ParseTime, ParserFilter, RecordEdit,
-    RecordFlavour, RecordValue,
+    Directive, DirectiveKind, Fault, Filter, ParseFormat, ParseTime, ParserFilter, RecordEdit, RecordFlavour,
+    RecordPath, RecordValue,
 };
 
 impl Builder {
@@ -92,7 +92,7 @@ impl Builder {
     fn record_modifier(&mut self, section: &mut Section<'_>) -> Result<RecordEdit, Fault> {
         let set = self.record_entries(section, PlaceholderMode::Ruby, false)?;
         let remove_keys =
-            section.list("remove_keys").unwrap_or_default().iter().map(|k| KeyPath::top(k)).collect();
+            section.list("remove_keys").unwrap_or_default().iter().map(|k| RecordPath::top(k)).collect();
         let keep_keys = section.list("whitelist_keys").or_else(|| section.list("keep_keys"));
         for unsupported in ["prepare_value", "char_encoding"] {
             if let Some(param) = section.param(unsupported) {
@@ -123,7 +123,7 @@ impl Builder {
         if let Some(param) = section.param("remove_keys") {
             for key in split_list(&param.value) {
                 remove_keys
-                    .push(KeyPath::parse(&key).map_err(|reason| section.invalid(&param.origin, reason))?);
+                    .push(RecordPath::parse(&key).map_err(|reason| section.invalid(&param.origin, reason))?);
             }
         }
         let keep_keys = section.list("keep_keys");
@@ -150,8 +150,8 @@ impl Builder {
 
     fn parser_filter(&mut self, section: &mut Section<'_>) -> Result<ParserFilter, Fault> {
         let key_param = section.required("key_name")?;
-        let key_name =
-            KeyPath::parse(&key_param.value).map_err(|reason| section.invalid(&key_param.origin, reason))?;
+        let key_name = RecordPath::parse(&key_param.value)
+            .map_err(|reason| section.invalid(&key_param.origin, reason))?;
         let reserve_data = section.bool("reserve_data", false)?;
         let reserve_time = section.bool("reserve_time", false)?;
         let remove_key_name_field = section.bool("remove_key_name_field", false)?;

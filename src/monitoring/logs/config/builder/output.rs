@@ -6,8 +6,8 @@ use super::{Builder, LabelRef};
 use crate::monitoring::logs::config::regex::ruby_regex;
 use crate::monitoring::logs::config::syntax::Element;
 use crate::monitoring::logs::config::{
-    Directive, DirectiveKind, ElasticsearchOutput, Fault, Inject, InjectTime, KafkaOutput, KeyPath, Output,
-    RewriteRule, RewriteTagFilter,
+    Directive, DirectiveKind, ElasticsearchOutput, Fault, Inject, InjectTime, KafkaOutput, Output,
+    RecordPath, RewriteRule, RewriteTagFilter,
 };
 
 impl Builder {
@@ -237,7 +237,7 @@ impl Builder {
         for rule in section.children("rule") {
             let mut rule_section = Section::new(rule);
             let key_param = rule_section.required("key")?;
-            let key = KeyPath::parse(&key_param.value)
+            let key = RecordPath::parse(&key_param.value)
                 .map_err(|reason| rule_section.invalid(&key_param.origin, reason))?;
             let pattern_param = rule_section.required("pattern")?;
             let pattern = ruby_regex(&pattern_param.value)
