@@ -595,9 +595,10 @@ async fn orders_go_through_a_real_postgresql_store() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut flow = orders_flow();
-    // Other tests may share this database: never reverse their pending orders.
+    // Other tests may share this database: never reverse their pending orders (ten years, the most a flow
+    // allows).
     flow.configure::<chaoslab::orders::order_reverser::OrderReverserConfig>(|r| {
-        r.expired_order_minutes = 100 * 365 * 24 * 60
+        r.expired_order_minutes = 10 * 365 * 24 * 60
     });
     let handle = start(flow, dir.path(), Some(url.clone())).await;
     let addr = handle.http_addr;
