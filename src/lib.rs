@@ -45,6 +45,7 @@ pub mod config;
 pub mod kernel;
 pub mod monitoring;
 pub mod orders;
+pub mod process_mining;
 pub mod reasoning;
 pub mod runner;
 pub mod sinks;
