@@ -32,13 +32,20 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<crate::monitoring::log_router::LogRouterConfig>(),
     KindEntry::of::<crate::monitoring::metrics_store::MetricsStoreConfig>(),
     KindEntry::of::<crate::reasoning::incident_reasoner::IncidentReasonerConfig>(),
+    KindEntry::of::<crate::process_mining::event_source::EventSourceConfig>(),
+    KindEntry::of::<crate::process_mining::heuristics_miner::HeuristicsMinerConfig>(),
+    KindEntry::of::<crate::process_mining::conformance::ConformanceConfig>(),
 ];
 
 /// The reference pipeline, compiled into the binary.
 pub const REFERENCE_FLOW: &str = include_str!("../flows/reference.toml");
 
+/// The process-mining study's flow, compiled into the binary.
+pub const PROCESS_MINING_FLOW: &str = include_str!("../flows/process-mining.toml");
+
 /// Flows an `extends` may name without a path.
-pub const BUILTIN_FLOWS: &[(&str, &str)] = &[("reference.toml", REFERENCE_FLOW)];
+pub const BUILTIN_FLOWS: &[(&str, &str)] =
+    &[("reference.toml", REFERENCE_FLOW), ("process-mining.toml", PROCESS_MINING_FLOW)];
 
 /// The built-in reference pipeline.
 pub fn reference_flow() -> Result<Flow, ProblemsError> {

@@ -41,6 +41,17 @@ pub struct KafkaClusterConfig {
     /// cargo feature `kafka`).
     #[serde(default)]
     pub bootstrap: Option<String>,
+    /// How often the controller refreshes lag (and enforces retention).
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    pub lag_interval: Duration,
+    /// Extra series of a topic's lag summed over partitions, `{consumergroup, topic}`, by metric name
+    /// (the process-mining study captures `Lag_Input_Topic = "input"`).
+    #[serde(default)]
+    pub lag_series: BTreeMap<String, String>,
+}
+
+fn five_seconds() -> Duration {
+    CONTROLLER_TICK
 }
 
 fn default_brokers() -> u32 {
@@ -98,6 +109,17 @@ impl ComponentKind for KafkaClusterConfig {
     }
 
     fn check(&self, cx: &mut CheckCx<'_>) {
+        cx.require(!self.lag_interval.is_zero(), "lag_interval", "must be more than 0");
+        for name in self.lag_series.keys() {
+            let ok = name.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            });
+            cx.require(
+                ok && !name.is_empty(),
+                &format!("lag_series.{name}"),
+                "is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+            );
+        }
         let n = self.brokers;
         if n == 0 {
             // The topics' replica counts are checked against the brokers once there are some.
@@ -190,14 +212,30 @@ impl ComponentKind for KafkaClusterConfig {
             })?;
         }
         let m = cx.metrics(name);
-        let lag = m.gauge_vec(
-            "bus_consumer_lag",
-            "Records not yet committed by a group, per partition.",
-            &["group", "topic", "partition"],
-        )?;
+        let lag = LagGauges {
+            bus: m.gauge_vec(
+                "bus_consumer_lag",
+                "Records not yet committed by a group, per partition.",
+                &["group", "topic", "partition"],
+            )?,
+            exporter: m.gauge_vec(
+                "kafka_consumergroup_lag",
+                "Records not yet committed by a group, per partition (kafka-exporter's name).",
+                &["consumergroup", "topic", "partition"],
+            )?,
+            series: self
+                .lag_series
+                .iter()
+                .map(|(metric, topic)| {
+                    let help = format!("Lag of each group on topic {topic}, summed over partitions.");
+                    Ok((topic.clone(), m.gauge_vec(metric, &help, &["consumergroup", "topic"])?))
+                })
+                .collect::<Result<_, crate::kernel::metrics::MetricsError>>()?,
+        };
         let rebalances = m.gauge_vec("bus_group_rebalances", "Rebalances of a group.", &["group"])?;
+        let every = self.lag_interval;
         cx.add_as(name, "kafka-controller", always, move |ctx| {
-            run_controller(ctx, client.clone(), lag.clone(), rebalances.clone())
+            run_controller(ctx, client.clone(), lag.clone(), rebalances.clone(), every)
         })
     }
 }
@@ -239,16 +277,35 @@ async fn real_cluster(servers: &str, _topics: &BTreeMap<String, TopicSection>) -
     anyhow::bail!("--kafka-brokers {servers}: built without the `kafka` feature")
 }
 
-/// How often the controller refreshes lag and enforces retention.
+/// How often the controller refreshes lag and enforces retention, unless the flow says otherwise.
 pub const CONTROLLER_TICK: Duration = Duration::from_secs(5);
 
 /// The groups whose lag the controller follows on a real cluster.
 const GROUPS: [(&str, &str); 2] =
     [("poke-order-consumer", "poke-orders"), ("order-updater", "poke-orders-state")];
 
-fn set_lag(gauge: &IntGaugeVec, group: &str, offsets: &[PartitionLag]) {
-    for p in offsets {
-        gauge.with_label_values(&[group, &p.topic, &p.partition.to_string()]).set(p.lag as i64);
+/// The lag series the controller keeps.
+#[derive(Clone)]
+pub struct LagGauges {
+    bus: IntGaugeVec,
+    exporter: IntGaugeVec,
+    series: Vec<(String, IntGaugeVec)>,
+}
+
+impl LagGauges {
+    fn set(&self, group: &str, offsets: &[PartitionLag]) {
+        let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
+        for p in offsets {
+            let partition = p.partition.to_string();
+            self.bus.with_label_values(&[group, &p.topic, &partition]).set(p.lag as i64);
+            self.exporter.with_label_values(&[group, &p.topic, &partition]).set(p.lag as i64);
+            *sums.entry(p.topic.as_str()).or_insert(0) += p.lag as i64;
+        }
+        for (topic, gauge) in &self.series {
+            if let Some(sum) = sums.get(topic.as_str()) {
+                gauge.with_label_values(&[group, topic]).set(*sum);
+            }
+        }
     }
 }
 
@@ -282,8 +339,9 @@ pub async fn run_broker(ctx: Ctx, bus: Bus, id: u32) -> anyhow::Result<()> {
 pub async fn run_controller(
     ctx: Ctx,
     bus: BusClient,
-    lag: IntGaugeVec,
+    lag: LagGauges,
     rebalances: IntGaugeVec,
+    every: Duration,
 ) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "serving");
     loop {
@@ -296,13 +354,13 @@ pub async fn run_controller(
                 for group in admin.list_groups() {
                     let Ok(desc) = admin.describe_group(&group) else { continue };
                     rebalances.with_label_values(&[&group]).set(desc.rebalances as i64);
-                    set_lag(&lag, &group, &desc.offsets);
+                    lag.set(&group, &desc.offsets);
                 }
             }
             None => {
                 for (group, topic) in GROUPS {
                     match bus.consumer_lag(group, topic).await {
-                        Ok(offsets) => set_lag(&lag, group, &offsets),
+                        Ok(offsets) => lag.set(group, &offsets),
                         Err(e) => tracing::debug!(component = %ctx.name, "lag of {group} unknown: {e}"),
                     }
                 }
@@ -311,7 +369,7 @@ pub async fn run_controller(
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(CONTROLLER_TICK) => {}
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -160,6 +160,16 @@ impl Supervisor {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Sets the start order (stop order is its reverse): the names given first, in that order, then any
+    /// others in the order they were added.
+    pub fn set_start_order(&self, first: &[String]) {
+        let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rest: Vec<String> = order.iter().filter(|n| !first.contains(n)).cloned().collect();
+        let mut new: Vec<String> = first.iter().filter(|n| order.contains(n)).cloned().collect();
+        new.append(&mut rest);
+        *order = new;
+    }
+
     /// Names in start order.
     pub fn names(&self) -> Vec<String> {
         self.order.lock().unwrap_or_else(PoisonError::into_inner).clone()

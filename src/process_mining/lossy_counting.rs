@@ -213,7 +213,11 @@ impl LossyCounting {
 
     /// Entries per table.
     pub fn sizes(&self) -> TableSizes {
-        TableSizes { activities: self.activities.len(), cases: self.cases.len(), relations: self.relations.len() }
+        TableSizes {
+            activities: self.activities.len(),
+            cases: self.cases.len(),
+            relations: self.relations.len(),
+        }
     }
 
     /// The counts by name.

@@ -36,14 +36,13 @@ pub fn places(g: &DependencyGraph) -> Vec<Place> {
     let choice_in = |b: &str, x: &str, y: &str| x != y && !g.concurrent(b, x, y, true);
     let valid = |(ins, outs): &Place| -> bool {
         ins.iter().all(|a| outs.iter().all(|b| edges.contains(&(a.clone(), b.clone()))))
-            && outs.iter().all(|b1| outs.iter().all(|b2| b1 == b2 || ins.iter().all(|a| choice_out(a, b1, b2))))
+            && outs
+                .iter()
+                .all(|b1| outs.iter().all(|b2| b1 == b2 || ins.iter().all(|a| choice_out(a, b1, b2))))
             && ins.iter().all(|a1| ins.iter().all(|a2| a1 == a2 || outs.iter().all(|b| choice_in(b, a1, a2))))
     };
-    let mut set: BTreeSet<Place> = edges
-        .iter()
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| ([a.clone()].into(), [b.clone()].into()))
-        .collect();
+    let mut set: BTreeSet<Place> =
+        edges.iter().filter(|(a, b)| a != b).map(|(a, b)| ([a.clone()].into(), [b.clone()].into())).collect();
     loop {
         let list: Vec<Place> = set.iter().cloned().collect();
         let mut grew = false;
@@ -62,9 +61,7 @@ pub fn places(g: &DependencyGraph) -> Vec<Place> {
     }
     let all: Vec<Place> = set.into_iter().collect();
     all.iter()
-        .filter(|p| {
-            !all.iter().any(|q| q != *p && p.0.is_subset(&q.0) && p.1.is_subset(&q.1))
-        })
+        .filter(|p| !all.iter().any(|q| q != *p && p.0.is_subset(&q.0) && p.1.is_subset(&q.1)))
         .cloned()
         .collect()
 }
@@ -90,10 +87,8 @@ impl Net {
             let t = net.add_transition(Some(a.clone()), Some(Uuid::from_u128(1 << 64 | i as u128)));
             ids.insert(a.clone(), t);
         }
-        let mut ps: Vec<(Vec<String>, Vec<String>)> = vec![
-            (Vec::new(), g.start.clone()),
-            (g.end.clone(), Vec::new()),
-        ];
+        let mut ps: Vec<(Vec<String>, Vec<String>)> =
+            vec![(Vec::new(), g.start.clone()), (g.end.clone(), Vec::new())];
         ps.extend(places(g).into_iter().map(|(i, o)| (i.into_iter().collect(), o.into_iter().collect())));
         let mut place_ids = Vec::new();
         for (n, (ins, outs)) in ps.iter().enumerate() {

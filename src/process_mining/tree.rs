@@ -107,7 +107,9 @@ impl Parser<'_> {
             };
             let label = body[..end].to_string();
             if label.trim().is_empty() {
-                return Err(self.error(start, "an activity label may not be empty (use tau for a silent step)"));
+                return Err(
+                    self.error(start, "an activity label may not be empty (use tau for a silent step)")
+                );
             }
             self.pos += end + 1;
             return Ok(ProcessTree::Activity(label));
@@ -119,7 +121,18 @@ impl Parser<'_> {
         let (op, len) = if rest.starts_with("->") {
             ("->", 2)
         } else if let Some(c) = rest.chars().next().filter(|c| matches!(c, 'X' | '+' | '*' | 'O')) {
-            (if c == 'X' { "X" } else if c == '+' { "+" } else if c == '*' { "*" } else { "O" }, 1)
+            (
+                if c == 'X' {
+                    "X"
+                } else if c == '+' {
+                    "+"
+                } else if c == '*' {
+                    "*"
+                } else {
+                    "O"
+                },
+                1,
+            )
         } else {
             return Err(self.error(start, "expected an activity in quotes, tau, or an operator ->( X( +( *("));
         };
@@ -146,7 +159,10 @@ impl Parser<'_> {
             "+" => ProcessTree::And(children),
             _ => {
                 if children.len() != 2 {
-                    return Err(self.error(start, format!("a loop *(do, redo) takes 2 children, got {}", children.len())));
+                    return Err(self.error(
+                        start,
+                        format!("a loop *(do, redo) takes 2 children, got {}", children.len()),
+                    ));
                 }
                 let redo = children.pop().unwrap_or(ProcessTree::Tau);
                 let body = children.pop().unwrap_or(ProcessTree::Tau);
@@ -349,11 +365,7 @@ impl ProcessTree {
 
 /// The causal part of a directly-follows relation.
 pub fn causal(follows: &BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
-    follows
-        .iter()
-        .filter(|(a, b)| a == b || !follows.contains(&(b.clone(), a.clone())))
-        .cloned()
-        .collect()
+    follows.iter().filter(|(a, b)| a == b || !follows.contains(&(b.clone(), a.clone()))).cloned().collect()
 }
 
 /// The directly-follows relation of a log.
@@ -393,9 +405,16 @@ mod tests {
             assert!(ProcessTree::builtin(name).is_some(), "{name}");
         }
         let xor = ProcessTree::builtin("xor").unwrap();
-        assert_eq!(xor.causal_edges(), edges(&[("A", "B"), ("A", "C"), ("A", "D"), ("B", "E"), ("C", "E"), ("D", "E")]));
+        assert_eq!(
+            xor.causal_edges(),
+            edges(&[("A", "B"), ("A", "C"), ("A", "D"), ("B", "E"), ("C", "E"), ("D", "E")])
+        );
         let and = ProcessTree::builtin("and").unwrap();
-        assert_eq!(and.causal_edges(), edges(&[("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")]), "B and C are parallel");
+        assert_eq!(
+            and.causal_edges(),
+            edges(&[("A", "B"), ("A", "C"), ("B", "D"), ("C", "D")]),
+            "B and C are parallel"
+        );
         let lp = ProcessTree::builtin("loop").unwrap();
         assert_eq!(lp.causal_edges(), edges(&[("A", "B"), ("B", "C"), ("C", "D"), ("D", "B"), ("C", "E")]));
         let o2c = ProcessTree::builtin("order-to-cash").unwrap();

@@ -66,12 +66,29 @@ pub struct RunSummary {
     pub kmeans: BTreeMap<String, Option<KMeansResult>>,
     /// The order services, when the flow runs them.
     pub orders: Option<OrdersSummary>,
+    /// The mined process models, by miner (when the flow mines).
+    pub process_models: BTreeMap<String, ProcessModelSummary>,
     /// Incidents the reasoner reported (when monitoring runs).
     pub incidents: Vec<crate::reasoning::incident_reasoner::IncidentSeen>,
     /// Faults applied and the incidents each explains; incidents no fault explains.
     pub ground_truth: crate::chaos::truth::GroundTruth,
     /// Trace size and digest.
     pub trace: TraceSummary,
+}
+
+/// What a heuristics miner produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessModelSummary {
+    /// Events its instances counted.
+    pub events: u64,
+    /// Models published.
+    pub refreshes: u64,
+    /// Activities and edges of the merged model.
+    pub activities: usize,
+    /// Edges of the merged model.
+    pub edges: usize,
+    /// The latest quality figures (with a conformance checker).
+    pub quality: Option<crate::process_mining::heuristics_miner::Quality>,
 }
 
 /// What the order services did.
@@ -155,6 +172,22 @@ impl RunSummary {
                 .map(|(n, probe)| (n.to_string(), probe.latest().and_then(|r| r.result)))
                 .collect(),
             orders,
+            process_models: p
+                .handles
+                .all::<crate::process_mining::heuristics_miner::ModelBoard>()
+                .into_iter()
+                .map(|(n, b)| {
+                    let g = b.model();
+                    let s = ProcessModelSummary {
+                        events: g.events,
+                        refreshes: b.refreshes(),
+                        activities: g.activities.len(),
+                        edges: g.edges.len(),
+                        quality: b.quality(),
+                    };
+                    (n.to_string(), s)
+                })
+                .collect(),
             incidents,
             ground_truth,
             trace,
@@ -251,6 +284,30 @@ impl RunSummary {
                 "  bus: {} records produced, {} fetched, {} offline partitions",
                 o.bus.records_produced, o.bus.records_fetched, o.bus.offline_partitions
             );
+        }
+        for (name, m) in &self.process_models {
+            let _ = write!(
+                s,
+                "  {name} process model: {} events, {} refreshes, {} activities, {} edges",
+                m.events, m.refreshes, m.activities, m.edges
+            );
+            match &m.quality {
+                Some(q) => {
+                    let opt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+                    let _ = writeln!(
+                        s,
+                        "; edge precision {:.3}, recall {:.3}; fitness {}, precision {} on {} held-out cases",
+                        q.edge_precision,
+                        q.edge_recall,
+                        opt(q.fitness),
+                        opt(q.precision),
+                        q.held_out
+                    );
+                }
+                None => {
+                    let _ = writeln!(s);
+                }
+            }
         }
         if !self.incidents.is_empty() || !self.ground_truth.faults.is_empty() {
             let _ = writeln!(s, "  incidents reported: {}", self.incidents.len());

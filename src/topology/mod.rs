@@ -98,7 +98,7 @@ impl Pipeline {
         // Inputs first: nothing is written unless every component's inputs are good.
         let cx = InputCx { mode: opts.mode, flow: &flow };
         let mut problems = Vec::new();
-        for name in flow.start_order() {
+        for name in flow.build_order() {
             if let Err(e) = flow.components[name].config.check_inputs(name, &cx) {
                 problems.push(format!("{name}: {e:#}"));
             }
@@ -134,7 +134,7 @@ impl Pipeline {
         }
         let http_faults = Arc::new(HttpFaults::new(opts.seed.stream("http-faults")));
         let mut handles = Handles::default();
-        for name in flow.start_order() {
+        for name in flow.build_order() {
             let entry = &flow.components[name];
             let parts = BuildParts {
                 mode: opts.mode,
@@ -158,6 +158,9 @@ impl Pipeline {
                 anyhow::bail!("internal: {name} ({}) lists {missing} but did not add it", entry.kind());
             }
         }
+        let start: Vec<String> =
+            flow.start_order().into_iter().flat_map(|n| flow.components[n].config.instances(n)).collect();
+        supervisor.set_start_order(&start);
         let env = FaultEnv {
             supervisor: supervisor.clone(),
             links: links.clone(),

@@ -223,23 +223,32 @@ impl Flow {
             .map(|(n, _)| n.as_str())
     }
 
-    /// The flow's components in start order: what each names first (ties by name), sources last.
+    /// The flow's components in build order: what each names first (ties by name).
+    pub fn build_order(&self) -> Vec<&str> {
+        self.ordered(false)
+    }
+
+    /// The flow's components in start order: what each names first (ties by name), sources last, so that
+    /// nothing is generated before its consumers run.
     pub fn start_order(&self) -> Vec<&str> {
+        self.ordered(true)
+    }
+
+    fn ordered(&self, sources_last: bool) -> Vec<&str> {
         let mut order: Vec<&str> = Vec::new();
         let mut placed: BTreeSet<&str> = BTreeSet::new();
-        for sources in [false, true] {
+        let phases: &[bool] = if sources_last { &[false, true] } else { &[false] };
+        for &sources in phases {
             loop {
                 let ready = self.components.iter().find(|(name, e)| {
-                    e.config.is_source() == sources
+                    (!sources_last || e.config.is_source() == sources)
                         && !placed.contains(name.as_str())
                         && e.config.references().iter().all(|r| {
                             self.owner_of(r.target).is_none_or(|t| {
-                                t == name.as_str()
-                                    || placed.contains(t)
-                                    || self
-                                        .components
-                                        .get(t)
-                                        .is_some_and(|te| te.config.is_source() && !sources)
+                                let later_source = sources_last
+                                    && !sources
+                                    && self.components.get(t).is_some_and(|te| te.config.is_source());
+                                t == name.as_str() || placed.contains(t) || later_source
                             })
                         })
                 });
