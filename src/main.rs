@@ -266,6 +266,16 @@ enum FlowCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The Heuristics Miner with Lossy Counting alone (and pybeamline beside it), its memory against ε, and
+    /// the mining path in sim.
+    Mining {
+        /// Events for the miner-alone run.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: usize,
+        /// Virtual time of the sim-path run (20 000 events per second).
+        #[arg(long = "sim-for", default_value = "60s", value_parser = humantime::parse_duration)]
+        sim_for: Duration,
+    },
     /// Sim throughput and time compression, live MQTT throughput, start-up time, memory.
     Pipeline {
         /// Records for the sim throughput run.
@@ -531,6 +541,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders } } => {
             chaoslab::bench::orders(requests, concurrency, sim_orders.max(1))
+        }
+        Command::Bench { command: BenchCommand::Mining { events, sim_for } } => {
+            chaoslab::bench::mining::run(events.max(1), sim_for)
         }
     }
 }

@@ -188,6 +188,12 @@ fn the_benchmarks_run_and_print_their_figures() {
     let out = text(&orders.stdout);
     assert!(out.contains("live API:          40 POST /orders/"), "{out}");
     assert!(out.contains("sim end to end:    50 orders"), "{out}");
+    let mining = chaoslab(&["bench", "mining", "--events", "20000", "--sim-for", "3s"]);
+    assert!(mining.status.success(), "{}", text(&mining.stderr));
+    let out = text(&mining.stdout);
+    for figure in ["miner alone:       20000 events", "pybeamline:", "tables at ε 0.0001", "sim path:"] {
+        assert!(out.contains(figure), "missing {figure:?} in:\n{out}");
+    }
 }
 
 #[test]

@@ -222,7 +222,8 @@ async fn the_model_api_serves_json_and_dot_live() {
     let model = common::http::eventually("a mined model with its quality", async || {
         let r = common::http::http_get(addr, "/api/process-model").await;
         let v = r.json();
-        (v["edges"].as_array().is_some_and(|e| e.len() == 14) && v["quality"]["edge_recall"] == 1.0).then_some(v)
+        (v["edges"].as_array().is_some_and(|e| e.len() == 14) && v["quality"]["edge_recall"] == 1.0)
+            .then_some(v)
     })
     .await;
     assert_eq!(model["quality"]["edge_precision"], 1.0, "{model}");

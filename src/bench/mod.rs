@@ -1,4 +1,4 @@
-//! `chaoslab bench pipeline`: the figures the project's targets are stated in, printed, not asserted.
+//! `chaoslab bench pipeline` (and `orders`; `mining` in [`mining`]): the figures the project's targets are stated in, printed, not asserted.
 //!
 //! 1. Sim throughput: sensor records per wall second through MQTT_BROKER → FLINK → ELASTICSEARCH with no
 //!    rate limit (target ≥ 1 M records/s/core).
@@ -6,6 +6,8 @@
 //! 3. Live: MQTT messages per second through the embedded broker (rumqttd behind our front port).
 //! 4. Live start-up until every component is running and ready (target < 300 ms).
 //! 5. Peak resident memory of each phase (target < 64 MB for the reference pipeline).
+
+pub mod mining;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
