@@ -257,6 +257,36 @@ mod tests {
     }
 
     #[test]
+    fn components_carry_a_namespace_and_labels_like_pods() {
+        let flow = crate::catalog::reference_flow().unwrap();
+        let flink = &flow.components["FLINK"];
+        assert_eq!((flink.namespace.as_str(), flink.labels["app"].as_str()), ("iot", "flink"));
+        assert_eq!(flow.components["KAFKA"].namespace, "kafka");
+        assert_eq!(flow.components["REASONER"].namespace, "monitoring");
+        let pm = parse_flow(super::PROCESS_MINING_FLOW, "pm.toml", None).unwrap();
+        let miner = &pm.components["HEURISTICS-MINER"];
+        assert_eq!(
+            (miner.namespace.as_str(), miner.labels["app"].as_str()),
+            ("kafka", "heuristics-miner-flink")
+        );
+        let text = REFERENCE_FLOW.replace(
+            "[components.FLINK]\n",
+            "[components.FLINK]\nnamespace = \"Bad_NS\"\nlabels = { tier = \"-x\", app = \"flink-job\" }\n",
+        );
+        let found = problems(&text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("components.FLINK.namespace: \"Bad_NS\" is not a namespace name")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("components.FLINK.labels.tier: \"-x\" is not a label value")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn name_collisions_and_cycles_are_refused() {
         let text =
             format!("{REFERENCE_FLOW}\n[components.KAFKA-1]\nkind = \"document-index\"\ndir = \"x\"\n");

@@ -325,6 +325,8 @@ async fn health_components_and_index_api() {
     let kind_of = |name: &str| list.iter().find(|c| c["name"] == name).map(|c| c["kind"].clone());
     assert_eq!(kind_of("FLINK"), Some(Value::from("count-window-average")));
     assert_eq!(kind_of("MQTT_BROKER"), Some(Value::from("mqtt-broker")));
+    let flink = list.iter().find(|c| c["name"] == "FLINK").unwrap();
+    assert_eq!((&flink["namespace"], &flink["labels"]["app"]), (&Value::from("iot"), &Value::from("flink")));
 
     // Two windows of 10 records (the first device has hundreds of rows in a row).
     eventually("two FLINK windows in the index", async || {

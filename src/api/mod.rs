@@ -159,7 +159,10 @@ async fn components(State(p): State<Arc<Pipeline>>) -> Json<Value> {
         .into_iter()
         .map(|(name, h)| {
             let kind = p.supervisor.kind_of(&name).unwrap_or_default();
-            json!({"name": name, "kind": kind, "health": h})
+            let entry = p.flow.owner_of(&name).and_then(|o| p.flow.components.get(o));
+            let (namespace, labels) =
+                entry.map(|e| (e.namespace.clone(), e.labels.clone())).unwrap_or_default();
+            json!({"name": name, "kind": kind, "namespace": namespace, "labels": labels, "health": h})
         })
         .collect();
     Json(Value::Array(list))

@@ -101,6 +101,7 @@ impl KafkaClusterConfig {
 
 impl ComponentKind for KafkaClusterConfig {
     const KIND: &'static str = "kafka-cluster";
+    const NAMESPACE: &'static str = "kafka";
 
     fn instances(&self, name: &str) -> Vec<String> {
         let mut names: Vec<String> = (1..=self.broker_count()).map(|i| format!("{name}-{i}")).collect();

@@ -96,6 +96,7 @@ fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<std::net::Tc
 
 impl ComponentKind for LogRouterConfig {
     const KIND: &'static str = "log-router";
+    const NAMESPACE: &'static str = "monitoring";
 
     fn references(&self) -> Vec<Reference<'_>> {
         let mut refs = vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::To)];

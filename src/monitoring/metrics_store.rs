@@ -87,6 +87,7 @@ pub struct MetricsStoreHandle {
 
 impl ComponentKind for MetricsStoreConfig {
     const KIND: &'static str = "metrics-store";
+    const NAMESPACE: &'static str = "monitoring";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::To)]

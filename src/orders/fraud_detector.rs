@@ -58,6 +58,7 @@ fn three() -> u32 {
 
 impl ComponentKind for FraudDetectorConfig {
     const KIND: &'static str = "fraud-detector";
+    const NAMESPACE: &'static str = "orders";
 
     fn instances(&self, name: &str) -> Vec<String> {
         (0..self.replicas).map(|i| format!("{name}-{i}")).collect()

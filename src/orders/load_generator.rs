@@ -60,6 +60,7 @@ impl LoadGeneratorConfig {
 
 impl ComponentKind for LoadGeneratorConfig {
     const KIND: &'static str = "load-generator";
+    const NAMESPACE: &'static str = "orders";
     const SOURCE: bool = true;
 
     /// The load runs once: a normal end is final, a crash starts the plan over (like re-running the

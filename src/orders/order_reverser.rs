@@ -46,6 +46,7 @@ fn two_seconds() -> Duration {
 
 impl ComponentKind for OrderReverserConfig {
     const KIND: &'static str = "order-reverser";
+    const NAMESPACE: &'static str = "orders";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![

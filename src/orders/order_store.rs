@@ -38,6 +38,7 @@ fn default_file() -> PathBuf {
 
 impl ComponentKind for OrderStoreConfig {
     const KIND: &'static str = "order-store";
+    const NAMESPACE: &'static str = "orders";
 
     fn check(&self, cx: &mut CheckCx<'_>) {
         cx.relative_path("file", &self.file);

@@ -38,6 +38,7 @@ fn five_seconds() -> Duration {
 
 impl ComponentKind for OrderUpdaterConfig {
     const KIND: &'static str = "order-updater";
+    const NAMESPACE: &'static str = "orders";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![

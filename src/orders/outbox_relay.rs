@@ -12,7 +12,6 @@ use serde_json::json;
 use super::order_api::{OrderApiConfig, PublishMode};
 use super::service::{Orders, millis};
 use crate::kernel::component::Ctx;
-use crate::kernel::component::RestartPolicy;
 use crate::topology::BuildCx;
 use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::topology::flow::{ComponentEntry, Flow};
@@ -35,6 +34,7 @@ fn two_seconds() -> Duration {
 
 impl ComponentKind for OutboxRelayConfig {
     const KIND: &'static str = "outbox-relay";
+    const NAMESPACE: &'static str = "orders";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![
@@ -117,7 +117,7 @@ pub fn set_publish(flow: &mut Flow, mode: PublishMode) {
             bus: api.bus.clone(),
             produce_timeout: api.produce_timeout,
         };
-        flow.components
-            .insert(relay, ComponentEntry { config: Box::new(config), restart: RestartPolicy::default() });
+        let entry = ComponentEntry::new(&relay, Box::new(config));
+        flow.components.insert(relay, entry);
     }
 }

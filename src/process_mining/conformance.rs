@@ -74,6 +74,7 @@ const MAX_OPEN: usize = 100_000;
 
 impl ComponentKind for ConformanceConfig {
     const KIND: &'static str = "conformance";
+    const NAMESPACE: &'static str = "kafka";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![

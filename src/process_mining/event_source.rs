@@ -180,6 +180,7 @@ impl EventSourceConfig {
 
 impl ComponentKind for EventSourceConfig {
     const KIND: &'static str = "event-source";
+    const NAMESPACE: &'static str = "kafka";
     const SOURCE: bool = true;
 
     fn references(&self) -> Vec<Reference<'_>> {

@@ -225,6 +225,7 @@ impl ModelBoard {
 
 impl ComponentKind for HeuristicsMinerConfig {
     const KIND: &'static str = "heuristics-miner";
+    const NAMESPACE: &'static str = "kafka";
 
     fn instances(&self, name: &str) -> Vec<String> {
         match self.parallelism {

@@ -74,6 +74,7 @@ pub struct ReasonerHandle {
 
 impl ComponentKind for IncidentReasonerConfig {
     const KIND: &'static str = "incident-reasoner";
+    const NAMESPACE: &'static str = "monitoring";
 
     fn references(&self) -> Vec<Reference<'_>> {
         let mut refs = vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::From)];

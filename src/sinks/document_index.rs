@@ -37,6 +37,7 @@ fn default_dir() -> PathBuf {
 
 impl ComponentKind for DocumentIndexConfig {
     const KIND: &'static str = "document-index";
+    const NAMESPACE: &'static str = "iot";
 
     fn check(&self, cx: &mut CheckCx<'_>) {
         cx.relative_path("dir", &self.dir);

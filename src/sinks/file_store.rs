@@ -36,6 +36,7 @@ pub struct StoreRoot(pub PathBuf);
 
 impl ComponentKind for FileStoreConfig {
     const KIND: &'static str = "file-store";
+    const NAMESPACE: &'static str = "iot";
 
     fn check(&self, cx: &mut CheckCx<'_>) {
         cx.relative_path("dir", &self.dir);

@@ -70,6 +70,7 @@ fn fifteen_seconds() -> Duration {
 
 impl ComponentKind for QualityGateConfig {
     const KIND: &'static str = "quality-gate";
+    const NAMESPACE: &'static str = "iot";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![Reference::new("broker", &self.broker, &["mqtt-broker"], Hop::From)]

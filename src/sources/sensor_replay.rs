@@ -95,6 +95,7 @@ pub fn load_dataset(flow: &Flow, spec: &str) -> anyhow::Result<Dataset> {
 
 impl ComponentKind for SensorReplayConfig {
     const KIND: &'static str = "sensor-replay";
+    const NAMESPACE: &'static str = "iot";
     const SOURCE: bool = true;
 
     fn references(&self) -> Vec<Reference<'_>> {

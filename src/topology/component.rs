@@ -59,6 +59,10 @@ pub trait ComponentKind: DeserializeOwned + Clone + fmt::Debug + Send + Sync + '
     /// to stop when a run drains.
     const SOURCE: bool = false;
 
+    /// The namespace its components get when the flow gives none (`iot`, `kafka`, `orders`, `monitoring`),
+    /// as pods have one in the reference deployments.
+    const NAMESPACE: &'static str = "default";
+
     /// The restart policy when the flow gives none.
     fn default_restart() -> RestartPolicy {
         RestartPolicy::default()
@@ -98,6 +102,8 @@ pub trait DynComponent: Send + Sync + fmt::Debug {
     fn kind(&self) -> &'static str;
     /// [`ComponentKind::SOURCE`].
     fn is_source(&self) -> bool;
+    /// [`ComponentKind::NAMESPACE`].
+    fn namespace(&self) -> &'static str;
     /// [`ComponentKind::default_restart`].
     fn default_restart(&self) -> RestartPolicy;
     /// [`ComponentKind::instances`].
@@ -126,6 +132,9 @@ impl<T: ComponentKind> DynComponent for T {
     }
     fn is_source(&self) -> bool {
         T::SOURCE
+    }
+    fn namespace(&self) -> &'static str {
+        T::NAMESPACE
     }
     fn default_restart(&self) -> RestartPolicy {
         T::default_restart()

@@ -71,6 +71,7 @@ fn one_second() -> Duration {
 
 impl ComponentKind for CountWindowAverageConfig {
     const KIND: &'static str = "count-window-average";
+    const NAMESPACE: &'static str = "iot";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![

@@ -55,6 +55,7 @@ fn one_second() -> Duration {
 
 impl ComponentKind for MqttIngestConfig {
     const KIND: &'static str = "mqtt-ingest";
+    const NAMESPACE: &'static str = "iot";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![

@@ -60,6 +60,7 @@ fn default_dir() -> PathBuf {
 
 impl ComponentKind for KmeansConfig {
     const KIND: &'static str = "kmeans";
+    const NAMESPACE: &'static str = "iot";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![Reference::new("input", &self.input, &["file-store"], Hop::From)]

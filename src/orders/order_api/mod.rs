@@ -72,6 +72,7 @@ fn two_seconds() -> std::time::Duration {
 
 impl ComponentKind for OrderApiConfig {
     const KIND: &'static str = "order-api";
+    const NAMESPACE: &'static str = "orders";
 
     fn references(&self) -> Vec<Reference<'_>> {
         vec![

@@ -63,9 +63,23 @@ pub struct ComponentEntry {
     pub config: Box<dyn DynComponent>,
     /// Restart behaviour under the supervisor.
     pub restart: RestartPolicy,
+    /// Kubernetes-style namespace (default: the kind's area).
+    pub namespace: String,
+    /// Kubernetes-style labels (default: `app = <lower-case name>`), which every instance carries.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl ComponentEntry {
+    /// An entry with the kind's defaults (for components added by code).
+    pub fn new(name: &str, config: Box<dyn DynComponent>) -> ComponentEntry {
+        ComponentEntry {
+            restart: config.default_restart(),
+            namespace: config.namespace().to_string(),
+            labels: [("app".to_string(), name.to_lowercase())].into(),
+            config,
+        }
+    }
+
     /// The kind name.
     pub fn kind(&self) -> &'static str {
         self.config.kind()

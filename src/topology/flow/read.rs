@@ -450,18 +450,80 @@ fn read_component(
         Some(v) => c.read::<RestartPolicy>(&at.key("restart"), v),
         None => None,
     };
+    let namespace = match table.remove("namespace") {
+        Some(v) => c.read::<String>(&at.key("namespace"), v),
+        None => None,
+    };
+    if let Some(ns) = &namespace
+        && let Err(e) = check_dns_label(ns)
+    {
+        c.error(at.key("namespace"), e);
+    }
+    let labels = match table.remove("labels") {
+        Some(v) => c.read::<BTreeMap<String, String>>(&at.key("labels"), v),
+        None => None,
+    };
+    for (k, v) in labels.iter().flatten() {
+        if let Err(e) = check_label(k, v) {
+            c.error(at.key("labels").key(k.clone()), e);
+        }
+    }
     let (parsed, unknown) = (entry.parse)(toml::Value::Table(table));
     for key in unknown {
         c.error(join(&at, &key), format!("unknown key for a {kind}"));
     }
     match parsed {
         Ok(config) => {
-            let restart = restart.unwrap_or_else(|| config.default_restart());
-            Some(ComponentEntry { config, restart })
+            let mut entry = ComponentEntry::new(name, config);
+            if let Some(r) = restart {
+                entry.restart = r;
+            }
+            if let Some(ns) = namespace {
+                entry.namespace = ns;
+            }
+            entry.labels.extend(labels.unwrap_or_default());
+            Some(entry)
         }
         Err((path, message)) => {
             c.error(join(&at, &path), message);
             None
         }
     }
+}
+
+/// A namespace: a DNS label (lower-case letters, digits, `-`; at most 63; starting and ending alphanumeric).
+fn check_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"))
+    }
+}
+
+/// A label as Kubernetes takes one: an optional `prefix/` and a name of letters, digits, `-_.` (at most 63),
+/// and a value of the same (possibly empty).
+fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let word = |w: &str, empty_ok: bool| {
+        (empty_ok || !w.is_empty())
+            && w.len() <= 63
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && w.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+            && w.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+    };
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let prefix_ok = key.split_once('/').is_none_or(|(p, _)| !p.is_empty() && p.len() <= 253);
+    if !prefix_ok || !word(name, false) {
+        return Err(format!(
+            "{key:?} is not a label key ([prefix/]name: letters, digits, '-', '_', '.'; at most 63)"
+        ));
+    }
+    if !word(value, true) {
+        return Err(format!("{value:?} is not a label value (letters, digits, '-', '_', '.'; at most 63)"));
+    }
+    Ok(())
 }

@@ -57,6 +57,7 @@ pub struct EmbeddedHandle(pub Arc<EmbeddedBroker>);
 
 impl ComponentKind for MqttBrokerConfig {
     const KIND: &'static str = "mqtt-broker";
+    const NAMESPACE: &'static str = "iot";
 
     fn check(&self, cx: &mut CheckCx<'_>) {
         cx.require(self.session_queue > 0, "session_queue", "must be at least 1");
