@@ -243,3 +243,31 @@ async fn the_model_api_serves_json_and_dot_live() {
     }
     handle.stop().await.unwrap();
 }
+
+#[test]
+fn the_order_services_own_event_log_is_mined_too() {
+    // A miner on the reference flow's `poke-order-events`: the orders' lifecycle as the services log it.
+    let text = format!(
+        "{}\n[components.ORDER-MINER]\nkind = \"heuristics-miner\"\nbus = \"KAFKA\"\ntopic = \"poke-order-events\"\nmodel_topic = \"order-models\"\noutput = \"order-model\"\ngroup = \"order-miner\"\nrefresh = 50\nepsilon = 0.001\n",
+        chaoslab::catalog::REFERENCE_FLOW
+    );
+    let mut f = parse_flow(&text, "orders.toml", None).unwrap();
+    f.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK"]);
+    f.configure::<chaoslab::orders::load_generator::LoadGeneratorConfig>(|l| l.orders = 60);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Run::new(f).out(dir.path()).seed(4).sim(5 * MIN).unwrap();
+    let m = &s.process_models["ORDER-MINER"];
+    assert!(m.events >= 300, "{m:?}");
+    let model: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("order-model.json")).unwrap()).unwrap();
+    let edges: Vec<(String, String)> = model["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["from"].as_str().unwrap().to_string(), e["to"].as_str().unwrap().to_string()))
+        .collect();
+    let truth = chaoslab::process_mining::tree::ProcessTree::builtin("poke-order").unwrap().causal_edges();
+    assert!(edges.contains(&("order created".into(), "order success".into())), "{edges:?}");
+    assert!(edges.iter().all(|e| truth.contains(e)), "every mined edge is the lifecycle's: {edges:?}");
+    assert_eq!(model["start"], json!(["order created"]));
+}

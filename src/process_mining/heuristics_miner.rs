@@ -6,7 +6,8 @@
 //! partitions, and their models are merged (counts summed, the graph mined again) as the seed's job merges
 //! its parallel models. Every `refresh` events an instance publishes its counts to `model_topic` and to the
 //! component's [`ModelBoard`], which serves `GET /api/process-model` (JSON) and
-//! `GET /api/process-model.dot`, and writes `<out>/process-model.json` and `.dot` when the run stops.
+//! `GET /api/process-model.dot`, and writes `<out>/process-model.json` and `.dot` (`output`) when the
+//! run stops.
 //!
 //! State is the job's: lost on a crash unless `checkpoint` is set. With a checkpoint interval the job saves
 //! its tables and commits its offsets together, as Flink does, and a restarted instance resumes from the
@@ -88,6 +89,13 @@ pub struct HeuristicsMinerConfig {
     /// Checkpoint interval (none: state is lost on a crash).
     #[serde(default, with = "humantime_serde")]
     pub checkpoint: Option<Duration>,
+    /// Where the final model goes under the run's output directory (`.json` and `.dot` are added).
+    #[serde(default = "output")]
+    pub output: std::path::PathBuf,
+}
+
+fn output() -> std::path::PathBuf {
+    "process-model".into()
 }
 
 fn input() -> String {
@@ -262,6 +270,19 @@ impl ComponentKind for HeuristicsMinerConfig {
         if self.checkpoint.is_some_and(|d| d.is_zero()) {
             cx.error("checkpoint", "must be more than 0");
         }
+        cx.relative_path("output", &self.output);
+        let me = cx.name().to_string();
+        let clash = cx
+            .flow()
+            .each::<HeuristicsMinerConfig>()
+            .find(|(n, m)| **n != me && m.output == self.output)
+            .map(|(n, _)| n.clone());
+        if let Some(other) = clash {
+            cx.error(
+                "output",
+                format!("{other} writes {} too; give each miner its own", self.output.display()),
+            );
+        }
     }
 
     /// Provides its [`ModelBoard`], its routes and a flush writing the final model.
@@ -270,7 +291,8 @@ impl ComponentKind for HeuristicsMinerConfig {
             ModelBoard { inner: Arc::default(), variant: self.variant, thresholds: self.thresholds() };
         cx.provide(name, board.clone());
         cx.provide(name, HttpRoutes(routes(board.clone())));
-        let (json_path, dot_path) = (cx.out_path("process-model.json"), cx.out_path("process-model.dot"));
+        let (json_path, dot_path) =
+            (cx.out_path(self.output.with_extension("json")), cx.out_path(self.output.with_extension("dot")));
         let written = board.clone();
         cx.provide(
             name,
