@@ -25,7 +25,9 @@
 //!   [`analytics`] (`kmeans`), [`orders`] (`order-store`, `order-api`, `outbox-relay`, `fraud-detector`,
 //!   `order-updater`, `order-reverser`, `load-generator`), [`monitoring`] (`log-router`, `metrics-store`,
 //!   with the TSDB, PromQL, rules, Alertmanager and Fluentd libraries) and [`reasoning`]
-//!   (`incident-reasoner`, with the knowledge graph, signal history and FP-growth).
+//!   (`incident-reasoner`, with the knowledge graph, signal history and FP-growth), and [`process_mining`]
+//!   (`event-source`, `heuristics-miner`, `conformance`, with process trees, the HM-LC tables, the
+//!   dependency graph and replay on Petri nets).
 //! - [`catalog`]: the one list that dispatches a flow's `kind = "…"` to its config type, and the flows
 //!   compiled into the binary.
 //! - [`chaos`]: the fault catalogue (faults as data), the native Chaos Toolkit engine, its providers, and
@@ -33,7 +35,7 @@
 //! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
 //!   swarm testing.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane.
-//! - [`bench`](mod@bench): `chaoslab bench …`, which prints figures.
+//! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining`, which print figures.
 
 pub mod analytics;
 pub mod api;

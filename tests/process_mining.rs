@@ -271,3 +271,17 @@ fn the_order_services_own_event_log_is_mined_too() {
     assert!(edges.iter().all(|e| truth.contains(e)), "every mined edge is the lifecycle's: {edges:?}");
     assert_eq!(model["start"], json!(["order created"]));
 }
+
+#[test]
+fn parallel_miners_split_the_partitions_and_their_models_merge() {
+    let mut f = light(flow());
+    f.configure::<HeuristicsMinerConfig>(|m| m.parallelism = 3);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Run::new(f).out(dir.path()).seed(8).sim(2 * MIN).unwrap();
+    let per: Vec<u64> = (0..3).map(|i| s.components[&format!("HEURISTICS-MINER-{i}")].records_in).collect();
+    assert!(per.iter().all(|n| *n > 0), "each instance mines its partition: {per:?}");
+    let m = &s.process_models["HEURISTICS-MINER"];
+    assert_eq!(m.events, per.iter().sum::<u64>(), "the merged counts cover every instance's events");
+    let q = m.quality.unwrap();
+    assert_eq!((q.edge_precision, q.edge_recall, q.fitness), (1.0, 1.0, Some(1.0)), "{q:?}");
+}

@@ -461,6 +461,10 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
             }
         }
     }
+    // A graceful stop (the end of a run) publishes what was counted since the last refresh.
+    if !tables.observed().is_multiple_of(p.cfg.refresh) {
+        publish_model(&ctx, &p, &tables, newest_ms).await;
+    }
     consumer.close();
     Ok(())
 }
