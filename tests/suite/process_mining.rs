@@ -3,7 +3,7 @@
 //! (and a checkpointed one keeps its model), the same seed gives the same model and figures, and bad input
 //! is named or counted.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

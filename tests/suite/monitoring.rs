@@ -2,7 +2,7 @@
 //! sim mode (signals, alerts, the incident report and its timings), mining over the signal history, and
 //! the live inputs (ingestion webhook, Fluentd HTTP and Forward inputs) and the authenticated graph API.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -68,7 +68,8 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
 
     // The report has the sample's shape, key for key.
     let sample: Value =
-        serde_json::from_str(include_str!("../src/reasoning/fixtures/sample_incident_report.json")).unwrap();
+        serde_json::from_str(include_str!("../../src/reasoning/fixtures/sample_incident_report.json"))
+            .unwrap();
     let (mut want, mut got) = (BTreeSet::new(), BTreeSet::new());
     shape(&sample, "$", &mut want);
     shape(r, "$", &mut got);

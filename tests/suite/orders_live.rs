@@ -8,7 +8,7 @@
 //! HTTP goes over a bare `TcpStream`, one request per connection. Every wait is bounded, so a broken
 //! service fails a test instead of hanging it; no test asserts how fast anything is.
 
-mod common;
+use crate::common;
 
 use common::http::{HttpResponse, WAIT, eventually, request};
 

@@ -1,7 +1,7 @@
 //! The fault catalogue on the reference pipeline in sim mode: each family takes effect where it should,
 //! faults compose and expire, and bad requests are refused with the reason.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! experiments, and the authenticated control plane of a live run (faults, provider calls,
 //! `/execute_experiment`).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

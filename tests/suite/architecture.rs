@@ -2,7 +2,7 @@
 //! outside the crate and dispatched by a catalog of its own, the determinism check catching a component
 //! that reads the wall clock, and swarm testing finding a seed that breaks an invariant.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

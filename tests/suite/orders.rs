@@ -1,6 +1,6 @@
 //! The Pokémon order services in sim mode: the reference's behaviour, its two weaknesses, and their fixes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

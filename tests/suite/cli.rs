@@ -1,7 +1,5 @@
 //! The command line as a user runs it: summaries, the shipped dataset, and clear errors on bad input.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -8,7 +8,7 @@
 //! FLUENT_LOGGER_PYTHON=.venv/bin/python cargo test --test forward_fluent_logger
 //! ```
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Sim-mode behaviour of the whole IoT path: determinism, faithful windows, link faults, supervision.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! when they are installed, and the `chaoslab` binary itself. Every wait is bounded, so a broken
 //! pipeline fails a test instead of hanging it; no test asserts how fast anything is.
 
-mod common;
+use crate::common;
 
 use common::http::{eventually, http_get};
 
