@@ -32,6 +32,8 @@
 //!   compiled into the binary.
 //! - [`chaos`]: the fault catalogue (faults as data), the native Chaos Toolkit engine, its providers, and
 //!   the ground truth that links faults to incidents.
+//! - [`mesh`]: Chaos Mesh's objects (chaos kinds, Schedule, Workflow) read from their YAML files and run
+//!   by controllers of its semantics against the components seen as pods.
 //! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
 //!   swarm testing.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane.
@@ -45,6 +47,7 @@ pub mod catalog;
 pub mod chaos;
 pub mod config;
 pub mod kernel;
+pub mod mesh;
 pub mod monitoring;
 pub mod orders;
 pub mod process_mining;

@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::experiment::ExperimentCommand,
     },
+    /// Chaos Mesh files (NetworkChaos, PodChaos, …, Schedule, Workflow): check them, run them in virtual time.
+    Mesh {
+        #[command(subcommand)]
+        command: cli::mesh::MeshCommand,
+    },
     /// Apply, list and remove faults on a running instance.
     Fault {
         #[command(subcommand)]
@@ -302,7 +307,8 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let sim = matches!(&cli.command, Command::Run(a) if a.sim)
-        || matches!(&cli.command, Command::Experiment { command } if command.is_sim());
+        || matches!(&cli.command, Command::Experiment { command } if command.is_sim())
+        || matches!(&cli.command, Command::Mesh { command } if command.is_sim());
     // A swarm's runs break things on purpose: their logs would bury the one line per failing seed.
     let swarm = matches!(&cli.command, Command::Swarm(_));
     init_logging(if swarm {
@@ -315,6 +321,7 @@ fn main() -> ExitCode {
     let coded = match cli.command {
         Command::Experiment { command } => Some(cli::experiment::execute(command)),
         Command::Fault { command } => Some(cli::fault::execute(command)),
+        Command::Mesh { command } => Some(cli::mesh::execute(command)),
         Command::Auth { command: AuthCommand::Hash } => Some(cli::fault::hash_from_stdin()),
         command => {
             if let Err(e) = execute(Cli { command }) {
@@ -374,7 +381,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Experiment { .. } | Command::Fault { .. } | Command::Auth { .. } => {
+        Command::Experiment { .. } | Command::Fault { .. } | Command::Mesh { .. } | Command::Auth { .. } => {
             unreachable!("handled in main")
         }
         Command::Mine(a) => {

@@ -38,6 +38,9 @@ pub struct FaultTruth {
     pub targets: Vec<String>,
     /// When it started.
     pub applied_at: String,
+    /// What asked for it (a Chaos Mesh object), when not a user directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// Incidents it explains, in time order; empty: undetected.
     pub detections: Vec<Detection>,
 }
@@ -78,6 +81,7 @@ pub fn ground_truth(faults: &[FaultRecord], incidents: &[IncidentSeen]) -> Groun
             kind: f.kind.clone(),
             targets: f.targets.clone(),
             applied_at: f.applied_at.clone(),
+            origin: f.origin.clone(),
             detections,
         });
     }
@@ -122,6 +126,7 @@ mod tests {
             ended_at: ended.map(str::to_owned),
             reason: None,
             output: serde_json::Value::Null,
+            origin: None,
         }
     }
 

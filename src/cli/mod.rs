@@ -3,6 +3,7 @@
 
 pub mod experiment;
 pub mod fault;
+pub mod mesh;
 
 use std::path::PathBuf;
 use std::time::Duration;

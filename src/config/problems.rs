@@ -337,6 +337,14 @@ impl FileProblems<'_> {
     pub fn file(&self) -> &str {
         self.file
     }
+
+    /// `file:line` of `key` (or `file` when its line is unknown), to point at it later.
+    pub fn place(&self, key: &KeyPath) -> String {
+        match self.locate.line_of(key) {
+            Some(line) => format!("{}:{line}", self.file),
+            None => self.file.to_string(),
+        }
+    }
 }
 
 /// Every problem of a check that found errors; `Display` prints one per line.

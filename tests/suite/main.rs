@@ -10,6 +10,7 @@ mod experiments;
 mod faults;
 mod forward_fluent_logger;
 mod live;
+mod mesh;
 mod monitoring;
 mod orders;
 mod orders_live;

@@ -83,6 +83,9 @@ pub struct FaultRecord {
     pub reason: Option<String>,
     /// What an instant fault returned (produced offsets, …).
     pub output: Value,
+    /// What asked for it, when not a user directly (`NetworkChaos default/network-delay`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 struct Active {
@@ -261,6 +264,51 @@ impl FaultManager {
                 _ => picked,
             }
         };
+        self.apply_fault(request, fault, targets, None).await
+    }
+
+    /// Applies a fault to targets chosen by the caller — links (`FROM->TO`) for network kinds,
+    /// components otherwise — recording `origin` (what asked for it, e.g. a Chaos Mesh object) with it.
+    /// The request's `target` and `mode` are not used for picking; each target must exist and suit the
+    /// kind.
+    pub async fn apply_to(
+        &self,
+        request: &FaultRequest,
+        targets: Vec<String>,
+        origin: &str,
+    ) -> Result<FaultRecord, ApplyError> {
+        let mut request = request.clone();
+        if request.target.is_none() {
+            request.target = Some(targets.join(","));
+        }
+        let fault = Fault::parse(&request)?;
+        if targets.is_empty() {
+            return Err(ApplyError::Invalid(FaultError::one("target: no targets")));
+        }
+        let allowed: Vec<String> = match fault.effect {
+            Effect::Net(..) => self.env().links.keys().cloned().collect(),
+            _ => self.candidates(fault.info.target).into_iter().map(|(n, _)| n).collect(),
+        };
+        let wrong: Vec<&str> = targets.iter().filter(|t| !allowed.contains(t)).map(String::as_str).collect();
+        if !wrong.is_empty() {
+            return Err(ApplyError::Invalid(FaultError::one(format!(
+                "target: {} cannot take {} (candidates: {})",
+                wrong.join(", "),
+                fault.info.name,
+                allowed.join(", ")
+            ))));
+        }
+        self.apply_fault(&request, fault, targets, Some(origin.to_owned())).await
+    }
+
+    async fn apply_fault(
+        &self,
+        request: &FaultRequest,
+        fault: Fault,
+        targets: Vec<String>,
+        origin: Option<String>,
+    ) -> Result<FaultRecord, ApplyError> {
+        let info = fault.info;
         let now = self.env().clock.now();
         let applied_ms = self.env().clock.elapsed().as_millis() as u64;
         let id = {
@@ -286,6 +334,7 @@ impl FaultManager {
             ended_at: None,
             reason: None,
             output: Value::Null,
+            origin,
         };
         if info.instant {
             record.output = self.instant(&fault, &targets).await.map_err(ApplyError::Failed)?;

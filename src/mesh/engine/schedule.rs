@@ -1,0 +1,122 @@
+//! A Schedule's controller, after Chaos Mesh's `controllers/schedule/{cron,gc}`: on every cron tick of the
+//! run's calendar clock (the first one strictly after the Schedule's creation) it creates
+//! `<schedule>-<n>`; under `Forbid` a tick is skipped while an earlier creation is still running
+//! (`ScheduleForbid`), under `Allow` they overlap; a tick handled later than `startingDeadlineSeconds` is
+//! missed (`MissedSchedule`); finished creations beyond `historyLimit` are forgotten, oldest first.
+//! Deleting the Schedule deletes what it created.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{BoxFuture, Engine, ObjectId, Phase};
+use crate::mesh::events::EventType;
+use crate::mesh::plan::{SchedulePlan, Spawn};
+
+impl Engine {
+    /// Runs a Schedule until it is deleted.
+    pub(super) async fn run_schedule(
+        self: Arc<Self>,
+        id: ObjectId,
+        plan: SchedulePlan,
+        stop: CancellationToken,
+    ) {
+        let clock = self.p.clock.clone();
+        let mut last = clock.now();
+        let mut created: Vec<ObjectId> = Vec::new();
+        let mut count = 0u64;
+        let mut children = Vec::new();
+        loop {
+            let Some(next) = plan.cron.next_after(last) else {
+                self.event(
+                    &id,
+                    EventType::Warning,
+                    "Failed",
+                    format!("{:?} has no next tick", plan.cron_text),
+                    vec![],
+                );
+                break;
+            };
+            let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
+            if !Self::wait(&stop, Some(wait)).await {
+                break;
+            }
+            last = next;
+            let late = (clock.now() - next).to_std().unwrap_or(Duration::ZERO);
+            if let Some(deadline) = plan.starting_deadline
+                && late > deadline
+            {
+                self.event(
+                    &id,
+                    EventType::Warning,
+                    "MissedSchedule",
+                    format!("missed scheduled time to start a job: {}", next.format("%Y-%m-%dT%H:%M:%SZ")),
+                    vec![],
+                );
+                continue;
+            }
+            if plan.forbid
+                && let Some(running) =
+                    created.iter().find(|c| self.phase(c).is_some_and(|p| p != Phase::Finished))
+            {
+                self.event(
+                    &id,
+                    EventType::Warning,
+                    "ScheduleForbid",
+                    format!("forbid spawning new job because: {} is still running", running.name),
+                    vec![running.key()],
+                );
+                continue;
+            }
+            count += 1;
+            let kind = match &plan.spawn {
+                Spawn::Chaos(c) => c.kind,
+                Spawn::Workflow(_) => "Workflow",
+            };
+            let child = id.child(kind, format!("{}-{count}", id.name));
+            let child_stop = self.register(&child, Some((&id, &stop)), false);
+            let me = self.clone();
+            let child_id = child.clone();
+            let future: BoxFuture = match &plan.spawn {
+                Spawn::Chaos(c) => {
+                    let c = (**c).clone();
+                    Box::pin(async move { me.run_chaos(child_id, c, false, child_stop).await })
+                }
+                Spawn::Workflow(w) => {
+                    let w = Arc::new((**w).clone());
+                    Box::pin(async move { me.run_workflow(child_id, w, child_stop).await })
+                }
+            };
+            self.event(
+                &id,
+                EventType::Normal,
+                "ScheduleSpawn",
+                format!("create new object: {}", child.name),
+                vec![child.key()],
+            );
+            children.push(tokio::spawn(future));
+            created.push(child);
+            self.collect_garbage(&mut created, plan.history_limit);
+        }
+        // What it created is deleted with it (their stop tokens are children of its own).
+        for child in children {
+            if let Err(e) = child.await {
+                tracing::warn!("a chaos created by {} failed: {e}", id.origin());
+            }
+        }
+        self.set_phase(&id, Phase::Finished);
+    }
+
+    /// Forgets the oldest finished creations beyond `limit` (running ones are kept).
+    fn collect_garbage(&self, created: &mut Vec<ObjectId>, limit: usize) {
+        while created.len() > limit {
+            let Some(pos) = created.iter().position(|c| self.phase(c).is_none_or(|p| p == Phase::Finished))
+            else {
+                break;
+            };
+            let old = created.remove(pos);
+            self.forget(&old);
+        }
+    }
+}

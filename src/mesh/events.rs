@@ -1,0 +1,140 @@
+//! Events like Chaos Mesh's: each one names an object, a reason (`Applied`, `Recovered`, `ScheduleSpawn`,
+//! `ScheduleForbid`, `NodeDeadlineExceed`, …), a message and the targets. They go to the trace (as
+//! `mesh.event`), to a counter (`chaoslab_mesh_events_total{reason}`), to `<out>/mesh-events.jsonl` (one
+//! JSON object per line) and to a list the API and the CLI read.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::IntCounterVec;
+use serde::Serialize;
+
+use crate::kernel::clock::Clock;
+use crate::kernel::metrics::Metrics;
+use crate::kernel::trace::Trace;
+
+/// The name of the events file in a run's output directory.
+pub const EVENTS_FILE: &str = "mesh-events.jsonl";
+
+/// `Normal` or `Warning`, as Kubernetes events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum EventType {
+    /// Things going as planned.
+    Normal,
+    /// Something failed or was skipped.
+    Warning,
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MeshEvent {
+    /// The run's calendar time (RFC 3339, milliseconds).
+    pub time: String,
+    /// Milliseconds since the run started.
+    pub elapsed_ms: u64,
+    /// The object's kind.
+    pub kind: String,
+    /// `namespace/name`.
+    pub object: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Why (Chaos Mesh's reason names).
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// The pods, links or objects concerned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+}
+
+/// Where events go.
+pub struct Events {
+    clock: Clock,
+    trace: Trace,
+    counter: Option<IntCounterVec>,
+    file: Mutex<Option<BufWriter<File>>>,
+    list: Mutex<Vec<MeshEvent>>,
+}
+
+impl Events {
+    /// Events of a run: the counter is registered in `metrics`, the file created in `out` (when given).
+    pub fn new(clock: Clock, trace: Trace, metrics: &Metrics, out: Option<&Path>) -> std::io::Result<Events> {
+        let counter = metrics
+            .scope("chaos-mesh")
+            .counter_vec("chaoslab_mesh_events_total", "Chaos Mesh events by reason.", &["reason"])
+            .ok();
+        let file = match out {
+            Some(dir) => Some(BufWriter::new(File::create(dir.join(EVENTS_FILE))?)),
+            None => None,
+        };
+        Ok(Events { clock, trace, counter, file: Mutex::new(file), list: Mutex::new(Vec::new()) })
+    }
+
+    /// Records one event.
+    pub fn emit(
+        &self,
+        kind: &str,
+        object: &str,
+        event_type: EventType,
+        reason: &str,
+        message: impl Into<String>,
+        targets: Vec<String>,
+    ) {
+        let event = MeshEvent {
+            time: self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            elapsed_ms: self.clock.elapsed().as_millis() as u64,
+            kind: kind.to_string(),
+            object: object.to_string(),
+            event_type,
+            reason: reason.to_string(),
+            message: message.into(),
+            targets,
+        };
+        match event.event_type {
+            EventType::Normal => {
+                tracing::info!("{} {} {}: {}", event.kind, event.object, event.reason, event.message)
+            }
+            EventType::Warning => {
+                tracing::warn!("{} {} {}: {}", event.kind, event.object, event.reason, event.message)
+            }
+        }
+        self.trace.emit("chaos-mesh", "mesh.event", &event);
+        if let Some(c) = &self.counter {
+            c.with_label_values(&[reason]).inc();
+        }
+        if let Some(file) = self.file.lock().unwrap_or_else(PoisonError::into_inner).as_mut()
+            && let Ok(line) = serde_json::to_string(&event)
+            && let Err(e) = writeln!(file, "{line}")
+        {
+            tracing::warn!("cannot write {EVENTS_FILE}: {e}");
+        }
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).push(event);
+    }
+
+    /// Every event so far, in order.
+    pub fn all(&self) -> Vec<MeshEvent> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The events of one object (`namespace/name`).
+    pub fn of(&self, object: &str) -> Vec<MeshEvent> {
+        self.list
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|e| e.object == object)
+            .cloned()
+            .collect()
+    }
+
+    /// Writes buffered lines to the file.
+    pub fn flush(&self) -> std::io::Result<()> {
+        match self.file.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}

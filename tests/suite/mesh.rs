@@ -1,0 +1,348 @@
+//! Chaos Mesh files run natively in sim mode: the study's Schedules fire on the even minutes of the run's
+//! calendar and make the miner lag, its Workflow behaves as Chaos Mesh's controllers make it (its cron
+//! Schedule node fires at most once), Forbid and Allow and historyLimit act as documented, bad files list
+//! every problem and start nothing, and the same seed writes the same events.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaoslab::catalog::{PROCESS_MINING_FLOW, parse_flow};
+use chaoslab::config::Problems;
+use chaoslab::mesh::engine::ObjectStatus;
+use chaoslab::mesh::events::MeshEvent;
+use chaoslab::mesh::select::pods_of_flow;
+use chaoslab::mesh::{Engine, Events, load_files};
+use chaoslab::process_mining::heuristics_miner::HeuristicsMinerConfig;
+use chaoslab::runner::Run;
+use chaoslab::topology::flow::Flow;
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn flow() -> Flow {
+    let mut f = parse_flow(PROCESS_MINING_FLOW, "process-mining.toml", None).unwrap();
+    f.configure::<chaoslab::process_mining::event_source::EventSourceConfig>(|s| {
+        s.rate_start = 400;
+        s.rate_end = 400;
+        s.cases = 50;
+    });
+    f.configure::<HeuristicsMinerConfig>(|m| {
+        m.throughput = 800;
+        m.refresh = 200;
+    });
+    f
+}
+
+/// A study file from `../shared/reference/chaosmeshwizard/experiments`.
+fn study(test: &str, name: &str) -> Option<PathBuf> {
+    let path = common::shared_dir()?.join("reference/chaosmeshwizard/experiments").join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        common::skip(test, &format!("{} is missing", path.display()));
+        None
+    }
+}
+
+/// What a sim run with Chaos Mesh files left: events, objects at the end, lag samples (second, value).
+struct Outcome {
+    events: Vec<MeshEvent>,
+    objects: Vec<ObjectStatus>,
+    lag: Vec<(u64, f64)>,
+    faults: Vec<chaoslab::chaos::faults::FaultRecord>,
+}
+
+/// Runs `files` on `flow` for `length`, creating the objects `delay` after the start.
+fn run(flow: Flow, files: &[PathBuf], seed: u64, delay: Duration, length: Duration, out: &Path) -> Outcome {
+    let mut problems = Problems::new();
+    let loaded = load_files(files, Some(&pods_of_flow(&flow)), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    let slot = Arc::new(Mutex::new(None));
+    let seen = slot.clone();
+    Run::new(flow)
+        .out(out)
+        .seed(seed)
+        .sim_with(move |p| async move {
+            let events = Arc::new(Events::new(p.clock.clone(), p.trace.clone(), &p.metrics, Some(&p.out))?);
+            let engine = Engine::new(p.clone(), events);
+            let start = p.clock.start();
+            tokio::time::sleep(delay).await;
+            for l in &loaded {
+                engine.create(l);
+            }
+            let mut lag = Vec::new();
+            for s in delay.as_secs()..length.as_secs() {
+                tokio::time::sleep_until(start + Duration::from_secs(s)).await;
+                let v = chaoslab::monitoring::query_value(&p, "sum(Lag_Input_Topic)").unwrap();
+                lag.push((s, v.as_f64().unwrap_or(0.0)));
+            }
+            let objects = engine.list();
+            engine.shutdown().await;
+            *seen.lock().unwrap() =
+                Some(Outcome { events: engine.events().all(), objects, lag, faults: p.faults.all() });
+            Ok(())
+        })
+        .unwrap();
+    slot.lock().unwrap().take().unwrap()
+}
+
+fn reasons<'a>(events: &'a [MeshEvent], reason: &str) -> Vec<&'a MeshEvent> {
+    events.iter().filter(|e| e.reason == reason).collect()
+}
+
+fn max_in(lag: &[(u64, f64)], from: u64, to: u64) -> f64 {
+    lag.iter().filter(|(s, _)| (from..to).contains(s)).map(|(_, v)| *v).fold(0.0, f64::max)
+}
+
+#[test]
+fn the_study_schedules_fail_the_miner_on_even_minutes_for_30s_and_it_lags() {
+    let Some(file) = study("single_schedules", "single_20.yaml") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(flow(), &[file], 5, Duration::ZERO, 7 * MIN, dir.path());
+    // The flow's calendar starts at 12:00:00; `*/2 * * * *` ticks strictly after the creation.
+    let spawned: Vec<&str> = reasons(&o.events, "ScheduleSpawn").iter().map(|e| e.time.as_str()).collect();
+    assert_eq!(spawned, ["2024-06-01T12:02:00.000Z", "2024-06-01T12:04:00.000Z", "2024-06-01T12:06:00.000Z"]);
+    let applied = reasons(&o.events, "Applied");
+    assert_eq!(applied.len(), 3, "{:?}", o.events);
+    for (i, e) in applied.iter().enumerate() {
+        assert_eq!(e.object, format!("default/pod-failure-20ms-{}", i + 1));
+        assert_eq!(e.targets, ["HEURISTICS-MINER"]);
+    }
+    let up: Vec<&str> = reasons(&o.events, "TimeUp").iter().map(|e| e.time.as_str()).collect();
+    assert_eq!(up, ["2024-06-01T12:02:30.000Z", "2024-06-01T12:04:30.000Z", "2024-06-01T12:06:30.000Z"]);
+    // Each failure is a process-failure fault of the miner, 30 s long, caused by its PodChaos.
+    let failures: Vec<_> = o.faults.iter().filter(|f| f.kind == "process-failure").collect();
+    assert_eq!(failures.len(), 3);
+    assert_eq!(failures[0].origin.as_deref(), Some("PodChaos default/pod-failure-20ms-1"));
+    // The lag rises during each failure and falls after it.
+    for minute in [2u64, 4, 6] {
+        let before = max_in(&o.lag, minute * 60 - 30, minute * 60);
+        let during = max_in(&o.lag, minute * 60 + 20, minute * 60 + 31);
+        assert!(during > before + 5_000.0, "minute {minute}: before {before}, during {during}: {:?}", o.lag);
+    }
+    // historyLimit 5: all three spawned objects are still listed, finished.
+    let spawned_objects: Vec<_> = o.objects.iter().filter(|s| s.kind == "PodChaos").collect();
+    assert_eq!(spawned_objects.len(), 3);
+    let written = std::fs::read_to_string(dir.path().join("mesh-events.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), o.events.len());
+}
+
+#[test]
+fn the_study_workflow_fires_at_most_once_as_in_chaos_mesh() {
+    let Some(file) = study("study_workflow", "pod_failure.yaml") else { return };
+    // `mesh check` warns with file and line: the Schedule node's 30 s deadline is shorter than its cron.
+    let mut problems = Problems::new();
+    load_files(std::slice::from_ref(&file), Some(&pods_of_flow(&flow())), &mut problems);
+    let warnings: Vec<String> = problems.warnings().map(ToString::to_string).collect();
+    let at = format!("{}:16:spec.templates[1].deadline", file.display());
+    assert!(warnings.iter().any(|w| w.contains(&at) && w.contains("fires at most once")), "{warnings:#?}");
+    assert!(warnings.iter().any(|w| w.contains("jitter") && w.contains("2.8")), "{warnings:#?}");
+    assert!(warnings.iter().any(|w| w.contains("type") && w.contains("PodChaos")), "{warnings:#?}");
+
+    // Started at 12:00:00, the node ends at 12:00:30, before the first tick at 12:02: nothing fails.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(flow(), std::slice::from_ref(&file), 1, Duration::ZERO, 7 * MIN, dir.path());
+    assert_eq!(reasons(&o.events, "ScheduleNeverFires").len(), 1, "{:#?}", o.events);
+    assert!(reasons(&o.events, "ScheduleSpawn").is_empty());
+    assert!(o.faults.is_empty(), "a zero delay injects nothing: {:?}", o.faults);
+    let accomplished = reasons(&o.events, "WorkflowAccomplished");
+    assert_eq!(accomplished.len(), 1);
+    assert_eq!(accomplished[0].time, "2024-06-01T12:06:00.000Z");
+
+    // Started at 12:01:45, the tick at 12:02:00 falls inside the 30 s: one failure, cut short at 12:02:15
+    // when the node's deadline deletes the Schedule and the chaos it created.
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(flow(), &[file], 1, Duration::from_secs(105), 9 * MIN, dir.path());
+    let spawned = reasons(&o.events, "ScheduleSpawn");
+    assert_eq!(spawned.len(), 1, "{:#?}", o.events);
+    assert_eq!(spawned[0].time, "2024-06-01T12:02:00.000Z");
+    let failures: Vec<_> = o.faults.iter().filter(|f| f.kind == "process-failure").collect();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].ended_at.as_deref(), Some("2024-06-01T12:02:15.000Z"));
+    let deadline: Vec<&str> =
+        reasons(&o.events, "NodeDeadlineExceed").iter().map(|e| e.targets[0].as_str()).collect();
+    assert!(deadline.contains(&"podfailure-1") && deadline.contains(&"parententry"), "{deadline:?}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn every_20s(policy: &str) -> String {
+    format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: Schedule\nmetadata:\n  name: overlap\n  namespace: kafka\n\
+         spec:\n  schedule: '@every 20s'\n  type: PodChaos\n  concurrencyPolicy: {policy}\n  historyLimit: 2\n  \
+         podChaos:\n    action: pod-failure\n    mode: one\n    duration: 50s\n    selector:\n      \
+         labelSelectors:\n        app: heuristics-miner-flink\n"
+    )
+}
+
+#[test]
+fn forbid_skips_allow_overlaps_and_history_is_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let forbid = write(dir.path(), "forbid.yaml", &every_20s("Forbid"));
+    let o = run(flow(), &[forbid], 2, Duration::ZERO, 3 * MIN, &dir.path().join("forbid"));
+    // Ticks at 20 s, 40 s, …: the first chaos runs 20–70 s, so 40 and 60 are forbidden, 80 spawns.
+    let spawn: Vec<u64> = reasons(&o.events, "ScheduleSpawn").iter().map(|e| e.elapsed_ms / 1000).collect();
+    assert_eq!(spawn, [20, 80, 140]);
+    let forbidden: Vec<u64> =
+        reasons(&o.events, "ScheduleForbid").iter().map(|e| e.elapsed_ms / 1000).collect();
+    assert_eq!(forbidden, [40, 60, 100, 120, 160]);
+    // historyLimit 2: the oldest finished one is forgotten once a third exists.
+    let listed: Vec<&str> =
+        o.objects.iter().filter(|s| s.kind == "PodChaos").map(|s| s.object.as_str()).collect();
+    assert_eq!(listed, ["kafka/overlap-2", "kafka/overlap-3"]);
+
+    let allow = write(dir.path(), "allow.yaml", &every_20s("Allow"));
+    let o = run(flow(), &[allow], 2, Duration::ZERO, 3 * MIN, &dir.path().join("allow"));
+    let spawn: Vec<u64> = reasons(&o.events, "ScheduleSpawn").iter().map(|e| e.elapsed_ms / 1000).collect();
+    assert_eq!(spawn, [20, 40, 60, 80, 100, 120, 140, 160]);
+    assert!(reasons(&o.events, "ScheduleForbid").is_empty());
+    // Overlapping failures of the same miner: at 65 s three are active at once.
+    let active_at = |ms: u64| {
+        let by = |reason: &str| reasons(&o.events, reason).iter().filter(|e| e.elapsed_ms <= ms).count();
+        by("Applied") - by("Recovered")
+    };
+    assert_eq!(active_at(65_000), 3);
+}
+
+fn chaoslab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+}
+
+#[test]
+fn bad_files_list_every_problem_and_start_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: lag\nspec:\n  action: delay\n  \
+         mode: fixed-percent\n  value: '150'\n  selector:\n    namespaces: [kafka]\n  delay:\n    latency: 20 ms\n  \
+         duration: soon\n---\napiVersion: chaos-mesh.org/v1alpha1\nkind: DNSChaos\nmetadata:\n  name: dns\nspec: {}\n\
+         ---\napiVersion: chaos-mesh.org/v1alpha1\nkind: Schedule\nmetadata:\n  name: cron\nspec:\n  schedule: '*/2 * *'\n  \
+         type: PodChaos\n  podChaos:\n    action: pod-kill\n    mode: one\n    selector: {}\n",
+    );
+    let out = dir.path().join("out");
+    let run = chaoslab()
+        .args(["mesh", "run", "--sim", "--for", "1m", "--out"])
+        .arg(&out)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let file = bad.display().to_string();
+    for expected in [
+        format!("{file}:8:spec.value: "),
+        format!("{file}:12:spec.delay.latency: "),
+        format!("{file}:13:spec.duration: "),
+        format!("{file}:16:kind: DNSChaos acts on"),
+        format!("{file}:26:spec.schedule: expected 5 fields"),
+    ] {
+        assert!(stderr.contains(&expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("nothing started"), "{stderr}");
+    assert!(!out.join("mesh-events.jsonl").exists(), "nothing ran");
+
+    let check = chaoslab().args(["mesh", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&check.stderr).lines().filter(|l| l.starts_with(&file)).count(), 5);
+}
+
+#[test]
+fn check_shows_what_each_selector_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "delay.yaml",
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: network-delay\nspec:\n  \
+         action: delay\n  mode: all\n  selector:\n    namespaces: [kafka]\n  delay:\n    latency: 20ms\n---\n\
+         apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: nothing\nspec:\n  action: pod-kill\n  \
+         mode: one\n  selector:\n    labelSelectors: {app: nobody}\n",
+    );
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/process-mining.toml");
+    let check = chaoslab().args(["mesh", "check", "--flow"]).arg(&flow).arg(&file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("NetworkChaos default/network-delay"), "{stdout}");
+    assert!(stdout.contains("heuristics-miner") && stdout.contains("event-source"), "{stdout}");
+    assert!(stdout.contains("spec: mode one of no pod"), "{stdout}");
+    let file = file.display().to_string();
+    assert!(stderr.contains(&format!("warning: {file}:20:spec.selector: selects no pod")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: {file}:11:spec.delay.latency: Chaos Mesh 2.7.0 to 2.7.3")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_same_seed_writes_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    // `mode: one` over every pod of the namespace: which pod, and so every event after, follows the seed.
+    let file = write(
+        dir.path(),
+        "random.yaml",
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: Schedule\nmetadata:\n  name: random-kill\n  namespace: kafka\n\
+         spec:\n  schedule: '@every 15s'\n  type: NetworkChaos\n  historyLimit: 3\n  networkChaos:\n    \
+         action: loss\n    mode: one\n    duration: 10s\n    selector: {}\n    loss:\n      loss: '50'\n",
+    );
+    let events = |seed: u64, name: &str| {
+        let out = dir.path().join(name);
+        let status = chaoslab()
+            .args([
+                "mesh",
+                "run",
+                "--sim",
+                "--for",
+                "2m",
+                "--trace",
+                "lifecycle",
+                "--seed",
+                &seed.to_string(),
+            ])
+            .args(["--flow", concat!(env!("CARGO_MANIFEST_DIR"), "/flows/process-mining.toml"), "--out"])
+            .arg(&out)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        std::fs::read(out.join("mesh-events.jsonl")).unwrap()
+    };
+    let a = events(11, "a");
+    let b = events(11, "b");
+    assert_eq!(a, b, "same seed, same bytes");
+    assert!(String::from_utf8_lossy(&a).lines().filter(|l| l.contains("\"Applied\"")).count() >= 6);
+    let others: Vec<Vec<u8>> = (12..14).map(|s| events(s, &format!("s{s}"))).collect();
+    assert!(others.iter().any(|o| *o != a), "another seed picks other pods");
+}
+
+#[test]
+fn the_shipped_files_are_valid_and_the_fixed_workflow_fails_the_miner_under_delay() {
+    let shipped: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/mesh"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(shipped.len() >= 2);
+    let mut problems = Problems::new();
+    let loaded = load_files(&shipped, Some(&pods_of_flow(&flow())), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    assert_eq!(loaded.len(), shipped.len());
+
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/mesh/miner-failures-under-delay.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(flow(), &[file], 4, Duration::ZERO, 5 * MIN, dir.path());
+    let spawned: Vec<&str> = reasons(&o.events, "ScheduleSpawn").iter().map(|e| e.time.as_str()).collect();
+    assert_eq!(spawned, ["2024-06-01T12:02:00.000Z", "2024-06-01T12:04:00.000Z"], "{:#?}", o.events);
+    let delays: Vec<_> = o.faults.iter().filter(|f| f.kind == "network-delay").collect();
+    assert_eq!(delays.len(), 1);
+    assert_eq!(delays[0].origin.as_deref(), Some("NetworkChaos kafka/failures-under-delay-kafka-delay"));
+    assert!(delays[0].targets.iter().any(|t| t.ends_with("->HEURISTICS-MINER")), "{:?}", delays[0].targets);
+    assert_eq!(o.faults.iter().filter(|f| f.kind == "process-failure").count(), 2);
+}
