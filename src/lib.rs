@@ -32,11 +32,13 @@
 //!   compiled into the binary.
 //! - [`chaos`]: the fault catalogue (faults as data), the native Chaos Toolkit engine, its providers, and
 //!   the ground truth that links faults to incidents.
-//! - [`mesh`]: Chaos Mesh's objects (chaos kinds, Schedule, Workflow) read from their YAML files and run
-//!   by controllers of its semantics against the components seen as pods.
+//! - [`mesh`]: Chaos Mesh's objects (chaos kinds, Schedule, Workflow, StatusCheck) read from their YAML
+//!   files and run by controllers of its semantics against the components seen as pods; every pipeline
+//!   owns an engine (`Pipeline::mesh`).
 //! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
 //!   swarm testing.
-//! - [`api`]: the HTTP API of a live run and its authenticated control plane.
+//! - [`api`]: the HTTP API of a live run and its authenticated control plane (faults, Chaos Toolkit
+//!   experiments, Chaos Mesh objects).
 //! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining`, which print figures.
 
 pub mod analytics;

@@ -8,6 +8,9 @@
 //!   pipeline, answering `{status_code, title, status, info, journal}` (the shape of dqualizer-ctk's
 //!   Resilience Execution API); `GET /experiments` and `GET /experiments/{id}` return journals.
 //!
+//! - Chaos Mesh objects: [`crate::api::mesh`] (`/api/experiments`, `/api/schedules`, `/api/workflows`,
+//!   `/api/events`, `/api/archives`).
+//!
 //! One experiment runs at a time unless configured otherwise (`409` meanwhile). `process` providers in
 //! submitted experiments may only run executables on the allow-list.
 
@@ -65,6 +68,7 @@ pub fn router(
     stop: CancellationToken,
 ) -> Router {
     let permits = config.max_concurrent.max(1);
+    let pipeline = p.clone();
     let control = Arc::new(Control {
         pipeline: p,
         config,
@@ -90,6 +94,7 @@ pub fn router(
         Some(r) => routes.merge(r),
         None => routes,
     };
+    let routes = routes.merge(crate::api::mesh::router(pipeline));
     routes.layer(axum::middleware::from_fn_with_state(credentials, require_auth))
 }
 

@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod mesh;
 pub mod reasoning;
 
 use std::collections::BTreeMap;

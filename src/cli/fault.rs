@@ -58,9 +58,18 @@ impl Target {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        self.request(method, path, body.map(|b| b.to_string().into_bytes())).await
+    }
+
+    /// Sends `body` as it is (JSON or YAML text) with the token; the answer as JSON (or as a string).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<(u16, Value)> {
         let headers: Vec<(HeaderName, String)> =
             self.token()?.map(|t| (AUTHORIZATION, format!("Bearer {t}"))).into_iter().collect();
-        let body = body.map(|b| b.to_string().into_bytes());
         let r = self.client()?.send_with_headers(method, path, body, &headers).await?;
         let value = serde_json::from_slice(&r.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&r.body).into_owned()));

@@ -3,13 +3,14 @@
 //! `mesh.event`), to a counter (`chaoslab_mesh_events_total{reason}`), to `<out>/mesh-events.jsonl` (one
 //! JSON object per line) and to a list the API and the CLI read.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use prometheus::IntCounterVec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::kernel::clock::Clock;
 use crate::kernel::metrics::Metrics;
@@ -19,7 +20,7 @@ use crate::kernel::trace::Trace;
 pub const EVENTS_FILE: &str = "mesh-events.jsonl";
 
 /// `Normal` or `Warning`, as Kubernetes events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     /// Things going as planned.
     Normal,
@@ -28,7 +29,7 @@ pub enum EventType {
 }
 
 /// One event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeshEvent {
     /// The run's calendar time (RFC 3339, milliseconds).
     pub time: String,
@@ -46,7 +47,7 @@ pub struct MeshEvent {
     /// What happened.
     pub message: String,
     /// The pods, links or objects concerned.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
 }
 
@@ -55,22 +56,31 @@ pub struct Events {
     clock: Clock,
     trace: Trace,
     counter: Option<IntCounterVec>,
+    /// Where the events file goes; it is created at the first event.
+    path: Option<PathBuf>,
     file: Mutex<Option<BufWriter<File>>>,
-    list: Mutex<Vec<MeshEvent>>,
+    list: Mutex<VecDeque<MeshEvent>>,
 }
 
+/// Events kept in memory (the file keeps them all).
+pub const MAX_KEPT: usize = 100_000;
+
 impl Events {
-    /// Events of a run: the counter is registered in `metrics`, the file created in `out` (when given).
-    pub fn new(clock: Clock, trace: Trace, metrics: &Metrics, out: Option<&Path>) -> std::io::Result<Events> {
+    /// Events of a run: the counter is registered in `metrics`; the file is created in `out` (when given)
+    /// at the first event, so a run without Chaos Mesh objects writes none.
+    pub fn new(clock: Clock, trace: Trace, metrics: &Metrics, out: Option<&Path>) -> Events {
         let counter = metrics
             .scope("chaos-mesh")
             .counter_vec("chaoslab_mesh_events_total", "Chaos Mesh events by reason.", &["reason"])
             .ok();
-        let file = match out {
-            Some(dir) => Some(BufWriter::new(File::create(dir.join(EVENTS_FILE))?)),
-            None => None,
-        };
-        Ok(Events { clock, trace, counter, file: Mutex::new(file), list: Mutex::new(Vec::new()) })
+        Events {
+            clock,
+            trace,
+            counter,
+            path: out.map(|dir| dir.join(EVENTS_FILE)),
+            file: Mutex::new(None),
+            list: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// Records one event.
@@ -105,29 +115,43 @@ impl Events {
         if let Some(c) = &self.counter {
             c.with_label_values(&[reason]).inc();
         }
-        if let Some(file) = self.file.lock().unwrap_or_else(PoisonError::into_inner).as_mut()
-            && let Ok(line) = serde_json::to_string(&event)
-            && let Err(e) = writeln!(file, "{line}")
-        {
-            tracing::warn!("cannot write {EVENTS_FILE}: {e}");
+        self.write(&event);
+        let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        if list.len() == MAX_KEPT {
+            list.pop_front();
         }
-        self.list.lock().unwrap_or_else(PoisonError::into_inner).push(event);
+        list.push_back(event);
     }
 
-    /// Every event so far, in order.
+    fn write(&self, event: &MeshEvent) {
+        let Some(path) = &self.path else { return };
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.is_none() {
+            match File::create(path) {
+                Ok(f) => *file = Some(BufWriter::new(f)),
+                Err(e) => {
+                    tracing::warn!("cannot create {}: {e}", path.display());
+                    return;
+                }
+            }
+        }
+        if let Some(f) = file.as_mut()
+            && let Ok(line) = serde_json::to_string(event)
+            && let Err(e) = writeln!(f, "{line}")
+        {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// The events kept (the last [`MAX_KEPT`]), in order.
     pub fn all(&self) -> Vec<MeshEvent> {
-        self.list.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
-    /// The events of one object (`namespace/name`).
-    pub fn of(&self, object: &str) -> Vec<MeshEvent> {
-        self.list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|e| e.object == object)
-            .cloned()
-            .collect()
+    /// The events of one object (`kind`, `namespace/name`).
+    pub fn of(&self, kind: &str, object: &str) -> Vec<MeshEvent> {
+        let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        list.iter().filter(|e| e.kind == kind && e.object == object).cloned().collect()
     }
 
     /// Writes buffered lines to the file.

@@ -1,6 +1,8 @@
 //! Chaos Mesh, natively: its objects (`NetworkChaos`, `PodChaos`, `TimeChaos`, `IOChaos`, `Schedule`,
-//! `Workflow`, …) read from the same YAML files and run against the pipeline's components seen as pods, with
-//! Chaos Mesh's controller semantics, in virtual time in sim mode.
+//! `Workflow`, `StatusCheck`, …) read from the same YAML files and run against the pipeline's components seen
+//! as pods, with Chaos Mesh's controller semantics, in virtual time in sim mode. Every pipeline owns an
+//! [`Engine`] (`Pipeline::mesh`); `chaoslab mesh`, the HTTP API and a flow's `[[mesh]]` files create objects
+//! in it.
 //!
 //! - [`duration`]: Go's duration syntax, which every Chaos Mesh duration uses;
 //! - [`cron`]: schedules as robfig/cron reads them (`croner` underneath);
@@ -9,7 +11,7 @@
 //! - [`load`]: reading files (every problem with file, line and key);
 //! - [`plan`]: an object compiled into faults of the catalogue, schedules and workflow nodes, with the
 //!   version traps as warnings;
-//! - [`engine`]: the controllers (chaos, Schedule, Workflow) as tasks of the run;
+//! - [`engine`]: the controllers (chaos, Schedule, Workflow, StatusCheck) as tasks of the run;
 //! - [`events`]: events like Chaos Mesh's, to the trace, metrics and `mesh-events.jsonl`.
 
 pub mod cron;

@@ -36,6 +36,64 @@ pub enum Plan {
     Schedule(SchedulePlan),
     /// A Workflow.
     Workflow(WorkflowPlan),
+    /// A standalone StatusCheck.
+    StatusCheck(StatusCheckPlan),
+}
+
+/// A status check: an HTTP request every `interval`, judged by its status code.
+#[derive(Clone, Debug)]
+pub struct StatusCheckPlan {
+    /// `Continuous` (true): runs until its duration or the failure threshold; `Synchronous`: ends at the
+    /// first threshold reached.
+    pub continuous: bool,
+    /// How long it runs (a workflow node's deadline replaces it).
+    pub duration: Option<Duration>,
+    /// Each request's timeout.
+    pub timeout: Duration,
+    /// Between requests.
+    pub interval: Duration,
+    /// Consecutive failures that fail it.
+    pub failure_threshold: u32,
+    /// Consecutive successes that make a Synchronous check succeed.
+    pub success_threshold: u32,
+    /// Records kept.
+    pub history_limit: usize,
+    /// The request.
+    pub http: HttpProbe,
+}
+
+/// The request of a status check.
+#[derive(Clone, Debug)]
+pub struct HttpProbe {
+    /// The URL as written.
+    pub url: String,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Headers, each value once.
+    pub headers: Vec<(String, String)>,
+    /// The body (`POST`).
+    pub body: Option<String>,
+    /// Accepted status codes, inclusive.
+    pub codes: (u16, u16),
+}
+
+impl HttpProbe {
+    /// The path when the URL names the run's own API (`/health`, `http://chaoslab/health`), which is
+    /// called in-process (in sim mode too); `None` for any other URL.
+    pub fn own_path(&self) -> Option<String> {
+        if self.url.starts_with('/') {
+            return Some(self.url.clone());
+        }
+        let rest =
+            self.url.strip_prefix("http://chaoslab").or_else(|| self.url.strip_prefix("https://chaoslab"))?;
+        match rest.chars().next() {
+            None => Some("/".into()),
+            Some('/') | Some('?') => {
+                Some(if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One chaos: which pods, for how long, doing what.
@@ -171,6 +229,13 @@ pub enum NodeBody {
     Chaos(Box<ChaosPlan>),
     /// A Schedule, deleted with what it created when the node's deadline passes.
     Schedule(Box<SchedulePlan>),
+    /// A status check; with `abort`, a failed one aborts the workflow.
+    StatusCheck {
+        /// The check.
+        check: Box<StatusCheckPlan>,
+        /// `abortWithStatusCheck`.
+        abort: bool,
+    },
 }
 
 impl Plan {
@@ -202,6 +267,7 @@ impl Plan {
             Plan::Chaos(c) => chaos("spec".into(), c, &mut out),
             Plan::Schedule(s) => schedule("spec".into(), s, &mut out),
             Plan::Workflow(w) => workflow(w, &mut out),
+            Plan::StatusCheck(_) => {}
         }
         out
     }
@@ -215,10 +281,7 @@ pub fn compile(object: &Object, pods: Option<&[Pod]>, p: &mut FileProblems<'_>) 
         Spec::Chaos(c) => cx.chaos(c, &spec, None).map(Plan::Chaos),
         Spec::Schedule(s) => cx.schedule(s, &spec, true).map(Plan::Schedule),
         Spec::Workflow(w) => cx.workflow(w, &spec).map(Plan::Workflow),
-        Spec::StatusCheck(_) => {
-            cx.error(KeyPath::root().key("kind"), "StatusCheck is not supported yet");
-            None
-        }
+        Spec::StatusCheck(c) => cx.status_check(c, &spec, None).map(Plan::StatusCheck),
     };
     if cx.errors > 0 { None } else { plan }
 }
@@ -795,7 +858,20 @@ impl Cx<'_, '_> {
                         continue;
                     }
                 },
-                "Task" | "StatusCheck" => {
+                "StatusCheck" => match &t.status_check {
+                    Some(c) => match self.status_check(c, &at.key("statusCheck"), deadline) {
+                        Some(check) => NodeBody::StatusCheck {
+                            check: Box::new(check),
+                            abort: t.abort_with_status_check.unwrap_or(false),
+                        },
+                        None => continue,
+                    },
+                    None => {
+                        self.error(at.key("statusCheck"), "a StatusCheck node needs `statusCheck`");
+                        continue;
+                    }
+                },
+                "Task" => {
                     self.error(
                         at.key("templateType"),
                         format!("{} nodes are not supported yet", t.template_type),
@@ -835,6 +911,101 @@ impl Cx<'_, '_> {
             return None;
         }
         Some(plan)
+    }
+
+    /// A status check at `at`; `deadline` (a workflow node's) replaces its duration.
+    fn status_check(
+        &mut self,
+        c: &super::schema::StatusCheckSpec,
+        at: &KeyPath,
+        deadline: Option<Duration>,
+    ) -> Option<StatusCheckPlan> {
+        let errors = self.errors;
+        let continuous = match c.mode.as_deref() {
+            None | Some("Synchronous") => false,
+            Some("Continuous") => true,
+            Some(other) => {
+                self.error(at.key("mode"), format!("{other:?} is not Synchronous or Continuous"));
+                false
+            }
+        };
+        if let Some(kind) = c.kind.as_deref()
+            && kind != "HTTP"
+        {
+            self.error(at.key("type"), format!("{kind:?}: HTTP is the only type"));
+        }
+        let duration = deadline.or_else(|| self.duration(c.duration.as_deref(), at.key("duration")));
+        if continuous && duration.is_none() && errors == self.errors {
+            self.warning(
+                at.key("duration"),
+                "a Continuous check without a duration runs until it fails or is deleted",
+            );
+        }
+        let positive = |cx: &mut Self, v: Option<i64>, key: &str, default: u32, max: i64| -> u32 {
+            match v {
+                None => default,
+                Some(n) if (1..=max).contains(&n) => n as u32,
+                Some(n) => {
+                    cx.error(at.key(key), format!("{n} is not between 1 and {max}"));
+                    default
+                }
+            }
+        };
+        let timeout = positive(self, c.timeout_seconds, "timeoutSeconds", 1, 86_400);
+        let interval = positive(self, c.interval_seconds, "intervalSeconds", 10, 86_400);
+        let failure_threshold = positive(self, c.failure_threshold, "failureThreshold", 3, 1_000_000);
+        let success_threshold = positive(self, c.success_threshold, "successThreshold", 1, 1_000_000);
+        let history_limit =
+            positive(self, c.records_history_limit, "recordsHistoryLimit", 100, 1000) as usize;
+        let Some(http) = &c.http else {
+            self.error(at.key("http"), "required (HTTP is the only type)");
+            return None;
+        };
+        let hat = at.key("http");
+        let method = http.method.clone().unwrap_or_else(|| "GET".into());
+        if method != "GET" && method != "POST" {
+            self.error(hat.key("method"), format!("{method:?} is not GET or POST"));
+        }
+        let own = !http.url.starts_with("http://")
+            && !http.url.starts_with("https://")
+            && !http.url.starts_with('/');
+        if own || http.url.parse::<hyper::Uri>().is_err() {
+            self.error(
+                hat.key("url"),
+                format!("{:?} is not an http(s) URL or a path of chaoslab's own API", http.url),
+            );
+        }
+        let code = &http.criteria.status_code;
+        let parse = |t: &str| t.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+        let codes = match code.split_once('-') {
+            Some((a, b)) => parse(a).zip(parse(b)).filter(|(a, b)| a <= b),
+            None => parse(code).map(|c| (c, c)),
+        };
+        let Some(codes) = codes else {
+            self.error(
+                hat.key("criteria").key("statusCode"),
+                format!("{code:?} is not a status code or an inclusive range (200, 200-399)"),
+            );
+            return None;
+        };
+        let headers = http
+            .headers
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| (name.clone(), v.clone())))
+            .collect();
+        if self.errors > errors {
+            return None;
+        }
+        Some(StatusCheckPlan {
+            continuous,
+            duration,
+            timeout: Duration::from_secs(timeout.into()),
+            interval: Duration::from_secs(interval.into()),
+            failure_threshold,
+            success_threshold,
+            history_limit,
+            http: HttpProbe { url: http.url.clone(), method, headers, body: http.body.clone(), codes },
+        })
     }
 
     /// The embedded chaos of a chaos template, which must be the one its type names.

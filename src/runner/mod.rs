@@ -209,10 +209,12 @@ impl Run {
         let opts = self.options(RunMode::Sim);
         // Wall time is measured around the simulation for the summary only; nothing inside reads it.
         let wall = std::time::Instant::now();
+        let mesh = load_flow_mesh(&self.flow)?;
         rt.block_on(async move {
             let pipeline = Arc::new(Pipeline::build(self.flow, opts).await?);
             let _log_time = crate::kernel::clock::log_with(pipeline.clock.clone());
             pipeline.start();
+            create_mesh(&pipeline, &mesh);
             script(pipeline.clone()).await?;
             let (drained, orders, trace) = finish(&pipeline, SIM_DRAIN).await?;
             Ok(RunSummary::collect(&pipeline, wall.elapsed().as_secs_f64(), drained, orders, trace))
@@ -235,6 +237,7 @@ impl Run {
         let mut opts = self.options(RunMode::Live);
         opts.api_base = Some(format!("http://{http_addr}"));
         let out = opts.out.clone();
+        let mesh = load_flow_mesh(&self.flow)?;
         let pipeline = Arc::new(Pipeline::build(self.flow, opts).await?);
         let mqtt_url = pipeline.handles.first::<MqttConnector>().and_then(|c| match c {
             MqttConnector::Live(url) => Some(url.clone()),
@@ -243,6 +246,7 @@ impl Run {
         tracing::info!(seed = pipeline.seed.0, "live run: HTTP at http://{http_addr}");
         let (credentials, control_token) = control_credentials(self.credentials.as_deref(), &out)?;
         pipeline.start();
+        create_mesh(&pipeline, &mesh);
         let http_stop = tokio_util::sync::CancellationToken::new();
         let mut control = self.control;
         control.journal_dir = Some(out.join("experiments"));
@@ -302,7 +306,34 @@ impl Run {
 }
 
 /// Drains the pipeline, takes the order summary while the store still runs, then stops everything.
+/// The objects of the flow's `[[mesh]]` files, read and checked before anything is built: every problem
+/// of every file is reported at once.
+fn load_flow_mesh(flow: &Flow) -> anyhow::Result<Vec<crate::mesh::Loaded>> {
+    if flow.mesh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files: Vec<std::path::PathBuf> = flow.mesh.iter().map(|m| flow.resolve(&m.file)).collect();
+    let mut problems = crate::config::Problems::new();
+    let loaded =
+        crate::mesh::load_files(&files, Some(&crate::mesh::select::pods_of_flow(flow)), &mut problems);
+    for w in problems.warnings() {
+        tracing::warn!("{w}");
+    }
+    problems.check()?;
+    Ok(loaded)
+}
+
+/// Creates the flow's Chaos Mesh objects in the started pipeline.
+fn create_mesh(p: &Arc<Pipeline>, loaded: &[crate::mesh::Loaded]) {
+    for l in loaded {
+        if let Err(e) = p.mesh.create(p, l) {
+            tracing::warn!("{}: {e}", l.object.origin);
+        }
+    }
+}
+
 async fn finish(p: &Pipeline, max: Duration) -> anyhow::Result<(bool, Option<OrdersSummary>, TraceSummary)> {
+    p.mesh.shutdown().await;
     let drained = p.drain(max).await;
     let orders = OrdersSummary::collect(p).await?;
     p.stop(drained).await?;
@@ -381,6 +412,7 @@ impl LiveHandle {
         for t in self.log_inputs {
             let _ = t.await;
         }
+        self.pipeline.mesh.shutdown().await;
         let drained = self.pipeline.drain(LIVE_DRAIN).await;
         let orders = OrdersSummary::collect(&self.pipeline).await?;
         self.pipeline.stop(drained).await?;

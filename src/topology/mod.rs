@@ -87,6 +87,8 @@ pub struct Pipeline {
     pub out: PathBuf,
     /// Applies and removes faults (`fault` command, `/api/faults`, experiments).
     pub faults: FaultManager,
+    /// Runs Chaos Mesh objects (`mesh` command, `/api/experiments`, the flow's `[[mesh]]` files).
+    pub mesh: crate::mesh::Engine,
 }
 
 impl Pipeline {
@@ -175,6 +177,8 @@ impl Pipeline {
             trace: trace.clone(),
         };
         let faults = FaultManager::new(env, &metrics, opts.seed)?;
+        let mesh =
+            crate::mesh::Engine::new(clock.clone(), trace.clone(), &metrics, opts.seed, Some(&opts.out));
         Ok(Pipeline {
             flow,
             mode: opts.mode,
@@ -187,6 +191,7 @@ impl Pipeline {
             handles,
             out: opts.out,
             faults,
+            mesh,
         })
     }
 

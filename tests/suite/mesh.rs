@@ -14,8 +14,8 @@ use chaoslab::catalog::{PROCESS_MINING_FLOW, parse_flow};
 use chaoslab::config::Problems;
 use chaoslab::mesh::engine::ObjectStatus;
 use chaoslab::mesh::events::MeshEvent;
+use chaoslab::mesh::load_files;
 use chaoslab::mesh::select::pods_of_flow;
-use chaoslab::mesh::{Engine, Events, load_files};
 use chaoslab::process_mining::heuristics_miner::HeuristicsMinerConfig;
 use chaoslab::runner::Run;
 use chaoslab::topology::flow::Flow;
@@ -66,12 +66,10 @@ fn run(flow: Flow, files: &[PathBuf], seed: u64, delay: Duration, length: Durati
         .out(out)
         .seed(seed)
         .sim_with(move |p| async move {
-            let events = Arc::new(Events::new(p.clock.clone(), p.trace.clone(), &p.metrics, Some(&p.out))?);
-            let engine = Engine::new(p.clone(), events);
             let start = p.clock.start();
             tokio::time::sleep(delay).await;
             for l in &loaded {
-                engine.create(l);
+                p.mesh.create(&p, l).unwrap();
             }
             let mut lag = Vec::new();
             for s in delay.as_secs()..length.as_secs() {
@@ -79,10 +77,10 @@ fn run(flow: Flow, files: &[PathBuf], seed: u64, delay: Duration, length: Durati
                 let v = chaoslab::monitoring::query_value(&p, "sum(Lag_Input_Topic)").unwrap();
                 lag.push((s, v.as_f64().unwrap_or(0.0)));
             }
-            let objects = engine.list();
-            engine.shutdown().await;
+            let objects = p.mesh.list();
+            p.mesh.shutdown().await;
             *seen.lock().unwrap() =
-                Some(Outcome { events: engine.events().all(), objects, lag, faults: p.faults.all() });
+                Some(Outcome { events: p.mesh.events(), objects, lag, faults: p.faults.all() });
             Ok(())
         })
         .unwrap();
@@ -195,8 +193,8 @@ fn forbid_skips_allow_overlaps_and_history_is_limited() {
     assert_eq!(forbidden, [40, 60, 100, 120, 160]);
     // historyLimit 2: the oldest finished one is forgotten once a third exists.
     let listed: Vec<&str> =
-        o.objects.iter().filter(|s| s.kind == "PodChaos").map(|s| s.object.as_str()).collect();
-    assert_eq!(listed, ["kafka/overlap-2", "kafka/overlap-3"]);
+        o.objects.iter().filter(|s| s.kind == "PodChaos").map(|s| s.name.as_str()).collect();
+    assert_eq!(listed, ["overlap-2", "overlap-3"]);
 
     let allow = write(dir.path(), "allow.yaml", &every_20s("Allow"));
     let o = run(flow(), &[allow], 2, Duration::ZERO, 3 * MIN, &dir.path().join("allow"));
@@ -289,8 +287,8 @@ fn the_same_seed_writes_the_same_events() {
         dir.path(),
         "random.yaml",
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: Schedule\nmetadata:\n  name: random-kill\n  namespace: kafka\n\
-         spec:\n  schedule: '@every 15s'\n  type: NetworkChaos\n  historyLimit: 3\n  networkChaos:\n    \
-         action: loss\n    mode: one\n    duration: 10s\n    selector: {}\n    loss:\n      loss: '50'\n",
+         spec:\n  schedule: '@every 10s'\n  type: NetworkChaos\n  historyLimit: 3\n  networkChaos:\n    \
+         action: loss\n    mode: one\n    duration: 5s\n    selector: {}\n    loss:\n      loss: '50'\n",
     );
     let events = |seed: u64, name: &str| {
         let out = dir.path().join(name);
@@ -300,7 +298,7 @@ fn the_same_seed_writes_the_same_events() {
                 "run",
                 "--sim",
                 "--for",
-                "2m",
+                "75s",
                 "--trace",
                 "lifecycle",
                 "--seed",
@@ -345,4 +343,182 @@ fn the_shipped_files_are_valid_and_the_fixed_workflow_fails_the_miner_under_dela
     assert_eq!(delays[0].origin.as_deref(), Some("NetworkChaos kafka/failures-under-delay-kafka-delay"));
     assert!(delays[0].targets.iter().any(|t| t.ends_with("->HEURISTICS-MINER")), "{:?}", delays[0].targets);
     assert_eq!(o.faults.iter().filter(|f| f.kind == "process-failure").count(), 2);
+}
+
+const MINER_FAILURE: &str = "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: miner-down\n  \
+                             namespace: kafka\nspec:\n  action: pod-failure\n  mode: one\n  selector:\n    \
+                             labelSelectors:\n      app: heuristics-miner-flink\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_instance_takes_objects_over_http_and_from_the_cli() {
+    use common::http::{WAIT, eventually, request_with};
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::new(flow()).out(dir.path().join("out")).seed(1).http_listen(([127, 0, 0, 1], 0).into());
+    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
+    let addr = h.http_addr;
+    let bearer = format!("Bearer {}", h.control_token.clone().unwrap());
+    let auth = [("Authorization", bearer.as_str())];
+    let yaml = |text: &'static str| Some(("application/yaml", text.as_bytes()));
+
+    let anonymous = request_with(addr, "POST", "/api/experiments", &[], yaml(MINER_FAILURE)).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(request_with(addr, "GET", "/api/events", &[], None).await.status, 401);
+    let bad = request_with(addr, "POST", "/api/experiments", &auth, yaml("apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata: {name: x}\nspec:\n  action: pod-kill\n  mode: most\n  selector: {}\n")).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.json()["problems"][0].as_str().unwrap().starts_with("request:6:spec.mode: unknown variant"),
+        "{}",
+        bad.body
+    );
+
+    let created = request_with(addr, "POST", "/api/experiments", &auth, yaml(MINER_FAILURE)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let uid = created.json()["created"][0]["uid"].as_str().unwrap().to_string();
+    let again = request_with(addr, "POST", "/api/experiments", &auth, yaml(MINER_FAILURE)).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let active = |body: &str| -> usize {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["active"].as_array().unwrap().iter().filter(|f| f["origin"] == "PodChaos kafka/miner-down").count()
+    };
+    eventually("the failure is applied", async || {
+        (active(&request_with(addr, "GET", "/api/faults", &auth, None).await.body) == 1).then_some(())
+    })
+    .await;
+    // Paused, its fault is recovered; started again, applied again.
+    let paused = request_with(addr, "PUT", &format!("/api/experiments/pause/{uid}"), &auth, None).await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    eventually("the pause recovers it", async || {
+        (active(&request_with(addr, "GET", "/api/faults", &auth, None).await.body) == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        request_with(addr, "PUT", &format!("/api/experiments/start/{uid}"), &auth, None).await.status,
+        200
+    );
+    eventually("the resume applies it again", async || {
+        (active(&request_with(addr, "GET", "/api/faults", &auth, None).await.body) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        request_with(addr, "DELETE", &format!("/api/experiments/{uid}"), &auth, None).await.status,
+        200
+    );
+    let archived = eventually("the deleted chaos is archived", async || {
+        let a = request_with(addr, "GET", "/api/archives", &auth, None).await.json();
+        a.as_array().unwrap().iter().find(|o| o["uid"] == uid.as_str()).cloned()
+    })
+    .await;
+    let reasons: Vec<&str> =
+        archived["events"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["Applied", "Recovered", "Paused", "Applied", "Recovered", "Deleted"]);
+    assert_eq!(active(&request_with(addr, "GET", "/api/faults", &auth, None).await.body), 0);
+
+    // The CLI: apply, list, events, delete.
+    let file = write(dir.path(), "schedule.yaml", &every_20s("Allow"));
+    let target = format!("http://{addr}");
+    let token = h.control_token.clone().unwrap();
+    let cli = move |args: &[&str]| {
+        let out = chaoslab()
+            .arg("mesh")
+            .args(args)
+            .args(["--target", &target, "--token", &token])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cli = std::sync::Arc::new(cli);
+    let run_cli = |args: Vec<String>| {
+        let cli = cli.clone();
+        async move {
+            tokio::task::spawn_blocking(move || cli(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+                .await
+                .unwrap()
+        }
+    };
+    let (code, out, err) = run_cli(vec!["apply".into(), file.display().to_string()]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Schedule kafka/overlap created"), "{out}");
+    let (_, listed, _) = run_cli(vec!["list".into()]).await;
+    assert!(
+        listed.contains("Schedule") && listed.contains("kafka/overlap") && listed.contains("running"),
+        "{listed}"
+    );
+    let (code, out, err) = run_cli(vec!["delete".into(), "kafka/overlap".into()]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    eventually("the CLI shows the deletion", async || {
+        let (code, events, _) = run_cli(vec!["events".into(), "Schedule/kafka/overlap".into()]).await;
+        (code == Some(0) && events.contains("Schedule kafka/overlap Deleted")).then_some(())
+    })
+    .await;
+    let (code, _, err) = run_cli(vec!["delete".into(), "nothing-like-it".into()]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no object \"nothing-like-it\""), "{err}");
+    tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
+}
+
+#[test]
+fn a_flow_applies_its_mesh_files_at_the_start_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "kill.yaml", MINER_FAILURE.replace("pod-failure", "pod-kill").as_str());
+    let text = format!("{PROCESS_MINING_FLOW}\n[[mesh]]\nfile = \"kill.yaml\"\n");
+    let mut f = parse_flow(&text, "flow.toml", Some(dir.path().to_path_buf())).unwrap();
+    f.configure::<HeuristicsMinerConfig>(|m| m.throughput = 800);
+    let summary = Run::new(f).out(dir.path().join("out")).seed(1).sim(Duration::from_secs(20)).unwrap();
+    assert_eq!(summary.components["HEURISTICS-MINER"].restarts, 1, "the pod-kill restarted the miner");
+    let events = std::fs::read_to_string(dir.path().join("out/mesh-events.jsonl")).unwrap();
+    assert!(events.contains("\"Applied\""), "{events}");
+
+    let missing = format!("{PROCESS_MINING_FLOW}\n[[mesh]]\nfile = \"nope.yaml\"\n");
+    let e = parse_flow(&missing, "flow.toml", Some(dir.path().to_path_buf())).unwrap_err().to_string();
+    assert!(e.contains("mesh[0].file") && e.contains("nope.yaml not found"), "{e}");
+    write(dir.path(), "bad.yaml", &MINER_FAILURE.replace("mode: one", "mode: few"));
+    let bad = format!("{PROCESS_MINING_FLOW}\n[[mesh]]\nfile = \"bad.yaml\"\n");
+    let f = parse_flow(&bad, "flow.toml", Some(dir.path().to_path_buf())).unwrap();
+    let e = Run::new(f).out(dir.path().join("out2")).sim(Duration::from_secs(5)).unwrap_err().to_string();
+    assert!(e.contains("bad.yaml:8:spec.mode"), "{e}");
+    assert!(!dir.path().join("out2").exists(), "nothing was built");
+}
+
+fn checked_failure(abort: bool) -> String {
+    format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: Workflow\nmetadata:\n  name: checked\n  namespace: kafka\nspec:\n  \
+         entry: all\n  templates:\n    - name: all\n      templateType: Parallel\n      deadline: 3m\n      \
+         children: [health, later]\n    - name: health\n      templateType: StatusCheck\n      \
+         abortWithStatusCheck: {abort}\n      statusCheck:\n        mode: Continuous\n        intervalSeconds: 10\n        \
+         failureThreshold: 2\n        http:\n          url: /health\n          criteria: {{statusCode: '200'}}\n    \
+         - name: later\n      templateType: Serial\n      children: [wait, fail]\n    - name: wait\n      \
+         templateType: Suspend\n      deadline: 25s\n    - name: fail\n      templateType: PodChaos\n      \
+         deadline: 2m\n      podChaos:\n        action: pod-failure\n        mode: one\n        selector:\n          \
+         labelSelectors: {{app: heuristics-miner-flink}}\n"
+    )
+}
+
+#[test]
+fn a_failing_status_check_aborts_the_workflow_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let abort = write(dir.path(), "abort.yaml", &checked_failure(true));
+    let o = run(flow(), &[abort], 3, Duration::ZERO, 4 * MIN, &dir.path().join("abort"));
+    let at =
+        |reason: &str| reasons(&o.events, reason).iter().map(|e| e.elapsed_ms / 1000).collect::<Vec<_>>();
+    // /health answers 503 from 25 s (the miner is down); the probes at 30 s and 40 s fail.
+    assert_eq!(at("StatusCheckFailing"), [30]);
+    assert_eq!(at("FailureThresholdExceed"), [40]);
+    assert_eq!(at("WorkflowAborted"), [40]);
+    assert!(at("WorkflowAccomplished").is_empty());
+    let failure = o.faults.iter().find(|f| f.kind == "process-failure").unwrap();
+    assert_eq!(failure.ended_at.as_deref(), Some("2024-06-01T12:00:40.000Z"), "the abort deleted the chaos");
+
+    let keep = write(dir.path(), "keep.yaml", &checked_failure(false));
+    let o = run(flow(), &[keep], 3, Duration::ZERO, 4 * MIN, &dir.path().join("keep"));
+    let at =
+        |reason: &str| reasons(&o.events, reason).iter().map(|e| e.elapsed_ms / 1000).collect::<Vec<_>>();
+    assert_eq!(at("FailureThresholdExceed"), [40]);
+    assert!(at("WorkflowAborted").is_empty());
+    assert_eq!(at("WorkflowAccomplished"), [145], "the workflow runs on: 25 s + 2 m");
+    let failure = o.faults.iter().find(|f| f.kind == "process-failure").unwrap();
+    assert_eq!(failure.ended_at.as_deref(), Some("2024-06-01T12:02:25.000Z"));
 }

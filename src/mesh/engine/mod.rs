@@ -1,31 +1,39 @@
 //! The engine: Chaos Mesh's controllers as tasks in the pipeline's runtime, so that in sim mode every
 //! schedule, deadline and duration runs in virtual time and the run is deterministic for its seed.
 //!
-//! - this file: the engine, the objects it runs (created, running, paused, finished) and a chaos's life:
-//!   select pods, apply the faults through the fault manager (each recorded with its Chaos Mesh object
-//!   as origin, so the ground truth names it), wait for the duration, recover;
+//! - this file: the engine a pipeline owns (`Pipeline::mesh`), the objects it runs (created, running,
+//!   paused, finished; each with a uid drawn from the seed) and a chaos's life: select pods, apply the
+//!   faults through the fault manager (each recorded with its Chaos Mesh object as origin, so the ground
+//!   truth names it), wait for the duration, recover; paused, its faults are recovered until it resumes;
 //! - [`schedule`]: cron ticks on the run's calendar clock, `Forbid`/`Allow`, missed ticks, history;
-//! - [`workflow`]: Serial, Parallel, Suspend, chaos and Schedule nodes, with deadlines that bound the
-//!   children.
+//! - [`workflow`]: Serial, Parallel, Suspend, chaos, Schedule and StatusCheck nodes, with deadlines that
+//!   bound the children;
+//! - [`status_check`]: HTTP checks, Synchronous or Continuous, with thresholds.
 
 mod schedule;
+mod status_check;
 mod workflow;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{EventType, Events};
+use super::events::{EventType, Events, MeshEvent};
 use super::load::Loaded;
 use super::plan::{ChaosPlan, Direction, Effect, Plan};
 use super::select::{self, Pod};
 use crate::chaos::faults::FaultRequest;
+use crate::kernel::clock::Clock;
+use crate::kernel::metrics::Metrics;
+use crate::kernel::seed::{Seed, SharedRng};
+use crate::kernel::trace::Trace;
 use crate::topology::Pipeline;
 
 /// A boxed future (the controllers call each other recursively).
@@ -63,7 +71,7 @@ impl ObjectId {
 pub enum Phase {
     /// Acting (or waiting for its next tick).
     Running,
-    /// Paused by the annotation.
+    /// Paused: its faults recovered, its schedule not firing.
     Paused,
     /// Done.
     Finished,
@@ -72,10 +80,14 @@ pub enum Phase {
 /// An object the engine runs, as listed.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObjectStatus {
+    /// Its uid (drawn from the run's seed).
+    pub uid: String,
     /// Its kind.
     pub kind: String,
-    /// `namespace/name`.
-    pub object: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
     /// The object that created it (a Schedule or a Workflow).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -85,67 +97,127 @@ pub struct ObjectStatus {
     pub created: String,
 }
 
-struct Entry {
-    status: ObjectStatus,
-    stop: CancellationToken,
+impl ObjectStatus {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
-/// The engine of one run.
+struct Entry {
+    /// Creation order.
+    seq: u64,
+    status: ObjectStatus,
+    stop: CancellationToken,
+    pause: watch::Sender<bool>,
+}
+
+/// Why an engine refused a request.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EngineError {
+    /// No such object.
+    #[error("no {0}")]
+    NotFound(String),
+    /// An object of that kind and name is already running.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// The object cannot do that.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Finished objects kept for listing and archives; older ones are forgotten (their events stay in the
+/// file).
+pub const MAX_FINISHED: usize = 1_000;
+
+/// The Chaos Mesh engine of one run.
 pub struct Engine {
-    p: Arc<Pipeline>,
-    events: Arc<Events>,
+    events: Events,
+    clock: Clock,
+    uids: SharedRng,
     objects: Mutex<BTreeMap<(String, String), Entry>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     root: CancellationToken,
 }
 
 impl Engine {
-    /// An engine acting on `p`, recording to `events`.
-    pub fn new(p: Arc<Pipeline>, events: Arc<Events>) -> Arc<Engine> {
-        Arc::new(Engine {
-            p,
-            events,
+    /// An engine recording events to the trace, a counter in `metrics` and `<out>/mesh-events.jsonl`.
+    pub fn new(clock: Clock, trace: Trace, metrics: &Metrics, seed: Seed, out: Option<&Path>) -> Engine {
+        Engine {
+            events: Events::new(clock.clone(), trace, metrics, out),
+            clock,
+            uids: seed.shared_stream("mesh:uids"),
             objects: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
             root: CancellationToken::new(),
-        })
+        }
     }
 
-    /// The events recorded so far.
-    pub fn events(&self) -> &Events {
-        &self.events
+    /// Every event kept (the last [`MAX_KEPT`](super::events::MAX_KEPT); the file has them all).
+    pub fn events(&self) -> Vec<MeshEvent> {
+        self.events.all()
     }
 
-    /// Creates an object: it starts acting now. Returns its `namespace/name`.
-    pub fn create(self: &Arc<Self>, loaded: &Loaded) -> String {
+    /// The events of one object.
+    pub fn events_of(&self, kind: &str, key: &str) -> Vec<MeshEvent> {
+        self.events.of(kind, key)
+    }
+
+    /// Creates an object in the running pipeline `p` (whose engine this is): it acts from now on.
+    /// Returns its status; an object of the same kind and name that has not finished is an error.
+    pub fn create(&self, p: &Arc<Pipeline>, loaded: &Loaded) -> Result<ObjectStatus, EngineError> {
         let o = &loaded.object;
         let id = ObjectId {
             kind: o.kind.clone(),
             namespace: o.metadata.namespace().to_string(),
             name: o.name().to_string(),
         };
+        if self.phase(&id).is_some_and(|ph| ph != Phase::Finished) {
+            return Err(EngineError::Exists(id.origin()));
+        }
         let paused = o.metadata.paused();
-        let stop = self.register(&id, None, paused);
-        let me = self.clone();
+        let (stop, pause) = self.register(&id, None, paused);
+        let ctl = Ctl { p: p.clone() };
         let task: BoxFuture = match loaded.plan.clone() {
-            Plan::Chaos(plan) => Box::pin(async move { me.run_chaos(id, plan, paused, stop).await }),
-            Plan::Schedule(plan) => Box::pin(async move { me.run_schedule(id, plan, stop).await }),
-            Plan::Workflow(plan) => Box::pin(async move { me.run_workflow(id, Arc::new(plan), stop).await }),
+            Plan::Chaos(plan) => Box::pin(ctl.run_chaos(id.clone(), plan, pause, stop)),
+            Plan::Schedule(plan) => Box::pin(ctl.run_schedule(id.clone(), plan, pause, stop)),
+            Plan::Workflow(plan) => Box::pin(ctl.run_workflow(id.clone(), Arc::new(plan), stop)),
+            Plan::StatusCheck(plan) => Box::pin(ctl.run_status_check(id.clone(), plan, stop)),
         };
-        self.spawn(task);
-        o.key()
+        let handle = tokio::spawn(task);
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+        self.status(&id).ok_or_else(|| EngineError::NotFound(id.origin()))
     }
 
-    /// Deletes an object (and what it created): its faults are recovered. False when there is none.
-    pub fn delete(&self, kind: &str, key: &str) -> bool {
+    /// Deletes an object (and what it created); its faults are recovered.
+    pub fn delete(&self, kind: &str, key: &str) -> Result<(), EngineError> {
         let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
         match objects.get(&(kind.to_string(), key.to_string())) {
             Some(e) => {
                 e.stop.cancel();
-                true
+                Ok(())
             }
-            None => false,
+            None => Err(EngineError::NotFound(format!("{kind} {key}"))),
         }
+    }
+
+    /// Pauses (`true`) or resumes a chaos or a Schedule, as the pause annotation does.
+    pub fn set_paused(&self, kind: &str, key: &str, paused: bool) -> Result<(), EngineError> {
+        if kind == "Workflow" || kind == "StatusCheck" {
+            return Err(EngineError::Invalid(format!("a {kind} cannot be paused")));
+        }
+        let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(e) = objects.get_mut(&(kind.to_string(), key.to_string())) else {
+            return Err(EngineError::NotFound(format!("{kind} {key}")));
+        };
+        if e.status.phase == Phase::Finished {
+            return Err(EngineError::Invalid(format!("{kind} {key} has finished")));
+        }
+        e.status.phase = if paused { Phase::Paused } else { Phase::Running };
+        e.pause.send_replace(paused);
+        Ok(())
     }
 
     /// Every object, by kind and name.
@@ -158,7 +230,17 @@ impl Engine {
             .collect()
     }
 
-    /// Deletes everything and waits until every fault is recovered.
+    /// The object with this uid.
+    pub fn by_uid(&self, uid: &str) -> Option<ObjectStatus> {
+        self.objects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .find(|e| e.status.uid == uid)
+            .map(|e| e.status.clone())
+    }
+
+    /// Deletes everything and waits until every fault is recovered (the run is ending).
     pub async fn shutdown(&self) {
         self.root.cancel();
         loop {
@@ -178,32 +260,47 @@ impl Engine {
         }
     }
 
-    fn spawn(&self, task: BoxFuture) {
-        let handle = tokio::spawn(task);
-        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(handle);
-    }
-
-    /// Records a new object; its stop token is a child of the engine's (or `parent`'s).
+    /// Records a new object; its stop token is a child of the engine's (or its owner's).
     fn register(
         &self,
         id: &ObjectId,
         owner: Option<(&ObjectId, &CancellationToken)>,
         paused: bool,
-    ) -> CancellationToken {
+    ) -> (CancellationToken, watch::Receiver<bool>) {
         let stop = match owner {
             Some((_, parent)) => parent.child_token(),
             None => self.root.child_token(),
         };
+        let (pause, paused_rx) = watch::channel(paused);
         let status = ObjectStatus {
+            uid: self.uids.uuid().to_string(),
             kind: id.kind.clone(),
-            object: id.key(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
             owner: owner.map(|(o, _)| o.origin()),
             phase: if paused { Phase::Paused } else { Phase::Running },
-            created: self.p.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            created: self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
         };
         let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
-        objects.insert((id.kind.clone(), id.key()), Entry { status, stop: stop.clone() });
-        stop
+        let seq = objects.values().map(|e| e.seq + 1).max().unwrap_or(0);
+        objects.insert((id.kind.clone(), id.key()), Entry { seq, status, stop: stop.clone(), pause });
+        let finished = objects.values().filter(|e| e.status.phase == Phase::Finished).count();
+        if finished > MAX_FINISHED {
+            let oldest = objects
+                .iter()
+                .filter(|(_, e)| e.status.phase == Phase::Finished)
+                .min_by_key(|(_, e)| e.seq)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                objects.remove(&k);
+            }
+        }
+        (stop, paused_rx)
+    }
+
+    fn status(&self, id: &ObjectId) -> Option<ObjectStatus> {
+        let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
+        objects.get(&(id.kind.clone(), id.key())).map(|e| e.status.clone())
     }
 
     fn set_phase(&self, id: &ObjectId, phase: Phase) {
@@ -215,8 +312,7 @@ impl Engine {
 
     /// An object's phase; `None` once forgotten.
     fn phase(&self, id: &ObjectId) -> Option<Phase> {
-        let objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
-        objects.get(&(id.kind.clone(), id.key())).map(|e| e.status.phase)
+        self.status(id).map(|s| s.phase)
     }
 
     /// Forgets a finished object (history limits).
@@ -234,52 +330,128 @@ impl Engine {
     ) {
         self.events.emit(&id.kind, &id.key(), kind, reason, message, targets);
     }
+}
 
-    /// Sleeps for `d` (forever when `None`) unless `stop` fires first; true when the time ran out.
-    async fn wait(stop: &CancellationToken, d: Option<Duration>) -> bool {
-        match d {
-            Some(d) => {
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => false,
-                    _ = tokio::time::sleep(d) => true,
+/// A controller's handle on the running pipeline (whose engine is `p.mesh`).
+#[derive(Clone)]
+struct Ctl {
+    p: Arc<Pipeline>,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Woke {
+    TimeUp,
+    Stopped,
+    PauseChanged,
+}
+
+impl Ctl {
+    fn engine(&self) -> &Engine {
+        &self.p.mesh
+    }
+
+    fn event(
+        &self,
+        id: &ObjectId,
+        kind: EventType,
+        reason: &str,
+        message: impl Into<String>,
+        targets: Vec<String>,
+    ) {
+        self.engine().event(id, kind, reason, message, targets);
+    }
+
+    /// Sleeps until `until` (forever when `None`) unless `stop` fires or the pause flag changes first.
+    async fn wait(
+        stop: &CancellationToken,
+        until: Option<tokio::time::Instant>,
+        pause: Option<&mut watch::Receiver<bool>>,
+    ) -> Woke {
+        let timer = async {
+            match until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let changed = async {
+            match pause {
+                Some(rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
                 }
+                None => std::future::pending().await,
             }
-            None => {
-                stop.cancelled().await;
-                false
-            }
+        };
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => Woke::Stopped,
+            _ = timer => Woke::TimeUp,
+            _ = changed => Woke::PauseChanged,
         }
     }
 
-    /// A chaos: select, apply, wait, recover.
+    /// A chaos: select, apply, wait, recover — and recover while paused, apply again on resume. The
+    /// duration counts from the creation, paused or not.
     async fn run_chaos(
-        self: Arc<Self>,
+        self,
         id: ObjectId,
         plan: ChaosPlan,
-        paused: bool,
+        mut pause: watch::Receiver<bool>,
         stop: CancellationToken,
     ) {
-        if paused {
-            self.event(
-                &id,
-                EventType::Normal,
-                "Paused",
-                "paused by the annotation: nothing is injected",
-                vec![],
-            );
-            let timed_out = Self::wait(&stop, plan.duration).await;
-            self.finish(&id, timed_out);
-            return;
-        }
-        let pods = select::pods_of_run(&self.p.flow, &self.p.supervisor);
+        let until = plan.duration.map(|d| tokio::time::Instant::now() + d);
         let mut rng = self.p.seed.stream(&format!("mesh:{}", id.key()));
-        let selected = match select::pick(&plan.pods, &id.namespace, &pods, &mut rng) {
+        let mut woke;
+        loop {
+            let paused = *pause.borrow_and_update();
+            if paused {
+                self.event(&id, EventType::Normal, "Paused", "paused: nothing is injected", vec![]);
+                woke = Self::wait(&stop, until, Some(&mut pause)).await;
+                if woke == Woke::PauseChanged {
+                    continue;
+                }
+                break;
+            }
+            let Some((targets, applied, lasting)) = self.inject(&id, &plan, &mut rng).await else {
+                self.engine().set_phase(&id, Phase::Finished);
+                return;
+            };
+            woke = Self::wait(&stop, until, Some(&mut pause)).await;
+            for fault in &applied {
+                self.p.faults.remove(fault);
+            }
+            if lasting {
+                self.event(&id, EventType::Normal, "Recovered", "every fault removed", targets);
+            }
+            if woke != Woke::PauseChanged {
+                break;
+            }
+        }
+        match woke {
+            Woke::TimeUp => {
+                self.event(&id, EventType::Normal, "TimeUp", "time up according to the duration", vec![])
+            }
+            _ => self.event(&id, EventType::Normal, "Deleted", "the object was deleted", vec![]),
+        }
+        self.engine().set_phase(&id, Phase::Finished);
+    }
+
+    /// Selects the pods and applies the faults; `None` (after a `Failed` event) when nothing could be.
+    /// Returns the targets, the fault ids and whether any fault lasts (is not instant).
+    async fn inject(
+        &self,
+        id: &ObjectId,
+        plan: &ChaosPlan,
+        rng: &mut crate::kernel::seed::Rng,
+    ) -> Option<(Vec<String>, Vec<String>, bool)> {
+        let pods = select::pods_of_run(&self.p.flow, &self.p.supervisor);
+        let selected = match select::pick(&plan.pods, &id.namespace, &pods, rng) {
             Ok(s) => s,
             Err(e) => {
-                self.event(&id, EventType::Warning, "Failed", format!("cannot select pods: {e}"), vec![]);
-                self.set_phase(&id, Phase::Finished);
-                return;
+                self.event(id, EventType::Warning, "Failed", format!("cannot select pods: {e}"), vec![]);
+                return None;
             }
         };
         let targets = match &plan.effect {
@@ -287,18 +459,17 @@ impl Engine {
             Effect::Links { direction, target, .. } => {
                 let others = match target {
                     None => None,
-                    Some(t) => match select::pick(t, &id.namespace, &pods, &mut rng) {
+                    Some(t) => match select::pick(t, &id.namespace, &pods, rng) {
                         Ok(o) => Some(o),
                         Err(e) => {
                             self.event(
-                                &id,
+                                id,
                                 EventType::Warning,
                                 "Failed",
                                 format!("cannot select the target: {e}"),
                                 vec![],
                             );
-                            self.set_phase(&id, Phase::Finished);
-                            return;
+                            return None;
                         }
                     },
                 };
@@ -308,14 +479,13 @@ impl Engine {
         if targets.is_empty() {
             let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
             self.event(
-                &id,
+                id,
                 EventType::Warning,
                 "Failed",
                 "the selected pods have no links in that direction",
                 names,
             );
-            self.set_phase(&id, Phase::Finished);
-            return;
+            return None;
         }
         let mut applied = Vec::new();
         let mut lasting = false;
@@ -331,44 +501,16 @@ impl Engine {
                     applied.push(record.id);
                 }
                 Err(e) => {
-                    self.event(
-                        &id,
-                        EventType::Warning,
-                        "Failed",
-                        format!("{}: {e}", f.kind),
-                        targets.clone(),
-                    );
+                    self.event(id, EventType::Warning, "Failed", format!("{}: {e}", f.kind), targets.clone())
                 }
             }
         }
         if !applied.is_empty() {
             let kinds: Vec<&str> = plan.effect.faults().iter().map(|f| f.kind).collect();
-            self.event(
-                &id,
-                EventType::Normal,
-                "Applied",
-                format!("{} {} applied as {}", id.kind, plan.action, kinds.join(", ")),
-                targets.clone(),
-            );
+            let message = format!("{} {} applied as {}", id.kind, plan.action, kinds.join(", "));
+            self.event(id, EventType::Normal, "Applied", message, targets.clone());
         }
-        let timed_out = Self::wait(&stop, plan.duration).await;
-        for fault in &applied {
-            self.p.faults.remove(fault);
-        }
-        self.finish(&id, timed_out);
-        if lasting {
-            self.event(&id, EventType::Normal, "Recovered", "every fault removed", targets);
-        }
-    }
-
-    /// Records the end: time up (its duration passed) or deleted (by a user, its owner, or the run's end).
-    fn finish(&self, id: &ObjectId, timed_out: bool) {
-        if timed_out {
-            self.event(id, EventType::Normal, "TimeUp", "time up according to the duration", vec![]);
-        } else {
-            self.event(id, EventType::Normal, "Deleted", "the object was deleted", vec![]);
-        }
-        self.set_phase(id, Phase::Finished);
+        Some((targets, applied, lasting))
     }
 
     /// The links a network chaos acts on, in name order: those the selected pods send on (`to`), receive

@@ -10,16 +10,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{BoxFuture, Engine, ObjectId, Phase};
+use tokio::sync::watch;
+
+use super::{BoxFuture, Ctl, ObjectId, Phase, Woke};
 use crate::mesh::events::EventType;
 use crate::mesh::plan::{SchedulePlan, Spawn};
 
-impl Engine {
-    /// Runs a Schedule until it is deleted.
+impl Ctl {
+    /// Runs a Schedule until it is deleted; while paused, its ticks create nothing.
     pub(super) async fn run_schedule(
-        self: Arc<Self>,
+        self,
         id: ObjectId,
         plan: SchedulePlan,
+        pause: watch::Receiver<bool>,
         stop: CancellationToken,
     ) {
         let clock = self.p.clock.clone();
@@ -39,10 +42,13 @@ impl Engine {
                 break;
             };
             let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
-            if !Self::wait(&stop, Some(wait)).await {
+            if Self::wait(&stop, Some(tokio::time::Instant::now() + wait), None).await == Woke::Stopped {
                 break;
             }
             last = next;
+            if *pause.borrow() {
+                continue;
+            }
             let late = (clock.now() - next).to_std().unwrap_or(Duration::ZERO);
             if let Some(deadline) = plan.starting_deadline
                 && late > deadline
@@ -58,7 +64,7 @@ impl Engine {
             }
             if plan.forbid
                 && let Some(running) =
-                    created.iter().find(|c| self.phase(c).is_some_and(|p| p != Phase::Finished))
+                    created.iter().find(|c| self.engine().phase(c).is_some_and(|p| p != Phase::Finished))
             {
                 self.event(
                     &id,
@@ -75,17 +81,17 @@ impl Engine {
                 Spawn::Workflow(_) => "Workflow",
             };
             let child = id.child(kind, format!("{}-{count}", id.name));
-            let child_stop = self.register(&child, Some((&id, &stop)), false);
+            let (child_stop, child_pause) = self.engine().register(&child, Some((&id, &stop)), false);
             let me = self.clone();
             let child_id = child.clone();
             let future: BoxFuture = match &plan.spawn {
                 Spawn::Chaos(c) => {
                     let c = (**c).clone();
-                    Box::pin(async move { me.run_chaos(child_id, c, false, child_stop).await })
+                    Box::pin(me.run_chaos(child_id, c, child_pause, child_stop))
                 }
                 Spawn::Workflow(w) => {
                     let w = Arc::new((**w).clone());
-                    Box::pin(async move { me.run_workflow(child_id, w, child_stop).await })
+                    Box::pin(me.run_workflow(child_id, w, child_stop))
                 }
             };
             self.event(
@@ -95,6 +101,7 @@ impl Engine {
                 format!("create new object: {}", child.name),
                 vec![child.key()],
             );
+            children.retain(|c: &tokio::task::JoinHandle<()>| !c.is_finished());
             children.push(tokio::spawn(future));
             created.push(child);
             self.collect_garbage(&mut created, plan.history_limit);
@@ -105,18 +112,25 @@ impl Engine {
                 tracing::warn!("a chaos created by {} failed: {e}", id.origin());
             }
         }
-        self.set_phase(&id, Phase::Finished);
+        self.event(
+            &id,
+            EventType::Normal,
+            "Deleted",
+            format!("deleted after creating {count} object(s)"),
+            vec![],
+        );
+        self.engine().set_phase(&id, Phase::Finished);
     }
 
     /// Forgets the oldest finished creations beyond `limit` (running ones are kept).
     fn collect_garbage(&self, created: &mut Vec<ObjectId>, limit: usize) {
         while created.len() > limit {
-            let Some(pos) = created.iter().position(|c| self.phase(c).is_none_or(|p| p == Phase::Finished))
-            else {
+            let finished = |c: &ObjectId| self.engine().phase(c).is_none_or(|p| p == Phase::Finished);
+            let Some(pos) = created.iter().position(finished) else {
                 break;
             };
             let old = created.remove(pos);
-            self.forget(&old);
+            self.engine().forget(&old);
         }
     }
 }

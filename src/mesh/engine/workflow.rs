@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{BoxFuture, Engine, ObjectId, Phase};
+use super::status_check::CheckOutcome;
+use super::{BoxFuture, Ctl, ObjectId, Phase};
 use crate::mesh::duration;
 use crate::mesh::events::EventType;
 use crate::mesh::plan::{NodeBody, WorkflowPlan};
@@ -20,6 +21,9 @@ use crate::mesh::plan::{NodeBody, WorkflowPlan};
 struct Run {
     id: ObjectId,
     plan: Arc<WorkflowPlan>,
+    /// Cancelled to abort the whole workflow (a failed status check with `abortWithStatusCheck`).
+    stop: CancellationToken,
+    aborted: std::sync::atomic::AtomicBool,
     /// How many instances of each template were created (for unique names).
     created: Mutex<BTreeMap<String, usize>>,
 }
@@ -51,16 +55,17 @@ async fn until(end: Option<Instant>) {
     }
 }
 
-impl Engine {
+impl Ctl {
     /// Runs a workflow to its end (or until it is deleted).
-    pub(super) async fn run_workflow(
-        self: Arc<Self>,
-        id: ObjectId,
-        plan: Arc<WorkflowPlan>,
-        stop: CancellationToken,
-    ) {
+    pub(super) async fn run_workflow(self, id: ObjectId, plan: Arc<WorkflowPlan>, stop: CancellationToken) {
         let entry = plan.nodes[plan.entry].name.clone();
-        let run = Arc::new(Run { id: id.clone(), plan, created: Mutex::new(BTreeMap::new()) });
+        let run = Arc::new(Run {
+            id: id.clone(),
+            plan,
+            stop: stop.clone(),
+            aborted: false.into(),
+            created: Mutex::new(BTreeMap::new()),
+        });
         self.event(
             &id,
             EventType::Normal,
@@ -69,8 +74,10 @@ impl Engine {
             vec![entry],
         );
         let entry = run.plan.entry;
-        self.clone().node(run, entry, None, stop.clone()).await;
-        if stop.is_cancelled() {
+        self.clone().node(run.clone(), entry, None, stop.clone()).await;
+        if run.aborted.load(std::sync::atomic::Ordering::Relaxed) {
+            // `WorkflowAborted` said it.
+        } else if stop.is_cancelled() {
             self.event(
                 &id,
                 EventType::Normal,
@@ -81,17 +88,11 @@ impl Engine {
         } else {
             self.event(&id, EventType::Normal, "WorkflowAccomplished", "workflow accomplished", vec![]);
         }
-        self.set_phase(&id, Phase::Finished);
+        self.engine().set_phase(&id, Phase::Finished);
     }
 
     /// Runs one node; `bound` is the parent's end.
-    fn node(
-        self: Arc<Self>,
-        run: Arc<Run>,
-        index: usize,
-        bound: Option<Instant>,
-        stop: CancellationToken,
-    ) -> BoxFuture {
+    fn node(self, run: Arc<Run>, index: usize, bound: Option<Instant>, stop: CancellationToken) -> BoxFuture {
         Box::pin(async move {
             let node = &run.plan.nodes[index];
             let own = node.deadline.map(|d| Instant::now() + d);
@@ -144,13 +145,7 @@ impl Engine {
     }
 
     /// What a node does until it is done or stopped.
-    fn body(
-        self: Arc<Self>,
-        run: Arc<Run>,
-        index: usize,
-        end: Option<Instant>,
-        stop: CancellationToken,
-    ) -> BoxFuture {
+    fn body(self, run: Arc<Run>, index: usize, end: Option<Instant>, stop: CancellationToken) -> BoxFuture {
         Box::pin(async move {
             let node = &run.plan.nodes[index];
             let names = |children: &[usize]| -> Vec<String> {
@@ -188,7 +183,8 @@ impl Engine {
                 NodeBody::Suspend => stop.cancelled().await,
                 NodeBody::Chaos(plan) => {
                     let child = run.id.child(plan.kind, run.instance_name(&node.name));
-                    let child_stop = self.register(&child, Some((&run.id, &stop)), false);
+                    let (child_stop, child_pause) =
+                        self.engine().register(&child, Some((&run.id, &stop)), false);
                     self.event(
                         &run.id,
                         EventType::Normal,
@@ -201,7 +197,7 @@ impl Engine {
                     if node.deadline.is_some() {
                         plan.duration = None;
                     }
-                    self.clone().run_chaos(child.clone(), plan, false, child_stop).await;
+                    self.clone().run_chaos(child.clone(), plan, child_pause, child_stop).await;
                     self.event(
                         &run.id,
                         EventType::Normal,
@@ -212,7 +208,8 @@ impl Engine {
                 }
                 NodeBody::Schedule(plan) => {
                     let child = run.id.child("Schedule", run.instance_name(&node.name));
-                    let child_stop = self.register(&child, Some((&run.id, &stop)), false);
+                    let (child_stop, child_pause) =
+                        self.engine().register(&child, Some((&run.id, &stop)), false);
                     self.event(
                         &run.id,
                         EventType::Normal,
@@ -241,7 +238,7 @@ impl Engine {
                             );
                         }
                     }
-                    self.clone().run_schedule(child.clone(), (**plan).clone(), child_stop).await;
+                    self.clone().run_schedule(child.clone(), (**plan).clone(), child_pause, child_stop).await;
                     self.event(
                         &run.id,
                         EventType::Normal,
@@ -249,6 +246,30 @@ impl Engine {
                         format!("schedule CR {} deleted", child.name),
                         vec![child.key()],
                     );
+                }
+                NodeBody::StatusCheck { check, abort } => {
+                    let child = run.id.child("StatusCheck", run.instance_name(&node.name));
+                    let (child_stop, _) = self.engine().register(&child, Some((&run.id, &stop)), false);
+                    self.event(
+                        &run.id,
+                        EventType::Normal,
+                        "ChaosCRCreated",
+                        format!("status check CR {} created", child.name),
+                        vec![child.key()],
+                    );
+                    let outcome = self.check(&child, check, &child_stop).await;
+                    self.engine().set_phase(&child, Phase::Finished);
+                    if outcome == CheckOutcome::Failed && *abort {
+                        run.aborted.store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.event(
+                            &run.id,
+                            EventType::Warning,
+                            "WorkflowAborted",
+                            format!("status check {} failed and the node aborts the workflow", node.name),
+                            vec![node.name.clone()],
+                        );
+                        run.stop.cancel();
+                    }
                 }
             }
         })

@@ -48,12 +48,22 @@ pub struct Flow {
     pub links: BTreeMap<String, LinkFaults>,
     /// Actions at fixed times.
     pub schedule: Vec<ScheduledAction>,
+    /// Chaos Mesh files whose objects are created when the run starts (`[[mesh]] file = "…"`).
+    pub mesh: Vec<MeshFile>,
     /// Where relative paths are resolved (the flow file's directory).
     pub base_dir: Option<PathBuf>,
     /// Where the flow came from, for messages.
     pub source: String,
     /// What the checks found worth a warning.
     pub warnings: Vec<Problem>,
+}
+
+/// A Chaos Mesh file a flow applies at the start (`[[mesh]]`).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshFile {
+    /// The file, relative to the flow's directory.
+    pub file: String,
 }
 
 /// One component of a flow: its kind's config and the settings every component has.

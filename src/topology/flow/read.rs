@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::{ComponentEntry, FORMER_SECTIONS, Flow, HttpSection, MAX_RUN_TIME, PipelineSection};
+use super::{ComponentEntry, FORMER_SECTIONS, Flow, HttpSection, MAX_RUN_TIME, MeshFile, PipelineSection};
 use crate::config::locate::TomlLines;
 use crate::config::{KeyPath, Problems, ProblemsError};
 use crate::kernel::component::RestartPolicy;
@@ -261,6 +261,19 @@ impl Flow {
                 _ => c.error("schedule", "must be an array of tables ([[schedule]])"),
             }
         }
+        let mut mesh = Vec::new();
+        if let Some(v) = table.remove("mesh") {
+            match v {
+                toml::Value::Array(items) => {
+                    for (i, v) in items.into_iter().enumerate() {
+                        if let Some(m) = c.read::<MeshFile>(&root.key("mesh").index(i), v) {
+                            mesh.push(m);
+                        }
+                    }
+                }
+                _ => c.error("mesh", "must be an array of tables ([[mesh]] file = \"…\")"),
+            }
+        }
         for key in table.keys() {
             match FORMER_SECTIONS.iter().find(|(k, _)| k == key) {
                 Some((_, now)) => {
@@ -275,6 +288,7 @@ impl Flow {
             components,
             links,
             schedule,
+            mesh,
             base_dir,
             source: source.to_string(),
             warnings: Vec::new(),
@@ -339,6 +353,15 @@ impl Flow {
         for name in self.links.keys() {
             if !edges.contains(name) {
                 c.error(KeyPath::root().key("links").key(name.clone()), "no such link in this flow");
+            }
+        }
+        for (i, m) in self.mesh.iter().enumerate() {
+            let path = self.resolve(&m.file);
+            if !path.is_file() {
+                c.error(
+                    KeyPath::root().key("mesh").index(i).key("file"),
+                    format!("{} not found", path.display()),
+                );
             }
         }
         for (i, s) in self.schedule.iter().enumerate() {
