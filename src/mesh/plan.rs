@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 
 use super::cron::Cron;
 use super::duration::{self, GoDuration};
-use super::schema::chaos::{DelaySpec, IoChaosSpec, NetworkChaosSpec, PodChaosSpec, TimeChaosSpec};
+use super::schema::chaos::{
+    DelaySpec, HttpChaosSpec, IoChaosSpec, NetworkChaosSpec, PodChaosSpec, TimeChaosSpec,
+};
 use super::schema::workflow::Template;
 use super::schema::{ChaosSpec, Object, PodSelector, ScheduleSpec, Spec, WorkflowSpec};
 use super::select::{self, Pod};
@@ -75,6 +77,39 @@ pub struct HttpProbe {
     pub body: Option<String>,
     /// Accepted status codes, inclusive.
     pub codes: (u16, u16),
+}
+
+/// What a Task node runs. Chaos Mesh runs a container; chaoslab runs a built-in action (`image:
+/// chaoslab`) — in sim mode too — or an executable on the run's allow-list (`--allow-process`, live only).
+#[derive(Clone, Debug)]
+pub enum TaskAction {
+    /// `echo WORDS…` (stdout: the words), `http-get URL` (stdout: the body; exit 0 on 2xx, else 1),
+    /// `query PROMQL` (stdout: the value; exit 1 when the query fails).
+    Builtin(Vec<String>),
+    /// An executable and its arguments.
+    Process {
+        /// The executable (`command[0]`).
+        program: String,
+        /// The rest of `command`, then `args`.
+        args: Vec<String>,
+        /// Environment variables.
+        env: Vec<(String, String)>,
+    },
+}
+
+/// The built-in task actions and how many arguments each takes (at least, at most).
+pub const BUILTIN_TASKS: [(&str, usize, usize); 3] =
+    [("echo", 0, usize::MAX), ("http-get", 1, 1), ("query", 1, 1)];
+
+/// A conditional branch: a template and the condition over `exitCode` and `stdout`.
+#[derive(Clone, Debug)]
+pub struct Branch {
+    /// The template.
+    pub target: usize,
+    /// The expression as written; `None`: always.
+    pub text: Option<String>,
+    /// It parsed.
+    pub expression: Option<evalexpr::Node>,
 }
 
 impl HttpProbe {
@@ -229,6 +264,13 @@ pub enum NodeBody {
     Chaos(Box<ChaosPlan>),
     /// A Schedule, deleted with what it created when the node's deadline passes.
     Schedule(Box<SchedulePlan>),
+    /// A task, then the conditional branches its result selects.
+    Task {
+        /// What it runs.
+        action: TaskAction,
+        /// The branches, in order.
+        branches: Vec<Branch>,
+    },
     /// A status check; with `abort`, a failed one aborts the workflow.
     StatusCheck {
         /// The check.
@@ -368,7 +410,8 @@ impl Cx<'_, '_> {
             ChaosSpec::Pod(s) => self.pod(s, at)?,
             ChaosSpec::Time(t) => self.time(t, at),
             ChaosSpec::Io(io) => self.io(io, at)?,
-            ChaosSpec::Stress(_) | ChaosSpec::Http(_) => {
+            ChaosSpec::Http(h) => self.http(h, at)?,
+            ChaosSpec::Stress(_) => {
                 self.error(at.clone(), format!("{} is not supported yet", spec.kind()));
                 return None;
             }
@@ -689,6 +732,102 @@ impl Cx<'_, '_> {
         Some((io.action.clone(), Effect::Pods { faults: vec![f] }))
     }
 
+    /// `HTTPChaos` on the HTTP services (the order API's fault middleware): `abort` answers 503 (one
+    /// process has no connection to cut), `delay` holds the request, `replace.code` answers that status,
+    /// `replace.body` (base64, as Chaos Mesh's `[]byte`) replaces a response's body. `path` is a prefix
+    /// glob (`*`, `/api/*`).
+    fn http(&mut self, h: &HttpChaosSpec, at: &KeyPath) -> Option<(String, Effect)> {
+        let errors = self.errors;
+        if h.target != "Request" && h.target != "Response" {
+            self.error(at.key("target"), format!("{:?} is not Request or Response", h.target));
+        }
+        let path = match h.path.as_deref().map(str::trim) {
+            None | Some("*") | Some("") => None,
+            Some(glob) => {
+                let prefix = glob.strip_suffix('*').unwrap_or(glob);
+                if prefix.contains(['*', '?', '[']) || !prefix.starts_with('/') {
+                    self.error(
+                        at.key("path"),
+                        format!("{glob:?}: chaoslab takes `*` or a path prefix such as `/api/*`"),
+                    );
+                }
+                Some(prefix.to_string())
+            }
+        };
+        let unsupported = [
+            ("method", h.method.is_some()),
+            ("code", h.code.is_some()),
+            ("request_headers", !h.request_headers.is_empty()),
+            ("response_headers", !h.response_headers.is_empty()),
+            ("patch", h.patch.is_some()),
+            ("tls", h.tls.is_some()),
+        ];
+        for (key, present) in unsupported {
+            if present {
+                self.error(at.key(key), format!("HTTPChaos `{key}` is not supported yet"));
+            }
+        }
+        let with_path = |mut v: Value| {
+            if let (Some(p), Value::Object(m)) = (&path, &mut v) {
+                m.insert("path".into(), Value::String(p.clone()));
+            }
+            v
+        };
+        let mut faults = Vec::new();
+        let mut actions = Vec::new();
+        if h.abort == Some(true) {
+            actions.push("abort");
+            faults.push(fault("http-abort", with_path(json!({ "code": 503 }))));
+        }
+        if let Some(d) = self.duration(h.delay.as_deref(), at.key("delay")) {
+            actions.push("delay");
+            faults.push(fault("http-delay", with_path(json!({ "delay": d.as_secs_f64() }))));
+        }
+        if let Some(r) = &h.replace {
+            actions.push("replace");
+            if let Some(code) = r.code {
+                if (100..=599).contains(&code) {
+                    faults.push(fault("http-abort", with_path(json!({ "code": code }))));
+                } else {
+                    self.error(at.key("replace").key("code"), format!("{code} is not an HTTP status"));
+                }
+            }
+            if let Some(body) = &r.body {
+                use base64::Engine as _;
+                if h.target != "Response" {
+                    self.error(
+                        at.key("replace").key("body"),
+                        "chaoslab replaces response bodies only (target: Response)",
+                    );
+                }
+                match base64::engine::general_purpose::STANDARD.decode(body.trim()) {
+                    Ok(bytes) => faults.push(fault(
+                        "http-replace-body",
+                        with_path(json!({ "body": String::from_utf8_lossy(&bytes) })),
+                    )),
+                    Err(e) => self.error(
+                        at.key("replace").key("body"),
+                        format!("not base64 (Chaos Mesh's []byte): {e}"),
+                    ),
+                }
+            }
+            for (key, present) in [
+                ("headers", !r.headers.is_empty()),
+                ("path", r.path.is_some()),
+                ("method", r.method.is_some()),
+                ("queries", !r.queries.is_empty()),
+            ] {
+                if present {
+                    self.error(at.key("replace").key(key), format!("replacing `{key}` is not supported yet"));
+                }
+            }
+        }
+        if faults.is_empty() && self.errors == errors {
+            self.error(at.clone(), "an HTTPChaos needs abort, delay or replace");
+        }
+        (self.errors == errors).then(|| (actions.join("+"), Effect::Pods { faults }))
+    }
+
     fn schedule(&mut self, s: &ScheduleSpec, at: &KeyPath, top: bool) -> Option<SchedulePlan> {
         let cron = match Cron::parse(&s.schedule) {
             Ok(c) => Some(c),
@@ -871,13 +1010,10 @@ impl Cx<'_, '_> {
                         continue;
                     }
                 },
-                "Task" => {
-                    self.error(
-                        at.key("templateType"),
-                        format!("{} nodes are not supported yet", t.template_type),
-                    );
-                    continue;
-                }
+                "Task" => match self.task(t, &at, &index) {
+                    Some(body) => body,
+                    None => continue,
+                },
                 kind => match super::schema::chaos::embed_key(kind) {
                     Some(key) => match self.template_chaos(t, key, &at) {
                         Some(spec) => match self.chaos(&spec, &at.key(key), deadline) {
@@ -1008,6 +1144,79 @@ impl Cx<'_, '_> {
         })
     }
 
+    /// A Task node: its action and branches.
+    fn task(
+        &mut self,
+        t: &Template,
+        at: &KeyPath,
+        index: &std::collections::BTreeMap<&str, usize>,
+    ) -> Option<NodeBody> {
+        let errors = self.errors;
+        let Some(container) = t.task.as_ref().and_then(|task| task.container.as_ref()) else {
+            self.error(at.key("task").key("container"), "a Task node needs `task.container`");
+            return None;
+        };
+        let cat = at.key("task").key("container");
+        let argv: Vec<String> = container.command.iter().chain(&container.args).cloned().collect();
+        let builtin = container
+            .image
+            .as_deref()
+            .is_some_and(|i| i == "chaoslab" || i.starts_with("chaoslab:") || i.starts_with("chaoslab/"));
+        let action = match argv.split_first() {
+            None => {
+                self.error(cat.key("command"), "empty: what should the task run?");
+                None
+            }
+            Some((name, rest)) if builtin => match BUILTIN_TASKS.iter().find(|(n, _, _)| n == name) {
+                Some((_, min, max)) if (*min..=*max).contains(&rest.len()) => {
+                    Some(TaskAction::Builtin(argv.clone()))
+                }
+                Some((_, min, _)) => {
+                    self.error(
+                        cat.key("command"),
+                        format!("{name} takes {min} argument(s), found {}", rest.len()),
+                    );
+                    None
+                }
+                None => {
+                    let names: Vec<&str> = BUILTIN_TASKS.iter().map(|(n, _, _)| *n).collect();
+                    self.error(
+                        cat.key("command"),
+                        format!("{name:?} is not a built-in task ({})", names.join(", ")),
+                    );
+                    None
+                }
+            },
+            Some((program, rest)) => Some(TaskAction::Process {
+                program: program.clone(),
+                args: rest.to_vec(),
+                env: container.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+            }),
+        };
+        let mut branches = Vec::new();
+        for (i, b) in t.conditional_branches.iter().enumerate() {
+            let bat = at.key("conditionalBranches").index(i);
+            let Some(&target) = index.get(b.target.as_str()) else {
+                self.error(bat.key("target"), format!("no template is named {:?}", b.target));
+                continue;
+            };
+            let text = b.expression.clone().filter(|e| !e.trim().is_empty());
+            let expression = match &text {
+                None => None,
+                Some(e) => match evalexpr::build_operator_tree::<evalexpr::DefaultNumericTypes>(e) {
+                    Ok(tree) => Some(tree),
+                    Err(err) => {
+                        self.error(bat.key("expression"), format!("{e:?} does not parse: {err}"));
+                        None
+                    }
+                },
+            };
+            branches.push(Branch { target, text, expression });
+        }
+        let action = action.filter(|_| self.errors == errors)?;
+        Some(NodeBody::Task { action, branches })
+    }
+
     /// The embedded chaos of a chaos template, which must be the one its type names.
     fn template_chaos(&mut self, t: &Template, key: &str, at: &KeyPath) -> Option<ChaosSpec> {
         for other in t.unsupported() {
@@ -1054,10 +1263,11 @@ impl Cx<'_, '_> {
 
 /// A cycle among the templates reachable from the entry, as `a -> b -> a`.
 fn cycle(plan: &WorkflowPlan) -> Option<String> {
-    fn children(n: &NodePlan) -> &[usize] {
+    fn children(n: &NodePlan) -> Vec<usize> {
         match &n.body {
-            NodeBody::Serial(c) | NodeBody::Parallel(c) => c,
-            _ => &[],
+            NodeBody::Serial(c) | NodeBody::Parallel(c) => c.clone(),
+            NodeBody::Task { branches, .. } => branches.iter().map(|b| b.target).collect(),
+            _ => Vec::new(),
         }
     }
     fn walk(plan: &WorkflowPlan, at: usize, path: &mut Vec<usize>) -> Option<String> {
@@ -1070,7 +1280,7 @@ fn cycle(plan: &WorkflowPlan) -> Option<String> {
             return Some(names.join(" -> "));
         }
         path.push(at);
-        for &c in children(&plan.nodes[at]) {
+        for c in children(&plan.nodes[at]) {
             if let Some(found) = walk(plan, c, path) {
                 return Some(found);
             }
@@ -1217,6 +1427,47 @@ mod tests {
             "spec.templates[0].children[1]: no template is named \"nope\"",
             "spec.templates[1].deadline: a Suspend node waits for its deadline",
             "spec.templates[2].schedule.type: a workflow's Schedule node cannot create a Workflow",
+        ] {
+            assert!(joined.contains(expected), "{expected} in {joined}");
+        }
+    }
+
+    #[test]
+    fn tasks_and_http_chaos_are_checked_up_front() {
+        let (plan, problems) = compile_text(
+            "  entry: t\n  templates:\n    - name: t\n      templateType: Task\n      task: {container: {name: c, \
+             image: chaoslab, command: [http-get]}}\n      conditionalBranches:\n        - {target: t2, expression: \
+             '(exitCode == 0'}\n        - {target: gone}\n    - {name: t2, templateType: Suspend, deadline: 1s}\n",
+            "Workflow",
+        );
+        assert!(plan.is_none());
+        let joined = problems.join("\n");
+        for expected in [
+            "spec.templates[0].task.container.command: http-get takes 1 argument(s), found 0",
+            "spec.templates[0].conditionalBranches[0].expression: \"(exitCode == 0\" does not parse",
+            "spec.templates[0].conditionalBranches[1].target: no template is named \"gone\"",
+        ] {
+            assert!(joined.contains(expected), "{expected} in {joined}");
+        }
+        let sel = "  mode: all\n  selector: {labelSelectors: {app: poke-order-api}}\n  target: Response\n";
+        let (plan, problems) =
+            compile_text(&format!("{sel}  path: /api/*\n  replace: {{body: aGVsbG8=}}\n"), "HTTPChaos");
+        assert!(problems.is_empty(), "{problems:?}");
+        let f = faults(&plan);
+        assert_eq!(
+            (f[0].kind, &f[0].parameters["body"], &f[0].parameters["path"]),
+            ("http-replace-body", &json!("hello"), &json!("/api/"))
+        );
+        let (plan, problems) = compile_text(
+            &format!("{sel}  path: /a*b\n  method: GET\n  patch: {{queries: [[a, b]]}}\n"),
+            "HTTPChaos",
+        );
+        assert!(plan.is_none());
+        let joined = problems.join("\n");
+        for expected in [
+            "spec.path: \"/a*b\"",
+            "spec.method: HTTPChaos `method` is not supported yet",
+            "spec.patch: HTTPChaos `patch`",
         ] {
             assert!(joined.contains(expected), "{expected} in {joined}");
         }

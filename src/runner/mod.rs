@@ -246,6 +246,7 @@ impl Run {
         tracing::info!(seed = pipeline.seed.0, "live run: HTTP at http://{http_addr}");
         let (credentials, control_token) = control_credentials(self.credentials.as_deref(), &out)?;
         pipeline.start();
+        pipeline.mesh.set_process_allow(self.control.process_allow.clone());
         create_mesh(&pipeline, &mesh);
         let http_stop = tokio_util::sync::CancellationToken::new();
         let mut control = self.control;

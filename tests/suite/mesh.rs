@@ -522,3 +522,77 @@ fn a_failing_status_check_aborts_the_workflow_only_when_asked() {
     let failure = o.faults.iter().find(|f| f.kind == "process-failure").unwrap();
     assert_eq!(failure.ended_at.as_deref(), Some("2024-06-01T12:02:25.000Z"));
 }
+
+const TASK_WORKFLOW: &str = "apiVersion: chaos-mesh.org/v1alpha1\nkind: Workflow\nmetadata:\n  name: decide\n  \
+namespace: kafka\nspec:\n  entry: probe\n  templates:\n    - name: probe\n      templateType: Task\n      task:\n        \
+container:\n          name: probe\n          image: chaoslab\n          command: [http-get, /health]\n      \
+conditionalBranches:\n        - {target: kill, expression: 'exitCode == 0'}\n        - {target: wait, expression: \
+'exitCode != 0'}\n        - {target: shout, expression: ''}\n    - name: kill\n      templateType: PodChaos\n      \
+deadline: 10s\n      podChaos: {action: pod-kill, mode: one, selector: {labelSelectors: {app: heuristics-miner-flink}}}\n    \
+- name: wait\n      templateType: Suspend\n      deadline: 10s\n    - name: shout\n      templateType: Task\n      \
+task: {container: {name: shout, image: 'chaoslab:latest', command: [echo, branch-a]}}\n      conditionalBranches:\n        \
+- {target: never, expression: 'stdout == \"branch-b\"'}\n    - name: never\n      templateType: Task\n      \
+task: {container: {name: sh, image: alpine, command: [sh, -c, 'echo hi']}}\n";
+
+#[test]
+fn task_nodes_branch_on_exit_code_and_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "task.yaml", TASK_WORKFLOW);
+    let o = run(flow(), &[file], 1, Duration::from_secs(5), MIN, &dir.path().join("a"));
+    let selected: Vec<Vec<String>> =
+        reasons(&o.events, "ConditionalBranchesSelected").iter().map(|e| e.targets.clone()).collect();
+    assert_eq!(selected, [vec!["kill".to_string(), "shout".into()], vec![]], "{:#?}", o.events);
+    let completed: Vec<&str> =
+        reasons(&o.events, "TaskPodPodCompleted").iter().map(|e| e.message.as_str()).collect();
+    assert!(completed[0].starts_with("task probe exited with 0; stdout \"{"), "{completed:?}");
+    assert_eq!(completed[1], "task shout exited with 0; stdout \"branch-a\"");
+    let kills: Vec<_> = o.faults.iter().filter(|f| f.kind == "process-kill").collect();
+    assert_eq!(kills.len(), 1);
+    assert_eq!(kills[0].origin.as_deref(), Some("PodChaos kafka/decide-kill"));
+    assert_eq!(reasons(&o.events, "WorkflowAccomplished").len(), 1);
+
+    // A container that is not chaoslab's is an executable: refused in sim mode, with the reason.
+    let process = TASK_WORKFLOW.replace("entry: probe", "entry: never");
+    let file = write(dir.path(), "process.yaml", &process);
+    let o = run(flow(), &[file], 1, Duration::ZERO, MIN, &dir.path().join("p"));
+    let failed = reasons(&o.events, "Failed");
+    assert!(failed.iter().any(|e| e.message.contains("sim mode runs no processes")), "{:#?}", o.events);
+}
+
+#[test]
+fn http_chaos_hurts_the_order_api() {
+    let file_text = "apiVersion: chaos-mesh.org/v1alpha1\nkind: HTTPChaos\nmetadata:\n  name: api-down\n  namespace: orders\n\
+spec:\n  mode: all\n  selector:\n    labelSelectors: {app: poke-order-api}\n  target: Request\n  port: 8000\n  \
+path: /list_orders*\n  abort: true\n  duration: 30s\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "http.yaml", file_text);
+    let mut problems = Problems::new();
+    let mut flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    flow.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"]);
+    let loaded = load_files(&[file], Some(&pods_of_flow(&flow)), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = statuses.clone();
+    Run::new(flow)
+        .out(dir.path().join("out"))
+        .seed(1)
+        .sim_with(move |p| async move {
+            let api = common::order_api(&p);
+            let status = async |api: &chaoslab::orders::http::ApiClient| {
+                api.send(hyper::Method::GET, "/list_orders", None).await.unwrap().status.as_u16()
+            };
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let code = status(&api).await;
+            seen.lock().unwrap().push(code);
+            p.mesh.create(&p, &loaded[0]).unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let code = status(&api).await;
+            seen.lock().unwrap().push(code);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let code = status(&api).await;
+            seen.lock().unwrap().push(code);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(*statuses.lock().unwrap(), [200, 503, 200]);
+}

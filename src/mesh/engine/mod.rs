@@ -6,12 +6,14 @@
 //!   faults through the fault manager (each recorded with its Chaos Mesh object as origin, so the ground
 //!   truth names it), wait for the duration, recover; paused, its faults are recovered until it resumes;
 //! - [`schedule`]: cron ticks on the run's calendar clock, `Forbid`/`Allow`, missed ticks, history;
-//! - [`workflow`]: Serial, Parallel, Suspend, chaos, Schedule and StatusCheck nodes, with deadlines that
+//! - [`workflow`]: Serial, Parallel, Suspend, chaos, Schedule, Task and StatusCheck nodes, with deadlines that
 //!   bound the children;
-//! - [`status_check`]: HTTP checks, Synchronous or Continuous, with thresholds.
+//! - [`status_check`]: HTTP checks, Synchronous or Continuous, with thresholds;
+//! - [`task`]: Task nodes (built-in actions or allow-listed executables) and their conditional branches.
 
 mod schedule;
 mod status_check;
+mod task;
 mod workflow;
 
 use std::collections::BTreeMap;
@@ -138,6 +140,7 @@ pub struct Engine {
     objects: Mutex<BTreeMap<(String, String), Entry>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     root: CancellationToken,
+    process_allow: Mutex<Vec<String>>,
 }
 
 impl Engine {
@@ -150,7 +153,17 @@ impl Engine {
             objects: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
             root: CancellationToken::new(),
+            process_allow: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Executables a workflow's Task nodes may run (live runs; names or paths).
+    pub fn set_process_allow(&self, names: Vec<String>) {
+        *self.process_allow.lock().unwrap_or_else(PoisonError::into_inner) = names;
+    }
+
+    fn process_allow(&self) -> Vec<String> {
+        self.process_allow.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Every event kept (the last [`MAX_KEPT`](super::events::MAX_KEPT); the file has them all).

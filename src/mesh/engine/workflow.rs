@@ -1,7 +1,8 @@
 //! A Workflow's controller, after Chaos Mesh's `pkg/workflow/controllers`: the entry node starts at
 //! once; Serial runs its children one after another, Parallel all at once; Suspend waits; a chaos node
 //! creates its chaos and deletes it at the deadline; a Schedule node creates a Schedule and deletes it —
-//! with the chaos it created — at the deadline (`syncSchedule`). A node ends at its own deadline or its
+//! with the chaos it created — at the deadline (`syncSchedule`); a Task runs, then the conditional
+//! branches its result selects; a StatusCheck checks, and aborts the workflow when it fails and says so. A node ends at its own deadline or its
 //! parent's, whichever comes first (`NodeDeadlineExceed`, `ParentNodeDeadlineExceed`); a parent whose
 //! deadline passes stops its children, and Serial starts no more of them.
 
@@ -246,6 +247,34 @@ impl Ctl {
                         format!("schedule CR {} deleted", child.name),
                         vec![child.key()],
                     );
+                }
+                NodeBody::Task { action, branches } => {
+                    let name = vec![node.name.clone()];
+                    self.event(
+                        &run.id,
+                        EventType::Normal,
+                        "TaskPodSpawned",
+                        format!("task {} started", node.name),
+                        name.clone(),
+                    );
+                    let Some(result) = self.run_task(&run.id, action, &stop).await else { return };
+                    let message = format!(
+                        "task {} exited with {}; stdout {:?}",
+                        node.name, result.exit_code, result.stdout
+                    );
+                    self.event(&run.id, EventType::Normal, "TaskPodPodCompleted", message, name);
+                    let selected = self.select_branches(&run.id, branches, &result);
+                    let chosen = names(&selected);
+                    let listed = if chosen.is_empty() { "none".to_string() } else { chosen.join(", ") };
+                    self.event(
+                        &run.id,
+                        EventType::Normal,
+                        "ConditionalBranchesSelected",
+                        format!("task {} selected {listed}", node.name),
+                        chosen,
+                    );
+                    let all = selected.iter().map(|&c| self.clone().node(run.clone(), c, end, stop.clone()));
+                    futures::future::join_all(all).await;
                 }
                 NodeBody::StatusCheck { check, abort } => {
                     let child = run.id.child("StatusCheck", run.instance_name(&node.name));
