@@ -1,4 +1,5 @@
-//! Reading Chaos Mesh files: YAML (one or more documents, `---` between them) or JSON, every object checked
+//! Reading Chaos Mesh files: YAML (one or more documents, `---` between them), JSON, or Jsonnet (rendered
+//! first, see [`super::jsonnet`]), every object checked
 //! against its kind's schema and compiled into a [`Plan`], with every problem of every file collected and
 //! reported with its file, line and key — nothing starts while one error remains.
 
@@ -34,13 +35,15 @@ pub fn load_files(paths: &[impl AsRef<Path>], pods: Option<&[Pod]>, problems: &m
     for path in paths {
         let path = path.as_ref();
         let file = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "jsonnet" || e == "libsonnet") {
-            problems.error(
-                &file,
-                None,
-                KeyPath::root(),
-                "Jsonnet files are not read yet; render them first (`jsonnet FILE`)",
-            );
+        if path.extension().is_some_and(|e| e == "jsonnet") {
+            match super::jsonnet::render(path) {
+                Ok(documents) => {
+                    for (label, json) in documents {
+                        out.extend(load_text(&format!("{file} ({label})"), &json, pods, problems));
+                    }
+                }
+                Err(e) => problems.error(&file, None, KeyPath::root(), e),
+            }
             continue;
         }
         match std::fs::read_to_string(path) {
@@ -164,7 +167,22 @@ fn read_object(
     };
     let spec = match kind.as_str() {
         "Schedule" => Spec::Schedule(Box::new(from_node::<ScheduleSpec>(spec_node, &spec_at, p)?)),
-        "Workflow" => Spec::Workflow(from_node::<WorkflowSpec>(spec_node, &spec_at, p)?),
+        "Workflow" => {
+            let templates =
+                spec_node.as_mapping().and_then(|m| m.get_node("templates")).and_then(Node::as_mapping);
+            if templates
+                .is_some_and(|t| t.get_node("parent").is_some() && t.get_node("childConfigs").is_some())
+            {
+                p.error(
+                    spec_at.key("templates"),
+                    "a mapping of `parent` and `childConfigs` (what ChaosMeshWizard's workflow.jsonnet helper renders, \
+                     \"semi-valid\" in its own words) where Chaos Mesh takes a list of templates: write \
+                     `[parent] + [c.config for c in childConfigs]`",
+                );
+                return None;
+            }
+            Spec::Workflow(from_node::<WorkflowSpec>(spec_node, &spec_at, p)?)
+        }
         "StatusCheck" => Spec::StatusCheck(from_node::<StatusCheckSpec>(spec_node, &spec_at, p)?),
         _ => Spec::Chaos(chaos_spec(&kind, spec_node, &spec_at, p)?),
     };

@@ -8,6 +8,7 @@
 //! - [`cron`]: schedules as robfig/cron reads them (`croner` underneath);
 //! - [`schema`]: the objects as typed values, field for field;
 //! - [`select`]: components as pods, and selectors and modes over them;
+//! - [`jsonnet`]: `.jsonnet` files rendered to objects;
 //! - [`load`]: reading files (every problem with file, line and key);
 //! - [`plan`]: an object compiled into faults of the catalogue, schedules and workflow nodes, with the
 //!   version traps as warnings;
@@ -18,6 +19,7 @@ pub mod cron;
 pub mod duration;
 pub mod engine;
 pub mod events;
+pub mod jsonnet;
 pub mod load;
 pub mod plan;
 pub mod schema;

@@ -596,3 +596,51 @@ path: /list_orders*\n  abort: true\n  duration: 30s\n";
         .unwrap();
     assert_eq!(*statuses.lock().unwrap(), [200, 503, 200]);
 }
+
+#[test]
+fn the_study_jsonnet_renders_but_not_to_the_yaml_it_committed() {
+    let Some(yaml) = study("jsonnet", "pod_failure.yaml") else { return };
+    let jsonnet_dir = yaml.parent().unwrap().parent().unwrap().join("jsonnet");
+    let rendered = chaoslab::mesh::jsonnet::render(&jsonnet_dir.join("pod_failure.jsonnet")).unwrap();
+    assert_eq!(rendered.len(), 1);
+    assert_eq!(rendered[0].0, "chaosWorkflow");
+    let mut from_jsonnet: serde_json::Value = serde_json::from_str(&rendered[0].1).unwrap();
+    let committed: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
+    // The helper renders `templates` as {parent, childConfigs}, which Chaos Mesh refuses; chaoslab says so
+    // and how to write it.
+    let mut problems = Problems::new();
+    let files: Vec<PathBuf> = std::fs::read_dir(&jsonnet_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonnet"))
+        .collect();
+    assert_eq!(files.len(), 6);
+    let loaded = load_files(&files, Some(&pods_of_flow(&flow())), &mut problems);
+    assert!(loaded.is_empty());
+    let errors: Vec<String> = problems.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    let (broken, semi_valid): (Vec<&String>, Vec<&String>) = errors.iter().partition(|e| e.contains("80ms"));
+    // 80ms_network_and_pod.jsonnet names `podFailureDuration`, which it never defines: it does not evaluate.
+    assert!(
+        broken[0].ends_with(
+            "80ms_network_and_pod.jsonnet: Jsonnet evaluation failed (the evaluator's message is above)"
+        ),
+        "{broken:?}"
+    );
+    assert!(
+        semi_valid.iter().all(|e| e
+            .contains(".jsonnet (chaosWorkflow):9:spec.templates: a mapping of `parent` and `childConfigs`")),
+        "{semi_valid:#?}"
+    );
+    // Flattened as the message says, it is the committed file but for one field: the Schedule node's
+    // deadline, 360s as rendered, 30s as committed — the edit that made its cron fire at most once.
+    let templates = from_jsonnet["spec"]["templates"].take();
+    let mut flat = vec![templates["parent"].clone()];
+    flat.extend(templates["childConfigs"].as_array().unwrap().iter().map(|c| c["config"].clone()));
+    from_jsonnet["spec"]["templates"] = serde_json::Value::Array(flat);
+    assert_eq!(from_jsonnet["spec"]["templates"][1]["deadline"], "360s");
+    assert_eq!(committed["spec"]["templates"][1]["deadline"], "30s");
+    from_jsonnet["spec"]["templates"][1]["deadline"] = "30s".into();
+    assert_eq!(from_jsonnet, committed);
+}
