@@ -5,11 +5,11 @@
 //!   paused, finished; each with a uid drawn from the seed) and a chaos's life: select pods, apply the
 //!   faults through the fault manager (each recorded with its Chaos Mesh object as origin, so the ground
 //!   truth names it), wait for the duration, recover; paused, its faults are recovered until it resumes;
-//! - [`schedule`]: cron ticks on the run's calendar clock, `Forbid`/`Allow`, missed ticks, history;
-//! - [`workflow`]: Serial, Parallel, Suspend, chaos, Schedule, Task and StatusCheck nodes, with deadlines that
+//! - `schedule`: cron ticks on the run's calendar clock, `Forbid`/`Allow`, missed ticks, history;
+//! - `workflow`: Serial, Parallel, Suspend, chaos, Schedule, Task and StatusCheck nodes, with deadlines that
 //!   bound the children;
-//! - [`status_check`]: HTTP checks, Synchronous or Continuous, with thresholds;
-//! - [`task`]: Task nodes (built-in actions or allow-listed executables) and their conditional branches.
+//! - `status_check`: HTTP checks, Synchronous or Continuous, with thresholds;
+//! - `task`: Task nodes (built-in actions or allow-listed executables) and their conditional branches.
 
 mod schedule;
 mod status_check;
@@ -364,15 +364,14 @@ impl Ctl {
         &self.p.mesh
     }
 
-    fn event(
-        &self,
-        id: &ObjectId,
-        kind: EventType,
-        reason: &str,
-        message: impl Into<String>,
-        targets: Vec<String>,
-    ) {
-        self.engine().event(id, kind, reason, message, targets);
+    /// A `Normal` event.
+    fn note(&self, id: &ObjectId, reason: &str, message: impl Into<String>, targets: Vec<String>) {
+        self.engine().event(id, EventType::Normal, reason, message, targets);
+    }
+
+    /// A `Warning` event.
+    fn warn(&self, id: &ObjectId, reason: &str, message: impl Into<String>, targets: Vec<String>) {
+        self.engine().event(id, EventType::Warning, reason, message, targets);
     }
 
     /// Sleeps until `until` (forever when `None`) unless `stop` fires or the pause flag changes first.
@@ -420,7 +419,7 @@ impl Ctl {
         loop {
             let paused = *pause.borrow_and_update();
             if paused {
-                self.event(&id, EventType::Normal, "Paused", "paused: nothing is injected", vec![]);
+                self.note(&id, "Paused", "paused: nothing is injected", vec![]);
                 woke = Self::wait(&stop, until, Some(&mut pause)).await;
                 if woke == Woke::PauseChanged {
                     continue;
@@ -436,17 +435,15 @@ impl Ctl {
                 self.p.faults.remove(fault);
             }
             if lasting {
-                self.event(&id, EventType::Normal, "Recovered", "every fault removed", targets);
+                self.note(&id, "Recovered", "every fault removed", targets);
             }
             if woke != Woke::PauseChanged {
                 break;
             }
         }
         match woke {
-            Woke::TimeUp => {
-                self.event(&id, EventType::Normal, "TimeUp", "time up according to the duration", vec![])
-            }
-            _ => self.event(&id, EventType::Normal, "Deleted", "the object was deleted", vec![]),
+            Woke::TimeUp => self.note(&id, "TimeUp", "time up according to the duration", vec![]),
+            _ => self.note(&id, "Deleted", "the object was deleted", vec![]),
         }
         self.engine().set_phase(&id, Phase::Finished);
     }
@@ -463,7 +460,7 @@ impl Ctl {
         let selected = match select::pick(&plan.pods, &id.namespace, &pods, rng) {
             Ok(s) => s,
             Err(e) => {
-                self.event(id, EventType::Warning, "Failed", format!("cannot select pods: {e}"), vec![]);
+                self.warn(id, "Failed", format!("cannot select pods: {e}"), vec![]);
                 return None;
             }
         };
@@ -475,13 +472,7 @@ impl Ctl {
                     Some(t) => match select::pick(t, &id.namespace, &pods, rng) {
                         Ok(o) => Some(o),
                         Err(e) => {
-                            self.event(
-                                id,
-                                EventType::Warning,
-                                "Failed",
-                                format!("cannot select the target: {e}"),
-                                vec![],
-                            );
+                            self.warn(id, "Failed", format!("cannot select the target: {e}"), vec![]);
                             return None;
                         }
                     },
@@ -491,13 +482,7 @@ impl Ctl {
         };
         if targets.is_empty() {
             let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
-            self.event(
-                id,
-                EventType::Warning,
-                "Failed",
-                "the selected pods have no links in that direction",
-                names,
-            );
+            self.warn(id, "Failed", "the selected pods have no links in that direction", names);
             return None;
         }
         let mut applied = Vec::new();
@@ -513,15 +498,13 @@ impl Ctl {
                     lasting |= record.ended_at.is_none();
                     applied.push(record.id);
                 }
-                Err(e) => {
-                    self.event(id, EventType::Warning, "Failed", format!("{}: {e}", f.kind), targets.clone())
-                }
+                Err(e) => self.warn(id, "Failed", format!("{}: {e}", f.kind), targets.clone()),
             }
         }
         if !applied.is_empty() {
             let kinds: Vec<&str> = plan.effect.faults().iter().map(|f| f.kind).collect();
             let message = format!("{} {} applied as {}", id.kind, plan.action, kinds.join(", "));
-            self.event(id, EventType::Normal, "Applied", message, targets.clone());
+            self.note(id, "Applied", message, targets.clone());
         }
         Some((targets, applied, lasting))
     }

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tokio::sync::watch;
 
 use super::{BoxFuture, Ctl, ObjectId, Phase, Woke};
-use crate::mesh::events::EventType;
 use crate::mesh::plan::{SchedulePlan, Spawn};
 
 impl Ctl {
@@ -32,13 +31,7 @@ impl Ctl {
         let mut children = Vec::new();
         loop {
             let Some(next) = plan.cron.next_after(last) else {
-                self.event(
-                    &id,
-                    EventType::Warning,
-                    "Failed",
-                    format!("{:?} has no next tick", plan.cron_text),
-                    vec![],
-                );
+                self.warn(&id, "Failed", format!("{:?} has no next tick", plan.cron_text), vec![]);
                 break;
             };
             let wait = (next - clock.now()).to_std().unwrap_or(Duration::ZERO);
@@ -53,9 +46,8 @@ impl Ctl {
             if let Some(deadline) = plan.starting_deadline
                 && late > deadline
             {
-                self.event(
+                self.warn(
                     &id,
-                    EventType::Warning,
                     "MissedSchedule",
                     format!("missed scheduled time to start a job: {}", next.format("%Y-%m-%dT%H:%M:%SZ")),
                     vec![],
@@ -66,9 +58,8 @@ impl Ctl {
                 && let Some(running) =
                     created.iter().find(|c| self.engine().phase(c).is_some_and(|p| p != Phase::Finished))
             {
-                self.event(
+                self.warn(
                     &id,
-                    EventType::Warning,
                     "ScheduleForbid",
                     format!("forbid spawning new job because: {} is still running", running.name),
                     vec![running.key()],
@@ -94,13 +85,7 @@ impl Ctl {
                     Box::pin(me.run_workflow(child_id, w, child_stop))
                 }
             };
-            self.event(
-                &id,
-                EventType::Normal,
-                "ScheduleSpawn",
-                format!("create new object: {}", child.name),
-                vec![child.key()],
-            );
+            self.note(&id, "ScheduleSpawn", format!("create new object: {}", child.name), vec![child.key()]);
             children.retain(|c: &tokio::task::JoinHandle<()>| !c.is_finished());
             children.push(tokio::spawn(future));
             created.push(child);
@@ -112,13 +97,7 @@ impl Ctl {
                 tracing::warn!("a chaos created by {} failed: {e}", id.origin());
             }
         }
-        self.event(
-            &id,
-            EventType::Normal,
-            "Deleted",
-            format!("deleted after creating {count} object(s)"),
-            vec![],
-        );
+        self.note(&id, "Deleted", format!("deleted after creating {count} object(s)"), vec![]);
         self.engine().set_phase(&id, Phase::Finished);
     }
 

@@ -13,7 +13,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ctl, ObjectId, Phase, Woke};
-use crate::mesh::events::EventType;
 use crate::mesh::plan::{HttpProbe, StatusCheckPlan};
 use crate::orders::http::ApiClient;
 use crate::topology::RunMode;
@@ -86,7 +85,7 @@ impl Ctl {
             } else {
                 if failures == 0 {
                     let message = format!("{} {}: {what}", plan.http.method, plan.http.url);
-                    self.event(id, EventType::Warning, "StatusCheckFailing", message, vec![]);
+                    self.warn(id, "StatusCheckFailing", message, vec![]);
                 }
                 failures += 1;
                 successes = 0;
@@ -97,12 +96,12 @@ impl Ctl {
             };
             if failures >= plan.failure_threshold {
                 let message = format!("{failures} consecutive failures ({what}); {}", summary());
-                self.event(id, EventType::Warning, "FailureThresholdExceed", message, vec![]);
+                self.warn(id, "FailureThresholdExceed", message, vec![]);
                 return CheckOutcome::Failed;
             }
             if !plan.continuous && successes >= plan.success_threshold {
                 let message = format!("{successes} consecutive successes; {}", summary());
-                self.event(id, EventType::Normal, "SuccessThresholdExceed", message, vec![]);
+                self.note(id, "SuccessThresholdExceed", message, vec![]);
                 return CheckOutcome::Succeeded;
             }
             let next = Instant::now() + plan.interval;
@@ -113,13 +112,7 @@ impl Ctl {
             match Self::wait(stop, Some(wake), None).await {
                 Woke::Stopped => return CheckOutcome::Stopped,
                 Woke::TimeUp if at_end => {
-                    self.event(
-                        id,
-                        EventType::Normal,
-                        "DurationExceed",
-                        format!("duration over; {}", summary()),
-                        vec![],
-                    );
+                    self.note(id, "DurationExceed", format!("duration over; {}", summary()), vec![]);
                     return CheckOutcome::DurationExceed;
                 }
                 Woke::TimeUp | Woke::PauseChanged => {}
@@ -137,7 +130,7 @@ impl Ctl {
                 "{}: sim mode opens no sockets; check chaoslab's own API (a path such as /health) instead",
                 probe.url
             );
-            self.event(id, EventType::Warning, "Failed", message, vec![]);
+            self.warn(id, "Failed", message, vec![]);
             return None;
         }
         let split = probe.url.parse::<hyper::Uri>().ok().and_then(|uri| {
@@ -149,7 +142,7 @@ impl Ctl {
             ApiClient::remote(&base, std::time::Duration::from_secs(3600)).ok().map(|c| (c, path))
         });
         if client.is_none() {
-            self.event(id, EventType::Warning, "Failed", format!("{}: not a usable URL", probe.url), vec![]);
+            self.warn(id, "Failed", format!("{}: not a usable URL", probe.url), vec![]);
         }
         client
     }

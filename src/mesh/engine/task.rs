@@ -12,7 +12,6 @@ use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ctl, ObjectId};
-use crate::mesh::events::EventType;
 use crate::mesh::plan::{Branch, HttpProbe, TaskAction};
 use crate::orders::http::ApiClient;
 use crate::topology::RunMode;
@@ -67,7 +66,7 @@ impl Ctl {
                             "{}: sim mode opens no sockets; use a path of chaoslab's own API",
                             probe.url
                         );
-                        self.event(id, EventType::Warning, "Failed", message, vec![]);
+                        self.warn(id, "Failed", message, vec![]);
                         return None;
                     }
                     None => {
@@ -110,18 +109,18 @@ impl Ctl {
         if self.p.mode == RunMode::Sim {
             let message =
                 format!("{program}: sim mode runs no processes; use a built-in task (image: chaoslab)");
-            self.event(id, EventType::Warning, "Failed", message, vec![]);
+            self.warn(id, "Failed", message, vec![]);
             return None;
         }
         let allowed = self.engine().process_allow();
         let name = std::path::Path::new(program).file_name().and_then(|n| n.to_str()).unwrap_or(program);
         if !allowed.iter().any(|a| a == program || a == name) {
             let message = format!("{program} is not on the allow-list (--allow-process)");
-            self.event(id, EventType::Warning, "Failed", message, vec![]);
+            self.warn(id, "Failed", message, vec![]);
             return None;
         }
         let Some(path) = crate::chaos::experiment::provider::process::which(program) else {
-            self.event(id, EventType::Warning, "Failed", format!("{program} cannot be found"), vec![]);
+            self.warn(id, "Failed", format!("{program} cannot be found"), vec![]);
             return None;
         };
         let mut command = tokio::process::Command::new(&path);
@@ -135,7 +134,7 @@ impl Ctl {
         let mut child = match command.spawn() {
             Ok(c) => c,
             Err(e) => {
-                self.event(id, EventType::Warning, "Failed", format!("cannot start {program}: {e}"), vec![]);
+                self.warn(id, "Failed", format!("cannot start {program}: {e}"), vec![]);
                 return None;
             }
         };
@@ -172,7 +171,7 @@ impl Ctl {
             .set_value("exitCode".into(), Value::Int(result.exit_code))
             .and_then(|()| context.set_value("stdout".into(), Value::String(result.stdout.clone())));
         if let Err(e) = set {
-            self.event(id, EventType::Warning, "Failed", format!("cannot evaluate branches: {e}"), vec![]);
+            self.warn(id, "Failed", format!("cannot evaluate branches: {e}"), vec![]);
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -183,7 +182,7 @@ impl Ctl {
                     Ok(v) => v,
                     Err(e) => {
                         let text = b.text.as_deref().unwrap_or_default();
-                        self.event(id, EventType::Warning, "Failed", format!("branch {text:?}: {e}"), vec![]);
+                        self.warn(id, "Failed", format!("branch {text:?}: {e}"), vec![]);
                         false
                     }
                 },

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use super::status_check::CheckOutcome;
 use super::{BoxFuture, Ctl, ObjectId, Phase};
 use crate::mesh::duration;
-use crate::mesh::events::EventType;
 use crate::mesh::plan::{NodeBody, WorkflowPlan};
 
 /// One running workflow.
@@ -67,27 +66,15 @@ impl Ctl {
             aborted: false.into(),
             created: Mutex::new(BTreeMap::new()),
         });
-        self.event(
-            &id,
-            EventType::Normal,
-            "EntryCreated",
-            format!("entry node {entry} created"),
-            vec![entry],
-        );
+        self.note(&id, "EntryCreated", format!("entry node {entry} created"), vec![entry]);
         let entry = run.plan.entry;
         self.clone().node(run.clone(), entry, None, stop.clone()).await;
         if run.aborted.load(std::sync::atomic::Ordering::Relaxed) {
             // `WorkflowAborted` said it.
         } else if stop.is_cancelled() {
-            self.event(
-                &id,
-                EventType::Normal,
-                "Deleted",
-                "the workflow was deleted before it finished",
-                vec![],
-            );
+            self.note(&id, "Deleted", "the workflow was deleted before it finished", vec![]);
         } else {
-            self.event(&id, EventType::Normal, "WorkflowAccomplished", "workflow accomplished", vec![]);
+            self.note(&id, "WorkflowAccomplished", "workflow accomplished", vec![]);
         }
         self.engine().set_phase(&id, Phase::Finished);
     }
@@ -112,16 +99,14 @@ impl Ctl {
             };
             let name = vec![node.name.clone()];
             match outcome {
-                Outcome::Deadline if by_parent => self.event(
+                Outcome::Deadline if by_parent => self.note(
                     &run.id,
-                    EventType::Normal,
                     "ParentNodeDeadlineExceed",
                     format!("node {} ended by its parent's deadline", node.name),
                     name.clone(),
                 ),
-                Outcome::Deadline => self.event(
+                Outcome::Deadline => self.note(
                     &run.id,
-                    EventType::Normal,
                     "NodeDeadlineExceed",
                     format!("node {} reached its deadline", node.name),
                     name.clone(),
@@ -135,13 +120,7 @@ impl Ctl {
             if outcome == Outcome::Stopped {
                 return;
             }
-            self.event(
-                &run.id,
-                EventType::Normal,
-                "NodeAccomplished",
-                format!("node {} accomplished", node.name),
-                name,
-            );
+            self.note(&run.id, "NodeAccomplished", format!("node {} accomplished", node.name), name);
         })
     }
 
@@ -159,9 +138,8 @@ impl Ctl {
                             break;
                         }
                         let created = names(&[c]);
-                        self.event(
+                        self.note(
                             &run.id,
-                            EventType::Normal,
                             "NodesCreated",
                             format!("child node {} created", created[0]),
                             created,
@@ -171,9 +149,8 @@ impl Ctl {
                 }
                 NodeBody::Parallel(children) => {
                     let created = names(children);
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "NodesCreated",
                         format!("child nodes {} created", created.join(", ")),
                         created,
@@ -186,9 +163,8 @@ impl Ctl {
                     let child = run.id.child(plan.kind, run.instance_name(&node.name));
                     let (child_stop, child_pause) =
                         self.engine().register(&child, Some((&run.id, &stop)), false);
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "ChaosCRCreated",
                         format!("chaos CR {} created", child.name),
                         vec![child.key()],
@@ -199,9 +175,8 @@ impl Ctl {
                         plan.duration = None;
                     }
                     self.clone().run_chaos(child.clone(), plan, child_pause, child_stop).await;
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "ChaosCRDeleted",
                         format!("chaos CR {} deleted", child.name),
                         vec![child.key()],
@@ -211,9 +186,8 @@ impl Ctl {
                     let child = run.id.child("Schedule", run.instance_name(&node.name));
                     let (child_stop, child_pause) =
                         self.engine().register(&child, Some((&run.id, &stop)), false);
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "ChaosCRCreated",
                         format!("schedule CR {} created", child.name),
                         vec![child.key()],
@@ -222,10 +196,7 @@ impl Ctl {
                     if let (Some(end), Some(tick)) = (end, plan.cron.next_after(now)) {
                         let left = end.saturating_duration_since(Instant::now());
                         if chrono::Duration::from_std(left).is_ok_and(|left| now + left < tick) {
-                            self.event(
-                                &run.id,
-                                EventType::Warning,
-                                "ScheduleNeverFires",
+                            self.warn(&run.id, "ScheduleNeverFires",
                                 format!(
                                     "node {} ({}) ends at {} (after {}), before its schedule's first tick at {}: it \
                                      creates nothing",
@@ -240,9 +211,8 @@ impl Ctl {
                         }
                     }
                     self.clone().run_schedule(child.clone(), (**plan).clone(), child_pause, child_stop).await;
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "ChaosCRDeleted",
                         format!("schedule CR {} deleted", child.name),
                         vec![child.key()],
@@ -250,25 +220,18 @@ impl Ctl {
                 }
                 NodeBody::Task { action, branches } => {
                     let name = vec![node.name.clone()];
-                    self.event(
-                        &run.id,
-                        EventType::Normal,
-                        "TaskPodSpawned",
-                        format!("task {} started", node.name),
-                        name.clone(),
-                    );
+                    self.note(&run.id, "TaskPodSpawned", format!("task {} started", node.name), name.clone());
                     let Some(result) = self.run_task(&run.id, action, &stop).await else { return };
                     let message = format!(
                         "task {} exited with {}; stdout {:?}",
                         node.name, result.exit_code, result.stdout
                     );
-                    self.event(&run.id, EventType::Normal, "TaskPodPodCompleted", message, name);
+                    self.note(&run.id, "TaskPodPodCompleted", message, name);
                     let selected = self.select_branches(&run.id, branches, &result);
                     let chosen = names(&selected);
                     let listed = if chosen.is_empty() { "none".to_string() } else { chosen.join(", ") };
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "ConditionalBranchesSelected",
                         format!("task {} selected {listed}", node.name),
                         chosen,
@@ -279,9 +242,8 @@ impl Ctl {
                 NodeBody::StatusCheck { check, abort } => {
                     let child = run.id.child("StatusCheck", run.instance_name(&node.name));
                     let (child_stop, _) = self.engine().register(&child, Some((&run.id, &stop)), false);
-                    self.event(
+                    self.note(
                         &run.id,
-                        EventType::Normal,
                         "ChaosCRCreated",
                         format!("status check CR {} created", child.name),
                         vec![child.key()],
@@ -290,9 +252,8 @@ impl Ctl {
                     self.engine().set_phase(&child, Phase::Finished);
                     if outcome == CheckOutcome::Failed && *abort {
                         run.aborted.store(true, std::sync::atomic::Ordering::Relaxed);
-                        self.event(
+                        self.warn(
                             &run.id,
-                            EventType::Warning,
                             "WorkflowAborted",
                             format!("status check {} failed and the node aborts the workflow", node.name),
                             vec![node.name.clone()],

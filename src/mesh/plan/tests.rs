@@ -1,0 +1,181 @@
+//! The compiler on small objects: mappings, checks and the version traps.
+
+use super::*;
+use crate::config::Problems;
+use crate::mesh::load::load_text;
+use serde_json::json;
+
+fn compile_text(spec: &str, kind: &str) -> (Option<Plan>, Vec<String>) {
+    let text =
+        format!("apiVersion: chaos-mesh.org/v1alpha1\nkind: {kind}\nmetadata:\n  name: x\nspec:\n{spec}");
+    let mut problems = Problems::new();
+    let loaded = load_text("f.yaml", &text, None, &mut problems);
+    (loaded.into_iter().next().map(|l| l.plan), problems.all().iter().map(ToString::to_string).collect())
+}
+
+fn faults(plan: &Option<Plan>) -> Vec<PlannedFault> {
+    match plan {
+        Some(Plan::Chaos(c)) => c.effect.faults().to_vec(),
+        other => panic!("not a chaos: {other:?}"),
+    }
+}
+
+const SEL: &str = "  mode: all\n  selector:\n    namespaces: [kafka]\n";
+
+#[test]
+fn network_actions_become_catalogue_faults_with_tc_units() {
+    let (plan, problems) = compile_text(
+        &format!("  action: bandwidth\n{SEL}  bandwidth: {{rate: 1mbit, limit: 1, buffer: 1}}\n"),
+        "NetworkChaos",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(faults(&plan)[0].parameters["rate"], 125_000);
+    let (plan, _) =
+        compile_text(&format!("  action: rate\n{SEL}  rate: {{rate: 100kbps}}\n"), "NetworkChaos");
+    assert_eq!(faults(&plan)[0].parameters["rate"], 100_000);
+    let (plan, problems) = compile_text(
+        &format!(
+            "  action: netem\n{SEL}  delay: {{latency: 1.5s, jitter: 10ms, correlation: '25'}}\n  loss: {{loss: '5'}}\n"
+        ),
+        "NetworkChaos",
+    );
+    let f = faults(&plan);
+    assert_eq!((f[0].kind, f[1].kind), ("network-delay", "network-loss"));
+    assert_eq!(
+        (f[0].parameters["latency"].as_f64(), f[0].parameters["correlation"].as_f64()),
+        (Some(1.5), Some(25.0))
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("warning: f.yaml:10:spec.delay.latency: Chaos Mesh 2.7.0")),
+        "{problems:?}"
+    );
+    // A zero delay injects nothing, and the unitless jitter is a version trap.
+    let (plan, problems) = compile_text(
+        &format!("  action: delay\n{SEL}  delay: {{latency: 0ms, jitter: '0'}}\n"),
+        "NetworkChaos",
+    );
+    assert!(faults(&plan).is_empty());
+    assert!(problems.iter().any(|p| p.contains("spec.delay.jitter: \"0\" has no unit")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("injects nothing")), "{problems:?}");
+    let (plan, problems) = compile_text(
+        &format!("  action: delay\n  direction: from\n{SEL}  delay: {{latency: 5ms}}\n"),
+        "NetworkChaos",
+    );
+    assert!(plan.is_none());
+    assert!(
+        problems.iter().any(|p| p.contains("spec.direction: `from` and `both` need a `target`")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn pod_time_and_io_chaos_map_onto_the_catalogue() {
+    let (plan, _) = compile_text(&format!("  action: pod-failure\n  duration: 90s\n{SEL}"), "PodChaos");
+    match &plan {
+        Some(Plan::Chaos(c)) => assert_eq!(c.duration, Some(Duration::from_secs(90))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(faults(&plan)[0].kind, "process-failure");
+    let (plan, _) = compile_text(&format!("  timeOffset: -10m100ns\n{SEL}"), "TimeChaos");
+    assert_eq!(faults(&plan)[0].parameters["offset"].as_f64(), Some(-600.0000001));
+    let (plan, _) =
+        compile_text(&format!("  action: fault\n  volumePath: /data\n  errno: 28\n{SEL}"), "IOChaos");
+    assert_eq!(faults(&plan)[0].kind, "disk-full");
+    let (plan, problems) = compile_text(&format!("  action: mistake\n  volumePath: /data\n{SEL}"), "IOChaos");
+    assert!(plan.is_none() && problems[0].contains("not supported yet"), "{problems:?}");
+}
+
+#[test]
+fn schedules_check_their_policy_and_type() {
+    let pod = "  podChaos:\n    action: pod-kill\n    mode: one\n    selector: {}\n";
+    let (plan, problems) = compile_text(&format!("  schedule: '@every 30s'\n{pod}"), "Schedule");
+    let Some(Plan::Schedule(s)) = plan else { panic!("{problems:?}") };
+    assert!(s.forbid && s.history_limit == 1);
+    assert!(
+        problems.iter().any(|p| p.contains("spec.type: missing") && p.contains("PodChaos")),
+        "{problems:?}"
+    );
+    let (plan, problems) = compile_text(
+        &format!(
+            "  schedule: '@every 30s'\n  type: NetworkChaos\n  concurrencyPolicy: Sometimes\n  historyLimit: 0\n{pod}"
+        ),
+        "Schedule",
+    );
+    assert!(plan.is_none());
+    let joined = problems.join("\n");
+    for expected in [
+        "spec.concurrencyPolicy: \"Sometimes\"",
+        "spec.historyLimit: 0 is below 1",
+        "spec.podChaos: type is NetworkChaos",
+        "spec.networkChaos: type NetworkChaos needs",
+    ] {
+        assert!(joined.contains(expected), "{expected} in {joined}");
+    }
+}
+
+#[test]
+fn workflows_resolve_their_templates() {
+    let (plan, problems) = compile_text(
+        "  entry: a\n  templates:\n    - {name: a, templateType: Serial, children: [b, c]}\n    \
+         - {name: b, templateType: Suspend, deadline: 10s}\n    - {name: c, templateType: Parallel, children: [a]}\n",
+        "Workflow",
+    );
+    assert!(plan.is_none());
+    assert!(problems.iter().any(|p| p.contains("cycle: a -> c -> a")), "{problems:?}");
+    let (plan, problems) = compile_text(
+        "  entry: main\n  templates:\n    - {name: main, templateType: Serial, children: [wait, nope]}\n    \
+         - {name: wait, templateType: Suspend}\n    - {name: s, templateType: Schedule, deadline: 1m, \
+         schedule: {schedule: '@hourly', type: Workflow}}\n",
+        "Workflow",
+    );
+    assert!(plan.is_none());
+    let joined = problems.join("\n");
+    for expected in [
+        "spec.templates[0].children[1]: no template is named \"nope\"",
+        "spec.templates[1].deadline: a Suspend node waits for its deadline",
+        "spec.templates[2].schedule.type: a workflow's Schedule node cannot create a Workflow",
+    ] {
+        assert!(joined.contains(expected), "{expected} in {joined}");
+    }
+}
+
+#[test]
+fn tasks_and_http_chaos_are_checked_up_front() {
+    let (plan, problems) = compile_text(
+        "  entry: t\n  templates:\n    - name: t\n      templateType: Task\n      task: {container: {name: c, \
+         image: chaoslab, command: [http-get]}}\n      conditionalBranches:\n        - {target: t2, expression: \
+         '(exitCode == 0'}\n        - {target: gone}\n    - {name: t2, templateType: Suspend, deadline: 1s}\n",
+        "Workflow",
+    );
+    assert!(plan.is_none());
+    let joined = problems.join("\n");
+    for expected in [
+        "spec.templates[0].task.container.command: http-get takes 1 argument(s), found 0",
+        "spec.templates[0].conditionalBranches[0].expression: \"(exitCode == 0\" does not parse",
+        "spec.templates[0].conditionalBranches[1].target: no template is named \"gone\"",
+    ] {
+        assert!(joined.contains(expected), "{expected} in {joined}");
+    }
+    let sel = "  mode: all\n  selector: {labelSelectors: {app: poke-order-api}}\n  target: Response\n";
+    let (plan, problems) =
+        compile_text(&format!("{sel}  path: /api/*\n  replace: {{body: aGVsbG8=}}\n"), "HTTPChaos");
+    assert!(problems.is_empty(), "{problems:?}");
+    let f = faults(&plan);
+    assert_eq!(
+        (f[0].kind, &f[0].parameters["body"], &f[0].parameters["path"]),
+        ("http-replace-body", &json!("hello"), &json!("/api/"))
+    );
+    let (plan, problems) = compile_text(
+        &format!("{sel}  path: /a*b\n  method: GET\n  patch: {{queries: [[a, b]]}}\n"),
+        "HTTPChaos",
+    );
+    assert!(plan.is_none());
+    let joined = problems.join("\n");
+    for expected in [
+        "spec.path: \"/a*b\"",
+        "spec.method: HTTPChaos `method` is not supported yet",
+        "spec.patch: HTTPChaos `patch`",
+    ] {
+        assert!(joined.contains(expected), "{expected} in {joined}");
+    }
+}
