@@ -138,6 +138,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Spends `d` of modelled work (a service rate's share of a second), stretched by CPU stress (the
+    /// component gets only its share of a core); true when stopping.
+    pub async fn work(&self, d: Duration) -> bool {
+        self.sleep_or_stop(d.div_f64(self.hooks.cpu_share())).await
+    }
+
     /// Sleeps `d` unless asked to stop first; true when stopping. While the component is paused the
     /// sleep does not end (a frozen process's timers do not fire), so a timer-driven loop freezes too.
     pub async fn sleep_or_stop(&self, d: Duration) -> bool {

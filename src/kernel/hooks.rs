@@ -8,7 +8,7 @@
 //! - a pause gate (process pause): `Ctx::sleep_or_stop` and the component's links wait while it is set;
 //! - I/O faults (stores and sinks): [`ComponentHooks::io_write`] is called before every write.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ impl IoFaults {
 #[derive(Debug)]
 pub struct ComponentHooks {
     skew_ms: Arc<AtomicI64>,
+    /// The share of a core the component gets (1 without CPU stress), as `f64` bits.
+    cpu_share: AtomicU64,
     paused: watch::Sender<bool>,
     io: Mutex<(IoFaults, Rng)>,
 }
@@ -51,6 +53,7 @@ impl ComponentHooks {
     pub fn new(name: &str, seed: Seed) -> Self {
         ComponentHooks {
             skew_ms: Arc::new(AtomicI64::new(0)),
+            cpu_share: AtomicU64::new(1f64.to_bits()),
             paused: watch::channel(false).0,
             io: Mutex::new((IoFaults::default(), seed.stream(&format!("io:{name}")))),
         }
@@ -64,6 +67,16 @@ impl ComponentHooks {
     /// Sets the clock offset.
     pub fn set_skew(&self, offset_ms: i64) {
         self.skew_ms.store(offset_ms, Ordering::SeqCst);
+    }
+
+    /// Sets the share of a core the component gets (CPU stress), in `(0, 1]`.
+    pub fn set_cpu_share(&self, share: f64) {
+        self.cpu_share.store(share.clamp(f64::MIN_POSITIVE, 1.0).to_bits(), Ordering::SeqCst);
+    }
+
+    /// The share of a core the component gets: 1 unless CPU stressors run beside it.
+    pub fn cpu_share(&self) -> f64 {
+        f64::from_bits(self.cpu_share.load(Ordering::SeqCst))
     }
 
     /// Freezes (true) or resumes (false) the component.

@@ -456,7 +456,7 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
         if n > 0 && p.cfg.throughput > 0 {
             // The job's service rate: a batch takes its share of a second.
             let busy = Duration::from_secs_f64(n as f64 / p.cfg.throughput as f64);
-            if ctx.sleep_or_stop(busy).await {
+            if ctx.work(busy).await {
                 break;
             }
         }

@@ -644,3 +644,26 @@ fn the_study_jsonnet_renders_but_not_to_the_yaml_it_committed() {
     from_jsonnet["spec"]["templates"][1]["deadline"] = "30s".into();
     assert_eq!(from_jsonnet, committed);
 }
+
+#[test]
+fn cpu_stress_slows_the_miner_and_its_lag_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three workers at 100 %: the miner keeps a quarter of a core, 200 of its 800 events/s, under the
+    // 400/s the source sends.
+    let file = write(
+        dir.path(),
+        "stress.yaml",
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: busy\n  namespace: kafka\nspec:\n  \
+         mode: one\n  selector:\n    labelSelectors: {app: heuristics-miner-flink}\n  duration: 60s\n  stressors:\n    \
+         cpu: {workers: 3, load: 100}\n    memory: {workers: 2, size: 8MB}\n",
+    );
+    let o = run(flow(), &[file], 2, Duration::from_secs(60), 3 * MIN, &dir.path().join("out"));
+    let kinds: Vec<&str> = o.faults.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, ["cpu-stress", "memory-stress"]);
+    assert_eq!(o.faults[1].parameters["megabytes"], 16);
+    let before = max_in(&o.lag, 30, 60);
+    let during = max_in(&o.lag, 100, 121);
+    let after = o.lag.iter().filter(|(s, _)| *s >= 170).map(|(_, v)| *v).fold(f64::MAX, f64::min);
+    assert!(during > before + 5_000.0, "the lag grows under stress: before {before}, during {during}");
+    assert!(after < during / 2.0, "and falls once the stress ends: during {during}, after {after}");
+}

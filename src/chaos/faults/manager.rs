@@ -482,6 +482,15 @@ impl FaultManager {
                         .sum();
                     env.supervisor.hooks(t).set_skew(total);
                 }
+                Effect::CpuStress(_) => {
+                    let cores: f64 = on(&st, t)
+                        .filter_map(|a| match a.fault.effect {
+                            Effect::CpuStress(c) => Some(c),
+                            _ => None,
+                        })
+                        .sum();
+                    env.supervisor.hooks(t).set_cpu_share(1.0 / (1.0 + cores));
+                }
                 Effect::Io(_) => {
                     let mut io = IoFaults::default();
                     for a in on(&st, t) {

@@ -7,10 +7,58 @@ use super::{Cx, Direction, Effect, PlannedFault, fault};
 use crate::config::KeyPath;
 use crate::mesh::duration::{self, GoDuration};
 use crate::mesh::schema::chaos::{
-    DelaySpec, HttpChaosSpec, IoChaosSpec, NetworkChaosSpec, PodChaosSpec, TimeChaosSpec,
+    DelaySpec, HttpChaosSpec, IoChaosSpec, NetworkChaosSpec, PodChaosSpec, StressChaosSpec, TimeChaosSpec,
 };
 
 impl Cx<'_, '_> {
+    /// `StressChaos`: CPU stressors slow the work the selected components model (a service rate, as the
+    /// miner's `throughput`) to 1/(1 + workers × load/100) — a stressor taking `load` percent of a core
+    /// beside them; memory stressors make the process hold `size` × `workers` more memory.
+    pub(super) fn stress(&mut self, st: &StressChaosSpec, at: &KeyPath) -> Option<(String, Effect)> {
+        let errors = self.errors;
+        if st.stressng_stressors.is_some() {
+            self.error(
+                at.key("stressngStressors"),
+                "raw stress-ng options are not supported; use `stressors`",
+            );
+        }
+        let mut faults = Vec::new();
+        let mut actions = Vec::new();
+        let sat = at.key("stressors");
+        if let Some(cpu) = st.stressors.as_ref().and_then(|s| s.cpu.as_ref()) {
+            let load = cpu.load.unwrap_or(100);
+            if !(1..=64).contains(&cpu.workers) {
+                self.error(sat.key("cpu").key("workers"), format!("{} is not between 1 and 64", cpu.workers));
+            }
+            if !(0..=100).contains(&load) {
+                self.error(sat.key("cpu").key("load"), format!("{load} is not a percentage (0 to 100)"));
+            }
+            actions.push("cpu");
+            faults.push(fault("cpu-stress", json!({ "workers": cpu.workers, "load": load })));
+        }
+        if let Some(mem) = st.stressors.as_ref().and_then(|s| s.memory.as_ref()) {
+            let size = mem.size.as_deref().unwrap_or("256MB");
+            match memory_size(size) {
+                Ok(bytes) => {
+                    let mb = (bytes * mem.workers.max(1) as u64).div_ceil(1024 * 1024);
+                    if mb > 4096 {
+                        self.error(
+                            sat.key("memory").key("size"),
+                            format!("{size} × {} workers is over 4 GiB", mem.workers),
+                        );
+                    }
+                    actions.push("memory");
+                    faults.push(fault("memory-stress", json!({ "megabytes": mb.max(1) })));
+                }
+                Err(e) => self.error(sat.key("memory").key("size"), e),
+            }
+        }
+        if faults.is_empty() && self.errors == errors {
+            self.error(sat, "a StressChaos needs a cpu or a memory stressor");
+        }
+        (self.errors == errors).then(|| (actions.join("+"), Effect::Pods { faults }))
+    }
+
     pub(super) fn network(&mut self, n: &NetworkChaosSpec, at: &KeyPath) -> Option<(String, Effect)> {
         let direction = match n.direction.as_deref() {
             None | Some("to") => Direction::To,
@@ -405,4 +453,24 @@ impl Cx<'_, '_> {
         }
         (self.errors == errors).then(|| (actions.join("+"), Effect::Pods { faults }))
     }
+}
+
+/// A stress-ng memory size (`256MB`, `1GB`, `512KB`, `1024`, also `MiB`/`GiB`/`KiB`) in bytes; percentages
+/// of total memory are not supported (one process has no memory limit to take a share of).
+fn memory_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.ends_with('%') {
+        return Err(format!("{t:?}: a share of memory is not supported; give a size such as 256MB"));
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{t:?} is not a memory size (such as 256MB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("{t:?}: unknown unit (B, KB, MB, GB)")),
+    };
+    n.checked_mul(factor).filter(|b| *b > 0).ok_or_else(|| format!("{t:?} is not a usable size"))
 }

@@ -13,6 +13,7 @@
 //! | `TimeChaos` | `clock-offset` | the selected pods |
 //! | `IOChaos` latency; fault (errno 28: `disk-full`) | `io-latency`; `io-error`, `disk-full` | the selected pods |
 //! | `HTTPChaos` abort, delay, replace code/body | `http-abort`, `http-delay`, `http-replace-body` | the selected HTTP services |
+//! | `StressChaos` cpu, memory | `cpu-stress`, `memory-stress` | the selected pods |
 //!
 //! Files: this one (the plan types, the entry point, checks every kind shares), [`chaos`] (the chaos
 //! kinds), [`workflow`] (Schedule, Workflow, Task, StatusCheck), `tests`.
@@ -414,10 +415,7 @@ impl Cx<'_, '_> {
             ChaosSpec::Time(t) => self.time(t, at),
             ChaosSpec::Io(io) => self.io(io, at)?,
             ChaosSpec::Http(h) => self.http(h, at)?,
-            ChaosSpec::Stress(_) => {
-                self.error(at.clone(), format!("{} is not supported yet", spec.kind()));
-                return None;
-            }
+            ChaosSpec::Stress(st) => self.stress(st, at)?,
         };
         let remote = match spec {
             ChaosSpec::Network(s) => s.remote_cluster.is_some(),

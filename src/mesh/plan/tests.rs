@@ -179,3 +179,34 @@ fn tasks_and_http_chaos_are_checked_up_front() {
         assert!(joined.contains(expected), "{expected} in {joined}");
     }
 }
+
+#[test]
+fn stress_maps_to_cpu_and_memory_stress() {
+    let sel = "  mode: all\n  selector: {namespaces: [kafka]}\n";
+    let (plan, problems) = compile_text(
+        &format!(
+            "{sel}  stressors:\n    cpu: {{workers: 2, load: 50}}\n    memory: {{workers: 4, size: 1GiB}}\n"
+        ),
+        "StressChaos",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let f = faults(&plan);
+    assert_eq!(
+        (f[0].kind, &f[0].parameters["workers"], &f[0].parameters["load"]),
+        ("cpu-stress", &json!(2), &json!(50))
+    );
+    assert_eq!((f[1].kind, &f[1].parameters["megabytes"]), ("memory-stress", &json!(4096)));
+    let (plan, problems) = compile_text(
+        &format!(
+            "{sel}  stressors:\n    memory: {{workers: 1, size: 50%}}\n  stressngStressors: '--cpu 1'\n"
+        ),
+        "StressChaos",
+    );
+    assert!(plan.is_none());
+    let joined = problems.join("\n");
+    assert!(
+        joined.contains("spec.stressors.memory.size: \"50%\": a share of memory is not supported"),
+        "{joined}"
+    );
+    assert!(joined.contains("spec.stressngStressors: raw stress-ng options are not supported"), "{joined}");
+}

@@ -153,6 +153,8 @@ pub enum Effect {
     },
     /// Hold this much memory.
     Memory(usize),
+    /// CPU stressors taking this many cores' worth of time beside the component.
+    CpuStress(f64),
     /// Down, then up after `downtime`.
     Reboot(Duration),
     /// Delete a topic.

@@ -369,6 +369,21 @@ impl Fault {
                 }
                 Effect::Memory(mb as usize * 1024 * 1024)
             }
+            "cpu-stress" => {
+                let workers = p.uint("workers", 1);
+                if workers == 0 || workers > 64 {
+                    p.errors.push("parameters.workers: must be between 1 and 64".into());
+                }
+                let load = p.percent("load", Some(1.0));
+                Effect::CpuStress(workers as f64 * load)
+            }
+            "memory-stress" => {
+                let mb = p.uint("megabytes", 64);
+                if mb == 0 || mb > 4096 {
+                    p.errors.push("parameters.megabytes: must be between 1 and 4096".into());
+                }
+                Effect::Memory(mb as usize * 1024 * 1024)
+            }
             "kafka-broker-reboot" => Effect::Reboot(p.duration("downtime", Some(Duration::from_secs(5)))),
             "kafka-delete-topic" => Effect::DeleteTopic(p.string("topic", None)),
             "kafka-produce" => {
