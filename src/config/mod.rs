@@ -11,3 +11,16 @@ pub mod problems;
 pub mod yaml;
 
 pub use problems::{KeyPath, Problem, Problems, ProblemsError, Severity};
+
+/// What kind of JSON value `value` is, for messages (`a number`, `an array`, …).
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

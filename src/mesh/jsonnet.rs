@@ -29,19 +29,13 @@ pub fn render(path: &Path) -> Result<Vec<(String, String)>, String> {
             map.iter().map(|(k, v)| (k.clone(), pretty(v))).collect()
         }
         other @ Value::Object(_) => vec![("rendered".to_string(), pretty(&other))],
-        other => return Err(format!("renders to {}, not an object or a list of objects", kind_of(&other))),
+        other => {
+            return Err(format!(
+                "renders to {}, not an object or a list of objects",
+                crate::config::json_kind(&other)
+            ));
+        }
     })
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -257,23 +257,16 @@ fn records_of(value: Value) -> Result<Vec<Map<String, Value>>, String> {
             .enumerate()
             .map(|(index, item)| match item {
                 Value::Object(record) => Ok(record),
-                other => Err(format!("element {index} of the batch is {}, not an object", json_kind(&other))),
+                other => Err(format!(
+                    "element {index} of the batch is {}, not an object",
+                    crate::config::json_kind(&other)
+                )),
             })
             .collect(),
-        other => {
-            Err(format!("the record must be a JSON object or an array of objects, not {}", json_kind(&other)))
-        }
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        other => Err(format!(
+            "the record must be a JSON object or an array of objects, not {}",
+            crate::config::json_kind(&other)
+        )),
     }
 }
 
