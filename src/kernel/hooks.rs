@@ -6,7 +6,8 @@
 //! points, so no component has fault-specific code:
 //! - a clock offset (time faults): the component's `Ctx::clock` reads it on every `now()`;
 //! - a pause gate (process pause): `Ctx::sleep_or_stop` and the component's links wait while it is set;
-//! - I/O faults (stores and sinks): [`ComponentHooks::io_write`] is called before every write.
+//! - I/O faults (stores and sinks): [`ComponentHooks::io_write`] is called before every write, and
+//!   [`ComponentHooks::io_data`] on the bytes of a write (wrong data).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,6 +30,21 @@ pub struct IoFaults {
     pub error_rate: f64,
     /// Every write fails with "No space left on device".
     pub disk_full: bool,
+    /// Written bytes are wrong (Chaos Mesh's IOChaos `mistake`).
+    pub mistake: Option<Mistake>,
+}
+
+/// Wrong data in writes: up to `occurrences` runs of at most `length` bytes each are overwritten with
+/// zeros or random bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mistake {
+    /// Random bytes (true) or zeros.
+    pub random: bool,
+    /// Runs per write, at most.
+    pub occurrences: u32,
+    /// Bytes per run, at most.
+    pub length: u32,
 }
 
 impl IoFaults {
@@ -130,6 +146,23 @@ impl ComponentHooks {
             tokio::time::sleep(latency).await;
         }
         outcome
+    }
+
+    /// The bytes a write puts down: `data` itself, or with runs overwritten while a mistake is injected.
+    pub fn io_data<'a>(&self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let mut io = self.io();
+        let (faults, rng) = &mut *io;
+        let Some(m) = faults.mistake.filter(|_| !data.is_empty()) else { return data.into() };
+        let mut out = data.to_vec();
+        let runs = rng.gen_range(1..=m.occurrences.max(1));
+        for _ in 0..runs {
+            let len = (rng.gen_range(1..=m.length.max(1)) as usize).min(out.len());
+            let start = rng.gen_range(0..=out.len() - len);
+            for b in &mut out[start..start + len] {
+                *b = if m.random { rng.r#gen() } else { 0 };
+            }
+        }
+        out.into()
     }
 }
 

@@ -90,7 +90,7 @@ pub async fn run(ctx: Ctx, root: PathBuf, inbound: Arc<Link>) -> anyhow::Result<
         let day = ctx.clock.now().format("%Y-%m-%d").to_string();
         let name = ctx.rng.uuid().to_string();
         let written = match ctx.io_write().await {
-            Ok(()) => store(&root, &day, &name, &env.payload),
+            Ok(()) => store(&root, &day, &name, &ctx.hooks.io_data(&env.payload)),
             Err(e) => Err(e),
         };
         match written {

@@ -667,3 +667,47 @@ fn cpu_stress_slows_the_miner_and_its_lag_grows() {
     assert!(during > before + 5_000.0, "the lag grows under stress: before {before}, during {during}");
     assert!(after < during / 2.0, "and falls once the stress ends: during {during}, after {after}");
 }
+
+#[test]
+fn io_mistakes_write_wrong_bytes_into_hadoop() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "mistake.yaml",
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: IOChaos\nmetadata:\n  name: bad-bytes\n  namespace: iot\nspec:\n  \
+         action: mistake\n  mode: one\n  selector:\n    labelSelectors: {app: hadoop}\n  volumePath: /hdfs\n  \
+         mistake: {filling: zero, maxOccurrences: 1, maxLength: 3}\n  duration: 20s\n",
+    );
+    let mut flow = common::iot_only(chaoslab::catalog::reference_flow().unwrap());
+    flow.configure::<chaoslab::sources::sensor_replay::SensorReplayConfig>(|s| s.rate_ms = 500);
+    let mut problems = Problems::new();
+    let loaded = load_files(&[file], Some(&pods_of_flow(&flow)), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    let out = dir.path().join("out");
+    Run::new(flow)
+        .out(&out)
+        .seed(4)
+        .sim_with(move |p| async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            p.mesh.create(&p, &loaded[0]).unwrap();
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            Ok(())
+        })
+        .unwrap();
+    // Files written while the mistake was in force hold zero bytes; the others are JSON.
+    let mut bad = 0;
+    let mut good = 0;
+    for day in std::fs::read_dir(out.join("hdfs/nifi")).unwrap() {
+        for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            if bytes.contains(&0) {
+                assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_err());
+                bad += 1;
+            } else {
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+                good += 1;
+            }
+        }
+    }
+    assert!(bad >= 30 && good >= 60, "{bad} mangled, {good} intact");
+}

@@ -498,6 +498,7 @@ impl FaultManager {
                             io.latency = io.latency.max(f.latency);
                             io.error_rate = io.error_rate.max(f.error_rate);
                             io.disk_full |= f.disk_full;
+                            io.mistake = io.mistake.or(f.mistake);
                         }
                     }
                     env.supervisor.hooks(t).set_io(io);

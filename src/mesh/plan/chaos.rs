@@ -343,7 +343,31 @@ impl Cx<'_, '_> {
                     return None;
                 }
             },
-            "attrOverride" | "mistake" => {
+            "mistake" => {
+                let Some(m) = &io.mistake else {
+                    self.error(at.key("mistake"), "action mistake needs `mistake`");
+                    return None;
+                };
+                let filling = m.filling.clone().unwrap_or_else(|| "zero".into());
+                if filling != "zero" && filling != "random" {
+                    self.error(
+                        at.key("mistake").key("filling"),
+                        format!("{filling:?} is not zero or random"),
+                    );
+                }
+                let occurrences = m.max_occurrences.unwrap_or(1);
+                let length = m.max_length.unwrap_or(1);
+                for (key, v) in [("maxOccurrences", occurrences), ("maxLength", length)] {
+                    if !(1..=1_000_000).contains(&v) {
+                        self.error(at.key("mistake").key(key), format!("{v} is not between 1 and 1000000"));
+                    }
+                }
+                fault(
+                    "io-mistake",
+                    json!({ "filling": filling, "occurrences": occurrences, "length": length }),
+                )
+            }
+            "attrOverride" => {
                 self.error(at.key("action"), format!("IOChaos {} is not supported yet", io.action));
                 return None;
             }

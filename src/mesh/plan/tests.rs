@@ -81,8 +81,21 @@ fn pod_time_and_io_chaos_map_onto_the_catalogue() {
     let (plan, _) =
         compile_text(&format!("  action: fault\n  volumePath: /data\n  errno: 28\n{SEL}"), "IOChaos");
     assert_eq!(faults(&plan)[0].kind, "disk-full");
-    let (plan, problems) = compile_text(&format!("  action: mistake\n  volumePath: /data\n{SEL}"), "IOChaos");
+    let (plan, problems) =
+        compile_text(&format!("  action: attrOverride\n  volumePath: /data\n{SEL}"), "IOChaos");
     assert!(plan.is_none() && problems[0].contains("not supported yet"), "{problems:?}");
+    let (plan, problems) = compile_text(
+        &format!(
+            "  action: mistake\n  volumePath: /data\n  mistake: {{filling: random, maxOccurrences: 2, maxLength: 4}}\n{SEL}"
+        ),
+        "IOChaos",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let f = faults(&plan);
+    assert_eq!(f[0].kind, "io-mistake");
+    assert_eq!((&f[0].parameters["filling"], &f[0].parameters["length"]), (&json!("random"), &json!(4)));
+    let (plan, problems) = compile_text(&format!("  action: mistake\n  volumePath: /data\n{SEL}"), "IOChaos");
+    assert!(plan.is_none() && problems[0].contains("action mistake needs `mistake`"), "{problems:?}");
 }
 
 #[test]

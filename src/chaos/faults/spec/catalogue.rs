@@ -187,6 +187,15 @@ pub const CATALOGUE: &[KindInfo] = &[
     ),
     kind("disk-full", "io", T::Store, None, false, &[], "Fails every write with 'No space left on device'."),
     kind(
+        "io-mistake",
+        "io",
+        T::Store,
+        None,
+        false,
+        &["filling (zero|random, zero)", "occurrences (1)", "length (1)"],
+        "Writes wrong data: up to `occurrences` runs of at most `length` bytes overwritten (where bytes are written).",
+    ),
+    kind(
         "http-abort",
         "http",
         T::Api,

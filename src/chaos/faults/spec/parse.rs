@@ -10,7 +10,7 @@ use super::{
     kind_info,
 };
 use crate::chaos::faults::selector::Selector;
-use crate::kernel::hooks::IoFaults;
+use crate::kernel::hooks::{IoFaults, Mistake};
 use crate::transport::link::{DataFaults, LinkFaults};
 
 /// Reads parameters, collecting problems.
@@ -325,6 +325,23 @@ impl Fault {
                 Effect::Io(IoFaults { error_rate: p.percent("percent", Some(1.0)), ..Default::default() })
             }
             "disk-full" => Effect::Io(IoFaults { disk_full: true, ..Default::default() }),
+            "io-mistake" => {
+                let random = match p.string("filling", Some("zero")).as_str() {
+                    "zero" => false,
+                    "random" => true,
+                    other => {
+                        p.errors.push(format!("parameters.filling: {other:?} is not zero or random"));
+                        false
+                    }
+                };
+                let occurrences = p.uint("occurrences", 1);
+                let length = p.uint("length", 1);
+                if !(1..=1_000_000).contains(&occurrences) || !(1..=1_000_000).contains(&length) {
+                    p.errors.push("parameters.occurrences and length: between 1 and 1000000".into());
+                }
+                let mistake = Mistake { random, occurrences: occurrences as u32, length: length as u32 };
+                Effect::Io(IoFaults { mistake: Some(mistake), ..Default::default() })
+            }
             "http-abort" => {
                 let code = p.uint("code", 500);
                 if !(100..=599).contains(&code) {
