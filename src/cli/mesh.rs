@@ -169,7 +169,15 @@ async fn remote(command: MeshCommand) -> anyhow::Result<ExitCode> {
         MeshCommand::Apply { files, target } => {
             let mut failed = false;
             for file in &files {
-                let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+                // Jsonnet is rendered here; the instance takes YAML or JSON.
+                let text = if file.extension().is_some_and(|e| e == "jsonnet") {
+                    let documents = chaoslab::mesh::jsonnet::render(file)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                    let texts: Vec<String> = documents.into_iter().map(|(_, json)| json).collect();
+                    texts.join("\n---\n").into_bytes()
+                } else {
+                    std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
+                };
                 let (status, body) = target.request(Method::POST, "/api/experiments", Some(text)).await?;
                 if status == 201 {
                     for w in body["warnings"].as_array().into_iter().flatten() {

@@ -442,6 +442,16 @@ async fn a_live_instance_takes_objects_over_http_and_from_the_cli() {
     let (code, out, err) = run_cli(vec!["apply".into(), file.display().to_string()]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("Schedule kafka/overlap created"), "{out}");
+    let jsonnet = write(
+        dir.path(),
+        "kill.jsonnet",
+        "local kill(name) = { apiVersion: 'chaos-mesh.org/v1alpha1', kind: 'PodChaos', metadata: { name: name, \
+         namespace: 'kafka' }, spec: { action: 'pod-kill', mode: 'one', selector: { labelSelectors: { app: \
+         'heuristics-miner-flink' } } } };\n{ first: kill('jk') }\n",
+    );
+    let (code, out, err) = run_cli(vec!["apply".into(), jsonnet.display().to_string()]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("PodChaos kafka/jk created"), "{out}");
     let (_, listed, _) = run_cli(vec!["list".into()]).await;
     assert!(
         listed.contains("Schedule") && listed.contains("kafka/overlap") && listed.contains("running"),
