@@ -721,3 +721,40 @@ fn io_mistakes_write_wrong_bytes_into_hadoop() {
     }
     assert!(bad >= 30 && good >= 60, "{bad} mangled, {good} intact");
 }
+
+#[test]
+fn a_schedule_can_create_whole_workflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "wf.yaml",
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: Schedule\nmetadata:\n  name: nightly\n  namespace: kafka\nspec:\n  \
+         schedule: '@every 30s'\n  type: Workflow\n  historyLimit: 2\n  workflow:\n    entry: fail-then-wait\n    \
+         templates:\n      - {name: fail-then-wait, templateType: Serial, children: [fail, wait]}\n      \
+         - {name: fail, templateType: PodChaos, deadline: 5s, podChaos: {action: pod-failure, mode: one, selector: \
+         {labelSelectors: {app: heuristics-miner-flink}}}}\n      - {name: wait, templateType: Suspend, deadline: 5s}\n",
+    );
+    let o = run(flow(), &[file], 1, Duration::ZERO, 100 * Duration::from_secs(1), &dir.path().join("out"));
+    let spawned: Vec<(u64, String)> = reasons(&o.events, "ScheduleSpawn")
+        .iter()
+        .map(|e| (e.elapsed_ms / 1000, e.targets[0].clone()))
+        .collect();
+    assert_eq!(
+        spawned,
+        [(30, "kafka/nightly-1".to_string()), (60, "kafka/nightly-2".into()), (90, "kafka/nightly-3".into())]
+    );
+    let done: Vec<(u64, &str)> = reasons(&o.events, "WorkflowAccomplished")
+        .iter()
+        .map(|e| (e.elapsed_ms / 1000, e.object.as_str()))
+        .collect();
+    assert_eq!(done, [(40, "kafka/nightly-1"), (70, "kafka/nightly-2")], "the third ends after the run");
+    let failures: Vec<&str> = o.faults.iter().filter_map(|f| f.origin.as_deref()).collect();
+    assert_eq!(
+        failures,
+        ["PodChaos kafka/nightly-1-fail", "PodChaos kafka/nightly-2-fail", "PodChaos kafka/nightly-3-fail"]
+    );
+    // historyLimit 2: the first workflow is forgotten once the third exists.
+    let kept: Vec<&str> =
+        o.objects.iter().filter(|s| s.kind == "Workflow").map(|s| s.name.as_str()).collect();
+    assert_eq!(kept, ["nightly-2", "nightly-3"]);
+}
