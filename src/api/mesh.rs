@@ -114,11 +114,11 @@ async fn create(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Resp
             .into_response();
     }
     // Refuse the whole request when one of them already runs, before creating any.
+    let listed_now = p.mesh.list();
     let running: Vec<String> = loaded
         .iter()
         .filter(|l| {
-            p.mesh
-                .list()
+            listed_now
                 .iter()
                 .any(|s| s.kind == l.object.kind && s.key() == l.object.key() && s.phase != Phase::Finished)
         })
@@ -224,6 +224,12 @@ async fn events(
 }
 
 async fn archives(State(p): State<Arc<Pipeline>>) -> Response {
+    // One pass over the events, grouped by object, instead of one pass per archived object.
+    let mut by_object: std::collections::BTreeMap<(String, String), Vec<Value>> = Default::default();
+    for e in p.mesh.events() {
+        let key = (e.kind.clone(), e.object.clone());
+        by_object.entry(key).or_default().push(serde_json::to_value(e).unwrap_or_default());
+    }
     let finished: Vec<Value> = p
         .mesh
         .list()
@@ -231,7 +237,7 @@ async fn archives(State(p): State<Arc<Pipeline>>) -> Response {
         .filter(|s| s.phase == Phase::Finished)
         .map(|s| {
             let mut v = view(s);
-            v["events"] = serde_json::to_value(p.mesh.events_of(&s.kind, &s.key())).unwrap_or_default();
+            v["events"] = Value::Array(by_object.remove(&(s.kind.clone(), s.key())).unwrap_or_default());
             v
         })
         .collect();

@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 use prometheus::IntCounterVec;
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::clock::Clock;
+use crate::kernel::clock::{Clock, iso_millis};
 use crate::kernel::metrics::Metrics;
 use crate::kernel::trace::Trace;
 
@@ -94,7 +94,7 @@ impl Events {
         targets: Vec<String>,
     ) {
         let event = MeshEvent {
-            time: self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            time: iso_millis(self.clock.now()),
             elapsed_ms: self.clock.elapsed().as_millis() as u64,
             kind: kind.to_string(),
             object: object.to_string(),

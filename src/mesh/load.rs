@@ -225,18 +225,10 @@ fn check_metadata(m: &Metadata, p: &mut FileProblems<'_>) {
         ),
         (None, None) => p.error(at.key("name"), "required"),
     }
-    if let Some(ns) = &m.namespace {
-        let ok = !ns.is_empty()
-            && ns.len() <= 63
-            && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !ns.starts_with('-')
-            && !ns.ends_with('-');
-        if !ok {
-            p.error(
-                at.key("namespace"),
-                format!("{ns:?} is not a namespace (lower-case letters, digits, '-'; at most 63)"),
-            );
-        }
+    if let Some(ns) = &m.namespace
+        && let Err(e) = crate::topology::flow::check_dns_label(ns)
+    {
+        p.error(at.key("namespace"), e);
     }
     if let Some(v) = m.annotations.get(super::schema::PAUSE_ANNOTATION)
         && v != "true"

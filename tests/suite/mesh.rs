@@ -23,17 +23,7 @@ use chaoslab::topology::flow::Flow;
 const MIN: Duration = Duration::from_secs(60);
 
 fn flow() -> Flow {
-    let mut f = parse_flow(PROCESS_MINING_FLOW, "process-mining.toml", None).unwrap();
-    f.configure::<chaoslab::process_mining::event_source::EventSourceConfig>(|s| {
-        s.rate_start = 400;
-        s.rate_end = 400;
-        s.cases = 50;
-    });
-    f.configure::<HeuristicsMinerConfig>(|m| {
-        m.throughput = 800;
-        m.refresh = 200;
-    });
-    f
+    common::light_mining(parse_flow(PROCESS_MINING_FLOW, "process-mining.toml", None).unwrap())
 }
 
 /// A study file from `../shared/reference/chaosmeshwizard/experiments`.

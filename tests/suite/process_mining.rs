@@ -20,19 +20,7 @@ fn flow() -> Flow {
     parse_flow(PROCESS_MINING_FLOW, "process-mining.toml", None).unwrap()
 }
 
-/// A lighter load than the shipped flow (tests run on a debug build).
-fn light(mut f: Flow) -> Flow {
-    f.configure::<chaoslab::process_mining::event_source::EventSourceConfig>(|s| {
-        s.rate_start = 400;
-        s.rate_end = 400;
-        s.cases = 50;
-    });
-    f.configure::<HeuristicsMinerConfig>(|m| {
-        m.throughput = 800;
-        m.refresh = 200;
-    });
-    f
-}
+use common::light_mining as light;
 
 #[test]
 fn the_mined_model_is_the_generating_one_and_a_run_writes_it() {

@@ -141,6 +141,7 @@ pub struct Engine {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     root: CancellationToken,
     process_allow: Mutex<Vec<String>>,
+    next_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
@@ -154,6 +155,7 @@ impl Engine {
             tasks: Mutex::new(Vec::new()),
             root: CancellationToken::new(),
             process_allow: Mutex::new(Vec::new()),
+            next_seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -292,10 +294,10 @@ impl Engine {
             name: id.name.clone(),
             owner: owner.map(|(o, _)| o.origin()),
             phase: if paused { Phase::Paused } else { Phase::Running },
-            created: self.clock.now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            created: crate::kernel::clock::iso_millis(self.clock.now()),
         };
         let mut objects = self.objects.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = objects.values().map(|e| e.seq + 1).max().unwrap_or(0);
+        let seq = self.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         objects.insert((id.kind.clone(), id.key()), Entry { seq, status, stop: stop.clone(), pause });
         let finished = objects.values().filter(|e| e.status.phase == Phase::Finished).count();
         if finished > MAX_FINISHED {

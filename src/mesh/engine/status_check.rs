@@ -121,13 +121,13 @@ impl Ctl {
     }
 
     /// The client and path for a probe: in-process for the run's own API, a real client otherwise (live).
-    fn client(&self, id: &ObjectId, probe: &HttpProbe) -> Option<(ApiClient, String)> {
+    pub(super) fn client(&self, id: &ObjectId, probe: &HttpProbe) -> Option<(ApiClient, String)> {
         if let Some(path) = probe.own_path() {
             return Some((ApiClient::InProcess(crate::api::router(self.p.clone())), path));
         }
         if self.p.mode == RunMode::Sim {
             let message = format!(
-                "{}: sim mode opens no sockets; check chaoslab's own API (a path such as /health) instead",
+                "{}: sim mode opens no sockets; use chaoslab's own API (a path such as /health) instead",
                 probe.url
             );
             self.warn(id, "Failed", message, vec![]);

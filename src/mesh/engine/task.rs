@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Ctl, ObjectId};
 use crate::mesh::plan::{Branch, HttpProbe, TaskAction};
-use crate::orders::http::ApiClient;
 use crate::topology::RunMode;
 
 /// Bytes of a task's stdout kept.
@@ -59,23 +58,7 @@ impl Ctl {
                     body: None,
                     codes: (200, 299),
                 };
-                let (client, path) = match probe.own_path() {
-                    Some(path) => (ApiClient::InProcess(crate::api::router(self.p.clone())), path),
-                    None if self.p.mode == RunMode::Sim => {
-                        let message = format!(
-                            "{}: sim mode opens no sockets; use a path of chaoslab's own API",
-                            probe.url
-                        );
-                        self.warn(id, "Failed", message, vec![]);
-                        return None;
-                    }
-                    None => {
-                        let uri: hyper::Uri = probe.url.parse().ok()?;
-                        let base = format!("{}://{}", uri.scheme_str()?, uri.authority()?);
-                        let path = uri.path_and_query().map_or("/".to_string(), |p| p.to_string());
-                        (ApiClient::remote(&base, std::time::Duration::from_secs(3600)).ok()?, path)
-                    }
-                };
+                let (client, path) = self.client(id, &probe)?;
                 match client.send(Method::GET, &path, None).await {
                     Ok(r) => {
                         let body = &r.body[..r.body.len().min(MAX_STDOUT)];

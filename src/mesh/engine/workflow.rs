@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::status_check::CheckOutcome;
 use super::{BoxFuture, Ctl, ObjectId, Phase};
 use crate::mesh::duration;
-use crate::mesh::plan::{NodeBody, WorkflowPlan};
+use crate::mesh::plan::{NodeBody, NodePlan, SchedulePlan, WorkflowPlan};
 
 /// One running workflow.
 struct Run {
@@ -192,24 +192,7 @@ impl Ctl {
                         format!("schedule CR {} created", child.name),
                         vec![child.key()],
                     );
-                    let now = self.p.clock.now();
-                    if let (Some(end), Some(tick)) = (end, plan.cron.next_after(now)) {
-                        let left = end.saturating_duration_since(Instant::now());
-                        if chrono::Duration::from_std(left).is_ok_and(|left| now + left < tick) {
-                            self.warn(&run.id, "ScheduleNeverFires",
-                                format!(
-                                    "node {} ({}) ends at {} (after {}), before its schedule's first tick at {}: it \
-                                     creates nothing",
-                                    node.name,
-                                    node.place,
-                                    (now + chrono::Duration::from_std(left).unwrap_or_default()).format("%H:%M:%S"),
-                                    duration::format(left),
-                                    tick.format("%H:%M:%S"),
-                                ),
-                                vec![node.name.clone()],
-                            );
-                        }
-                    }
+                    self.warn_if_never_fires(&run, node, plan, end);
                     self.clone().run_schedule(child.clone(), (**plan).clone(), child_pause, child_stop).await;
                     self.note(
                         &run.id,
@@ -263,5 +246,24 @@ impl Ctl {
                 }
             }
         })
+    }
+
+    /// `ScheduleNeverFires` when a Schedule node ends (at `end`) before its schedule's first tick.
+    fn warn_if_never_fires(&self, run: &Run, node: &NodePlan, plan: &SchedulePlan, end: Option<Instant>) {
+        let now = self.p.clock.now();
+        let (Some(end), Some(tick)) = (end, plan.cron.next_after(now)) else { return };
+        let left = end.saturating_duration_since(Instant::now());
+        let Ok(ends) = chrono::Duration::from_std(left).map(|l| now + l) else { return };
+        if ends < tick {
+            let message = format!(
+                "node {} ({}) ends at {} (after {}), before its schedule's first tick at {}: it creates nothing",
+                node.name,
+                node.place,
+                ends.format("%H:%M:%S"),
+                duration::format(left),
+                tick.format("%H:%M:%S"),
+            );
+            self.warn(&run.id, "ScheduleNeverFires", message, vec![node.name.clone()]);
+        }
     }
 }

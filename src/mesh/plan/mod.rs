@@ -417,15 +417,7 @@ impl Cx<'_, '_> {
             ChaosSpec::Http(h) => self.http(h, at)?,
             ChaosSpec::Stress(st) => self.stress(st, at)?,
         };
-        let remote = match spec {
-            ChaosSpec::Network(s) => s.remote_cluster.is_some(),
-            ChaosSpec::Pod(s) => s.remote_cluster.is_some(),
-            ChaosSpec::Time(s) => s.remote_cluster.is_some(),
-            ChaosSpec::Stress(s) => s.remote_cluster.is_some(),
-            ChaosSpec::Io(s) => s.remote_cluster.is_some(),
-            ChaosSpec::Http(s) => s.remote_cluster.is_some(),
-        };
-        if remote {
+        if spec.remote_cluster().is_some() {
             self.error(
                 at.key("remoteCluster"),
                 "one process is one cluster: remote clusters are not supported",

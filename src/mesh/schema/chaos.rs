@@ -442,6 +442,18 @@ impl ChaosSpec {
         }
     }
 
+    /// The `remoteCluster`, when one is named.
+    pub fn remote_cluster(&self) -> Option<&str> {
+        match self {
+            ChaosSpec::Network(s) => s.remote_cluster.as_deref(),
+            ChaosSpec::Pod(s) => s.remote_cluster.as_deref(),
+            ChaosSpec::Time(s) => s.remote_cluster.as_deref(),
+            ChaosSpec::Stress(s) => s.remote_cluster.as_deref(),
+            ChaosSpec::Io(s) => s.remote_cluster.as_deref(),
+            ChaosSpec::Http(s) => s.remote_cluster.as_deref(),
+        }
+    }
+
     /// The `duration` as written.
     pub fn duration(&self) -> Option<&str> {
         match self {
@@ -452,11 +464,6 @@ impl ChaosSpec {
             ChaosSpec::Io(s) => s.duration.as_deref(),
             ChaosSpec::Http(s) => s.duration.as_deref(),
         }
-    }
-
-    /// The spec's key inside a Schedule or a Workflow template (`networkChaos`, …).
-    pub fn embed_key(&self) -> &'static str {
-        embed_key(self.kind()).unwrap_or("")
     }
 }
 
@@ -472,16 +479,3 @@ pub fn embed_key(kind: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
-
-/// Embedded keys of chaos kinds chaoslab does not run (accepted by the reader, refused with a message).
-pub const UNSUPPORTED_EMBED_KEYS: [&str; 9] = [
-    "jvmChaos",
-    "dnsChaos",
-    "kernelChaos",
-    "blockChaos",
-    "awsChaos",
-    "gcpChaos",
-    "azureChaos",
-    "physicalmachineChaos",
-    "physicalMachineChaos",
-];

@@ -8,6 +8,8 @@
 
 mod read;
 
+pub(crate) use read::check_dns_label;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -515,7 +515,7 @@ fn read_component(
 }
 
 /// A namespace: a DNS label (lower-case letters, digits, `-`; at most 63; starting and ending alphanumeric).
-fn check_dns_label(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')

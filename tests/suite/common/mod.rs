@@ -101,3 +101,18 @@ pub fn order_api(p: &chaoslab::topology::Pipeline) -> chaoslab::orders::http::Ap
 pub fn order_db(p: &chaoslab::topology::Pipeline) -> chaoslab::orders::service::OrderDb {
     p.handles.first::<chaoslab::orders::service::OrderDb>().expect("the flow runs an order store").clone()
 }
+
+/// The process-mining flow with a lighter load than shipped (tests run on a debug build): 400 events/s
+/// from 50 open cases, a miner serving 800/s and publishing every 200 events.
+pub fn light_mining(mut f: chaoslab::topology::flow::Flow) -> chaoslab::topology::flow::Flow {
+    f.configure::<chaoslab::process_mining::event_source::EventSourceConfig>(|s| {
+        s.rate_start = 400;
+        s.rate_end = 400;
+        s.cases = 50;
+    });
+    f.configure::<chaoslab::process_mining::heuristics_miner::HeuristicsMinerConfig>(|m| {
+        m.throughput = 800;
+        m.refresh = 200;
+    });
+    f
+}
