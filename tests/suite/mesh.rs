@@ -597,6 +597,57 @@ path: /list_orders*\n  abort: true\n  duration: 30s\n";
     assert_eq!(*statuses.lock().unwrap(), [200, 503, 200]);
 }
 
+/// Chaos Mesh's patch and replace with filters: a tampering proxy in front of the order API. New orders'
+/// prices are patched to 0 on the way in (and stored so); only 404 answers become 500s.
+#[test]
+fn http_chaos_patches_requests_and_replaces_filtered_responses() {
+    let file_text = "apiVersion: chaos-mesh.org/v1alpha1\nkind: HTTPChaos\nmetadata: {name: free-pokemon, namespace: orders}\n\
+spec:\n  mode: all\n  selector: {labelSelectors: {app: poke-order-api}}\n  target: Request\n  port: 8000\n  \
+path: /orders*\n  method: POST\n  request_headers: {content-type: application/json}\n  \
+patch:\n    body: {type: JSON, value: '{\"price\": 0}'}\n---\n\
+apiVersion: chaos-mesh.org/v1alpha1\nkind: HTTPChaos\nmetadata: {name: lost-is-broken, namespace: orders}\n\
+spec:\n  mode: all\n  selector: {labelSelectors: {app: poke-order-api}}\n  target: Response\n  port: 8000\n  \
+path: /orders/*\n  code: 404\n  replace: {code: 500, headers: {x-chaos: lost-is-broken}}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "http.yaml", file_text);
+    let mut problems = Problems::new();
+    let mut flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    flow.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"]);
+    let loaded = load_files(&[file], Some(&pods_of_flow(&flow)), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    assert_eq!(loaded.len(), 2);
+    let seen = Arc::new(Mutex::new(Vec::<(u16, serde_json::Value)>::new()));
+    let out = seen.clone();
+    Run::new(flow)
+        .out(dir.path().join("out"))
+        .seed(1)
+        .sim_with(move |p| async move {
+            let api = common::order_api(&p);
+            let order = br#"{"user_id": 7, "pokemon": "eevee", "country": "Germany", "price": 120}"#.to_vec();
+            let call = async |method: hyper::Method, path: &str, body: Option<Vec<u8>>| {
+                let r = api.send(method, path, body).await.unwrap();
+                (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
+            };
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            for o in &loaded {
+                p.mesh.create(&p, o).unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let created = call(hyper::Method::POST, "/orders/", Some(order)).await;
+            let id = created.1["id"].as_i64().unwrap_or(-1);
+            let stored = call(hyper::Method::GET, &format!("/orders/{id}"), None).await;
+            let missing = call(hyper::Method::GET, "/orders/999999", None).await;
+            out.lock().unwrap().extend([created, stored, missing]);
+            Ok(())
+        })
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0, 200, "{seen:?}");
+    assert_eq!(seen[0].1["price"], 0.0, "the request was patched before the handler: {seen:?}");
+    assert_eq!((seen[1].0, &seen[1].1["price"]), (200, &serde_json::json!(0.0)), "and stored so");
+    assert_eq!(seen[2].0, 500, "a 404 became a 500: {seen:?}");
+}
+
 #[test]
 fn the_study_jsonnet_renders_but_not_to_the_yaml_it_committed() {
     let Some(yaml) = study("jsonnet", "pod_failure.yaml") else { return };

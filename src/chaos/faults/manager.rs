@@ -372,8 +372,8 @@ impl FaultManager {
                 Active { record: record.clone(), fault: fault.clone(), _ballast: ballast, _expiry: expiry };
             st.active.insert(id.clone(), active);
         }
-        if let Effect::Http { action, path, rate } = &fault.effect {
-            self.env().http.add(&id, action.clone(), path.clone(), *rate);
+        if let Effect::Http(rule) = &fault.effect {
+            self.env().http.add(&id, &targets, rule.clone());
         }
         self.inner.applied.with_label_values(&[info.name]).inc();
         self.inner.active.with_label_values(&[info.name]).inc();
@@ -433,7 +433,7 @@ impl FaultManager {
             push_history(&mut st.history, active.record.clone());
             active
         };
-        if let Effect::Http { .. } = active.fault.effect {
+        if let Effect::Http(_) = active.fault.effect {
             self.env().http.remove(id);
         }
         self.inner.active.with_label_values(&[active.fault.info.name]).dec();

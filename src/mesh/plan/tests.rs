@@ -169,25 +169,65 @@ fn tasks_and_http_chaos_are_checked_up_front() {
     ] {
         assert!(joined.contains(expected), "{expected} in {joined}");
     }
-    let sel = "  mode: all\n  selector: {labelSelectors: {app: poke-order-api}}\n  target: Response\n";
-    let (plan, problems) =
-        compile_text(&format!("{sel}  path: /api/*\n  replace: {{body: aGVsbG8=}}\n"), "HTTPChaos");
+}
+
+#[test]
+fn http_chaos_maps_every_action_with_its_filter() {
+    let sel = "  mode: all\n  selector: {labelSelectors: {app: poke-order-api}}\n";
+    let (plan, problems) = compile_text(
+        &format!(
+            "{sel}  target: Response\n  path: /orders/*\n  method: get\n  code: 404\n  request_headers: {{x-user: ash}}\n  \
+             delay: 1s\n  replace: {{code: 500, body: aGVsbG8=, headers: {{x-fault: replaced}}}}\n  \
+             patch: {{body: {{type: JSON, value: '{{\"total\": 0}}'}}, headers: [[set-cookie, a=1]]}}\n"
+        ),
+        "HTTPChaos",
+    );
     assert!(problems.is_empty(), "{problems:?}");
     let f = faults(&plan);
+    let kinds: Vec<&str> = f.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, ["http-delay", "http-replace", "http-patch"]);
+    for fault in &f {
+        let p = &fault.parameters;
+        assert_eq!(
+            (&p["target"], &p["path-glob"], &p["method"], &p["status"], &p["request-headers"]),
+            (&json!("response"), &json!("/orders/*"), &json!("GET"), &json!(404), &json!({"x-user": "ash"}))
+        );
+    }
     assert_eq!(
-        (f[0].kind, &f[0].parameters["body"], &f[0].parameters["path"]),
-        ("http-replace-body", &json!("hello"), &json!("/api/"))
+        (&f[1].parameters["set-code"], &f[1].parameters["set-body"], &f[1].parameters["set-headers"]),
+        (&json!(500), &json!("hello"), &json!({"x-fault": "replaced"}))
     );
+    assert_eq!(
+        (&f[2].parameters["merge-body"], &f[2].parameters["add-headers"]),
+        (&json!({"total": 0}), &json!([["set-cookie", "a=1"]]))
+    );
+    // Each planned fault is one the catalogue accepts.
+    for fault in &f {
+        let request = crate::chaos::faults::FaultRequest {
+            kind: fault.kind.to_owned(),
+            parameters: fault.parameters.clone(),
+            ..Default::default()
+        };
+        crate::chaos::faults::Fault::parse(&request).unwrap_or_else(|e| panic!("{}: {e:?}", fault.kind));
+    }
     let (plan, problems) = compile_text(
-        &format!("{sel}  path: /a*b\n  method: GET\n  patch: {{queries: [[a, b]]}}\n"),
+        &format!(
+            "{sel}  target: Request\n  path: a*b\n  method: 'G T'\n  code: 200\n  replace: {{code: 99}}\n  \
+             patch: {{body: {{type: XML, value: '<a/>'}}, queries: [[a]]}}\n  tls: {{secretName: s}}\n"
+        ),
         "HTTPChaos",
     );
     assert!(plan.is_none());
     let joined = problems.join("\n");
     for expected in [
-        "spec.path: \"/a*b\"",
-        "spec.method: HTTPChaos `method` is not supported yet",
-        "spec.patch: HTTPChaos `patch`",
+        "spec.path: \"a*b\" is not a path glob",
+        "spec.method: \"G T\" is not an HTTP method",
+        "spec.code: `code` selects responses",
+        "spec.replace.code: 99 is not an HTTP status",
+        "spec.patch.body.type: \"XML\": Chaos Mesh patches JSON bodies only",
+        "spec.patch.body.value: not JSON",
+        "spec.patch.queries[0]: a pair is [name, value]",
+        "spec.tls: chaoslab's services speak plain HTTP",
     ] {
         assert!(joined.contains(expected), "{expected} in {joined}");
     }

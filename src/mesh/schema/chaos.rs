@@ -325,11 +325,11 @@ chaos_spec! {
         /// The response code (`target: Response`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<i64>,
-        /// Request headers that must match.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        /// Request headers that must match (snake case, as Chaos Mesh spells it).
+        #[serde(default, rename = "request_headers", skip_serializing_if = "BTreeMap::is_empty")]
         request_headers: BTreeMap<String, String>,
-        /// Response headers that must match.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        /// Response headers that must match (snake case, as Chaos Mesh spells it).
+        #[serde(default, rename = "response_headers", skip_serializing_if = "BTreeMap::is_empty")]
         response_headers: BTreeMap<String, String>,
         /// Abort the connection.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -114,9 +114,7 @@ impl ComponentKind for OrderApiConfig {
                 &["method", "route", "status"],
             )?,
         };
-        let faults = cx.http_faults.clone();
-        let routes = router(api)
-            .layer(axum::middleware::from_fn_with_state(faults, crate::chaos::faults::http::middleware));
+        let routes = crate::chaos::faults::http::HttpGate::layer(cx.http_faults.clone(), name, router(api));
         cx.provide(name, HttpRoutes(routes));
         cx.add(name, |ctx| async move {
             ctx.health.set_ready(true, "serving");

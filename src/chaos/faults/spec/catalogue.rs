@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::http::FILTER;
+
 /// What a kind acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -201,8 +203,8 @@ pub const CATALOGUE: &[KindInfo] = &[
         T::Api,
         Some("kind:order-api"),
         false,
-        &["code (500)", "path (prefix, all)", "percent (100)"],
-        "Answers requests with an error status.",
+        &["code (500)", FILTER],
+        "Answers with an error status instead of the handler (target request) or in place of its answer (target response).",
     ),
     kind(
         "http-delay",
@@ -210,8 +212,8 @@ pub const CATALOGUE: &[KindInfo] = &[
         T::Api,
         Some("kind:order-api"),
         false,
-        &["delay (e.g. 2s)", "path", "percent (100)"],
-        "Delays requests.",
+        &["delay (e.g. 2s)", FILTER],
+        "Delays requests (or responses).",
     ),
     kind(
         "http-replace-body",
@@ -219,8 +221,37 @@ pub const CATALOGUE: &[KindInfo] = &[
         T::Api,
         Some("kind:order-api"),
         false,
-        &["body (text or JSON)", "path", "percent (100)"],
+        &["body (text or JSON)", FILTER],
         "Replaces response bodies.",
+    ),
+    kind(
+        "http-replace",
+        "http",
+        T::Api,
+        Some("kind:order-api"),
+        false,
+        &[
+            "set-path, set-method, set-queries ({name: value}; requests)",
+            "set-code (responses)",
+            "set-body (text or JSON)",
+            "set-headers ({name: value})",
+            FILTER,
+        ],
+        "Chaos Mesh's HTTP replace: sets parts of requests (routed again when the path or method changes) or responses.",
+    ),
+    kind(
+        "http-patch",
+        "http",
+        T::Api,
+        Some("kind:order-api"),
+        false,
+        &[
+            "merge-body (a JSON merge patch)",
+            "add-headers ([[name, value]])",
+            "add-queries (requests)",
+            FILTER,
+        ],
+        "Chaos Mesh's HTTP patch: merges into JSON bodies and appends headers or query parameters.",
     ),
     kind(
         "assault-latency",
@@ -228,7 +259,7 @@ pub const CATALOGUE: &[KindInfo] = &[
         T::Api,
         Some("kind:order-api"),
         false,
-        &["min (1s)", "max (3s)", "path", "percent (100)"],
+        &["min (1s)", "max (3s)", FILTER],
         "Chaos Monkey latency assault: a random delay per request.",
     ),
     kind(
@@ -237,7 +268,7 @@ pub const CATALOGUE: &[KindInfo] = &[
         T::Api,
         Some("kind:order-api"),
         false,
-        &["code (500)", "path", "percent (100)"],
+        &["code (500)", FILTER],
         "Chaos Monkey exception assault: the handler throws.",
     ),
     kind(

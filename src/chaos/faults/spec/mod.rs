@@ -9,6 +9,7 @@
 //! and their parameters), `parse.rs` (checking a request into a [`Fault`]).
 
 mod catalogue;
+mod http;
 mod parse;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::http::HttpRule;
 use super::selector::Selector;
 use crate::kernel::hooks::IoFaults;
 use crate::transport::link::{DataFaults, LinkFaults};
@@ -112,21 +114,6 @@ impl NetFault {
     }
 }
 
-/// An HTTP fault on the order API.
-#[derive(Clone, Debug, PartialEq)]
-pub enum HttpAction {
-    /// Answer with this status instead of calling the handler.
-    Abort(u16),
-    /// Wait this long first.
-    Delay(Duration),
-    /// Call the handler, then replace the body.
-    ReplaceBody(String),
-    /// Wait a random time in `[min, max]` first (Chaos Monkey latency assault).
-    Latency(Duration, Duration),
-    /// The handler "throws": a 500 with an exception body (Chaos Monkey exception assault).
-    Exception(u16),
-}
-
 /// What a parsed fault does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
@@ -142,15 +129,8 @@ pub enum Effect {
     ClockOffset(i64),
     /// Store/sink write faults.
     Io(IoFaults),
-    /// Request faults on the API, for paths with this prefix and this share of requests.
-    Http {
-        /// The fault.
-        action: HttpAction,
-        /// Path prefix; `None` for all.
-        path: Option<String>,
-        /// Share of requests hit, in `[0, 1]`.
-        rate: f64,
-    },
+    /// A fault on the exchanges of the HTTP services.
+    Http(HttpRule),
     /// Hold this much memory.
     Memory(usize),
     /// CPU stressors taking this many cores' worth of time beside the component.

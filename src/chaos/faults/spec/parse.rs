@@ -5,28 +5,25 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{
-    CATALOGUE, Direction, Effect, Fault, FaultError, FaultRequest, HttpAction, NetFault, TargetKind,
-    kind_info,
-};
+use super::{CATALOGUE, Direction, Effect, Fault, FaultError, FaultRequest, NetFault, TargetKind, kind_info};
 use crate::chaos::faults::selector::Selector;
 use crate::kernel::hooks::{IoFaults, Mistake};
 use crate::transport::link::{DataFaults, LinkFaults};
 
 /// Reads parameters, collecting problems.
-struct Params<'a> {
+pub(super) struct Params<'a> {
     map: &'a Map<String, Value>,
-    errors: Vec<String>,
+    pub(super) errors: Vec<String>,
     used: Vec<&'static str>,
 }
 
 impl<'a> Params<'a> {
-    fn get(&mut self, name: &'static str) -> Option<&'a Value> {
+    pub(super) fn get(&mut self, name: &'static str) -> Option<&'a Value> {
         self.used.push(name);
         self.map.get(name).filter(|v| !v.is_null())
     }
 
-    fn duration(&mut self, name: &'static str, default: Option<Duration>) -> Duration {
+    pub(super) fn duration(&mut self, name: &'static str, default: Option<Duration>) -> Duration {
         match self.get(name) {
             None => default.unwrap_or_else(|| {
                 self.errors.push(format!("parameters.{name}: required"));
@@ -39,7 +36,7 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn percent(&mut self, name: &'static str, default: Option<f64>) -> f64 {
+    pub(super) fn percent(&mut self, name: &'static str, default: Option<f64>) -> f64 {
         let value = match self.get(name) {
             None => match default {
                 Some(d) => return d,
@@ -59,7 +56,7 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn string(&mut self, name: &'static str, default: Option<&str>) -> String {
+    pub(super) fn string(&mut self, name: &'static str, default: Option<&str>) -> String {
         match self.get(name) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -74,7 +71,7 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn uint(&mut self, name: &'static str, default: u64) -> u64 {
+    pub(super) fn uint(&mut self, name: &'static str, default: u64) -> u64 {
         match self.get(name) {
             None => default,
             Some(v) => match number(v) {
@@ -268,10 +265,9 @@ impl Fault {
     }
 
     fn effect(kind: &str, p: &mut Params<'_>) -> Effect {
-        let http = |p: &mut Params<'_>, action: HttpAction| {
-            let path = p.get("path").and_then(Value::as_str).map(str::to_owned);
-            Effect::Http { action, path, rate: p.percent("percent", Some(1.0)) }
-        };
+        if let Some(effect) = super::http::effect(kind, p) {
+            return effect;
+        }
         let data = |p: &mut Params<'_>, d: DataFaults| {
             let rate = p.percent("percent", Some(1.0));
             Effect::Net(NetFault::Data(DataFaults { rate, ..d }), Direction::From)
@@ -341,43 +337,6 @@ impl Fault {
                 }
                 let mistake = Mistake { random, occurrences: occurrences as u32, length: length as u32 };
                 Effect::Io(IoFaults { mistake: Some(mistake), ..Default::default() })
-            }
-            "http-abort" => {
-                let code = p.uint("code", 500);
-                if !(100..=599).contains(&code) {
-                    p.errors.push(format!("parameters.code: {code} is not an HTTP status"));
-                }
-                http(p, HttpAction::Abort(code as u16))
-            }
-            "http-delay" => {
-                let d = p.duration("delay", None);
-                http(p, HttpAction::Delay(d))
-            }
-            "http-replace-body" => {
-                let body = match p.get("body") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                    None => {
-                        p.errors.push("parameters.body: required".into());
-                        String::new()
-                    }
-                };
-                http(p, HttpAction::ReplaceBody(body))
-            }
-            "assault-latency" => {
-                let min = p.duration("min", Some(Duration::from_secs(1)));
-                let max = p.duration("max", Some(Duration::from_secs(3)));
-                if max < min {
-                    p.errors.push("parameters.max: must not be below min".into());
-                }
-                http(p, HttpAction::Latency(min, max))
-            }
-            "assault-exception" => {
-                let code = p.uint("code", 500);
-                if !(100..=599).contains(&code) {
-                    p.errors.push(format!("parameters.code: {code} is not an HTTP status"));
-                }
-                http(p, HttpAction::Exception(code as u16))
             }
             "assault-memory" => {
                 let mb = p.uint("megabytes", 64);
