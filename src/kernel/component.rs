@@ -190,9 +190,10 @@ impl Ctx {
         }
     }
 
-    /// Call before each write to a store or file: applies injected I/O faults.
-    pub async fn io_write(&self) -> std::io::Result<()> {
-        self.hooks.io_write().await
+    /// Call before each write to a store or file, with its path relative to the store's root (a file, an
+    /// index, a table): applies injected I/O faults.
+    pub async fn io_write(&self, path: &str) -> std::io::Result<()> {
+        self.hooks.io_write(path).await
     }
 
     /// Writes an event to the trace under this component's name.

@@ -6,8 +6,8 @@
 //! points, so no component has fault-specific code:
 //! - a clock offset (time faults): the component's `Ctx::clock` reads it on every `now()`;
 //! - a pause gate (process pause): `Ctx::sleep_or_stop` and the component's links wait while it is set;
-//! - I/O faults (stores and sinks): [`ComponentHooks::io_write`] is called before every write, and
-//!   [`ComponentHooks::io_data`] on the bytes of a write (wrong data).
+//! - I/O faults (stores and sinks): [`ComponentHooks::io`] is called before every read or write with the
+//!   operation's path, and [`ComponentHooks::io_data`] on the bytes of a write (wrong data).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,19 +19,38 @@ use tokio::sync::watch;
 
 use super::seed::{Rng, Seed};
 
-/// I/O faults in force on one store or sink.
+/// What an I/O operation does, as Chaos Mesh's IOChaos `methods` group them: `read`, `open`, `getattr`,
+/// `readdir`, … read; `write`, `create`, `fsync`, `unlink`, `rename`, … write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMethod {
+    /// Reads (the order store's queries).
+    Read,
+    /// Writes (every store and sink).
+    Write,
+}
+
+/// One I/O fault in force on a store or sink, with the operations it hits.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IoFaults {
-    /// Extra time every write takes.
+    /// Extra time every hit operation takes.
     #[serde(with = "humantime_serde")]
     pub latency: Duration,
-    /// Probability that a write fails with an I/O error, in `[0, 1]`.
+    /// Probability that a hit operation fails, in `[0, 1]`.
     pub error_rate: f64,
-    /// Every write fails with "No space left on device".
+    /// The error number of those failures (none: 5, EIO).
+    pub errno: Option<i32>,
+    /// Every hit write fails with "No space left on device".
     pub disk_full: bool,
     /// Written bytes are wrong (Chaos Mesh's IOChaos `mistake`).
     pub mistake: Option<Mistake>,
+    /// The operations hit; none listed: writes.
+    pub methods: Vec<IoMethod>,
+    /// A glob over the operation's path, relative to the store's root (`*` matches `/` too); none: all.
+    pub path: Option<String>,
+    /// The share of matching operations a latency or mistake hits, in `[0, 1]`; none: all.
+    pub rate: Option<f64>,
 }
 
 /// Wrong data in writes: up to `occurrences` runs of at most `length` bytes each are overwritten with
@@ -48,9 +67,11 @@ pub struct Mistake {
 }
 
 impl IoFaults {
-    /// True when nothing is injected.
-    pub fn is_clear(&self) -> bool {
-        *self == IoFaults::default()
+    /// Whether this fault hits a `method` operation on `path`.
+    pub fn hits(&self, method: IoMethod, path: &str) -> bool {
+        let methods_hit =
+            if self.methods.is_empty() { method == IoMethod::Write } else { self.methods.contains(&method) };
+        methods_hit && self.path.as_deref().is_none_or(|glob| wildmatch::WildMatch::new(glob).matches(path))
     }
 }
 
@@ -61,7 +82,7 @@ pub struct ComponentHooks {
     /// The share of a core the component gets (1 without CPU stress), as `f64` bits.
     cpu_share: AtomicU64,
     paused: watch::Sender<bool>,
-    io: Mutex<(IoFaults, Rng)>,
+    io: Mutex<(Vec<IoFaults>, Rng)>,
 }
 
 impl ComponentHooks {
@@ -71,7 +92,7 @@ impl ComponentHooks {
             skew_ms: Arc::new(AtomicI64::new(0)),
             cpu_share: AtomicU64::new(1f64.to_bits()),
             paused: watch::channel(false).0,
-            io: Mutex::new((IoFaults::default(), seed.stream(&format!("io:{name}")))),
+            io: Mutex::new((Vec::new(), seed.stream(&format!("io:{name}")))),
         }
     }
 
@@ -112,35 +133,42 @@ impl ComponentHooks {
         let _ = rx.wait_for(|p| !*p).await;
     }
 
-    fn io(&self) -> MutexGuard<'_, (IoFaults, Rng)> {
+    fn io_state(&self) -> MutexGuard<'_, (Vec<IoFaults>, Rng)> {
         self.io.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces the I/O faults in force.
-    pub fn set_io(&self, faults: IoFaults) {
-        self.io().0 = faults;
+    pub fn set_io(&self, faults: Vec<IoFaults>) {
+        self.io_state().0 = faults;
     }
 
-    /// Called before a write: waits out the injected latency, then fails the write when the disk is
-    /// "full" or the error draw says so.
-    pub async fn io_write(&self) -> std::io::Result<()> {
+    /// Called before a read or write of `path` (relative to the store's root): waits out the longest
+    /// injected latency hitting it, then fails it when the disk is "full" (writes) or an error draw says
+    /// so.
+    pub async fn io(&self, method: IoMethod, path: &str) -> std::io::Result<()> {
         let (latency, outcome) = {
-            let mut io = self.io();
+            let mut io = self.io_state();
             let (faults, rng) = &mut *io;
-            if faults.is_clear() {
-                return Ok(());
+            let mut latency = Duration::ZERO;
+            let mut outcome = Ok(());
+            for f in faults.iter().filter(|f| f.hits(method, path)) {
+                if !f.latency.is_zero() && f.rate.is_none_or(|r| rng.r#gen::<f64>() < r) {
+                    latency = latency.max(f.latency);
+                }
+                if outcome.is_err() {
+                    continue;
+                }
+                if f.disk_full && method == IoMethod::Write {
+                    outcome = Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        "No space left on device (injected)",
+                    ));
+                } else if f.error_rate > 0.0 && rng.r#gen::<f64>() < f.error_rate {
+                    let os = std::io::Error::from_raw_os_error(f.errno.unwrap_or(5));
+                    outcome = Err(std::io::Error::new(os.kind(), format!("{os} (injected)")));
+                }
             }
-            let outcome = if faults.disk_full {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    "No space left on device (injected)",
-                ))
-            } else if faults.error_rate > 0.0 && rng.r#gen::<f64>() < faults.error_rate {
-                Err(std::io::Error::other("Input/output error (injected)"))
-            } else {
-                Ok(())
-            };
-            (faults.latency, outcome)
+            (latency, outcome)
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -148,11 +176,24 @@ impl ComponentHooks {
         outcome
     }
 
-    /// The bytes a write puts down: `data` itself, or with runs overwritten while a mistake is injected.
-    pub fn io_data<'a>(&self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
-        let mut io = self.io();
+    /// [`ComponentHooks::io`] for a write.
+    pub async fn io_write(&self, path: &str) -> std::io::Result<()> {
+        self.io(IoMethod::Write, path).await
+    }
+
+    /// The bytes a write of `path` puts down: `data` itself, or with runs overwritten while a mistake
+    /// hitting it is injected.
+    pub fn io_data<'a>(&self, path: &str, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let mut io = self.io_state();
         let (faults, rng) = &mut *io;
-        let Some(m) = faults.mistake.filter(|_| !data.is_empty()) else { return data.into() };
+        let mistake = faults
+            .iter()
+            .filter(|f| f.hits(IoMethod::Write, path))
+            .find_map(|f| f.mistake.map(|m| (m, f.rate)));
+        let Some((m, rate)) = mistake.filter(|_| !data.is_empty()) else { return data.into() };
+        if rate.is_some_and(|r| rng.r#gen::<f64>() >= r) {
+            return data.into();
+        }
         let mut out = data.to_vec();
         let runs = rng.gen_range(1..=m.occurrences.max(1));
         for _ in 0..runs {
@@ -173,18 +214,45 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn io_faults_delay_and_fail() {
         let h = ComponentHooks::new("HADOOP", Seed(1));
-        assert!(h.io_write().await.is_ok());
-        h.set_io(IoFaults { latency: Duration::from_millis(250), ..Default::default() });
+        assert!(h.io_write("a").await.is_ok());
+        h.set_io(vec![IoFaults { latency: Duration::from_millis(250), ..Default::default() }]);
         let t = tokio::time::Instant::now();
-        assert!(h.io_write().await.is_ok());
+        assert!(h.io_write("a").await.is_ok());
         assert_eq!(t.elapsed(), Duration::from_millis(250));
-        h.set_io(IoFaults { disk_full: true, ..Default::default() });
-        let err = h.io_write().await.unwrap_err();
+        assert!(h.io(IoMethod::Read, "a").await.is_ok());
+        assert_eq!(t.elapsed(), Duration::from_millis(250), "the catalogue's kinds hit writes only");
+        h.set_io(vec![IoFaults { disk_full: true, ..Default::default() }]);
+        let err = h.io_write("a").await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
-        h.set_io(IoFaults { error_rate: 0.5, ..Default::default() });
-        let failed = futures::future::join_all((0..200).map(|_| h.io_write())).await;
+        h.set_io(vec![IoFaults { error_rate: 0.5, ..Default::default() }]);
+        let failed = futures::future::join_all((0..200).map(|_| h.io_write("a"))).await;
         let n = failed.iter().filter(|r| r.is_err()).count();
         assert!((60..140).contains(&n), "{n} of 200 failed at rate 0.5");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn io_faults_hit_their_methods_and_paths_with_their_errno() {
+        let h = ComponentHooks::new("ORDER-STORE", Seed(1));
+        let denied = IoFaults {
+            error_rate: 1.0,
+            errno: Some(13),
+            methods: vec![IoMethod::Read],
+            path: Some("2020-*/**".into()),
+            ..Default::default()
+        };
+        let slow =
+            IoFaults { latency: Duration::from_secs(1), path: Some("outbox".into()), ..Default::default() };
+        h.set_io(vec![denied, slow]);
+        let err = h.io(IoMethod::Read, "2020-02-21/x").await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        assert!(h.io(IoMethod::Write, "2020-02-21/x").await.is_ok(), "a read fault spares writes");
+        assert!(h.io(IoMethod::Read, "2021-01-01/x").await.is_ok(), "and other paths");
+        let t = tokio::time::Instant::now();
+        h.io_write("orders").await.unwrap();
+        assert_eq!(t.elapsed(), Duration::ZERO);
+        h.io_write("outbox").await.unwrap();
+        assert_eq!(t.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

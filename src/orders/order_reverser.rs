@@ -11,6 +11,7 @@ use serde_json::json;
 use super::model::OrderState;
 use super::service::Orders;
 use crate::kernel::component::Ctx;
+use crate::kernel::hooks::IoMethod;
 use crate::topology::BuildCx;
 use crate::topology::check::CheckCx;
 use crate::topology::component::{ComponentKind, Hop, Reference};
@@ -94,7 +95,7 @@ pub async fn run(
         let age =
             chrono::Duration::try_minutes(cfg.expired_order_minutes as i64).unwrap_or(chrono::Duration::MAX);
         let cutoff = orders.now().checked_sub_signed(age).unwrap_or(chrono::NaiveDateTime::MIN);
-        match orders.db(|s| async move { s.reverse_expired(cutoff).await }).await {
+        match orders.db(IoMethod::Write, "orders", |s| async move { s.reverse_expired(cutoff).await }).await {
             Ok(ids) => {
                 if !ids.is_empty() {
                     tracing::info!(component = %ctx.name, "reversed {} expired orders", ids.len());

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::order_api::{OrderApiConfig, PublishMode};
 use super::service::{Orders, millis};
 use crate::kernel::component::Ctx;
+use crate::kernel::hooks::IoMethod;
 use crate::topology::BuildCx;
 use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::topology::flow::{ComponentEntry, Flow};
@@ -61,13 +62,14 @@ pub async fn run(ctx: Ctx, orders: Orders) -> anyhow::Result<()> {
             _ = ctx.shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(POLL) => {}
         }
-        let rows = match orders.db(|s| async move { s.outbox_pending(100).await }).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(component = %ctx.name, "cannot read the outbox: {e}");
-                continue;
-            }
-        };
+        let rows =
+            match orders.db(IoMethod::Read, "outbox", |s| async move { s.outbox_pending(100).await }).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(component = %ctx.name, "cannot read the outbox: {e}");
+                    continue;
+                }
+            };
         for row in rows {
             ctx.metrics.records_in.inc();
             let ts = millis(row.created_at);
@@ -76,7 +78,11 @@ pub async fn run(ctx: Ctx, orders: Orders) -> anyhow::Result<()> {
                 Ok(meta) => {
                     let now = orders.now();
                     if let Err(e) =
-                        orders.db(|s| async move { s.outbox_mark_sent(&[row.id], now).await }).await
+                        orders
+                            .db(IoMethod::Write, "outbox", |s| async move {
+                                s.outbox_mark_sent(&[row.id], now).await
+                            })
+                            .await
                     {
                         tracing::warn!(component = %ctx.name, "sent outbox row {} but could not mark it: {e}", row.id);
                     }

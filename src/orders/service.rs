@@ -24,7 +24,7 @@ use crate::bus::backend::{AnyProducer, BusClient};
 use crate::bus::kafka_cluster::BusHandle;
 use crate::bus::{Acks, BusError, RecordMeta};
 use crate::kernel::clock::Clock;
-use crate::kernel::hooks::ComponentHooks;
+use crate::kernel::hooks::{ComponentHooks, IoMethod};
 use crate::kernel::seed::SharedRng;
 use crate::kernel::trace::Trace;
 use crate::topology::BuildCx;
@@ -275,15 +275,16 @@ impl Orders {
         .await
     }
 
-    /// Runs a store operation through the database link: a refused hop is `Unavailable`.
-    pub async fn db<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    /// Runs a store operation — a `method` on `table` (`orders` or `outbox`, the paths IOChaos sees) —
+    /// through the database link: a refused hop or an injected I/O error is `Unavailable`.
+    pub async fn db<T, F, Fut>(&self, method: IoMethod, table: &str, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(OrderStore) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         self.db_link.gate().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
         self.db_hooks
-            .io_write()
+            .io(method, table)
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.db_name)))?;
         op(self.store.clone()).await
@@ -315,7 +316,10 @@ impl OrderDb {
         if !self.up.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable(format!("{} is down", self.name)));
         }
-        self.hooks.io_write().await.map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))?;
+        self.hooks
+            .io(IoMethod::Read, "orders")
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))?;
         let counts = self.store.counts_by_state().await?;
         let mut all = Vec::new();
         let mut skip = 0;

@@ -218,7 +218,7 @@ pub async fn run(ctx: Ctx, store: IndexStore, inbound: Vec<Arc<Link>>) -> anyhow
             let mut rx = link.receiver().await;
             while let Some(env) = rx.recv().await {
                 ctx.metrics.records_in.inc();
-                if let Err(e) = ctx.io_write().await {
+                if let Err(e) = ctx.io_write(&env.topic).await {
                     tracing::warn!(component = %ctx.name, "write to {} failed: {e}", env.topic);
                     ctx.drop_record("io_error", json!({"index": env.topic, "error": e.to_string()}));
                     continue;

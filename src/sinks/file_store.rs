@@ -89,8 +89,9 @@ pub async fn run(ctx: Ctx, root: PathBuf, inbound: Arc<Link>) -> anyhow::Result<
         ctx.metrics.records_in.inc();
         let day = ctx.clock.now().format("%Y-%m-%d").to_string();
         let name = ctx.rng.uuid().to_string();
-        let written = match ctx.io_write().await {
-            Ok(()) => store(&root, &day, &name, &ctx.hooks.io_data(&env.payload)),
+        let rel = format!("{day}/{name}");
+        let written = match ctx.io_write(&rel).await {
+            Ok(()) => store(&root, &day, &name, &ctx.hooks.io_data(&rel, &env.payload)),
             Err(e) => Err(e),
         };
         match written {

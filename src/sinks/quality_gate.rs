@@ -144,24 +144,26 @@ pub async fn run(
     };
     let _mqtt_in = SessionOptions::clean(&cfg.client_id, cfg.retry, log)
         .subscribe(&ctx, connector, &cfg.topic, cfg.qos, &inbound);
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut rx = inbound.receiver().await;
     while let Some(env) = rx.recv_until(&ctx.shutdown).await {
         ctx.metrics.records_in.inc();
         packets.inc();
         match check(&env.payload) {
             Verdict::Keep(line) => {
-                if let Err(e) = ctx.io_write().await {
+                if let Err(e) = ctx.io_write(&name).await {
                     // Node-RED's file node logs the error and goes on with the next message.
                     tracing::error!(component = %ctx.name, "[file:Write to File] failed to append to file: {e}");
                     ctx.drop_record("io_error", json!({"error": e.to_string()}));
                     continue;
                 }
-                let written = out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n"));
+                let written = out
+                    .write_all(&ctx.hooks.io_data(&name, line.as_bytes()))
+                    .and_then(|()| out.write_all(b"\n"));
                 written.with_context(|| format!("cannot append to {}", file.display()))?;
                 ctx.metrics.records_out.inc();
                 ctx.trace_record("record.appended", &json!({"bytes": line.len()}));
                 // "Log to Fluentd": the stored record as a data-asset event.
-                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let event = json!({"message": "sensor data stored", "file": name, "bytes": line.len()});
                 ctx.app_log("mqtt.app.dataAsset", crate::kernel::logsink::object(event));
             }

@@ -648,6 +648,46 @@ path: /orders/*\n  code: 404\n  replace: {code: 500, headers: {x-chaos: lost-is-
     assert_eq!(seen[2].0, 500, "a 404 became a 500: {seen:?}");
 }
 
+/// IOChaos `attrOverride` through the one attribute the stores depend on: a read-only `perm` on the order
+/// store's `orders` table fails writes with EACCES (creating an order answers 503) while reads go on.
+#[test]
+fn io_chaos_read_only_perm_fails_writes_not_reads() {
+    let file_text = "apiVersion: chaos-mesh.org/v1alpha1\nkind: IOChaos\nmetadata: {name: read-only-db, namespace: orders}\n\
+spec:\n  action: attrOverride\n  mode: all\n  selector: {labelSelectors: {app: poke-orders-db}}\n  volumePath: /var/lib/db\n  \
+path: /var/lib/db/orders\n  attr: {perm: 0444}\n  duration: 30s\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "io.yaml", file_text);
+    let mut problems = Problems::new();
+    let mut flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    flow.without(&["SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK", "ELASTICSEARCH"]);
+    let loaded = load_files(&[file], Some(&pods_of_flow(&flow)), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    let seen = Arc::new(Mutex::new(Vec::<u16>::new()));
+    let out = seen.clone();
+    Run::new(flow)
+        .out(dir.path().join("out"))
+        .seed(1)
+        .sim_with(move |p| async move {
+            let api = common::order_api(&p);
+            let order = br#"{"user_id": 7, "pokemon": "eevee", "country": "Germany", "price": 120}"#.to_vec();
+            let status = async |method: hyper::Method, body: Option<Vec<u8>>| {
+                api.send(method, "/orders/", body).await.unwrap().status.as_u16()
+            };
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let before = status(hyper::Method::POST, Some(order.clone())).await;
+            p.mesh.create(&p, &loaded[0]).unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let write = status(hyper::Method::POST, Some(order.clone())).await;
+            let read = status(hyper::Method::GET, None).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let after = status(hyper::Method::POST, Some(order)).await;
+            out.lock().unwrap().extend([before, write, read, after]);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [200, 503, 200, 200]);
+}
+
 #[test]
 fn the_study_jsonnet_renders_but_not_to_the_yaml_it_committed() {
     let Some(yaml) = study("jsonnet", "pod_failure.yaml") else { return };

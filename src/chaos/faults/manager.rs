@@ -492,15 +492,12 @@ impl FaultManager {
                     env.supervisor.hooks(t).set_cpu_share(1.0 / (1.0 + cores));
                 }
                 Effect::Io(_) => {
-                    let mut io = IoFaults::default();
-                    for a in on(&st, t) {
-                        if let Effect::Io(f) = &a.fault.effect {
-                            io.latency = io.latency.max(f.latency);
-                            io.error_rate = io.error_rate.max(f.error_rate);
-                            io.disk_full |= f.disk_full;
-                            io.mistake = io.mistake.or(f.mistake);
-                        }
-                    }
+                    let io: Vec<IoFaults> = on(&st, t)
+                        .filter_map(|a| match &a.fault.effect {
+                            Effect::Io(f) => Some(f.clone()),
+                            _ => None,
+                        })
+                        .collect();
                     env.supervisor.hooks(t).set_io(io);
                 }
                 Effect::Pause => {

@@ -83,7 +83,57 @@ fn pod_time_and_io_chaos_map_onto_the_catalogue() {
     assert_eq!(faults(&plan)[0].kind, "disk-full");
     let (plan, problems) =
         compile_text(&format!("  action: attrOverride\n  volumePath: /data\n{SEL}"), "IOChaos");
-    assert!(plan.is_none() && problems[0].contains("not supported yet"), "{problems:?}");
+    assert!(plan.is_none() && problems[0].contains("attrOverride needs `attr`"), "{problems:?}");
+    // A read-only perm fails writes with EACCES on the paths and methods chosen; other attributes warn.
+    let (plan, problems) = compile_text(
+        &format!(
+            "  action: attrOverride\n  volumePath: /data\n  path: /data/**/*\n  methods: [write, fsync]\n  \
+             percent: 50\n  attr: {{perm: 292, size: 1}}\n{SEL}"
+        ),
+        "IOChaos",
+    );
+    assert!(
+        problems.len() == 1 && problems[0].contains("spec.attr.size: the stores never read"),
+        "{problems:?}"
+    );
+    let f = faults(&plan);
+    assert_eq!(
+        (f[0].kind, &f[0].parameters["errno"], &f[0].parameters["methods"], &f[0].parameters["percent"]),
+        ("io-error", &json!(13), &json!(["write"]), &json!(50.0))
+    );
+    assert!(f[0].parameters.get("path").is_none(), "/data/**/* is every path");
+    let (plan, problems) = compile_text(
+        &format!(
+            "  action: latency\n  delay: 10ms\n  volumePath: /data\n  path: /data/2020-*/*\n  methods: [read, getattr]\n{SEL}"
+        ),
+        "IOChaos",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let f = faults(&plan);
+    assert_eq!(
+        (&f[0].parameters["path"], &f[0].parameters["methods"]),
+        (&json!("2020-*/*"), &json!(["read"]))
+    );
+    let (plan, problems) = compile_text(
+        &format!(
+            "  action: fault\n  errno: 5\n  volumePath: /data\n  path: /var/x\n  methods: [chmod]\n{SEL}"
+        ),
+        "IOChaos",
+    );
+    assert!(plan.is_none());
+    let joined = problems.join("\n");
+    assert!(joined.contains("spec.path: \"/var/x\" is not under volumePath"), "{joined}");
+    assert!(joined.contains("spec.methods[0]: \"chmod\" is not a FUSE operation"), "{joined}");
+    // What the plan asks, the catalogue takes.
+    for fault in f {
+        let request = crate::chaos::faults::FaultRequest {
+            kind: fault.kind.to_owned(),
+            target: Some("HADOOP".into()),
+            parameters: fault.parameters.clone(),
+            ..Default::default()
+        };
+        crate::chaos::faults::Fault::parse(&request).unwrap_or_else(|e| panic!("{}: {e:?}", fault.kind));
+    }
     let (plan, problems) = compile_text(
         &format!(
             "  action: mistake\n  volumePath: /data\n  mistake: {{filling: random, maxOccurrences: 2, maxLength: 4}}\n{SEL}"

@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 use super::model::{NewOrder, Order, OrderState};
 use super::service::{ORDERS_TOPIC, Orders, millis};
 use super::store::StoreError;
+use crate::kernel::hooks::IoMethod;
 use crate::topology::BuildCx;
 use crate::topology::build::HttpRoutes;
 use crate::topology::check::CheckCx;
@@ -324,7 +325,7 @@ async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
     let o = &api.orders;
     let now = o.now();
     let outbox = (api.publish == PublishMode::Outbox).then_some(ORDERS_TOPIC);
-    let order = o.db(|s| async move { s.create(&new, now, outbox).await }).await?;
+    let order = o.db(IoMethod::Write, "orders", |s| async move { s.create(&new, now, outbox).await }).await?;
     o.ledger.created(order.id);
     o.trace.emit(
         &o.name,
@@ -410,12 +411,18 @@ async fn list_json(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Order>>, ApiError> {
     let (state, skip, limit) = validate_listing(&q)?;
-    Ok(Json(api.orders.db(|s| async move { s.list(state, skip, limit).await }).await?))
+    Ok(Json(
+        api.orders.db(IoMethod::Read, "orders", |s| async move { s.list(state, skip, limit).await }).await?,
+    ))
 }
 
 async fn get_json(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
     let id = parse_id(&id)?;
-    api.orders.db(|s| async move { s.get(id).await }).await?.map(Json).ok_or(ApiError::NotFound)
+    api.orders
+        .db(IoMethod::Read, "orders", |s| async move { s.get(id).await })
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 async fn update_json(
@@ -447,8 +454,14 @@ async fn update_json(
         }
     };
     let o = &api.orders;
-    let before = o.db(|s| async move { s.get(id).await }).await?.ok_or(ApiError::NotFound)?;
-    let after = o.db(|s| async move { s.set_state(id, state).await }).await?.ok_or(ApiError::NotFound)?;
+    let before = o
+        .db(IoMethod::Read, "orders", |s| async move { s.get(id).await })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let after = o
+        .db(IoMethod::Write, "orders", |s| async move { s.set_state(id, state).await })
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if before.state != after.state {
         o.changed(id, before.state, after.state, &o.name).await;
     }
@@ -456,7 +469,7 @@ async fn update_json(
 }
 
 async fn delete_all(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
-    let n = api.orders.db(|s| async move { s.delete_all().await }).await?;
+    let n = api.orders.db(IoMethod::Write, "orders", |s| async move { s.delete_all().await }).await?;
     api.orders.trace.emit(&api.orders.name, "orders.deleted", &json!({"orders": n}));
     Ok(Json(json!({"detail": "All orders deleted"})))
 }
@@ -486,7 +499,8 @@ async fn list_html(
         q.remove("state");
     }
     let (state, skip, limit) = validate_listing(&q)?;
-    let orders = api.orders.db(|s| async move { s.list(state, skip, limit).await }).await?;
+    let orders =
+        api.orders.db(IoMethod::Read, "orders", |s| async move { s.list(state, skip, limit).await }).await?;
     Ok(Html(pages::order_list(&orders, state, skip, limit)))
 }
 

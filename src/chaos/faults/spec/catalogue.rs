@@ -5,6 +5,10 @@ use serde::Serialize;
 
 use super::http::FILTER;
 
+/// The parameters every I/O kind takes.
+const IO_SCOPE: &str = "methods (read, write; write), path (a glob over the store's paths: HADOOP's DAY/FILE, \
+                        NODE-RED's file, ELASTICSEARCH's indices, the order store's orders and outbox tables)";
+
 /// What a kind acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -177,24 +181,40 @@ pub const CATALOGUE: &[KindInfo] = &[
         &["megabytes (64)"],
         "Memory stressors beside the component: the process holds that much more memory for the duration.",
     ),
-    kind("io-latency", "io", T::Store, None, false, &["delay (e.g. 100ms)"], "Slows down every write."),
+    kind(
+        "io-latency",
+        "io",
+        T::Store,
+        None,
+        false,
+        &["delay (e.g. 100ms)", "percent (100)", IO_SCOPE],
+        "Slows down writes (or reads).",
+    ),
     kind(
         "io-error",
         "io",
         T::Store,
         None,
         false,
-        &["percent (0-100, 100)"],
-        "Fails writes with an I/O error.",
+        &["percent (0-100, 100)", "errno (5: EIO; 13: EACCES, …)", IO_SCOPE],
+        "Fails writes (or reads) with an I/O error.",
     ),
-    kind("disk-full", "io", T::Store, None, false, &[], "Fails every write with 'No space left on device'."),
+    kind(
+        "disk-full",
+        "io",
+        T::Store,
+        None,
+        false,
+        &[IO_SCOPE],
+        "Fails every write with 'No space left on device'.",
+    ),
     kind(
         "io-mistake",
         "io",
         T::Store,
         None,
         false,
-        &["filling (zero|random, zero)", "occurrences (1)", "length (1)"],
+        &["filling (zero|random, zero)", "occurrences (1)", "length (1)", "percent (100)", IO_SCOPE],
         "Writes wrong data: up to `occurrences` runs of at most `length` bytes overwritten (where bytes are written).",
     ),
     kind(

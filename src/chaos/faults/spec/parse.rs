@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{CATALOGUE, Direction, Effect, Fault, FaultError, FaultRequest, NetFault, TargetKind, kind_info};
 use crate::chaos::faults::selector::Selector;
-use crate::kernel::hooks::{IoFaults, Mistake};
+use crate::kernel::hooks::{IoFaults, IoMethod, Mistake};
 use crate::transport::link::{DataFaults, LinkFaults};
 
 /// Reads parameters, collecting problems.
@@ -121,6 +121,22 @@ impl<'a> Params<'a> {
         }
         self.errors
     }
+}
+
+/// An I/O effect with the operations it hits: `methods` (`read`, `write`; default write) and `path` (a
+/// glob over the store's paths).
+fn io(p: &mut Params<'_>, mut faults: IoFaults) -> Effect {
+    for m in p.strings("methods", &["write"]) {
+        match m.as_str() {
+            "read" => faults.methods.push(IoMethod::Read),
+            "write" => faults.methods.push(IoMethod::Write),
+            other => p.errors.push(format!("parameters.methods: {other:?} is not read or write")),
+        }
+    }
+    faults.methods.sort();
+    faults.methods.dedup();
+    faults.path = p.get("path").and_then(Value::as_str).map(str::to_owned);
+    Effect::Io(faults)
 }
 
 fn number(v: &Value) -> Option<f64> {
@@ -316,11 +332,24 @@ impl Fault {
                     Effect::ClockOffset(0)
                 }
             },
-            "io-latency" => Effect::Io(IoFaults { latency: p.duration("delay", None), ..Default::default() }),
-            "io-error" => {
-                Effect::Io(IoFaults { error_rate: p.percent("percent", Some(1.0)), ..Default::default() })
+            "io-latency" => {
+                let latency = p.duration("delay", None);
+                let rate = Some(p.percent("percent", Some(1.0))).filter(|r| *r < 1.0);
+                io(p, IoFaults { latency, rate, ..Default::default() })
             }
-            "disk-full" => Effect::Io(IoFaults { disk_full: true, ..Default::default() }),
+            "io-error" => {
+                let errno = p.uint("errno", 5);
+                if !(1..=133).contains(&errno) {
+                    p.errors.push(format!("parameters.errno: {errno} is not an error number (1 to 133)"));
+                }
+                let f = IoFaults {
+                    error_rate: p.percent("percent", Some(1.0)),
+                    errno: Some(errno as i32),
+                    ..Default::default()
+                };
+                io(p, f)
+            }
+            "disk-full" => io(p, IoFaults { disk_full: true, ..Default::default() }),
             "io-mistake" => {
                 let random = match p.string("filling", Some("zero")).as_str() {
                     "zero" => false,
@@ -336,7 +365,8 @@ impl Fault {
                     p.errors.push("parameters.occurrences and length: between 1 and 1000000".into());
                 }
                 let mistake = Mistake { random, occurrences: occurrences as u32, length: length as u32 };
-                Effect::Io(IoFaults { mistake: Some(mistake), ..Default::default() })
+                let rate = Some(p.percent("percent", Some(1.0))).filter(|r| *r < 1.0);
+                io(p, IoFaults { mistake: Some(mistake), rate, ..Default::default() })
             }
             "assault-memory" => {
                 let mb = p.uint("megabytes", 64);
