@@ -19,6 +19,9 @@
 //! kinds), [`workflow`] (Schedule, Workflow, Task, StatusCheck), `tests`.
 
 pub mod chaos;
+mod http;
+mod io;
+mod stress;
 pub mod workflow;
 
 use std::time::Duration;

@@ -207,7 +207,7 @@ chaos_spec! {
         /// The stressors.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stressors: Option<Stressors>,
-        /// Raw stress-ng options (not supported).
+        /// Raw stress-ng options (`--cpu 2 --cpu-load 50 --vm 1 --vm-bytes 256M`); they win over `stressors`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stressng_stressors: Option<String>,
         /// Containers.
@@ -240,7 +240,7 @@ pub struct MemoryStressor {
     /// OOM score adjustment (accepted, no effect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i64>,
-    /// Extra stress-ng options (not supported).
+    /// Extra stress-ng options (accepted; a warning says they change nothing modelled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }
@@ -254,7 +254,7 @@ pub struct CpuStressor {
     /// Load each puts on a CPU, percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<i64>,
-    /// Extra stress-ng options (not supported).
+    /// Extra stress-ng options (accepted; a warning says they change nothing modelled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }
@@ -281,7 +281,7 @@ chaos_spec! {
         /// `fault`: the error number returned.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         errno: Option<u32>,
-        /// `attrOverride`: attributes (not supported).
+        /// `attrOverride`: attributes (`perm` acts; the others warn).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         attr: Option<serde_json::Value>,
         /// `mistake`: wrong data.
@@ -343,7 +343,7 @@ chaos_spec! {
         /// Patch parts.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         patch: Option<HttpPatch>,
-        /// TLS (not supported).
+        /// TLS (refused: the services speak plain HTTP).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tls: Option<serde_json::Value>,
     }
