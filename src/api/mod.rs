@@ -161,9 +161,11 @@ async fn components(State(p): State<Arc<Pipeline>>) -> Json<Value> {
         .map(|(name, h)| {
             let kind = p.supervisor.kind_of(&name).unwrap_or_default();
             let entry = p.flow.owner_of(&name).and_then(|o| p.flow.components.get(o));
-            let (namespace, labels) =
-                entry.map(|e| (e.namespace.clone(), e.labels.clone())).unwrap_or_default();
-            json!({"name": name, "kind": kind, "namespace": namespace, "labels": labels, "health": h})
+            let (namespace, labels, external) = entry
+                .map(|e| (e.namespace.clone(), e.labels.clone(), e.config.external_hosts()))
+                .unwrap_or_default();
+            json!({"name": name, "kind": kind, "namespace": namespace, "labels": labels,
+                   "external_hosts": external, "health": h})
         })
         .collect();
     Json(Value::Array(list))

@@ -103,6 +103,19 @@ impl ComponentKind for KafkaClusterConfig {
     const KIND: &'static str = "kafka-cluster";
     const NAMESPACE: &'static str = "kafka";
 
+    /// The bootstrap servers' hosts (`host:port,host:port`).
+    fn external_hosts(&self) -> Vec<String> {
+        let servers = self.bootstrap.as_deref().unwrap_or("").split(',');
+        let host = |s: &str| {
+            s.trim()
+                .rsplit_once(':')
+                .map_or(s.trim(), |(h, _)| h)
+                .trim_matches(['[', ']'])
+                .to_ascii_lowercase()
+        };
+        servers.map(host).filter(|h| !h.is_empty()).collect()
+    }
+
     fn instances(&self, name: &str) -> Vec<String> {
         let mut names: Vec<String> = (1..=self.broker_count()).map(|i| format!("{name}-{i}")).collect();
         names.push(name.to_string());

@@ -44,6 +44,40 @@ pub struct Pod {
     pub annotations: BTreeMap<String, String>,
     /// `Pending`, `Running`, `Succeeded` or `Failed`.
     pub phase: &'static str,
+    /// The hosts outside chaoslab it talks to in its place (an external broker, a database server).
+    pub external_hosts: Vec<String>,
+}
+
+impl Pod {
+    /// Whether `target` — an IP address, a CIDR block or a domain name, as Chaos Mesh's
+    /// `externalTargets` are — names one of its external hosts.
+    pub fn has_external(&self, target: &str) -> bool {
+        let target = target.trim().trim_end_matches('.').to_ascii_lowercase();
+        self.external_hosts.iter().any(|host| {
+            let ip = host.parse::<std::net::IpAddr>().ok();
+            match (target.parse::<ipnet::IpNet>(), target.parse::<std::net::IpAddr>(), ip) {
+                (Ok(net), _, Some(ip)) => net.contains(&ip),
+                (_, Ok(t), Some(ip)) => t == ip,
+                _ => host.trim_end_matches('.') == target,
+            }
+        })
+    }
+}
+
+/// Whether `target` is an IP address, a CIDR block or a domain name.
+pub fn valid_external(target: &str) -> bool {
+    let t = target.trim().trim_end_matches('.');
+    t.parse::<ipnet::IpNet>().is_ok()
+        || t.parse::<std::net::IpAddr>().is_ok()
+        || (!t.is_empty()
+            && t.len() <= 253
+            && t.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
 }
 
 /// The pods of a flow, all `Running` (for checks before a run).
@@ -73,6 +107,7 @@ fn pods(flow: &Flow, phase: impl Fn(&str) -> &'static str) -> Vec<Pod> {
                 namespace: entry.namespace.clone(),
                 labels: entry.labels.clone(),
                 annotations: [(KIND_ANNOTATION.to_string(), entry.kind().to_string())].into(),
+                external_hosts: entry.config.external_hosts(),
             });
         }
     }
@@ -270,6 +305,24 @@ mod tests {
             labels: [("app".to_string(), app.to_string())].into(),
             annotations: [(KIND_ANNOTATION.to_string(), "k".to_string())].into(),
             phase: "Running",
+            external_hosts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn external_targets_match_hosts_addresses_and_blocks() {
+        let mut p = pod("MQTT_BROKER", "iot", "mqtt-broker");
+        p.external_hosts = vec!["mosquitto.lab.example".into()];
+        assert!(p.has_external("Mosquitto.Lab.Example."));
+        assert!(!p.has_external("lab.example"));
+        p.external_hosts = vec!["10.1.2.3".into(), "::1".into()];
+        assert!(p.has_external("10.0.0.0/8") && p.has_external("10.1.2.3") && p.has_external("::1/128"));
+        assert!(!p.has_external("10.1.2.4") && !p.has_external("192.168.0.0/16"));
+        for ok in ["db.example", "10.0.0.0/8", "fe80::1", "localhost"] {
+            assert!(valid_external(ok), "{ok}");
+        }
+        for bad in ["", "-x.example", "a b", "http://db.example", "10.0.0.0/33"] {
+            assert!(!valid_external(bad), "{bad}");
         }
     }
 

@@ -40,6 +40,11 @@ impl ComponentKind for OrderStoreConfig {
     const KIND: &'static str = "order-store";
     const NAMESPACE: &'static str = "orders";
 
+    fn external_hosts(&self) -> Vec<String> {
+        let url = self.url.as_deref().filter(|u| u.starts_with("postgres"));
+        url.and_then(crate::topology::component::url_host).into_iter().collect()
+    }
+
     fn check(&self, cx: &mut CheckCx<'_>) {
         cx.relative_path("file", &self.file);
     }

@@ -76,6 +76,11 @@ impl ComponentKind for IncidentReasonerConfig {
     const KIND: &'static str = "incident-reasoner";
     const NAMESPACE: &'static str = "monitoring";
 
+    fn external_hosts(&self) -> Vec<String> {
+        let url = self.url.as_deref().filter(|u| u.starts_with("postgres"));
+        url.and_then(crate::topology::component::url_host).into_iter().collect()
+    }
+
     fn references(&self) -> Vec<Reference<'_>> {
         let mut refs = vec![Reference::new("bus", &self.bus, &["kafka-cluster"], Hop::From)];
         if let Some(index) = &self.index {

@@ -87,6 +87,12 @@ pub trait ComponentKind: DeserializeOwned + Clone + fmt::Debug + Send + Sync + '
     /// Checks its settings, recording every problem (the flow's wiring is checked already).
     fn check(&self, _cx: &mut CheckCx<'_>) {}
 
+    /// The hosts outside chaoslab it talks to in its place (an external MQTT broker, a PostgreSQL server,
+    /// a Kafka cluster): what Chaos Mesh's `externalTargets` name.
+    fn external_hosts(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Reads and checks its inputs (datasets, rule files…) before the run writes anything.
     fn check_inputs(&self, _name: &str, _cx: &InputCx<'_>) -> anyhow::Result<()> {
         Ok(())
@@ -114,6 +120,8 @@ pub trait DynComponent: Send + Sync + fmt::Debug {
     fn forget(&mut self, target: &str) -> bool;
     /// [`ComponentKind::check`].
     fn check(&self, cx: &mut CheckCx<'_>);
+    /// [`ComponentKind::external_hosts`].
+    fn external_hosts(&self) -> Vec<String>;
     /// [`ComponentKind::check_inputs`].
     fn check_inputs(&self, name: &str, cx: &InputCx<'_>) -> anyhow::Result<()>;
     /// [`ComponentKind::build`].
@@ -150,6 +158,9 @@ impl<T: ComponentKind> DynComponent for T {
     }
     fn check(&self, cx: &mut CheckCx<'_>) {
         ComponentKind::check(self, cx)
+    }
+    fn external_hosts(&self) -> Vec<String> {
+        ComponentKind::external_hosts(self)
     }
     fn check_inputs(&self, name: &str, cx: &InputCx<'_>) -> anyhow::Result<()> {
         ComponentKind::check_inputs(self, name, cx)
@@ -232,4 +243,12 @@ impl Catalog for &[KindEntry] {
     fn kinds(&self) -> &[KindEntry] {
         self
     }
+}
+
+/// The host of a URL (`postgres://user@db.example:5432/orders` → `db.example`), for
+/// [`ComponentKind::external_hosts`]; none for file URLs and what does not parse.
+pub fn url_host(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }

@@ -688,6 +688,52 @@ path: /var/lib/db/orders\n  attr: {perm: 0444}\n  duration: 30s\n";
     assert_eq!(*seen.lock().unwrap(), [200, 503, 200, 200]);
 }
 
+/// `externalTargets` name hosts outside chaoslab: the component fronting an external broker is the other
+/// end of the cut, so the sensor's publishes to "Mosquitto" are lost while the rest of the flow runs on.
+#[test]
+fn external_targets_cut_the_links_to_the_component_fronting_that_host() {
+    let file_text = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {name: broker-loss, namespace: iot}\n\
+spec:\n  action: loss\n  mode: all\n  selector: {namespaces: [iot]}\n  loss: {loss: '100'}\n  \
+externalTargets: [Mosquitto.lab.example, 10.0.0.0/8]\n  duration: 20s\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "external.yaml", file_text);
+    let mut flow = common::iot_only(chaoslab::catalog::reference_flow().unwrap());
+    flow.configure::<chaoslab::transport::mqtt::mqtt_broker::MqttBrokerConfig>(|b| {
+        b.external = Some("mqtt://mosquitto.lab.example:1883".into())
+    });
+    let mut problems = Problems::new();
+    let loaded = load_files(std::slice::from_ref(&file), Some(&pods_of_flow(&flow)), &mut problems);
+    assert!(!problems.has_errors(), "{problems:?}");
+    let warnings: Vec<String> = problems.all().iter().map(ToString::to_string).collect();
+    let warnings = warnings.join("\n");
+    assert!(
+        warnings.contains("externalTargets[1]: \"10.0.0.0/8\" is no external host of this flow"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("externalTargets[0]"), "{warnings}");
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let seen = records.clone();
+    Run::new(flow)
+        .out(dir.path().join("out"))
+        .seed(2)
+        .sim_with(move |p| async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            p.mesh.create(&p, &loaded[0]).unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            *seen.lock().unwrap() = p.faults.all();
+            Ok(())
+        })
+        .unwrap();
+    let records = records.lock().unwrap();
+    let loss: Vec<_> = records.iter().filter(|r| r.kind == "network-loss").collect();
+    assert_eq!(loss.len(), 1, "{records:?}");
+    assert_eq!(loss[0].targets, ["SENSOR->MQTT_BROKER"], "only the hop to the external broker");
+    // Without a component fronting it, the same file names nothing: `mesh check` says so.
+    let out = chaoslab().args(["mesh", "check"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"Mosquitto.lab.example\" is no external host of this flow"), "{stderr}");
+}
+
 #[test]
 fn the_study_jsonnet_renders_but_not_to_the_yaml_it_committed() {
     let Some(yaml) = study("jsonnet", "pod_failure.yaml") else { return };

@@ -468,8 +468,8 @@ impl Ctl {
         };
         let targets = match &plan.effect {
             Effect::Pods { .. } => selected.iter().map(|p| p.instance.clone()).collect(),
-            Effect::Links { direction, target, .. } => {
-                let others = match target {
+            Effect::Links { direction, target, external, .. } => {
+                let mut others = match target {
                     None => None,
                     Some(t) => match select::pick(t, &id.namespace, &pods, rng) {
                         Ok(o) => Some(o),
@@ -479,6 +479,21 @@ impl Ctl {
                         }
                     },
                 };
+                if !external.is_empty() {
+                    // The components fronting those hosts are the other end, beside any `target`.
+                    let fronting = pods.iter().filter(|p| external.iter().any(|t| p.has_external(t)));
+                    let all = others.get_or_insert_with(Vec::new);
+                    for p in fronting {
+                        if !all.iter().any(|o| o.instance == p.instance) {
+                            all.push(p.clone());
+                        }
+                    }
+                    if all.is_empty() {
+                        let message = format!("no component talks to {} here", external.join(", "));
+                        self.warn(id, "Failed", message, vec![]);
+                        return None;
+                    }
+                }
                 self.links(&selected, *direction, others.as_deref())
             }
         };

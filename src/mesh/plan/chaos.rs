@@ -7,6 +7,7 @@ use super::{Cx, Direction, Effect, PlannedFault, fault};
 use crate::config::KeyPath;
 use crate::mesh::duration::{self, GoDuration};
 use crate::mesh::schema::chaos::{DelaySpec, NetworkChaosSpec, PodChaosSpec, TimeChaosSpec};
+use crate::mesh::select;
 
 impl Cx<'_, '_> {
     pub(super) fn network(&mut self, n: &NetworkChaosSpec, at: &KeyPath) -> Option<(String, Effect)> {
@@ -19,6 +20,12 @@ impl Cx<'_, '_> {
                 Direction::To
             }
         };
+        if direction != Direction::To && !n.external_targets.is_empty() && n.action != "partition" {
+            self.error(
+                at.key("direction"),
+                "external targets cannot be used with `from` and `both` outside partitions (as Chaos Mesh refuses)",
+            );
+        }
         if direction != Direction::To && n.target.is_none() && n.action != "partition" {
             self.error(
                 at.key("direction"),
@@ -28,8 +35,22 @@ impl Cx<'_, '_> {
         if let Some(t) = &n.target {
             self.selector(t, &at.key("target"));
         }
-        if !n.external_targets.is_empty() {
-            self.error(at.key("externalTargets"), "external targets are not supported yet");
+        for (i, t) in n.external_targets.iter().enumerate() {
+            let at = at.key("externalTargets").index(i);
+            if !select::valid_external(t) {
+                self.error(at, format!("{t:?} is not an IP address, a CIDR block or a domain name"));
+            } else if let Some(pods) = self.pods
+                && !pods.iter().any(|p| p.has_external(t))
+            {
+                self.warning(
+                    at,
+                    format!(
+                        "{t:?} is no external host of this flow (an mqtt-broker's `external` / --mqtt-url, an \
+                         order store's or reasoner's PostgreSQL `url` / --database-url, a kafka-cluster's \
+                         `bootstrap` / --kafka-brokers): it cuts nothing here"
+                    ),
+                );
+            }
         }
         let mut faults = Vec::new();
         let wants = |what: &str| n.action == what || n.action == "netem";
@@ -110,7 +131,8 @@ impl Cx<'_, '_> {
                 "netem without delay, loss, duplicate, corrupt or rate injects nothing",
             );
         }
-        Some((n.action.clone(), Effect::Links { direction, target: n.target.clone(), faults }))
+        let (target, external) = (n.target.clone(), n.external_targets.clone());
+        Some((n.action.clone(), Effect::Links { direction, target, external, faults }))
     }
 
     /// `delay`: a zero delay injects nothing (a warning); the unit traps are warnings.

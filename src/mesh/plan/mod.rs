@@ -161,8 +161,10 @@ pub enum Effect {
     Links {
         /// Which links, relative to the selected pods.
         direction: Direction,
-        /// The other end (`target`); none: every peer.
+        /// The other end (`target`); none: every peer (unless `external` names some).
         target: Option<PodSelector>,
+        /// `externalTargets`: hosts outside chaoslab; the components fronting them are the other end too.
+        external: Vec<String>,
         /// The faults, all on the same links.
         faults: Vec<PlannedFault>,
     },

@@ -68,6 +68,11 @@ impl ComponentKind for MqttBrokerConfig {
         }
     }
 
+    fn external_hosts(&self) -> Vec<String> {
+        let url = self.external.as_deref().and_then(|u| u.parse::<BrokerUrl>().ok());
+        url.map(|u| u.host.to_ascii_lowercase()).into_iter().collect()
+    }
+
     /// Live, embedded: the listen port must be free (checked before the run writes anything; bound at build).
     fn check_inputs(&self, _name: &str, cx: &crate::topology::build::InputCx<'_>) -> anyhow::Result<()> {
         if cx.mode == RunMode::Live && self.external.is_none() {
