@@ -99,7 +99,8 @@ impl HealthHandle {
 enum Command {
     Start,
     Stop,
-    Restart,
+    /// Stop gracefully (within this grace; the supervisor's own when none), then start again.
+    Restart(Option<Duration>),
     Crash(String),
 }
 
@@ -309,7 +310,13 @@ impl Supervisor {
 
     /// Stops and starts a component at once.
     pub fn restart(&self, name: &str) -> Result<(), UnknownComponent> {
-        self.command(name, Command::Restart)
+        self.command(name, Command::Restart(None))
+    }
+
+    /// Like [`Supervisor::restart`], killing it if it has not stopped within `grace` (a Kubernetes pod
+    /// deleted with a grace period, then recreated).
+    pub fn restart_within(&self, name: &str, grace: Duration) -> Result<(), UnknownComponent> {
+        self.command(name, Command::Restart(Some(grace)))
     }
 
     /// Kills a component without letting it clean up; its restart policy decides what follows.
@@ -520,7 +527,7 @@ impl Keeper {
                             restarted = false;
                             break;
                         }
-                        Some(Command::Start | Command::Restart) => break,
+                        Some(Command::Start | Command::Restart(_)) => break,
                         Some(Command::Crash(_)) => {}
                     },
                     _ = &mut wait => break,
@@ -543,7 +550,7 @@ impl Keeper {
         loop {
             match control.recv().await {
                 None => return false,
-                Some(Command::Start | Command::Restart) => return true,
+                Some(Command::Start | Command::Restart(_)) => return true,
                 Some(Command::Stop | Command::Crash(_)) => {}
             }
         }
@@ -574,9 +581,9 @@ impl Keeper {
                         let _ = (&mut task).await;
                         return Ending::Crashed(reason);
                     }
-                    Some(Command::Stop) => { self.stop_gracefully(task, &shutdown).await; return Ending::Stopped; }
-                    Some(Command::Restart) => { self.stop_gracefully(task, &shutdown).await; return Ending::Restart; }
-                    None => { self.stop_gracefully(task, &shutdown).await; return Ending::Shutdown; }
+                    Some(Command::Stop) => { self.stop_gracefully(task, &shutdown, None).await; return Ending::Stopped; }
+                    Some(Command::Restart(grace)) => { self.stop_gracefully(task, &shutdown, grace).await; return Ending::Restart; }
+                    None => { self.stop_gracefully(task, &shutdown, None).await; return Ending::Shutdown; }
                 },
                 res = &mut task => return match res {
                     Ok(Ok(())) => Ending::Exited,
@@ -588,10 +595,16 @@ impl Keeper {
         }
     }
 
-    async fn stop_gracefully(&self, mut task: JoinHandle<anyhow::Result<()>>, shutdown: &CancellationToken) {
+    async fn stop_gracefully(
+        &self,
+        mut task: JoinHandle<anyhow::Result<()>>,
+        shutdown: &CancellationToken,
+        grace: Option<Duration>,
+    ) {
         shutdown.cancel();
-        if tokio::time::timeout(self.shared.grace, &mut task).await.is_err() {
-            tracing::warn!(component = %self.spec.name, "did not stop within {:?}; killed", self.shared.grace);
+        let grace = grace.unwrap_or(self.shared.grace);
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(component = %self.spec.name, "did not stop within {grace:?}; killed");
             task.abort();
             let _ = task.await;
         }
@@ -674,6 +687,27 @@ mod tests {
             states(&trace, "X")[..6],
             ["running", "crashed", "restarting", "running", "crashed", "restarting"].map(String::from)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_within_a_grace_kills_what_does_not_stop_in_time() {
+        let (sup, _) = supervisor();
+        let (spec, runs) = flaky("X", RestartMode::Always, 0, 0);
+        sup.add(spec).unwrap();
+        sup.start_all();
+        // Each incarnation sleeps 1 s before it listens for a stop: a 200 ms grace is too short.
+        let t = tokio::time::Instant::now();
+        sup.restart_within("X", Duration::from_millis(200)).unwrap();
+        sup.wait_for("X", |h| h.restarts == 1 && h.state == State::Running).await.unwrap();
+        assert_eq!(t.elapsed(), Duration::from_millis(200), "killed at the end of the grace, started again");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // Given the time it needs, it stops by itself.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let t = tokio::time::Instant::now();
+        sup.restart_within("X", Duration::from_secs(30)).unwrap();
+        sup.wait_for("X", |h| h.restarts == 2 && h.state == State::Running).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        sup.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -552,9 +552,13 @@ impl FaultManager {
                 self.settle(targets).await;
                 Ok(json!({"killed": targets}))
             }
-            Effect::Restart => {
+            Effect::Restart(grace) => {
                 for t in targets {
-                    sup.restart(t).map_err(|e| e.to_string())?;
+                    match grace {
+                        Some(g) => sup.restart_within(t, *g),
+                        None => sup.restart(t),
+                    }
+                    .map_err(|e| e.to_string())?;
                 }
                 Ok(json!({"restarted": targets}))
             }

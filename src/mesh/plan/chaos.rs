@@ -246,6 +246,11 @@ impl Cx<'_, '_> {
         {
             self.error(at.key("gracePeriod"), format!("{g} is negative"));
         }
+        // Kubernetes deletes a pod with a grace period (SIGTERM, SIGKILL after it), then recreates it.
+        let grace = match s.grace_period {
+            Some(g) if g > 0 && s.action == "pod-kill" => json!({ "grace": g }),
+            _ => json!({}),
+        };
         let kind = match s.action.as_str() {
             "pod-kill" => "process-kill",
             "pod-failure" => "process-failure",
@@ -263,7 +268,8 @@ impl Cx<'_, '_> {
                 return None;
             }
         };
-        Some((s.action.clone(), Effect::Pods { faults: vec![fault(kind, json!({}))] }))
+        let params = if kind == "process-kill" { grace } else { json!({}) };
+        Some((s.action.clone(), Effect::Pods { faults: vec![fault(kind, params)] }))
     }
 
     pub(super) fn time(&mut self, t: &TimeChaosSpec, at: &KeyPath) -> (String, Effect) {

@@ -76,6 +76,17 @@ fn pod_time_and_io_chaos_map_onto_the_catalogue() {
         other => panic!("{other:?}"),
     }
     assert_eq!(faults(&plan)[0].kind, "process-failure");
+    let (plan, _) = compile_text(&format!("  action: pod-kill\n  gracePeriod: 30\n{SEL}"), "PodChaos");
+    let f = &faults(&plan)[0];
+    assert_eq!((f.kind, &f.parameters["grace"]), ("process-kill", &json!(30)));
+    let request = crate::chaos::faults::FaultRequest {
+        kind: f.kind.into(),
+        target: Some("FLINK".into()),
+        parameters: f.parameters.clone(),
+        ..Default::default()
+    };
+    let parsed = crate::chaos::faults::Fault::parse(&request).unwrap();
+    assert_eq!(parsed.effect, crate::chaos::faults::spec::Effect::Restart(Some(Duration::from_secs(30))));
     let (plan, _) = compile_text(&format!("  timeOffset: -10m100ns\n{SEL}"), "TimeChaos");
     assert_eq!(faults(&plan)[0].parameters["offset"].as_f64(), Some(-600.0000001));
     let (plan, _) =

@@ -133,8 +133,8 @@ pub const CATALOGUE: &[KindInfo] = &[
         T::Component,
         None,
         true,
-        &[],
-        "Crashes the component; its restart policy brings it back.",
+        &["grace (0: a crash)"],
+        "Crashes the component, and its restart policy brings it back; with a grace, stops it gracefully (killed after the grace) and starts it again, as Kubernetes deletes a pod and recreates it.",
     ),
     kind(
         "process-failure",

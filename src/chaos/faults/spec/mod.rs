@@ -157,8 +157,8 @@ pub enum Effect {
     },
     /// Delete a group.
     DeleteGroup(String),
-    /// Restart the MQTT broker.
-    Restart,
+    /// Stop gracefully — within this grace, else killed; the supervisor's own when none — and start again.
+    Restart(Option<Duration>),
     /// Drop a client's MQTT session.
     DropSession(String),
 }

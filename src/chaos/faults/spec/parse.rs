@@ -319,7 +319,10 @@ impl Fault {
                 };
                 Effect::Net(NetFault::Bandwidth(rate), p.direction())
             }
-            "process-kill" => Effect::Kill,
+            "process-kill" => match p.duration("grace", Some(Duration::ZERO)) {
+                d if d.is_zero() => Effect::Kill,
+                grace => Effect::Restart(Some(grace)),
+            },
             "process-failure" | "kafka-broker-down" | "mqtt-broker-down" | "assault-kill" => Effect::Failure,
             "process-pause" => Effect::Pause,
             "clock-offset" => match p.get("offset") {
@@ -407,7 +410,7 @@ impl Fault {
                 Effect::Rebalance { group, topic }
             }
             "kafka-delete-group" => Effect::DeleteGroup(p.string("group", None)),
-            "mqtt-broker-restart" => Effect::Restart,
+            "mqtt-broker-restart" => Effect::Restart(None),
             "mqtt-drop-session" => Effect::DropSession(p.string("client_id", None)),
             "data-drop-fields" => {
                 let drop_fields = p.strings("fields", &["humidity"]);
