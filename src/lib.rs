@@ -37,6 +37,9 @@
 //!   owns an engine (`Pipeline::mesh`).
 //! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
 //!   swarm testing.
+//! - [`campaign`]: studies of many runs — a parameter grid over Chaos Mesh files, seeds, captured series
+//!   in the ChaosMeshWizard's CSV format, its event detection checked against the ground truth,
+//!   recovery-time statistics and the dose-response regression.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane (faults, Chaos Toolkit
 //!   experiments, Chaos Mesh objects).
 //! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining`, which print figures.
@@ -45,6 +48,7 @@ pub mod analytics;
 pub mod api;
 pub mod bench;
 pub mod bus;
+pub mod campaign;
 pub mod catalog;
 pub mod chaos;
 pub mod config;

@@ -56,6 +56,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::mesh::MeshCommand,
     },
+    /// Campaigns: a parameter grid over Chaos Mesh files, many seeds, captured series, the ChaosMeshWizard's
+    /// recovery analysis.
+    Campaign {
+        #[command(subcommand)]
+        command: cli::campaign::CampaignCommand,
+    },
     /// Apply, list and remove faults on a running instance.
     Fault {
         #[command(subcommand)]
@@ -310,7 +316,7 @@ fn main() -> ExitCode {
         || matches!(&cli.command, Command::Experiment { command } if command.is_sim())
         || matches!(&cli.command, Command::Mesh { command } if command.is_sim());
     // A swarm's runs break things on purpose: their logs would bury the one line per failing seed.
-    let swarm = matches!(&cli.command, Command::Swarm(_));
+    let swarm = matches!(&cli.command, Command::Swarm(_) | Command::Campaign { .. });
     init_logging(if swarm {
         "off"
     } else if sim {
@@ -322,6 +328,7 @@ fn main() -> ExitCode {
         Command::Experiment { command } => Some(cli::experiment::execute(command)),
         Command::Fault { command } => Some(cli::fault::execute(command)),
         Command::Mesh { command } => Some(cli::mesh::execute(command)),
+        Command::Campaign { command } => Some(cli::campaign::execute(command)),
         Command::Auth { command: AuthCommand::Hash } => Some(cli::fault::hash_from_stdin()),
         command => {
             if let Err(e) = execute(Cli { command }) {
@@ -381,7 +388,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Experiment { .. } | Command::Fault { .. } | Command::Mesh { .. } | Command::Auth { .. } => {
+        Command::Experiment { .. }
+        | Command::Fault { .. }
+        | Command::Mesh { .. }
+        | Command::Campaign { .. }
+        | Command::Auth { .. } => {
             unreachable!("handled in main")
         }
         Command::Mine(a) => {

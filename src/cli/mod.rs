@@ -1,6 +1,7 @@
 //! Command-line pieces shared by several commands: the pipeline options (`run`, `experiment run`) and
 //! the experiment and fault commands.
 
+pub mod campaign;
 pub mod experiment;
 pub mod fault;
 pub mod mesh;

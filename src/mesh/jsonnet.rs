@@ -12,9 +12,21 @@ use serde_json::Value;
 /// The objects `path` renders to, each labelled (`chaosWorkflow`, `[0]`, or `rendered`) with its JSON
 /// text (pretty, so that a problem's line points somewhere readable).
 pub fn render(path: &Path) -> Result<Vec<(String, String)>, String> {
+    render_with(path, &[])
+}
+
+/// [`render`] with external variables (`std.extVar("latency")`), each a string.
+pub fn render_with(path: &Path, ext_vars: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
     let arena = rsjsonnet_lang::arena::Arena::new();
     let mut session = rsjsonnet_front::Session::new(&arena);
     let failed = "Jsonnet evaluation failed (the evaluator's message is above)";
+    for (name, value) in ext_vars {
+        let program = session.program_mut();
+        let value = rsjsonnet_lang::program::Value::string(value);
+        let thunk = program.value_to_thunk(&value);
+        let name = program.intern_str(name);
+        program.add_ext_var(name, &thunk);
+    }
     let thunk = session.load_real_file(path).ok_or(failed)?;
     let value = session.eval_value(&thunk).ok_or(failed)?;
     let json = session.manifest_json(&value, false).ok_or(failed)?;
@@ -59,5 +71,8 @@ mod tests {
         assert!(render(&main).unwrap_err().contains("a number"));
         std::fs::write(&main, "{ a: error 'no' }").unwrap();
         assert!(render(&main).unwrap_err().contains("evaluation failed"));
+        std::fs::write(&main, "{ kind: 'NetworkChaos', latency: std.extVar('latency') }").unwrap();
+        let vars = [("latency".to_string(), "20ms".to_string())];
+        assert!(render_with(&main, &vars).unwrap()[0].1.contains("\"latency\": \"20ms\""));
     }
 }

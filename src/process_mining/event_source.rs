@@ -313,17 +313,52 @@ fn rate(cfg: &EventSourceConfig, tick: u64) -> u64 {
 /// Steps per tick (the tick's events are spread over them).
 const STEPS: u64 = 10;
 
+/// Produce requests in flight at once, as a Kafka producer's `max.in.flight.requests.per.connection`.
+const MAX_IN_FLIGHT: usize = 5;
+
+/// One step's events: one produce request, as a Kafka producer batches what `linger.ms` collects.
+struct Batch {
+    /// Topic, key, value, timestamp, and the case and activity for the trace.
+    records: Vec<(String, Bytes, Bytes, i64, String, String)>,
+}
+
+/// Sends a batch whose request crossed the link (or drops it with why not).
+async fn send_batch(ctx: &Ctx, parts: &Parts, batch: Batch, crossed: Result<(), String>) {
+    for (topic, key, value, ts, case, activity) in batch.records {
+        let sent = match &crossed {
+            Ok(()) => {
+                parts.producer.send(&topic, None, Some(key), value, ts).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.clone()),
+        };
+        match sent {
+            Ok(_) => {
+                ctx.metrics.records_out.inc();
+                ctx.trace_record("event.produced", &json!({"case": case, "activity": activity}));
+            }
+            Err(e) => ctx.drop_record("produce_failed", json!({"case": case, "error": e})),
+        }
+    }
+}
+
+/// Generates each step's events as one batch and produces the batches pipelined: up to
+/// [`MAX_IN_FLIGHT`] requests cross the link at once and are written in order, so a network delay adds
+/// latency, not a throughput limit (as with a Kafka producer), until more than that many are waiting.
 async fn run(ctx: Ctx, parts: Arc<Parts>) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    use futures::stream::FuturesOrdered;
     ctx.health.set_ready(true, "generating");
     let mut open: Vec<OpenCase> = (0..parts.cfg.cases).map(|_| parts.open(&ctx)).collect();
     let step = parts.cfg.tick / STEPS as u32;
     let mut next = tokio::time::Instant::now();
     let mut tick = 0u64;
+    let mut in_flight = FuturesOrdered::new();
     loop {
         let rate = rate(&parts.cfg, tick);
         for s in 0..STEPS {
             // The tick's events, spread evenly over its steps.
             let due = rate * (s + 1) / STEPS - rate * s / STEPS;
+            let mut batch = Batch { records: Vec::with_capacity(due as usize) };
             for _ in 0..due {
                 let i = ctx.rng.lock().gen_range(0..open.len());
                 if open[i].next >= open[i].trace.len() {
@@ -344,27 +379,14 @@ async fn run(ctx: Ctx, parts: Arc<Parts>) -> anyhow::Result<()> {
                 };
                 let topic = if case.held_out { &parts.cfg.validation_topic } else { &parts.cfg.topic };
                 ctx.metrics.records_in.inc();
-                let sent = match parts.link.gate().await {
-                    Ok(()) => parts
-                        .producer
-                        .send(
-                            topic,
-                            None,
-                            Some(Bytes::from(case.id.clone())),
-                            Bytes::from(event.to_bytes()),
-                            now.timestamp_millis(),
-                        )
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match sent {
-                    Ok(_) => {
-                        ctx.metrics.records_out.inc();
-                        ctx.trace_record("event.produced", &json!({"case": case.id, "activity": activity}));
-                    }
-                    Err(e) => ctx.drop_record("produce_failed", json!({"case": case.id, "error": e})),
-                }
+                batch.records.push((
+                    topic.clone(),
+                    Bytes::from(case.id.clone()),
+                    Bytes::from(event.to_bytes()),
+                    now.timestamp_millis(),
+                    case.id.clone(),
+                    activity.clone(),
+                ));
                 case.emitted.push((activity, now.fixed_offset()));
                 if last {
                     let finished = std::mem::replace(&mut open[i], parts.open(&ctx));
@@ -374,11 +396,34 @@ async fn run(ctx: Ctx, parts: Arc<Parts>) -> anyhow::Result<()> {
                     }
                 }
             }
+            if !batch.records.is_empty() {
+                // A full pipeline blocks the generator, as a producer's full buffer blocks `send`.
+                while in_flight.len() >= MAX_IN_FLIGHT {
+                    let Some((batch, crossed)) = in_flight.next().await else { break };
+                    send_batch(&ctx, &parts, batch, crossed).await;
+                }
+                let link = parts.link.clone();
+                in_flight.push_back(async move {
+                    let crossed = link.gate().await.map_err(|e| e.to_string());
+                    (batch, crossed)
+                });
+            }
             next += step;
-            tokio::select! {
-                biased;
-                _ = ctx.shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep_until(next) => {}
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = ctx.shutdown.cancelled() => {
+                        // A graceful stop flushes what is in flight, as a producer's close does.
+                        while let Some((batch, crossed)) = in_flight.next().await {
+                            send_batch(&ctx, &parts, batch, crossed).await;
+                        }
+                        return Ok(());
+                    }
+                    Some((batch, crossed)) = in_flight.next(), if !in_flight.is_empty() => {
+                        send_batch(&ctx, &parts, batch, crossed).await;
+                    }
+                    _ = tokio::time::sleep_until(next) => break,
+                }
             }
             if ctx.hooks.is_paused() && ctx.sleep_or_stop(Duration::ZERO).await {
                 return Ok(());

@@ -402,8 +402,14 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
     let mut pending: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let mut next_checkpoint = p.cfg.checkpoint.map(|d| tokio::time::Instant::now() + d);
     let mut newest_ms = 0i64;
+    // The next fetch's request, sent while a batch is processed (a Kafka consumer fetches ahead).
+    let mut prefetched = None;
     loop {
-        if let Err(e) = p.fetch.gate().await {
+        let crossed = match prefetched.take() {
+            Some(c) => c,
+            None => p.fetch.gate().await,
+        };
+        if let Err(e) = crossed {
             tracing::debug!(component = %ctx.name, "fetch refused: {e}");
             if ctx.sleep_or_stop(Duration::from_secs(1)).await {
                 break;
@@ -454,11 +460,14 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
             Some(_) => {}
         }
         if n > 0 && p.cfg.throughput > 0 {
-            // The job's service rate: a batch takes its share of a second.
+            // The job's service rate: a batch takes its share of a second; the next fetch crosses the link
+            // meanwhile, so a network delay costs time only where it is longer than the processing.
             let busy = Duration::from_secs_f64(n as f64 / p.cfg.throughput as f64);
-            if ctx.work(busy).await {
+            let (crossed, stopped) = tokio::join!(p.fetch.gate(), ctx.work(busy));
+            if stopped {
                 break;
             }
+            prefetched = Some(crossed);
         }
     }
     // A graceful stop (the end of a run) publishes what was counted since the last refresh.

@@ -5,6 +5,7 @@
 mod common;
 
 mod architecture;
+mod campaign;
 mod cli;
 mod experiments;
 mod faults;

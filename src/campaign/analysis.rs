@@ -1,0 +1,225 @@
+//! Analysis of captured runs: the wizard's events and recovery times per run, checked against the ground
+//! truth where there is one; then per point and across the grid — summaries with confidence intervals,
+//! the dose-response regression of recovery time on the first parameter, the detector's precision and
+//! recall. `summary.json` is [`CampaignSummary`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::detect::{self, Event, Match, Window};
+use super::run::RunId;
+use super::series::Series;
+use super::spec::Analysis;
+use super::stats::{self, Regression, Summary};
+
+/// One run's analysis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Which run.
+    pub run: RunId,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Samples of the analysed metric.
+    pub samples: usize,
+    /// The events found.
+    pub events: Vec<Event>,
+    /// Their recovery times (the wizard's durations), seconds.
+    pub recoveries: Vec<f64>,
+    /// The faults injected (none for CSVs captured elsewhere).
+    pub faults: Option<usize>,
+    /// Events against faults.
+    pub truth: Option<Match>,
+    /// What went wrong without failing the run.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl RunResult {
+    /// A run that could not be done.
+    pub fn failed(run: &RunId, error: String) -> RunResult {
+        RunResult {
+            run: run.clone(),
+            error: Some(error),
+            samples: 0,
+            events: Vec::new(),
+            recoveries: Vec::new(),
+            faults: None,
+            truth: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Finds the events of `series[a.metric]` and matches them against `truth`.
+pub fn analyse_run(
+    a: &Analysis,
+    run: &RunId,
+    series: &BTreeMap<String, Series>,
+    truth: Option<&[Window]>,
+) -> RunResult {
+    let Some(s) = series.get(&a.metric).filter(|s| !s.is_empty()) else {
+        let have: Vec<&str> = series.keys().map(String::as_str).collect();
+        return RunResult::failed(
+            run,
+            format!(
+                "no samples of {:?} (captured: {})",
+                a.metric,
+                if have.is_empty() { "nothing".into() } else { have.join(", ") }
+            ),
+        );
+    };
+    let events = a.detector().detect(&s.times, &s.values);
+    let recoveries = events.iter().map(Event::duration).collect();
+    // Faults lasting past the capture are conditions of the run, not events to find.
+    let last = s.times.last().copied().unwrap_or(f64::MAX);
+    let windows: Option<Vec<Window>> = truth.map(|t| {
+        t.iter()
+            .filter(|w| w.end.is_some_and(|e| e < last))
+            .filter(|w| a.faults.is_empty() || a.faults.contains(&w.kind))
+            .cloned()
+            .collect()
+    });
+    let truth_match = windows.as_deref().map(|t| detect::match_truth(&events, t, a.slack.as_secs_f64()));
+    RunResult {
+        run: run.clone(),
+        error: None,
+        samples: s.len(),
+        events,
+        recoveries,
+        faults: windows.as_ref().map(Vec::len),
+        truth: truth_match,
+        warnings: Vec::new(),
+    }
+}
+
+/// One point of the grid across its seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointSummary {
+    /// The point's values.
+    pub point: BTreeMap<String, String>,
+    /// The first parameter's number.
+    pub x: Option<f64>,
+    /// Runs (done / failed).
+    pub runs: usize,
+    /// Failed runs.
+    pub failed: usize,
+    /// Events found.
+    pub events: usize,
+    /// Recovery times of every event.
+    pub recovery: Option<Summary>,
+}
+
+/// The whole campaign (`summary.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CampaignSummary {
+    /// The campaign's name.
+    pub name: String,
+    /// Runs.
+    pub runs: usize,
+    /// Failed runs, with why.
+    pub failed: Vec<(String, String)>,
+    /// Every recovery time (the wizard's RQ1: its mean).
+    pub recovery: Option<Summary>,
+    /// Per point, in grid order.
+    pub points: Vec<PointSummary>,
+    /// Recovery time against the first parameter, over every event (the wizard's RQ2 and its Fig. 3).
+    pub regression: Option<Regression>,
+    /// The first parameter's name.
+    pub parameter: Option<String>,
+    /// Detection against the ground truth over all runs: (events explained, events), (faults found, faults).
+    pub precision: Option<f64>,
+    /// Faults found / faults.
+    pub recall: Option<f64>,
+}
+
+/// Summarises `results` (in plan order).
+pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> CampaignSummary {
+    let mut points: Vec<PointSummary> = Vec::new();
+    let mut all = Vec::new();
+    let mut pairs = Vec::new();
+    let (mut explained, mut events, mut found, mut faults) = (0usize, 0usize, 0usize, 0usize);
+    for r in results {
+        let idx = match points.iter().position(|p| p.point == r.run.point) {
+            Some(i) => i,
+            None => {
+                points.push(PointSummary {
+                    point: r.run.point.clone(),
+                    x: r.run.x,
+                    runs: 0,
+                    failed: 0,
+                    events: 0,
+                    recovery: None,
+                });
+                points.len() - 1
+            }
+        };
+        let p = &mut points[idx];
+        p.runs += 1;
+        if r.error.is_some() {
+            p.failed += 1;
+            continue;
+        }
+        p.events += r.events.len();
+        all.extend(r.recoveries.iter().copied());
+        if let Some(x) = r.run.x {
+            pairs.extend(r.recoveries.iter().map(|y| (x, *y)));
+        }
+        if let Some(m) = &r.truth {
+            explained += m.true_events;
+            events += m.true_events + m.false_events;
+            found += m.found_faults;
+            faults += m.found_faults + m.missed_faults;
+        }
+    }
+    for p in &mut points {
+        let values: Vec<f64> = results
+            .iter()
+            .filter(|r| r.run.point == p.point && r.error.is_none())
+            .flat_map(|r| r.recoveries.iter().copied())
+            .collect();
+        p.recovery = stats::summary(&values);
+    }
+    CampaignSummary {
+        name: name.to_string(),
+        runs: results.len(),
+        failed: results
+            .iter()
+            .filter_map(|r| r.error.as_ref().map(|e| (r.run.id.clone(), e.clone())))
+            .collect(),
+        recovery: stats::summary(&all),
+        points,
+        regression: stats::regression(&pairs),
+        parameter: parameter.map(str::to_string),
+        precision: (events > 0).then(|| explained as f64 / events as f64),
+        recall: (faults > 0).then(|| found as f64 / faults as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::series;
+
+    /// The study's own captured run, analysed as its notebook did (`prominence=50`): the expected events
+    /// are what `identify_chaos_around_maxima` and `find_number_of_chaos_groups` with scipy 1.x give on
+    /// this file — sample indices [0, 77], [157, 192], [265, 326], [390, 439] and durations 106.0,
+    /// 44.078, 62.108 and 51.048 s.
+    #[test]
+    fn the_study_run_gives_the_notebooks_events() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/chaosmeshwizard/runs/single_100_2024-12-19_13-47-23.csv");
+        if !path.exists() {
+            eprintln!("skipped: {} is not here", path.display());
+            return;
+        }
+        let s = series::read(&path).unwrap();
+        let lag = &s["Lag_Input_Topic"];
+        assert_eq!(lag.len(), 441);
+        let events = detect::Detector::default().detect(&lag.times, &lag.values);
+        let spans: Vec<(usize, usize)> = events.iter().map(|e| (e.start, e.end)).collect();
+        assert_eq!(spans, [(0, 77), (157, 192), (265, 326), (390, 439)]);
+        let durations: Vec<f64> = events.iter().map(|e| (e.duration() * 1000.0).round() / 1000.0).collect();
+        assert_eq!(durations, [106.0, 44.078, 62.108, 51.048]);
+    }
+}

@@ -1,0 +1,317 @@
+//! A campaign file (TOML): the flow, the chaos, the parameter grid, the runs, what to capture and how to
+//! analyse it. Every problem is reported at once with `file:line:key`.
+//!
+//! ```toml
+//! name = "hmlc-study"
+//! flow = "../process-mining.toml"            # relative to this file
+//! [chaos]
+//! mesh = ["hmlc/pod-failure.yaml", "hmlc/delay.yaml"]   # Chaos Mesh files (or .jsonnet); ${latency} substituted
+//! [grid]
+//! latency = "0ms..400ms/20ms"                # or a list: ["0ms", "100ms"]; numbers: "1..5/1"
+//! [runs]
+//! seeds = "1..3"                             # or [1, 2, 3]
+//! number = 2                                 # the wizard's NUMBER_OF_RUNS
+//! offset = "2m"                              # its OFFSET_IN_MINUTES
+//! [[capture]]
+//! name = "Lag_Input_Topic"
+//! query = "sum(Lag_Input_Topic)"
+//! interval = "2s"
+//! [analysis]
+//! metric = "Lag_Input_Topic"
+//! prominence = 50
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::detect::Detector;
+use super::grid::{Grid, Values};
+use crate::config::locate::TomlLines;
+use crate::config::{KeyPath, Problem, Problems, ProblemsError};
+
+/// A campaign.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Campaign {
+    /// Its name (file names start with it).
+    pub name: String,
+    /// One line on what it studies.
+    #[serde(default)]
+    pub description: String,
+    /// The flow file, relative to the campaign file.
+    pub flow: PathBuf,
+    /// What breaks things.
+    pub chaos: Chaos,
+    /// The parameters and their values; every combination is a point.
+    #[serde(default)]
+    pub grid: BTreeMap<String, Values>,
+    /// How many runs, how long.
+    #[serde(default)]
+    pub runs: Runs,
+    /// The series captured during each run.
+    pub capture: Vec<Capture>,
+    /// How the runs are analysed.
+    pub analysis: Analysis,
+    /// The file's directory (set when loaded).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// The chaos of each run.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Chaos {
+    /// Chaos Mesh files (YAML, JSON or Jsonnet), relative to the campaign file; `${name}` is replaced by
+    /// the point's value of grid parameter `name`.
+    #[serde(default)]
+    pub mesh: Vec<PathBuf>,
+}
+
+/// The runs of each point, timed as the ChaosMeshWizard times them: the chaos is applied after `warmup`
+/// (for files with a cron schedule, at the next minute divisible by `offset` plus 2 s, as the wizard
+/// waits for "a good time"), and the series is captured until `(number + 2) × offset` after that — the
+/// wizard's first offset, its `number` runs and its closing offset.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Runs {
+    /// The seeds every point runs with.
+    pub seeds: Seeds,
+    /// The wizard's NUMBER_OF_RUNS.
+    pub number: u32,
+    /// The wizard's OFFSET_IN_MINUTES.
+    #[serde(with = "humantime_serde")]
+    pub offset: Duration,
+    /// Time before the chaos.
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs {
+            seeds: Seeds::List(vec![1]),
+            number: 2,
+            offset: Duration::from_secs(120),
+            warmup: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Seeds: a list or a range `"1..3"` (both ends included).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Seeds {
+    /// `[1, 2, 3]`.
+    List(Vec<u64>),
+    /// `"1..3"`.
+    Range(String),
+}
+
+impl Seeds {
+    /// The seeds, or why not.
+    pub fn expand(&self) -> Result<Vec<u64>, String> {
+        match self {
+            Seeds::List(v) if v.is_empty() => Err("no seeds".into()),
+            Seeds::List(v) => Ok(v.clone()),
+            Seeds::Range(text) => {
+                let (a, b) =
+                    text.split_once("..").ok_or_else(|| format!("{text:?} is not a range such as 1..3"))?;
+                let (a, b) = (a.trim().parse::<u64>(), b.trim().trim_start_matches('=').parse::<u64>());
+                match (a, b) {
+                    (Ok(a), Ok(b)) if a <= b && b - a < 10_000 => Ok((a..=b).collect()),
+                    _ => Err(format!("{text:?} is not a range of at most 10000 seeds such as 1..3")),
+                }
+            }
+        }
+    }
+}
+
+/// A series to capture.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Capture {
+    /// The metric name in the CSV (`Lag_Input_Topic`).
+    pub name: String,
+    /// PromQL over the run's metrics; it must give one number.
+    pub query: String,
+    /// How often.
+    #[serde(with = "humantime_serde", default = "two_seconds")]
+    pub interval: Duration,
+}
+
+fn two_seconds() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// How runs are analysed.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Analysis {
+    /// The captured series events are found in.
+    pub metric: String,
+    /// Least prominence of a peak (the notebook's 50).
+    #[serde(default = "default_prominence")]
+    pub prominence: f64,
+    /// Where events end: below this share of the median (the wizard's default 1).
+    #[serde(default = "one")]
+    pub median_fraction: f64,
+    /// Keep only this many peaks, the highest (none: all).
+    #[serde(default)]
+    pub num_peaks: Option<usize>,
+    /// How long before an event a fault may start and still explain it.
+    #[serde(with = "humantime_serde", default = "ten_seconds")]
+    pub slack: Duration,
+    /// The fault kinds events should follow (none: every kind); a fault lasting past the capture (the
+    /// swept network delay) is a condition, not an event, and is never counted.
+    #[serde(default)]
+    pub faults: Vec<String>,
+}
+
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_prominence() -> f64 {
+    Detector::default().prominence
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Analysis {
+    /// The detector these settings make.
+    pub fn detector(&self) -> Detector {
+        Detector {
+            prominence: self.prominence,
+            median_fraction: self.median_fraction,
+            num_peaks: self.num_peaks,
+        }
+    }
+}
+
+impl Campaign {
+    /// Reads and checks a campaign file; every problem at once.
+    pub fn load(path: &Path) -> Result<(Campaign, Vec<Problem>), ProblemsError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProblemsError::one(&name, KeyPath::root(), format!("cannot read: {e}")))?;
+        let mut campaign = Campaign::parse(&text, &name)?;
+        campaign.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let lines = TomlLines::new(&text);
+        let mut problems = Problems::new();
+        campaign.check(&mut problems.in_file(&name, &lines));
+        problems.finish(campaign)
+    }
+
+    /// Parses the text (syntax and schema; unknown keys are errors).
+    pub fn parse(text: &str, name: &str) -> Result<Campaign, ProblemsError> {
+        let lines = TomlLines::new(text);
+        let mut problems = Problems::new();
+        let mut p = problems.in_file(name, &lines);
+        let value: toml::Value = match toml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                p.error_at(line, KeyPath::root(), e.message().trim().to_string());
+                return Err(ProblemsError(problems.all().to_vec()));
+            }
+        };
+        let mut unknown = Vec::new();
+        let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let de = serde_ignored::Deserializer::new(value, &mut note);
+        let parsed: Result<Campaign, _> = serde_path_to_error::deserialize(de);
+        for key in unknown {
+            p.error(KeyPath::parse(&key), "unknown key");
+        }
+        match parsed {
+            Ok(c) if !problems.has_errors() => Ok(c),
+            Ok(_) => Err(ProblemsError(problems.all().to_vec())),
+            Err(e) => {
+                let key = KeyPath::parse(&e.path().to_string());
+                let mut p = problems.in_file(name, &lines);
+                p.error(key, e.into_inner().message().trim().to_string());
+                Err(ProblemsError(problems.all().to_vec()))
+            }
+        }
+    }
+
+    fn check(&self, p: &mut crate::config::problems::FileProblems<'_>) {
+        if self.name.is_empty()
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            p.error(
+                "name",
+                format!("{:?}: letters, digits, - and _ only (file names start with it)", self.name),
+            );
+        }
+        if !self.dir.join(&self.flow).is_file() {
+            p.error("flow", format!("{} is not a file", self.dir.join(&self.flow).display()));
+        }
+        if self.chaos.mesh.is_empty() {
+            p.error("chaos.mesh", "no chaos: name Chaos Mesh files (or .jsonnet templates)");
+        }
+        for (i, f) in self.chaos.mesh.iter().enumerate() {
+            let path = self.dir.join(f);
+            match std::fs::read_to_string(&path) {
+                Err(e) => p.error(KeyPath::parse("chaos.mesh").index(i), format!("{}: {e}", path.display())),
+                Ok(text) => {
+                    for var in super::grid::placeholders(&text) {
+                        if !self.grid.contains_key(&var) {
+                            p.error(
+                                KeyPath::parse("chaos.mesh").index(i),
+                                format!("{} uses ${{{var}}}, which the grid does not give", path.display()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = Grid::new(&self.grid) {
+            p.error(KeyPath::parse("grid").key(&e.0), e.1);
+        }
+        if let Err(e) = self.runs.seeds.expand() {
+            p.error("runs.seeds", e);
+        }
+        if self.runs.offset < Duration::from_secs(60) || !self.runs.offset.as_secs().is_multiple_of(60) {
+            p.error("runs.offset", "whole minutes, at least 1 (the wizard's OFFSET_IN_MINUTES)");
+        }
+        if self.runs.number == 0 {
+            p.error("runs.number", "at least 1 run");
+        }
+        if self.capture.is_empty() {
+            p.error("capture", "capture at least one series");
+        }
+        for (i, c) in self.capture.iter().enumerate() {
+            let at = KeyPath::parse("capture").index(i);
+            if let Err(e) = crate::monitoring::promql::parse(&c.query) {
+                p.error(at.key("query"), format!("{:?} does not parse: {e}", c.query));
+            }
+            if c.interval.is_zero() {
+                p.error(at.key("interval"), "must be more than 0");
+            }
+            if c.name.is_empty() || c.name.contains([',', '\n', '"']) {
+                p.error(at.key("name"), format!("{:?}: a CSV field without commas or quotes", c.name));
+            }
+        }
+        if !self.capture.iter().any(|c| c.name == self.analysis.metric) {
+            let names: Vec<&str> = self.capture.iter().map(|c| c.name.as_str()).collect();
+            p.error(
+                "analysis.metric",
+                format!("{:?} is not captured (captured: {})", self.analysis.metric, names.join(", ")),
+            );
+        }
+        let d = self.analysis.detector();
+        if d.prominence.is_nan()
+            || d.prominence < 0.0
+            || d.median_fraction.is_nan()
+            || d.median_fraction <= 0.0
+        {
+            p.error("analysis", "prominence ≥ 0 and median_fraction > 0");
+        }
+    }
+
+    /// How long each run is: the warm-up, up to an offset's wait for a good time, and the capture.
+    pub fn run_length(&self) -> Duration {
+        self.runs.warmup + self.runs.offset + self.runs.offset * (self.runs.number + 2)
+    }
+}

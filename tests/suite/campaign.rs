@@ -1,0 +1,154 @@
+//! Campaigns: a grid over Chaos Mesh files, seeds, captured series in the wizard's format, the wizard's
+//! detector checked against the ground truth, resuming, and every problem of a bad file at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn chaoslab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+}
+
+fn flows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("flows")
+}
+
+/// The shipped study's files with a short timeline (1-minute offset, one run) and two latencies.
+fn small_campaign(dir: &Path) -> PathBuf {
+    let hmlc = flows().join("campaigns/hmlc");
+    let text = format!(
+        "name = \"small\"\nflow = \"{flow}\"\n[chaos]\nmesh = [\"{pod}\", \"{delay}\"]\n[grid]\nlatency = \
+         \"0ms..300ms/300ms\"\n[runs]\nseeds = [5]\nnumber = 1\noffset = \"1m\"\nwarmup = \"10s\"\n\
+         [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\ninterval = \"2s\"\n\
+         [analysis]\nmetric = \"Lag_Input_Topic\"\nprominence = 1000\n",
+        flow = hmlc.join("process-mining.toml").display(),
+        pod = hmlc.join("pod-failure.yaml").display(),
+        delay = hmlc.join("delay.yaml").display(),
+    );
+    let path = dir.join("small.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(file: &Path, out: &Path, jobs: &str) -> String {
+    let o = chaoslab()
+        .args(["campaign", "run"])
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .args(["-j", jobs])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    stdout
+}
+
+#[test]
+fn a_campaign_captures_the_wizards_csvs_finds_every_fault_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = small_campaign(dir.path());
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let stdout = run(&file, &a, "2");
+    assert!(stdout.contains("campaign small: 2 runs, 0 failed"), "{stdout}");
+    // The wizard's CSV, one per run, named <campaign>_<point>_<seed>.
+    let csv = std::fs::read_to_string(a.join("runs/small_0ms_5.csv")).unwrap();
+    assert!(csv.starts_with("Metric,Time,Value\nLag_Input_Topic,"), "{}", &csv[..80.min(csv.len())]);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
+    // Every pod failure is followed by an event and every event follows a failure.
+    assert_eq!(
+        (summary["precision"].as_f64(), summary["recall"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{summary}"
+    );
+    assert!(summary["recovery"]["n"].as_u64() >= Some(2), "{summary}");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("runs/small_300ms_5.truth.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = truth.as_array().unwrap().iter().filter_map(|w| w["kind"].as_str()).collect();
+    assert!(kinds.contains(&"process-failure") && kinds.contains(&"network-delay"), "{kinds:?}");
+    // The same runs one at a time write the same bytes.
+    run(&file, &b, "1");
+    for name in ["small_0ms_5.csv", "small_300ms_5.csv", "small_300ms_5.json"] {
+        assert_eq!(
+            std::fs::read(a.join("runs").join(name)).unwrap(),
+            std::fs::read(b.join("runs").join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // Run again: finished runs are kept; a run whose result is gone is done again.
+    std::fs::remove_file(a.join("runs/small_300ms_5.json")).unwrap();
+    let again = chaoslab().args(["campaign", "run"]).arg(&file).arg("--out").arg(&a).output().unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("1 of 2 runs are done already"), "{stderr}");
+    assert_eq!(
+        std::fs::read(a.join("runs/small_300ms_5.json")).unwrap(),
+        std::fs::read(b.join("runs/small_300ms_5.json")).unwrap()
+    );
+    // The report is rebuilt from what is kept.
+    let report = chaoslab().args(["campaign", "report"]).arg(&a).output().unwrap();
+    assert!(String::from_utf8_lossy(&report.stdout).contains("campaign small: 2 runs, 0 failed"));
+}
+
+#[test]
+fn a_bad_campaign_file_lists_every_problem_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"bad name\"\nflow = \"nowhere.toml\"\n[chaos]\nmesh = [\"missing.yaml\"]\n[grid]\nlatency = \
+         \"9ms..1ms/1ms\"\n[runs]\nseeds = \"x\"\noffset = \"90s\"\n[[capture]]\nname = \"Lag\"\nquery = \
+         \"sum(\"\n[analysis]\nmetric = \"Other\"\nbogus = 1\n",
+    )
+    .unwrap();
+    let out = chaoslab()
+        .args(["campaign", "run"])
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:15:analysis.bogus: unknown key"), "{stderr}");
+    assert!(!dir.path().join("o").exists(), "nothing written");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("bogus = 1\n", "")).unwrap();
+    let out = chaoslab()
+        .args(["campaign", "run"])
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "bad.toml:1:name: \"bad name\"",
+        "bad.toml:2:flow:",
+        "bad.toml:4:chaos.mesh[0]:",
+        "bad.toml:6:grid.latency: \"9ms..1ms/1ms\"",
+        "bad.toml:8:runs.seeds: \"x\" is not a range",
+        "bad.toml:9:runs.offset: whole minutes",
+        "bad.toml:12:capture[0].query: \"sum(\" does not parse",
+        "bad.toml:14:analysis.metric: \"Other\" is not captured",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in {stderr}");
+    }
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn analyse_finds_the_studys_events_in_its_captured_run() {
+    let Some(shared) = crate::common::shared_dir() else { return };
+    let csv = shared.join("reference/chaosmeshwizard/runs/single_100_2024-12-19_13-47-23.csv");
+    let out = chaoslab().args(["campaign", "analyse"]).arg(&csv).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("441 samples, 4 events"), "{stdout}");
+    assert!(stdout.contains("mean recovery time 65.809 s"), "{stdout}");
+    // A malformed CSV names its line.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "Metric,Time,Value\nLag_Input_Topic,1,2\nLag_Input_Topic,2,oops\n").unwrap();
+    let out = chaoslab().args(["campaign", "analyse"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: Value \"oops\" is not a number"));
+}
