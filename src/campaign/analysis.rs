@@ -108,6 +108,8 @@ pub struct PointSummary {
     pub events: usize,
     /// Recovery times of every event.
     pub recovery: Option<Summary>,
+    /// Recovery as the ground truth sees it: from the fault's start to the event's end.
+    pub truth_recovery: Option<Summary>,
 }
 
 /// The whole campaign (`summary.json`).
@@ -121,6 +123,9 @@ pub struct CampaignSummary {
     pub failed: Vec<(String, String)>,
     /// Every recovery time (the wizard's RQ1: its mean).
     pub recovery: Option<Summary>,
+    /// Recovery from each explained event's fault start to the event's end (what the wizard's start —
+    /// the first sample of the walk out from the peak — only approximates).
+    pub truth_recovery: Option<Summary>,
     /// Per point, in grid order.
     pub points: Vec<PointSummary>,
     /// Recovery time against the first parameter, over every event (the wizard's RQ2 and its Fig. 3).
@@ -150,6 +155,7 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
                     failed: 0,
                     events: 0,
                     recovery: None,
+                    truth_recovery: None,
                 });
                 points.len() - 1
             }
@@ -172,14 +178,17 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
             faults += m.found_faults + m.missed_faults;
         }
     }
+    let from_fault = |r: &RunResult| -> Vec<f64> {
+        r.truth.as_ref().map(|m| m.recovery_from_fault.clone()).unwrap_or_default()
+    };
     for p in &mut points {
-        let values: Vec<f64> = results
-            .iter()
-            .filter(|r| r.run.point == p.point && r.error.is_none())
-            .flat_map(|r| r.recoveries.iter().copied())
-            .collect();
+        let done: Vec<&RunResult> =
+            results.iter().filter(|r| r.run.point == p.point && r.error.is_none()).collect();
+        let values: Vec<f64> = done.iter().flat_map(|r| r.recoveries.iter().copied()).collect();
         p.recovery = stats::summary(&values);
+        p.truth_recovery = stats::summary(&done.iter().flat_map(|r| from_fault(r)).collect::<Vec<_>>());
     }
+    let truth_all: Vec<f64> = results.iter().filter(|r| r.error.is_none()).flat_map(from_fault).collect();
     CampaignSummary {
         name: name.to_string(),
         runs: results.len(),
@@ -188,6 +197,7 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
             .filter_map(|r| r.error.as_ref().map(|e| (r.run.id.clone(), e.clone())))
             .collect(),
         recovery: stats::summary(&all),
+        truth_recovery: stats::summary(&truth_all),
         points,
         regression: stats::regression(&pairs),
         parameter: parameter.map(str::to_string),

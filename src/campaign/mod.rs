@@ -4,11 +4,13 @@
 //! (resuming where it stopped), writing the captured [`series`] in the wizard's CSV format with the
 //! ground truth of each fault; [`detect`] finds the chaos events as the wizard's notebook does and checks
 //! them against that truth; [`analysis`] and [`stats`] summarise recovery times per point and fit the
-//! dose-response line.
+//! dose-response line; [`plot`] and [`report`] draw them and write `report.md` and `report.html`.
 
 pub mod analysis;
 pub mod detect;
 pub mod grid;
+pub mod plot;
+pub mod report;
 pub mod run;
 pub mod series;
 pub mod spec;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use chaoslab::campaign::analysis::{self, RunResult};
 use chaoslab::campaign::run::{self, Progress, RunId};
 use chaoslab::campaign::spec::Analysis;
-use chaoslab::campaign::{Campaign, CampaignSummary, series};
+use chaoslab::campaign::{Campaign, CampaignSummary, report, series};
 
 #[derive(Subcommand)]
 pub enum CampaignCommand {
@@ -128,6 +128,11 @@ fn write_outputs(c: &Campaign, out: &Path, results: &[RunResult]) -> anyhow::Res
     let parameter = c.grid.keys().next().map(String::as_str);
     let summary = analysis::summarise(&c.name, parameter, results);
     run::write_json(&out.join("summary.json"), &summary)?;
+    let command: Vec<String> = std::env::args().collect();
+    let input = report::ReportInput { campaign: c, results, command: &command.join(" ") };
+    for problem in report::write(out, &input, &summary)? {
+        eprintln!("{problem}");
+    }
     Ok(summary)
 }
 
@@ -157,6 +162,12 @@ fn print_summary(s: &CampaignSummary) {
     if let Some(r) = &s.recovery {
         let ci = r.ci95.map(|(lo, hi)| format!(", 95% CI {lo:.1}–{hi:.1}")).unwrap_or_default();
         println!("recovery time: mean {:.1} s, median {:.1} s over {} events{ci}", r.mean, r.median, r.n);
+    }
+    if let Some(r) = &s.truth_recovery {
+        println!(
+            "from each fault's start to its event's end: mean {:.1} s, median {:.1} s",
+            r.mean, r.median
+        );
     }
     let param = s.parameter.as_deref().unwrap_or("point");
     for p in &s.points {

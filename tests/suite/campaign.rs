@@ -66,6 +66,24 @@ fn a_campaign_captures_the_wizards_csvs_finds_every_fault_and_resumes() {
         serde_json::from_slice(&std::fs::read(a.join("runs/small_300ms_5.truth.json")).unwrap()).unwrap();
     let kinds: Vec<&str> = truth.as_array().unwrap().iter().filter_map(|w| w["kind"].as_str()).collect();
     assert!(kinds.contains(&"process-failure") && kinds.contains(&"network-delay"), "{kinds:?}");
+    // The report: tables, the command to reproduce it, and the plots (PNG and SVG).
+    let md = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(md.contains("| 300ms | 1 | 0 |") && md.contains("chaoslab campaign run"), "{md}");
+    assert!(md.contains("From each fault's start (the ground truth)"), "{md}");
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    assert!(html.contains("<table>") && !html.contains("<script"), "{html}");
+    if chaoslab::campaign::plot::font().is_ok() {
+        for f in [
+            "recovery.png",
+            "recovery.svg",
+            "distribution.png",
+            "runs/small_0ms_5.png",
+            "runs/small_0ms_5.svg",
+        ] {
+            assert!(a.join(f).is_file(), "{f}");
+        }
+        assert!(md.contains("![recovery against latency](recovery.png)"), "{md}");
+    }
     // The same runs one at a time write the same bytes.
     run(&file, &b, "1");
     for name in ["small_0ms_5.csv", "small_300ms_5.csv", "small_300ms_5.json"] {

@@ -1,0 +1,217 @@
+//! A campaign's report: the plots ([`super::plot`]), `report.md` and `report.html` with the tables, the
+//! exact command, the version and the seeds to reproduce it, beside `summary.json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::analysis::{CampaignSummary, RunResult};
+use super::detect::Window;
+use super::spec::Campaign;
+use super::{plot, series};
+
+/// What the report is made of, besides the summary.
+pub struct ReportInput<'a> {
+    /// The campaign.
+    pub campaign: &'a Campaign,
+    /// Every run's result, in plan order.
+    pub results: &'a [RunResult],
+    /// The command that reproduces it.
+    pub command: &'a str,
+}
+
+/// Draws the plots and writes `report.md` and `report.html` under `out`; returns problems with plots
+/// (they do not stop the report).
+pub fn write(out: &Path, input: &ReportInput<'_>, summary: &CampaignSummary) -> anyhow::Result<Vec<String>> {
+    let c = input.campaign;
+    let mut problems = Vec::new();
+    let parameter = summary.parameter.clone().unwrap_or_else(|| "point".into());
+    let metric = &c.analysis.metric;
+    // Each run: its series, faults shaded, events marked.
+    for r in input.results.iter().filter(|r| r.error.is_none()) {
+        let runs = out.join("runs");
+        let csv = runs.join(format!("{}.csv", r.run.id));
+        let Ok(all) = series::read(&csv) else { continue };
+        let Some(s) = all.get(metric) else { continue };
+        let truth: Vec<Window> = std::fs::read(runs.join(format!("{}.truth.json", r.run.id)))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if let Err(e) = plot::series(&runs.join(&r.run.id), &r.run.id, metric, s, &truth, &r.events) {
+            problems.push(e);
+            break;
+        }
+    }
+    let pairs: Vec<(f64, f64)> = input
+        .results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| r.run.x.map(|x| r.recoveries.iter().map(move |y| (x, *y))))
+        .flatten()
+        .collect();
+    let plotted = !pairs.is_empty() && problems.is_empty();
+    if plotted {
+        let title = format!("{}: recovery time against {parameter}", c.name);
+        if let Err(e) =
+            plot::recovery(&out.join("recovery"), &title, &parameter, &pairs, summary.regression.as_ref())
+        {
+            problems.push(e);
+        }
+        let per_point: Vec<(f64, Vec<f64>)> = summary
+            .points
+            .iter()
+            .filter_map(|p| {
+                let x = p.x?;
+                let values = input
+                    .results
+                    .iter()
+                    .filter(|r| r.run.point == p.point && r.error.is_none())
+                    .flat_map(|r| r.recoveries.iter().copied())
+                    .collect();
+                Some((x, values))
+            })
+            .collect();
+        let title = format!("{}: recovery times per point", c.name);
+        if let Err(e) = plot::distribution(&out.join("distribution"), &title, &parameter, &per_point) {
+            problems.push(e);
+        }
+    }
+    let md = markdown(input, summary, &problems, plotted && problems.is_empty());
+    std::fs::write(out.join("report.md"), &md).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(out.join("report.html"), html(&c.name, &md))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(problems)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], plots: bool) -> String {
+    let c = input.campaign;
+    let parameter = s.parameter.clone().unwrap_or_else(|| "point".into());
+    let mut md = String::new();
+    let _ = writeln!(md, "# Campaign {}\n", c.name);
+    if !c.description.is_empty() {
+        let _ = writeln!(md, "{}\n", c.description);
+    }
+    let seeds = c.runs.seeds.expand().unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "{} runs ({} failed): {} points × seeds {:?}; each run {} minutes of virtual time (NUMBER_OF_RUNS {}, OFFSET {} min).\n",
+        s.runs,
+        s.failed.len(),
+        s.points.len(),
+        seeds,
+        c.run_length().as_secs() / 60,
+        c.runs.number,
+        c.runs.offset.as_secs() / 60
+    );
+    let _ = writeln!(md, "## Recovery time\n");
+    if let Some(r) = &s.recovery {
+        let ci = r.ci95.map_or_else(|| "–".into(), |(lo, hi)| format!("{lo:.1}–{hi:.1} s"));
+        let _ = writeln!(
+            md,
+            "Over all {} events: mean **{:.1} s**, median {:.1} s, 95 % CI {ci}, range {:.1}–{:.1} s.\n",
+            r.n, r.mean, r.median, r.min, r.max
+        );
+    } else {
+        let _ = writeln!(md, "No event was found.\n");
+    }
+    if let Some(r) = &s.truth_recovery {
+        let _ = writeln!(
+            md,
+            "From each fault's start (the ground truth) to its event's end: mean {:.1} s, median {:.1} s over {} events — the wizard's durations start where the walk out from the peak ends, which may be before or after the fault.\n",
+            r.mean, r.median, r.n
+        );
+    }
+    if let Some(r) = &s.regression {
+        let verdict = if r.p_value < 0.05 { "changes" } else { "does not measurably change" };
+        let _ = writeln!(
+            md,
+            "Recovery time against {parameter}: slope {:.4} s per unit, intercept {:.1} s, R² {:.3}, p {:.4} over {} events — in this model, {parameter} {verdict} the recovery time (α = 0.05).\n",
+            r.slope, r.intercept, r.r2, r.p_value, r.n
+        );
+    }
+    if plots {
+        let _ =
+            writeln!(md, "![recovery against {parameter}](recovery.png)\n\n![per point](distribution.png)\n");
+    }
+    let _ = writeln!(
+        md,
+        "| {parameter} | runs | failed | events | mean (s) | median (s) | 95 % CI (s) | from the fault, mean (s) |\n|---|---|---|---|---|---|---|---|"
+    );
+    for p in &s.points {
+        let values: Vec<String> = p.point.values().cloned().collect();
+        let r = p.recovery.as_ref();
+        let ci = r.and_then(|r| r.ci95).map_or_else(|| "–".into(), |(lo, hi)| format!("{lo:.1}–{hi:.1}"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {ci} | {} |",
+            values.join(", "),
+            p.runs,
+            p.failed,
+            p.events,
+            opt(r.map(|r| r.mean), 1),
+            opt(r.map(|r| r.median), 1),
+            opt(p.truth_recovery.as_ref().map(|r| r.mean), 1)
+        );
+    }
+    let _ = writeln!(md, "\n## Detection against the ground truth\n");
+    let _ = writeln!(
+        md,
+        "The detector (prominence {}, median fraction {}) against the injected faults: precision {} (events a fault explains), recall {} (faults an event follows).\n",
+        c.analysis.prominence,
+        c.analysis.median_fraction,
+        opt(s.precision, 2),
+        opt(s.recall, 2)
+    );
+    let _ = writeln!(
+        md,
+        "## Runs\n\n| run | samples | events | recovery times (s) | faults | note |\n|---|---|---|---|---|---|"
+    );
+    for r in input.results {
+        let times: Vec<String> = r.recoveries.iter().map(|t| format!("{t:.0}")).collect();
+        let link = if plots && r.error.is_none() {
+            format!("[{0}](runs/{0}.png)", r.run.id)
+        } else {
+            r.run.id.clone()
+        };
+        let note = r.error.clone().unwrap_or_else(|| r.warnings.first().cloned().unwrap_or_default());
+        let _ = writeln!(
+            md,
+            "| {link} | {} | {} | {} | {} | {} |",
+            r.samples,
+            r.events.len(),
+            times.join(" "),
+            r.faults.map_or_else(|| "–".into(), |f| f.to_string()),
+            note.replace('|', "/").replace('\n', " ")
+        );
+    }
+    if !problems.is_empty() {
+        let _ = writeln!(md, "\nPlots: {}", problems.join("; "));
+    }
+    let _ = writeln!(
+        md,
+        "\n## Reproduce\n\n```\n{}\n```\n\nchaoslab {} ({}); every run is a sim run fixed by its seed: the same command writes the same files.",
+        input.command,
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH
+    );
+    md
+}
+
+/// The report as a self-contained HTML page (no script, no remote resources).
+fn html(name: &str, md: &str) -> String {
+    let parser = pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES);
+    let mut body = String::new();
+    pulldown_cmark::html::push_html(&mut body, parser);
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Campaign {}</title><style>\
+         body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}\
+         img{{max-width:100%}}code,pre{{background:#f4f4f4}}</style></head><body>\n{body}</body></html>\n",
+        name.replace('<', "&lt;")
+    )
+}
