@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::detect::{self, Event, Match, Window};
 use super::run::RunId;
 use super::series::Series;
-use super::spec::Analysis;
+use super::spec::{Analysis, Probe, ProbeMode};
 use super::stats::{self, Regression, Summary};
 
 /// One run's analysis.
@@ -33,6 +33,62 @@ pub struct RunResult {
     /// What went wrong without failing the run.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The probes, judged.
+    #[serde(default)]
+    pub probes: Vec<ProbeResult>,
+    /// The resilience score, 0–100 (none without probes).
+    #[serde(default)]
+    pub resilience: Option<f64>,
+}
+
+/// A probe judged over one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Its name.
+    pub name: String,
+    /// Its weight.
+    pub weight: f64,
+    /// Whether it passed in its mode.
+    pub passed: bool,
+    /// Samples judged.
+    pub judged: usize,
+    /// Samples that failed.
+    pub failed: usize,
+}
+
+/// Judges `probe` over its samples in `series`, as Litmus does around the chaos that starts at
+/// `chaos_from` (the first fault): `continuous` over every sample from then on, `sot` the last sample
+/// before it, `eot` the last sample, `edge` both. A probe without samples fails.
+fn judge(probe: &Probe, series: &BTreeMap<String, Series>, chaos_from: Option<f64>) -> ProbeResult {
+    let empty = Series::default();
+    let s = series.get(&probe.series()).unwrap_or(&empty);
+    let from = chaos_from.unwrap_or(f64::NEG_INFINITY);
+    let during: Vec<f64> =
+        s.times.iter().zip(&s.values).filter(|(t, _)| **t >= from).map(|(_, v)| *v).collect();
+    let before = s.times.iter().zip(&s.values).filter(|(t, _)| **t < from).map(|(_, v)| *v).last();
+    let start = before.or_else(|| s.values.first().copied());
+    let end = s.values.last().copied();
+    let judged: Vec<f64> = match probe.mode {
+        ProbeMode::Continuous => during,
+        ProbeMode::Sot => start.into_iter().collect(),
+        ProbeMode::Eot => end.into_iter().collect(),
+        ProbeMode::Edge => start.into_iter().chain(end).collect(),
+    };
+    let failed = judged.iter().filter(|v| !probe.passes(**v)).count();
+    ProbeResult {
+        name: probe.name.clone(),
+        weight: probe.weight,
+        passed: !judged.is_empty() && failed == 0,
+        judged: judged.len(),
+        failed,
+    }
+}
+
+/// Litmus's resilience score: `Σ weight × passed × 100 / Σ weight` (none without probes).
+pub fn resilience(probes: &[ProbeResult]) -> Option<f64> {
+    let total: f64 = probes.iter().map(|p| p.weight).sum();
+    let passed: f64 = probes.iter().filter(|p| p.passed).map(|p| p.weight).fold(0.0, |a, w| a + w);
+    (total > 0.0).then(|| passed * 100.0 / total)
 }
 
 impl RunResult {
@@ -47,6 +103,8 @@ impl RunResult {
             faults: None,
             truth: None,
             warnings: Vec::new(),
+            probes: Vec::new(),
+            resilience: None,
         }
     }
 }
@@ -54,6 +112,7 @@ impl RunResult {
 /// Finds the events of `series[a.metric]` and matches them against `truth`.
 pub fn analyse_run(
     a: &Analysis,
+    probes: &[Probe],
     run: &RunId,
     series: &BTreeMap<String, Series>,
     truth: Option<&[Window]>,
@@ -81,6 +140,8 @@ pub fn analyse_run(
             .collect()
     });
     let truth_match = windows.as_deref().map(|t| detect::match_truth(&events, t, a.slack.as_secs_f64()));
+    let chaos_from = truth.and_then(|t| t.iter().map(|w| w.start).reduce(f64::min));
+    let probes: Vec<ProbeResult> = probes.iter().map(|p| judge(p, series, chaos_from)).collect();
     RunResult {
         run: run.clone(),
         error: None,
@@ -90,6 +151,8 @@ pub fn analyse_run(
         faults: windows.as_ref().map(Vec::len),
         truth: truth_match,
         warnings: Vec::new(),
+        resilience: resilience(&probes),
+        probes,
     }
 }
 
@@ -110,6 +173,8 @@ pub struct PointSummary {
     pub recovery: Option<Summary>,
     /// Recovery as the ground truth sees it: from the fault's start to the event's end.
     pub truth_recovery: Option<Summary>,
+    /// The runs' resilience scores.
+    pub resilience: Option<Summary>,
 }
 
 /// The whole campaign (`summary.json`).
@@ -136,6 +201,8 @@ pub struct CampaignSummary {
     pub precision: Option<f64>,
     /// Faults found / faults.
     pub recall: Option<f64>,
+    /// Every run's resilience score.
+    pub resilience: Option<Summary>,
 }
 
 /// Summarises `results` (in plan order).
@@ -156,6 +223,7 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
                     events: 0,
                     recovery: None,
                     truth_recovery: None,
+                    resilience: None,
                 });
                 points.len() - 1
             }
@@ -187,7 +255,10 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
         let values: Vec<f64> = done.iter().flat_map(|r| r.recoveries.iter().copied()).collect();
         p.recovery = stats::summary(&values);
         p.truth_recovery = stats::summary(&done.iter().flat_map(|r| from_fault(r)).collect::<Vec<_>>());
+        p.resilience = stats::summary(&done.iter().filter_map(|r| r.resilience).collect::<Vec<_>>());
     }
+    let scores: Vec<f64> =
+        results.iter().filter(|r| r.error.is_none()).filter_map(|r| r.resilience).collect();
     let truth_all: Vec<f64> = results.iter().filter(|r| r.error.is_none()).flat_map(from_fault).collect();
     CampaignSummary {
         name: name.to_string(),
@@ -203,12 +274,44 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
         parameter: parameter.map(str::to_string),
         precision: (events > 0).then(|| explained as f64 / events as f64),
         recall: (faults > 0).then(|| found as f64 / faults as f64),
+        resilience: stats::summary(&scores),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_are_judged_in_their_modes_and_weighted() {
+        let mut lag = Series::default();
+        for (t, v) in [(0.0, 0.0), (2.0, 900.0), (4.0, 30.0)] {
+            lag.push(t, v);
+        }
+        let series: BTreeMap<String, Series> = [("probe:lag".to_string(), lag)].into();
+        let probe = |mode, weight| Probe {
+            name: "lag".into(),
+            query: "sum(Lag_Input_Topic)".into(),
+            criteria: "<".into(),
+            value: 100.0,
+            mode,
+            weight,
+            interval: std::time::Duration::from_secs(2),
+        };
+        let continuous = judge(&probe(ProbeMode::Continuous, 3.0), &series, None);
+        assert_eq!((continuous.passed, continuous.judged, continuous.failed), (false, 3, 1));
+        let edge = judge(&probe(ProbeMode::Edge, 1.0), &series, None);
+        assert_eq!((edge.passed, edge.judged), (true, 2));
+        assert!(judge(&probe(ProbeMode::Eot, 1.0), &series, None).passed);
+        assert_eq!(resilience(&[continuous, edge]), Some(25.0), "1 of 4 weight units passed");
+        // Judged from the chaos on: the sample before it is the start of the test.
+        let late = judge(&probe(ProbeMode::Continuous, 1.0), &series, Some(3.0));
+        assert_eq!((late.passed, late.judged), (true, 1));
+        assert!(!judge(&probe(ProbeMode::Sot, 1.0), &series, Some(3.0)).passed, "900 before the chaos");
+        let missing = judge(&probe(ProbeMode::Sot, 1.0), &BTreeMap::new(), None);
+        assert!(!missing.passed, "a probe without samples fails");
+        assert_eq!(resilience(&[]), None);
+    }
     use crate::campaign::series;
 
     /// The study's own captured run, analysed as its notebook did (`prominence=50`): the expected events

@@ -167,9 +167,26 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
         opt(s.precision, 2),
         opt(s.recall, 2)
     );
+    if let Some(r) = &s.resilience {
+        let probes: Vec<String> = c
+            .probes
+            .iter()
+            .map(|p| format!("`{} {} {}` ({:?}, weight {})", p.query, p.criteria, p.value, p.mode, p.weight))
+            .collect();
+        let _ = writeln!(
+            md,
+            "## Resilience score\n\nLitmus's score (Σ weight × passed / Σ weight) of the probes {}: mean {:.1} %, median {:.1} %, range {:.0}–{:.0} % over {} runs.\n",
+            probes.join(", "),
+            r.mean,
+            r.median,
+            r.min,
+            r.max,
+            r.n
+        );
+    }
     let _ = writeln!(
         md,
-        "## Runs\n\n| run | samples | events | recovery times (s) | faults | note |\n|---|---|---|---|---|---|"
+        "## Runs\n\n| run | samples | events | recovery times (s) | faults | resilience (%) | note |\n|---|---|---|---|---|---|---|"
     );
     for r in input.results {
         let times: Vec<String> = r.recoveries.iter().map(|t| format!("{t:.0}")).collect();
@@ -181,11 +198,12 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
         let note = r.error.clone().unwrap_or_else(|| r.warnings.first().cloned().unwrap_or_default());
         let _ = writeln!(
             md,
-            "| {link} | {} | {} | {} | {} | {} |",
+            "| {link} | {} | {} | {} | {} | {} | {} |",
             r.samples,
             r.events.len(),
             times.join(" "),
             r.faults.map_or_else(|| "–".into(), |f| f.to_string()),
+            opt(r.resilience, 0),
             note.replace('|', "/").replace('\n', " ")
         );
     }

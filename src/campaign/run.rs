@@ -124,7 +124,7 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
     let loaded = chaos_for(c, flow, run)?;
     let cron = loaded.iter().any(has_cron);
     let dir = out.join("runs").join(&run.id);
-    let captures = c.capture.clone();
+    let captures = c.captures();
     let (warmup, offset, number) = (c.runs.warmup, c.runs.offset, c.runs.number);
     let slot: Arc<Mutex<Option<Captured>>> = Arc::default();
     let seen = slot.clone();
@@ -210,14 +210,20 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
     let runs = out.join("runs");
     series::write(&runs.join(format!("{}.csv", run.id)), &captured.series)?;
     write_json(&runs.join(format!("{}.truth.json", run.id)), &captured.truth)?;
-    let mut result = analysis::analyse_run(&c.analysis, run, &captured.series, Some(&captured.truth));
+    let mut result =
+        analysis::analyse_run(&c.analysis, &c.probes, run, &captured.series, Some(&captured.truth));
     result.warnings.extend(captured.warnings);
     Ok(result)
 }
 
 /// A kept run analysed again from its CSV and ground truth with `analysis` (its result file updated); a
 /// run without them is "not run yet".
-pub fn reanalyse(out: &Path, analysis: &super::spec::Analysis, run: &RunId) -> RunResult {
+pub fn reanalyse(
+    out: &Path,
+    analysis: &super::spec::Analysis,
+    probes: &[super::spec::Probe],
+    run: &RunId,
+) -> RunResult {
     let runs = out.join("runs");
     let marker = runs.join(format!("{}.json", run.id));
     let before: Option<RunResult> = std::fs::read(&marker).ok().and_then(|b| serde_json::from_slice(&b).ok());
@@ -230,7 +236,7 @@ pub fn reanalyse(out: &Path, analysis: &super::spec::Analysis, run: &RunId) -> R
         .and_then(|b| serde_json::from_slice(&b).ok());
     let result = match series::read(&runs.join(format!("{}.csv", run.id))) {
         Ok(s) => {
-            let mut r = analysis::analyse_run(analysis, run, &s, truth.as_deref());
+            let mut r = analysis::analyse_run(analysis, probes, run, &s, truth.as_deref());
             r.warnings = before.warnings;
             r
         }

@@ -54,6 +54,9 @@ pub struct Campaign {
     pub capture: Vec<Capture>,
     /// How the runs are analysed.
     pub analysis: Analysis,
+    /// The probes of the resilience score (`[[probe]]`).
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<Probe>,
     /// The file's directory (set when loaded).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -141,6 +144,65 @@ pub struct Capture {
 
 fn two_seconds() -> Duration {
     Duration::from_secs(2)
+}
+
+/// A probe of the resilience score, as Litmus's Prometheus probe: a query compared with a value, judged
+/// over the whole run (`continuous`: every sample must pass), at its start (`sot`), at its end (`eot`) or
+/// both (`edge`); a run's score is `Σ weight × passed × 100 / Σ weight`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Probe {
+    /// Its name.
+    pub name: String,
+    /// PromQL giving one number.
+    pub query: String,
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`.
+    pub criteria: String,
+    /// What the query is compared with.
+    pub value: f64,
+    /// When it is judged.
+    #[serde(default)]
+    pub mode: ProbeMode,
+    /// Its weight in the score.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// How often it is evaluated.
+    #[serde(with = "humantime_serde", default = "two_seconds")]
+    pub interval: Duration,
+}
+
+/// When a probe is judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    /// Every sample of the run.
+    #[default]
+    Continuous,
+    /// The first sample (before the chaos).
+    Sot,
+    /// The last sample.
+    Eot,
+    /// The first and the last.
+    Edge,
+}
+
+impl Probe {
+    /// Whether `v` passes.
+    pub fn passes(&self, v: f64) -> bool {
+        match self.criteria.as_str() {
+            "==" => v == self.value,
+            "!=" => v != self.value,
+            "<" => v < self.value,
+            "<=" => v <= self.value,
+            ">" => v > self.value,
+            ">=" => v >= self.value,
+            _ => false,
+        }
+    }
+
+    /// The name of its series in the run's CSV.
+    pub fn series(&self) -> String {
+        format!("probe:{}", self.name)
+    }
 }
 
 /// How runs are analysed.
@@ -300,6 +362,28 @@ impl Campaign {
                 format!("{:?} is not captured (captured: {})", self.analysis.metric, names.join(", ")),
             );
         }
+        for (i, probe) in self.probes.iter().enumerate() {
+            let at = KeyPath::parse("probe").index(i);
+            if let Err(e) = crate::monitoring::promql::parse(&probe.query) {
+                p.error(at.key("query"), format!("{:?} does not parse: {e}", probe.query));
+            }
+            if !["==", "!=", "<", "<=", ">", ">="].contains(&probe.criteria.as_str()) {
+                p.error(
+                    at.key("criteria"),
+                    format!("{:?} is not one of ==, !=, <, <=, >, >=", probe.criteria),
+                );
+            }
+            if probe.weight.is_nan() || probe.weight <= 0.0 {
+                p.error(at.key("weight"), "must be more than 0");
+            }
+            if probe.interval.is_zero() {
+                p.error(at.key("interval"), "must be more than 0");
+            }
+            if self.probes[..i].iter().any(|q| q.name == probe.name) || probe.name.contains([',', '\n', '"'])
+            {
+                p.error(at.key("name"), format!("{:?}: unique, without commas or quotes", probe.name));
+            }
+        }
         let d = self.analysis.detector();
         if d.prominence.is_nan()
             || d.prominence < 0.0
@@ -308,6 +392,16 @@ impl Campaign {
         {
             p.error("analysis", "prominence ≥ 0 and median_fraction > 0");
         }
+    }
+
+    /// What each run samples: the captures, then each probe's query as `probe:<name>`.
+    pub fn captures(&self) -> Vec<Capture> {
+        let probes = self.probes.iter().map(|p| Capture {
+            name: p.series(),
+            query: p.query.clone(),
+            interval: p.interval,
+        });
+        self.capture.iter().cloned().chain(probes).collect()
     }
 
     /// How long each run is: the warm-up, up to an offset's wait for a good time, and the capture.

@@ -150,7 +150,8 @@ fn report(dir: &Path, settings: Option<&Path>) -> anyhow::Result<CampaignSummary
         }
     };
     let runs = run::plan(&campaign)?;
-    let results: Vec<RunResult> = runs.iter().map(|r| run::reanalyse(dir, &analysis, r)).collect();
+    let results: Vec<RunResult> =
+        runs.iter().map(|r| run::reanalyse(dir, &analysis, &campaign.probes, r)).collect();
     write_outputs(&campaign, dir, &results)
 }
 
@@ -185,6 +186,12 @@ fn print_summary(s: &CampaignSummary) {
             r.slope, r.r2, r.p_value, r.n
         );
     }
+    if let Some(r) = &s.resilience {
+        println!(
+            "resilience score: mean {:.1} %, range {:.0}–{:.0} % over {} runs",
+            r.mean, r.min, r.max, r.n
+        );
+    }
     if let (Some(p), Some(r)) = (s.precision, s.recall) {
         println!("detection against the ground truth: precision {p:.2}, recall {r:.2}");
     }
@@ -204,7 +211,7 @@ fn analyse(a: AnalyseArgs) -> anyhow::Result<ExitCode> {
     for file in &a.files {
         let id = RunId::external(&file.display().to_string());
         match series::read(file) {
-            Ok(s) => results.push(analysis::analyse_run(&analysis, &id, &s, None)),
+            Ok(s) => results.push(analysis::analyse_run(&analysis, &[], &id, &s, None)),
             Err(e) => {
                 eprintln!("{e}");
                 bad += 1;

@@ -19,7 +19,9 @@ fn small_campaign(dir: &Path) -> PathBuf {
         "name = \"small\"\nflow = \"{flow}\"\n[chaos]\nmesh = [\"{pod}\", \"{delay}\"]\n[grid]\nlatency = \
          \"0ms..300ms/300ms\"\n[runs]\nseeds = [5]\nnumber = 1\noffset = \"1m\"\nwarmup = \"10s\"\n\
          [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\ninterval = \"2s\"\n\
-         [analysis]\nmetric = \"Lag_Input_Topic\"\nprominence = 1000\n",
+         [analysis]\nmetric = \"Lag_Input_Topic\"\nprominence = 1000\n\
+         [[probe]]\nname = \"always\"\nquery = \"sum(Lag_Input_Topic)\"\ncriteria = \">=\"\nvalue = 0\nweight = 3\n\
+         [[probe]]\nname = \"never\"\nquery = \"sum(Lag_Input_Topic)\"\ncriteria = \"<\"\nvalue = 0\nmode = \"eot\"\n",
         flow = hmlc.join("process-mining.toml").display(),
         pod = hmlc.join("pod-failure.yaml").display(),
         delay = hmlc.join("delay.yaml").display(),
@@ -62,6 +64,8 @@ fn a_campaign_captures_the_wizards_csvs_finds_every_fault_and_resumes() {
         "{summary}"
     );
     assert!(summary["recovery"]["n"].as_u64() >= Some(2), "{summary}");
+    // Litmus's score: the probe that always holds carries 3 of the 4 weight units.
+    assert_eq!(summary["resilience"]["mean"].as_f64(), Some(75.0), "{summary}");
     let truth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("runs/small_300ms_5.truth.json")).unwrap()).unwrap();
     let kinds: Vec<&str> = truth.as_array().unwrap().iter().filter_map(|w| w["kind"].as_str()).collect();
