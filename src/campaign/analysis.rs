@@ -65,7 +65,7 @@ fn judge(probe: &Probe, series: &BTreeMap<String, Series>, chaos_from: Option<f6
     let from = chaos_from.unwrap_or(f64::NEG_INFINITY);
     let during: Vec<f64> =
         s.times.iter().zip(&s.values).filter(|(t, _)| **t >= from).map(|(_, v)| *v).collect();
-    let before = s.times.iter().zip(&s.values).filter(|(t, _)| **t < from).map(|(_, v)| *v).last();
+    let before = s.times.iter().zip(&s.values).rev().find(|(t, _)| **t < from).map(|(_, v)| *v);
     let start = before.or_else(|| s.values.first().copied());
     let end = s.values.last().copied();
     let judged: Vec<f64> = match probe.mode {
