@@ -172,6 +172,19 @@ fn bad_gateway(what: String) -> Response {
     (StatusCode::BAD_GATEWAY, what).into_response()
 }
 
+/// The body with a JSON merge patch applied, when there is one; a body that is not JSON is left alone.
+async fn merged(content: Content, patch: Option<&serde_json::Value>, side: &str) -> Result<Content, String> {
+    let Some(patch) = patch else { return Ok(content) };
+    let bytes = content.bytes().await?;
+    Ok(match rule::merge_body(&bytes, patch) {
+        Ok(b) => Content::Read(Bytes::from(b)),
+        Err(why) => {
+            tracing::debug!("HTTP fault: {side} body left alone: {why}");
+            Content::Read(bytes)
+        }
+    })
+}
+
 /// Applies a request-side replace or patch; `Ok(true)` when the path or method changed.
 async fn edit_request(
     parts: &mut request::Parts,
@@ -206,19 +219,7 @@ async fn edit_request(
                     rule::with_query(&parts.uri, &[], &p.queries).ok_or("a query could not be added")?;
             }
             rule::edit_headers(&mut parts.headers, &[], &p.headers);
-            match &p.body {
-                Some(patch) => {
-                    let bytes = content.bytes().await?;
-                    match rule::merge_body(&bytes, patch) {
-                        Ok(b) => Content::Read(Bytes::from(b)),
-                        Err(why) => {
-                            tracing::debug!("HTTP fault: request body left alone: {why}");
-                            Content::Read(bytes)
-                        }
-                    }
-                }
-                None => content,
-            }
+            merged(content, p.body.as_ref(), "request").await?
         }
         _ => content,
     };
@@ -244,19 +245,7 @@ async fn edit_response(
         }
         HttpAction::Patch(p) => {
             rule::edit_headers(&mut parts.headers, &[], &p.headers);
-            match &p.body {
-                Some(patch) => {
-                    let bytes = content.bytes().await?;
-                    match rule::merge_body(&bytes, patch) {
-                        Ok(b) => Content::Read(Bytes::from(b)),
-                        Err(why) => {
-                            tracing::debug!("HTTP fault: response body left alone: {why}");
-                            Content::Read(bytes)
-                        }
-                    }
-                }
-                None => content,
-            }
+            merged(content, p.body.as_ref(), "response").await?
         }
         _ => content,
     })
