@@ -52,6 +52,13 @@ impl RunId {
 pub fn plan(c: &Campaign) -> anyhow::Result<Vec<RunId>> {
     let grid = Grid::new(&c.grid).map_err(|(k, e)| anyhow::anyhow!("grid.{k}: {e}"))?;
     let seeds = c.runs.seeds.expand().map_err(|e| anyhow::anyhow!("runs.seeds: {e}"))?;
+    anyhow::ensure!(
+        grid.points.len().saturating_mul(seeds.len()) <= super::spec::MAX_RUNS,
+        "{} points × {} seeds is more than {} runs",
+        grid.points.len(),
+        seeds.len(),
+        super::spec::MAX_RUNS
+    );
     let mut out = Vec::new();
     for values in &grid.points {
         for &seed in &seeds {

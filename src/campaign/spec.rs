@@ -32,6 +32,9 @@ use super::grid::{Grid, Values};
 use crate::config::locate::TomlLines;
 use crate::config::{KeyPath, Problem, Problems, ProblemsError};
 
+/// The most runs a campaign may have.
+pub const MAX_RUNS: usize = 100_000;
+
 /// A campaign.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Campaign {
@@ -328,11 +331,20 @@ impl Campaign {
                 }
             }
         }
-        if let Err(e) = Grid::new(&self.grid) {
-            p.error(KeyPath::parse("grid").key(&e.0), e.1);
-        }
-        if let Err(e) = self.runs.seeds.expand() {
-            p.error("runs.seeds", e);
+        let points = match Grid::new(&self.grid) {
+            Ok(g) => g.points.len(),
+            Err(e) => {
+                p.error(KeyPath::parse("grid").key(&e.0), e.1);
+                0
+            }
+        };
+        match self.runs.seeds.expand() {
+            Err(e) => p.error("runs.seeds", e),
+            Ok(seeds) if points.saturating_mul(seeds.len()) > MAX_RUNS => p.error(
+                "runs.seeds",
+                format!("{points} points × {} seeds is more than {MAX_RUNS} runs", seeds.len()),
+            ),
+            Ok(_) => {}
         }
         if self.runs.offset < Duration::from_secs(60) || !self.runs.offset.as_secs().is_multiple_of(60) {
             p.error("runs.offset", "whole minutes, at least 1 (the wizard's OFFSET_IN_MINUTES)");
@@ -407,5 +419,27 @@ impl Campaign {
     /// How long each run is: the warm-up, up to an offset's wait for a good time, and the capture.
     pub fn run_length(&self) -> Duration {
         self.runs.warmup + self.runs.offset + self.runs.offset * (self.runs.number + 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_runs_are_refused_before_anything_is_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        std::fs::write(
+            &path,
+            "name = \"big\"\nflow = \"f.toml\"\n[chaos]\nmesh = []\n[grid]\nn = \"0..9999/1\"\n[runs]\nseeds = \"1..11\"\n\
+             [[capture]]\nname = \"x\"\nquery = \"up\"\n[analysis]\nmetric = \"x\"\n",
+        )
+        .unwrap();
+        let problems = Campaign::load(&path).unwrap_err().to_string();
+        assert!(
+            problems.contains("big.toml:8:runs.seeds: 10000 points × 11 seeds is more than 100000 runs"),
+            "{problems}"
+        );
     }
 }
