@@ -211,10 +211,12 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
     let mut all = Vec::new();
     let mut pairs = Vec::new();
     let (mut explained, mut events, mut found, mut faults) = (0usize, 0usize, 0usize, 0usize);
+    let mut index: BTreeMap<&BTreeMap<String, String>, usize> = BTreeMap::new();
     for r in results {
-        let idx = match points.iter().position(|p| p.point == r.run.point) {
-            Some(i) => i,
+        let idx = match index.get(&r.run.point) {
+            Some(i) => *i,
             None => {
+                index.insert(&r.run.point, points.len());
                 points.push(PointSummary {
                     point: r.run.point.clone(),
                     x: r.run.x,
@@ -249,9 +251,13 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
     let from_fault = |r: &RunResult| -> Vec<f64> {
         r.truth.as_ref().map(|m| m.recovery_from_fault.clone()).unwrap_or_default()
     };
-    for p in &mut points {
-        let done: Vec<&RunResult> =
-            results.iter().filter(|r| r.run.point == p.point && r.error.is_none()).collect();
+    let mut by_point: Vec<Vec<&RunResult>> = vec![Vec::new(); points.len()];
+    for r in results.iter().filter(|r| r.error.is_none()) {
+        if let Some(i) = index.get(&r.run.point) {
+            by_point[*i].push(r);
+        }
+    }
+    for (p, done) in points.iter_mut().zip(by_point) {
         let values: Vec<f64> = done.iter().flat_map(|r| r.recoveries.iter().copied()).collect();
         p.recovery = stats::summary(&values);
         p.truth_recovery = stats::summary(&done.iter().flat_map(|r| from_fault(r)).collect::<Vec<_>>());

@@ -58,19 +58,14 @@ pub fn write(out: &Path, input: &ReportInput<'_>, summary: &CampaignSummary) -> 
         {
             problems.push(e);
         }
+        let mut by_point: std::collections::BTreeMap<_, Vec<f64>> = std::collections::BTreeMap::new();
+        for r in input.results.iter().filter(|r| r.error.is_none()) {
+            by_point.entry(&r.run.point).or_default().extend(r.recoveries.iter().copied());
+        }
         let per_point: Vec<(f64, Vec<f64>)> = summary
             .points
             .iter()
-            .filter_map(|p| {
-                let x = p.x?;
-                let values = input
-                    .results
-                    .iter()
-                    .filter(|r| r.run.point == p.point && r.error.is_none())
-                    .flat_map(|r| r.recoveries.iter().copied())
-                    .collect();
-                Some((x, values))
-            })
+            .filter_map(|p| Some((p.x?, by_point.get(&p.point).cloned().unwrap_or_default())))
             .collect();
         let title = format!("{}: recovery times per point", c.name);
         if let Err(e) = plot::distribution(&out.join("distribution"), &title, &parameter, &per_point) {

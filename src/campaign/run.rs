@@ -153,8 +153,7 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
                 apply += Duration::from_secs(u64::from(wait) + 2);
             }
             let end = apply + offset * (number + 2);
-            let next_sample: Vec<Duration> = vec![Duration::ZERO; captures.len()];
-            let mut next_sample = next_sample;
+            let mut next_sample: Vec<Duration> = vec![Duration::ZERO; captures.len()];
             let mut applied = false;
             loop {
                 let now = start.elapsed();
