@@ -19,6 +19,8 @@ use super::detect::Window;
 use super::grid::{self, Grid, Value};
 use super::series::{self, Series};
 use super::spec::Campaign;
+use crate::chaos::experiment::{RunOptions, VarOverrides};
+use crate::chaos::providers::{Backend, NativeProviders};
 use crate::config::Problems;
 use crate::mesh::load::Loaded;
 use crate::mesh::schema::Spec;
@@ -124,11 +126,28 @@ struct Captured {
     series: BTreeMap<String, Series>,
     truth: Vec<Window>,
     warnings: Vec<String>,
+    journals: Vec<serde_json::Value>,
+}
+
+/// The campaign's Chaos Toolkit experiments, read, with the point as configuration overrides.
+fn experiments_for(c: &Campaign, run: &RunId) -> anyhow::Result<(Vec<serde_json::Value>, VarOverrides)> {
+    let mut raw = Vec::new();
+    for f in &c.chaos.experiments {
+        let path = c.dir.join(f);
+        raw.push(crate::chaos::experiment::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    let mut overrides = VarOverrides::default();
+    for (name, value) in &run.point {
+        overrides.configuration.insert(name.clone(), serde_json::Value::String(value.clone()));
+    }
+    Ok((raw, overrides))
 }
 
 /// Runs one point with one seed; writes its files under `out`.
 pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Result<RunResult> {
     let loaded = chaos_for(c, flow, run)?;
+    let (experiments, overrides) = experiments_for(c, run)?;
+    let env = crate::chaos::execute::SimEnv::for_flow(flow, run.seed);
     let cron = loaded.iter().any(has_cron);
     let dir = out.join("runs").join(&run.id);
     let captures = c.captures();
@@ -153,46 +172,90 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
                 apply += Duration::from_secs(u64::from(wait) + 2);
             }
             let end = apply + offset * (number + 2);
+            // Chaos Toolkit experiments run from the chaos's start, beside the capture.
+            let journals: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+            let ctk_warnings: Arc<Mutex<Vec<String>>> = Arc::default();
+            let ctk = {
+                let (p, journals, ctk_warnings) = (p.clone(), journals.clone(), ctk_warnings.clone());
+                async move {
+                    if experiments.is_empty() {
+                        return;
+                    }
+                    tokio::time::sleep_until(start + apply).await;
+                    let providers = NativeProviders::new(Backend::Local(p.clone()));
+                    for raw in &experiments {
+                        let options = RunOptions::default();
+                        match crate::chaos::execute::prepare(raw, &providers, &options, &overrides, &env) {
+                            Ok((experiment, settings)) => {
+                                let now = crate::chaos::execute::now_of(&p.clock);
+                                let cancel = tokio_util::sync::CancellationToken::new();
+                                let journal = crate::chaos::execute::run(
+                                    &experiment,
+                                    settings,
+                                    &providers,
+                                    cancel,
+                                    now,
+                                )
+                                .await;
+                                let value = serde_json::to_value(&journal).unwrap_or_default();
+                                journals.lock().unwrap_or_else(PoisonError::into_inner).push(value);
+                            }
+                            Err(errors) => {
+                                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                                ctk_warnings
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .push(format!("experiment not run: {}", text.join("; ")));
+                            }
+                        }
+                    }
+                }
+            };
             let mut next_sample: Vec<Duration> = vec![Duration::ZERO; captures.len()];
             let mut applied = false;
-            loop {
-                let now = start.elapsed();
-                if !applied && now >= apply {
-                    for l in &loaded {
-                        if let Err(e) = p.mesh.create(&p, l) {
-                            warnings.push(format!("{}: {e}", l.object.origin));
-                        }
-                    }
-                    applied = true;
-                }
-                for (i, cap) in captures.iter().enumerate() {
-                    if now >= next_sample[i] {
-                        let t = p.clock.now().timestamp_millis() as f64 / 1000.0;
-                        match crate::monitoring::query_value(&p, &cap.query) {
-                            Ok(v) => match v.as_f64() {
-                                Some(v) => series.entry(cap.name.clone()).or_default().push(t, v),
-                                None if warnings.len() < 20 => {
-                                    warnings.push(format!("{} at {t}: {v} is not one number", cap.name))
-                                }
-                                None => {}
-                            },
-                            Err(e) if warnings.len() < 20 => {
-                                warnings.push(format!("{} at {t}: {e}", cap.name))
+            let capture = async {
+                loop {
+                    let now = start.elapsed();
+                    if !applied && now >= apply {
+                        for l in &loaded {
+                            if let Err(e) = p.mesh.create(&p, l) {
+                                warnings.push(format!("{}: {e}", l.object.origin));
                             }
-                            Err(_) => {}
                         }
-                        next_sample[i] += cap.interval;
+                        applied = true;
                     }
+                    for (i, cap) in captures.iter().enumerate() {
+                        if now >= next_sample[i] {
+                            let t = p.clock.now().timestamp_millis() as f64 / 1000.0;
+                            match crate::monitoring::query_value(&p, &cap.query) {
+                                Ok(v) => match v.as_f64() {
+                                    Some(v) => series.entry(cap.name.clone()).or_default().push(t, v),
+                                    None if warnings.len() < 20 => {
+                                        warnings.push(format!("{} at {t}: {v} is not one number", cap.name))
+                                    }
+                                    None => {}
+                                },
+                                Err(e) if warnings.len() < 20 => {
+                                    warnings.push(format!("{} at {t}: {e}", cap.name))
+                                }
+                                Err(_) => {}
+                            }
+                            next_sample[i] += cap.interval;
+                        }
+                    }
+                    if now >= end {
+                        break;
+                    }
+                    let mut wake = next_sample.iter().copied().min().unwrap_or(end).min(end);
+                    if !applied {
+                        wake = wake.min(apply);
+                    }
+                    tokio::time::sleep_until(start + wake).await;
                 }
-                if now >= end {
-                    break;
-                }
-                let mut wake = next_sample.iter().copied().min().unwrap_or(end).min(end);
-                if !applied {
-                    wake = wake.min(apply);
-                }
-                tokio::time::sleep_until(start + wake).await;
-            }
+            };
+            tokio::join!(capture, ctk);
+            warnings.extend(ctk_warnings.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
+            let journals = std::mem::take(&mut *journals.lock().unwrap_or_else(PoisonError::into_inner));
             p.mesh.shutdown().await;
             let truth = p
                 .faults
@@ -207,7 +270,8 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
                     })
                 })
                 .collect();
-            *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(Captured { series, truth, warnings });
+            *seen.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Captured { series, truth, warnings, journals });
             Ok(())
         })
         .with_context(|| format!("run {}", run.id))?;
@@ -216,6 +280,9 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
     let runs = out.join("runs");
     series::write(&runs.join(format!("{}.csv", run.id)), &captured.series)?;
     write_json(&runs.join(format!("{}.truth.json", run.id)), &captured.truth)?;
+    for (i, journal) in captured.journals.iter().enumerate() {
+        write_json(&runs.join(&run.id).join(format!("journal-{i}.json")), journal)?;
+    }
     let mut result =
         analysis::analyse_run(&c.analysis, &c.probes, run, &captured.series, Some(&captured.truth));
     result.warnings.extend(captured.warnings);

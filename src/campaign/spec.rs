@@ -72,6 +72,10 @@ pub struct Chaos {
     /// the point's value of grid parameter `name`.
     #[serde(default)]
     pub mesh: Vec<PathBuf>,
+    /// Chaos Toolkit experiments (JSON or YAML), relative to the campaign file, run natively from the
+    /// chaos's start; the point's values are configuration overrides, as `chaos run --var name=value`.
+    #[serde(default)]
+    pub experiments: Vec<PathBuf>,
 }
 
 /// The runs of each point, timed as the ChaosMeshWizard times them: the chaos is applied after `warmup`
@@ -312,8 +316,17 @@ impl Campaign {
         if !self.dir.join(&self.flow).is_file() {
             p.error("flow", format!("{} is not a file", self.dir.join(&self.flow).display()));
         }
-        if self.chaos.mesh.is_empty() {
-            p.error("chaos.mesh", "no chaos: name Chaos Mesh files (or .jsonnet templates)");
+        if self.chaos.mesh.is_empty() && self.chaos.experiments.is_empty() {
+            p.error(
+                "chaos",
+                "no chaos: name Chaos Mesh files (mesh) or Chaos Toolkit experiments (experiments)",
+            );
+        }
+        for (i, f) in self.chaos.experiments.iter().enumerate() {
+            let path = self.dir.join(f);
+            if let Err(e) = crate::chaos::experiment::load(&path) {
+                p.error(KeyPath::parse("chaos.experiments").index(i), e.to_string());
+            }
         }
         for (i, f) in self.chaos.mesh.iter().enumerate() {
             let path = self.dir.join(f);

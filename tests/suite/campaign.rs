@@ -174,3 +174,44 @@ fn analyse_finds_the_studys_events_in_its_captured_run() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:3: Value \"oops\" is not a number"));
 }
+
+/// Chaos Toolkit experiments as a campaign's chaos: run natively from the chaos's start, the point's values as
+/// configuration overrides (`--var`), their journals kept, their faults in the ground truth.
+#[test]
+fn a_campaign_runs_chaos_toolkit_experiments_with_the_point_as_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = dir.path().join("kill.yaml");
+    std::fs::write(
+        &experiment,
+        "title: kill the miner\ndescription: one crash of the component the grid names\n\
+         configuration: {victim: NOBODY}\nmethod:\n  - type: action\n    name: kill\n    provider: {type: python, \
+         module: chaoslab.actions, func: apply_fault, arguments: {kind: process-kill, target: '${victim}'}}\n",
+    )
+    .unwrap();
+    let flow = flows().join("campaigns/hmlc/process-mining.toml");
+    let file = dir.path().join("ctk.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"ctk\"\nflow = \"{}\"\n[chaos]\nexperiments = [\"kill.yaml\"]\n[grid]\nvictim = \
+             [\"HEURISTICS-MINER\"]\n[runs]\nseeds = [1]\nnumber = 1\noffset = \"1m\"\nwarmup = \"20s\"\n\
+             [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\n[analysis]\n\
+             metric = \"Lag_Input_Topic\"\nprominence = 1000\n",
+            flow.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let stdout = run(&file, &out, "1");
+    assert!(stdout.contains("campaign ctk: 1 runs, 0 failed"), "{stdout}");
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/ctk_HEURISTICS-MINER_1/journal-0.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(journal["status"], "completed", "{journal}");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("runs/ctk_HEURISTICS-MINER_1.truth.json")).unwrap())
+            .unwrap();
+    let kinds: Vec<&str> = truth.as_array().unwrap().iter().filter_map(|w| w["kind"].as_str()).collect();
+    assert_eq!(kinds, ["process-kill"], "the overridden target was killed: {truth}");
+}
