@@ -257,6 +257,20 @@ fn fix_length(headers: &mut axum::http::HeaderMap, content: &Content) {
     }
 }
 
+/// The actions that do not edit the exchange: an abort or exception answers in its place (`Some`), a delay
+/// waits; replace and patch are left to the caller (`None`).
+async fn interrupt(faults: &HttpFaults, action: &HttpAction, path: &str) -> Option<Response> {
+    match action {
+        HttpAction::Abort(code) => Some(answer(*code, false, path)),
+        HttpAction::Exception(code) => Some(answer(*code, true, path)),
+        HttpAction::Delay(_) | HttpAction::Latency(..) => {
+            tokio::time::sleep(faults.wait(action)).await;
+            None
+        }
+        HttpAction::Replace(_) | HttpAction::Patch(_) => None,
+    }
+}
+
 /// The middleware (see [`HttpGate::layer`]).
 pub async fn middleware(State(gate): State<HttpGate>, req: Request, next: Next) -> Response {
     let rules = gate.faults.for_component(&gate.component);
@@ -269,21 +283,15 @@ pub async fn middleware(State(gate): State<HttpGate>, req: Request, next: Next) 
     let mut content = Content::Stream(body);
     let mut rerouted = false;
     for action in gate.faults.hits(&matched, HttpTarget::Request, |_| true) {
-        match &action {
-            HttpAction::Abort(code) => return answer(*code, false, &path),
-            HttpAction::Exception(code) => return answer(*code, true, &path),
-            HttpAction::Delay(_) | HttpAction::Latency(..) => {
-                tokio::time::sleep(gate.faults.wait(&action)).await
+        if let Some(answered) = interrupt(&gate.faults, &action, &path).await {
+            return answered;
+        }
+        match edit_request(&mut parts, content, &action).await {
+            Ok((c, moved)) => {
+                content = c;
+                rerouted |= moved;
             }
-            HttpAction::Replace(_) | HttpAction::Patch(_) => {
-                match edit_request(&mut parts, content, &action).await {
-                    Ok((c, moved)) => {
-                        content = c;
-                        rerouted |= moved;
-                    }
-                    Err(why) => return bad_gateway(format!("request to {path}: {why}")),
-                }
-            }
+            Err(why) => return bad_gateway(format!("request to {path}: {why}")),
         }
     }
     fix_length(&mut parts.headers, &content);
@@ -299,18 +307,12 @@ pub async fn middleware(State(gate): State<HttpGate>, req: Request, next: Next) 
     let (mut parts, body) = response.into_parts();
     let mut content = Content::Stream(body);
     for action in gate.faults.hits(&matched, HttpTarget::Response, |f| f.response_matches(&parts)) {
-        match &action {
-            HttpAction::Abort(code) => return answer(*code, false, &path),
-            HttpAction::Exception(code) => return answer(*code, true, &path),
-            HttpAction::Delay(_) | HttpAction::Latency(..) => {
-                tokio::time::sleep(gate.faults.wait(&action)).await
-            }
-            HttpAction::Replace(_) | HttpAction::Patch(_) => {
-                match edit_response(&mut parts, content, &action).await {
-                    Ok(c) => content = c,
-                    Err(why) => return bad_gateway(format!("response of {path}: {why}")),
-                }
-            }
+        if let Some(answered) = interrupt(&gate.faults, &action, &path).await {
+            return answered;
+        }
+        match edit_response(&mut parts, content, &action).await {
+            Ok(c) => content = c,
+            Err(why) => return bad_gateway(format!("response of {path}: {why}")),
         }
     }
     fix_length(&mut parts.headers, &content);
