@@ -37,9 +37,10 @@
 //!   owns an engine (`Pipeline::mesh`).
 //! - [`runner`]: the [`runner::Run`] builder (sim or live), the run summary, the determinism check and
 //!   swarm testing.
-//! - [`campaign`]: studies of many runs — a parameter grid over Chaos Mesh files, seeds, captured series
-//!   in the ChaosMeshWizard's CSV format, its event detection checked against the ground truth,
-//!   recovery-time statistics and the dose-response regression.
+//! - [`campaign`]: studies of many runs — a parameter grid over Chaos Mesh files, Chaos Toolkit
+//!   experiments or fault schedules, seeds (sim) or a live instance (`--target`), captured series in the
+//!   ChaosMeshWizard's CSV format, its event detection checked against the ground truth, recovery-time
+//!   statistics and the dose-response regression.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane (faults, Chaos Toolkit
 //!   experiments, Chaos Mesh objects).
 //! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining`, which print figures.

@@ -6,6 +6,7 @@
 //! - `GET /indices`, `GET /indices/{name}/docs?from=&size=` — the `ELASTICSEARCH` document index.
 //! - `GET /api/bus/brokers|topics|topics/{name}|groups|groups/{group}` — the bus: brokers, partitions with
 //!   leader, replicas and ISR, consumer groups with members, committed offsets and lag.
+//! - `GET|POST /api/v1/query?query=…` — Prometheus's instant-query API over the run's metrics ([`query`]).
 //! - `GET /api/orders/invariants` — the order services' invariants, checked now; and the order API itself
 //!   (`/orders/`, `/create_order`, `/list_orders`, `/docs`, …) when the flow runs it.
 //!
@@ -14,6 +15,7 @@
 pub mod auth;
 pub mod control;
 pub mod mesh;
+pub mod query;
 pub mod reasoning;
 
 use std::collections::BTreeMap;
@@ -58,6 +60,7 @@ pub fn router(p: Arc<Pipeline>) -> Router {
         .route("/api/bus/topics/{name}", get(bus_topic))
         .route("/api/bus/groups", get(bus_groups))
         .route("/api/bus/groups/{group}", get(bus_group))
+        .merge(query::routes())
         .with_state(p);
     served.into_iter().fold(api, Router::merge)
 }

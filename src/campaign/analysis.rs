@@ -39,6 +39,10 @@ pub struct RunResult {
     /// The resilience score, 0–100 (none without probes).
     #[serde(default)]
     pub resilience: Option<f64>,
+    /// How the run departs from its design: events no fault explains, faults without an event, an
+    /// event not over when the capture ended. Such a run still counts; the report lists it apart.
+    #[serde(default)]
+    pub deviations: Vec<String>,
 }
 
 /// A probe judged over one run.
@@ -105,8 +109,30 @@ impl RunResult {
             warnings: Vec::new(),
             probes: Vec::new(),
             resilience: None,
+            deviations: Vec::new(),
         }
     }
+}
+
+/// How a run's events depart from its design (see [`RunResult::deviations`]).
+fn deviations(events: &[Event], samples: usize, truth: Option<&Match>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(m) = truth {
+        if m.false_events > 0 {
+            out.push(format!("{} of {} events follow no fault", m.false_events, events.len()));
+        }
+        if m.missed_faults > 0 {
+            out.push(format!(
+                "{} of {} faults are followed by no event",
+                m.missed_faults,
+                m.found_faults + m.missed_faults
+            ));
+        }
+    }
+    if let Some(last) = events.last().filter(|e| samples > 0 && e.end + 1 >= samples) {
+        out.push(format!("the event from {:.0} s had not recovered when the capture ended", last.start_time));
+    }
+    out
 }
 
 /// Finds the events of `series[a.metric]` and matches them against `truth`.
@@ -146,6 +172,7 @@ pub fn analyse_run(
         run: run.clone(),
         error: None,
         samples: s.len(),
+        deviations: deviations(&events, s.len(), truth_match.as_ref()),
         events,
         recoveries,
         faults: windows.as_ref().map(Vec::len),
@@ -167,6 +194,9 @@ pub struct PointSummary {
     pub runs: usize,
     /// Failed runs.
     pub failed: usize,
+    /// Runs that deviate from the design.
+    #[serde(default)]
+    pub deviating: usize,
     /// Events found.
     pub events: usize,
     /// Recovery times of every event.
@@ -186,6 +216,12 @@ pub struct CampaignSummary {
     pub runs: usize,
     /// Failed runs, with why.
     pub failed: Vec<(String, String)>,
+    /// Runs that deviate from the design, with how.
+    #[serde(default)]
+    pub deviating: Vec<(String, Vec<String>)>,
+    /// The live instance the runs went to (`--target`); none for sim runs.
+    #[serde(default)]
+    pub target: Option<String>,
     /// Every recovery time (the wizard's RQ1: its mean).
     pub recovery: Option<Summary>,
     /// Recovery from each explained event's fault start to the event's end (what the wizard's start —
@@ -222,6 +258,7 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
                     x: r.run.x,
                     runs: 0,
                     failed: 0,
+                    deviating: 0,
                     events: 0,
                     recovery: None,
                     truth_recovery: None,
@@ -237,6 +274,7 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
             continue;
         }
         p.events += r.events.len();
+        p.deviating += usize::from(!r.deviations.is_empty());
         all.extend(r.recoveries.iter().copied());
         if let Some(x) = r.run.x {
             pairs.extend(r.recoveries.iter().map(|y| (x, *y)));
@@ -273,6 +311,12 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
             .iter()
             .filter_map(|r| r.error.as_ref().map(|e| (r.run.id.clone(), e.clone())))
             .collect(),
+        deviating: results
+            .iter()
+            .filter(|r| r.error.is_none() && !r.deviations.is_empty())
+            .map(|r| (r.run.id.clone(), r.deviations.clone()))
+            .collect(),
+        target: None,
         recovery: stats::summary(&all),
         truth_recovery: stats::summary(&truth_all),
         points,

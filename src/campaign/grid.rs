@@ -167,6 +167,31 @@ pub fn substitute(text: &str, names: &[String], point: &[Value]) -> String {
     out
 }
 
+/// Every string of `value` with `${name}` replaced by the point's values; a string that is one placeholder
+/// and whose value is a plain number becomes that number (`"${percent}"` → `50`).
+pub fn substitute_json(value: serde_json::Value, names: &[String], point: &[Value]) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        J::String(s) => {
+            let whole = names.iter().zip(point).find(|(n, _)| s == format!("${{{n}}}"));
+            match whole.and_then(|(_, v)| v.text.trim().parse::<f64>().ok()) {
+                Some(n) => serde_json::Number::from_f64(n)
+                    .map(|n| match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => J::from(f as i64),
+                        _ => J::Number(n),
+                    })
+                    .unwrap_or(J::String(s)),
+                None => J::String(substitute(&s, names, point)),
+            }
+        }
+        J::Array(items) => J::Array(items.into_iter().map(|v| substitute_json(v, names, point)).collect()),
+        J::Object(map) => {
+            J::Object(map.into_iter().map(|(k, v)| (k, substitute_json(v, names, point))).collect())
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +227,13 @@ mod tests {
         let names = vec!["jitter".to_string(), "latency".to_string()];
         let point = vec![value("0ms".into()), value("20ms".into())];
         assert_eq!(substitute(text, &names, &point), "latency: '20ms'\njitter: '0ms'\nagain: 20ms\n");
+        let names = vec!["latency".to_string(), "percent".to_string()];
+        let point = vec![value("20ms".into()), value("50".into())];
+        let request = serde_json::json!({"parameters": {"latency": "${latency}", "percent": "${percent}",
+            "note": "at ${percent} %", "list": ["${latency}"]}});
+        assert_eq!(
+            substitute_json(request, &names, &point),
+            serde_json::json!({"parameters": {"latency": "20ms", "percent": 50, "note": "at 50 %", "list": ["20ms"]}})
+        );
     }
 }

@@ -19,6 +19,8 @@ pub struct ReportInput<'a> {
     pub results: &'a [RunResult],
     /// The command that reproduces it.
     pub command: &'a str,
+    /// The live instance the runs went to (`--target`); none for sim runs.
+    pub target: Option<&'a str>,
 }
 
 /// Draws the plots and writes `report.md` and `report.html` under `out`; returns problems with plots
@@ -94,14 +96,16 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
     let seeds = c.runs.seeds.expand().unwrap_or_default();
     let _ = writeln!(
         md,
-        "{} runs ({} failed): {} points × seeds {:?}; each run {} minutes of virtual time (NUMBER_OF_RUNS {}, OFFSET {} min).\n",
+        "{} runs ({} failed, {} deviating): {} points × seeds {:?}; each run up to {} of {} time (NUMBER_OF_RUNS {}, OFFSET {}).\n",
         s.runs,
         s.failed.len(),
+        s.deviating.len(),
         s.points.len(),
         seeds,
-        c.run_length().as_secs() / 60,
+        humantime::format_duration(c.run_length()),
+        if input.target.is_some() { "real" } else { "virtual" },
         c.runs.number,
-        c.runs.offset.as_secs() / 60
+        humantime::format_duration(c.runs.offset)
     );
     let _ = writeln!(md, "## Recovery time\n");
     if let Some(r) = &s.recovery {
@@ -135,7 +139,7 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
     }
     let _ = writeln!(
         md,
-        "| {parameter} | runs | failed | events | mean (s) | median (s) | 95 % CI (s) | from the fault, mean (s) |\n|---|---|---|---|---|---|---|---|"
+        "| {parameter} | runs | failed | deviating | events | mean (s) | median (s) | 95 % CI (s) | from the fault, mean (s) |\n|---|---|---|---|---|---|---|---|---|"
     );
     for p in &s.points {
         let values: Vec<String> = p.point.values().cloned().collect();
@@ -143,10 +147,11 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
         let ci = r.and_then(|r| r.ci95).map_or_else(|| "–".into(), |(lo, hi)| format!("{lo:.1}–{hi:.1}"));
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {ci} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {ci} | {} |",
             values.join(", "),
             p.runs,
             p.failed,
+            p.deviating,
             p.events,
             opt(r.map(|r| r.mean), 1),
             opt(r.map(|r| r.median), 1),
@@ -162,6 +167,28 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
         opt(s.precision, 2),
         opt(s.recall, 2)
     );
+    if !s.deviating.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Runs that deviate\n\n{} of {} runs depart from the design; their recovery times are in the figures above, so read them with this list:\n",
+            s.deviating.len(),
+            s.runs
+        );
+        for (id, how) in &s.deviating {
+            let _ = writeln!(md, "- {id}: {}", how.join("; "));
+        }
+        let _ = writeln!(md);
+    }
+    if !s.failed.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Runs that failed\n\nThey are left out of every figure; running the campaign again tries them again.\n"
+        );
+        for (id, why) in &s.failed {
+            let _ = writeln!(md, "- {id}: {}", why.replace('\n', " "));
+        }
+        let _ = writeln!(md);
+    }
     if let Some(r) = &s.resilience {
         let probes: Vec<String> = c
             .probes
@@ -190,7 +217,11 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
         } else {
             r.run.id.clone()
         };
-        let note = r.error.clone().unwrap_or_else(|| r.warnings.first().cloned().unwrap_or_default());
+        let note = match (&r.error, r.deviations.is_empty()) {
+            (Some(e), _) => format!("failed: {e}"),
+            (None, false) => format!("deviates: {}", r.deviations.join("; ")),
+            (None, true) => r.warnings.first().cloned().unwrap_or_default(),
+        };
         let _ = writeln!(
             md,
             "| {link} | {} | {} | {} | {} | {} | {} |",
@@ -207,10 +238,18 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
     }
     let _ = writeln!(
         md,
-        "\n## Reproduce\n\n```\n{}\n```\n\nchaoslab {} ({}); every run is a sim run fixed by its seed: the same command writes the same files.",
+        "\n## Reproduce\n\n```\n{}\n```\n\nchaoslab {} ({}); {}",
         input.command,
         env!("CARGO_PKG_VERSION"),
-        std::env::consts::ARCH
+        std::env::consts::ARCH,
+        match input.target {
+            None => "every run is a sim run fixed by its seed: the same command writes the same files."
+                .to_string(),
+            Some(url) => format!(
+                "the runs went to the live instance at {url} in real time, one after another (a seed only numbers \
+                 the repetition): a live run is not reproducible to the byte."
+            ),
+        }
     );
     md
 }

@@ -8,23 +8,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Timelike as _};
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{self, RunResult};
+use super::capture::{self, Captured, Firing, Plan};
 use super::detect::Window;
 use super::grid::{self, Grid, Value};
-use super::series::{self, Series};
+use super::series;
 use super::spec::Campaign;
-use crate::chaos::experiment::{RunOptions, VarOverrides};
-use crate::chaos::providers::{Backend, NativeProviders};
+use super::target::{ChaosDoc, Local, Remote};
+use crate::chaos::experiment::VarOverrides;
 use crate::config::Problems;
 use crate::mesh::load::Loaded;
 use crate::mesh::schema::Spec;
-use crate::mesh::select::pods_of_flow;
+use crate::mesh::select::{Pod, pods_of_flow};
 use crate::runner::Run;
 use crate::topology::flow::Flow;
 
@@ -76,36 +75,36 @@ pub fn plan(c: &Campaign) -> anyhow::Result<Vec<RunId>> {
     Ok(out)
 }
 
-/// Reads the campaign's flow and its chaos files for one point, checked against the flow's pods.
-fn chaos_for(c: &Campaign, flow: &Flow, run: &RunId) -> anyhow::Result<Vec<Loaded>> {
+/// The campaign's chaos files for one point, with its values in; checked against `pods` (the flow's,
+/// for sim runs; a live target checks them itself).
+fn chaos_for(c: &Campaign, pods: Option<&[Pod]>, run: &RunId) -> anyhow::Result<Vec<ChaosDoc>> {
     let names: Vec<String> = run.point.keys().cloned().collect();
-    let pods = pods_of_flow(flow);
     let mut problems = Problems::new();
-    let mut loaded = Vec::new();
+    let mut docs = Vec::new();
     for f in &c.chaos.mesh {
         let path = c.dir.join(f);
-        let objects = if f.extension().is_some_and(|e| e == "jsonnet") {
+        if f.extension().is_some_and(|e| e == "jsonnet") {
             // Jsonnet templates take the point as external variables (`std.extVar("latency")`).
             let vars: Vec<(String, String)> = run.point.clone().into_iter().collect();
             let documents = crate::mesh::jsonnet::render_with(&path, &vars)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let mut objects = Vec::new();
             for (label, json) in documents {
-                let name = format!("{} ({label})", path.display());
-                objects.extend(crate::mesh::load::load_text(&name, &json, Some(&pods), &mut problems));
+                let origin = format!("{} ({label})", path.display());
+                let objects = crate::mesh::load::load_text(&origin, &json, pods, &mut problems);
+                docs.push(ChaosDoc { origin, text: json, objects });
             }
-            objects
         } else {
             let text =
                 std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let text = grid::substitute(&text, &names, &run.values);
-            crate::mesh::load::load_text(&path.display().to_string(), &text, Some(&pods), &mut problems)
-        };
-        loaded.extend(objects);
+            let origin = path.display().to_string();
+            let objects = crate::mesh::load::load_text(&origin, &text, pods, &mut problems);
+            docs.push(ChaosDoc { origin, text, objects });
+        }
     }
     let errors: Vec<String> = problems.errors().map(ToString::to_string).collect();
     anyhow::ensure!(errors.is_empty(), "the chaos files do not load:\n  {}", errors.join("\n  "));
-    Ok(loaded)
+    Ok(docs)
 }
 
 /// Whether an object fires on a cron schedule (then it is applied at a "good time", as the wizard does).
@@ -117,167 +116,49 @@ fn has_cron(l: &Loaded) -> bool {
     }
 }
 
-fn unix(t: &str) -> Option<f64> {
-    DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp_millis() as f64 / 1000.0)
-}
-
-/// What one sim run captured.
-struct Captured {
-    series: BTreeMap<String, Series>,
-    truth: Vec<Window>,
-    warnings: Vec<String>,
-    journals: Vec<serde_json::Value>,
-}
-
-/// The campaign's Chaos Toolkit experiments, read, with the point as configuration overrides.
-fn experiments_for(c: &Campaign, run: &RunId) -> anyhow::Result<(Vec<serde_json::Value>, VarOverrides)> {
-    let mut raw = Vec::new();
+/// What one run of the campaign does at `run`'s point.
+fn plan_of(c: &Campaign, pods: Option<&[Pod]>, run: &RunId) -> anyhow::Result<Plan> {
+    let docs = chaos_for(c, pods, run)?;
+    let cron = docs.iter().flat_map(|d| &d.objects).any(has_cron);
+    anyhow::ensure!(
+        !cron || c.runs.offset.as_secs().is_multiple_of(60) && c.runs.offset.subsec_nanos() == 0,
+        "runs.offset must be whole minutes when the chaos has a cron schedule (the wizard's OFFSET_IN_MINUTES)"
+    );
+    let names: Vec<String> = run.point.keys().cloned().collect();
+    let mut schedule = Vec::new();
+    for (i, f) in c.chaos.schedule.iter().enumerate() {
+        let request =
+            f.request(&names, &run.values).map_err(|e| anyhow::anyhow!("chaos.schedule[{i}]: {e}"))?;
+        schedule.push(Firing { at: f.at, every: f.every, request });
+    }
+    let mut experiments = Vec::new();
     for f in &c.chaos.experiments {
         let path = c.dir.join(f);
-        raw.push(crate::chaos::experiment::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?);
+        experiments.push(crate::chaos::experiment::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?);
     }
+    // The point's values are the experiments' configuration overrides, as `chaos run --var name=value`.
     let mut overrides = VarOverrides::default();
     for (name, value) in &run.point {
         overrides.configuration.insert(name.clone(), serde_json::Value::String(value.clone()));
     }
-    Ok((raw, overrides))
+    Ok(Plan {
+        docs,
+        schedule,
+        experiments,
+        overrides,
+        captures: c.captures(),
+        warmup: c.runs.warmup,
+        offset: c.runs.offset,
+        number: c.runs.number,
+        cron,
+    })
 }
 
-/// Runs one point with one seed; writes its files under `out`.
-pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Result<RunResult> {
-    let loaded = chaos_for(c, flow, run)?;
-    let (experiments, overrides) = experiments_for(c, run)?;
-    let env = crate::chaos::execute::SimEnv::for_flow(flow, run.seed);
-    let cron = loaded.iter().any(has_cron);
-    let dir = out.join("runs").join(&run.id);
-    let captures = c.captures();
-    let (warmup, offset, number) = (c.runs.warmup, c.runs.offset, c.runs.number);
-    let slot: Arc<Mutex<Option<Captured>>> = Arc::default();
-    let seen = slot.clone();
-    Run::new(flow.clone())
-        .out(&dir)
-        .seed(run.seed)
-        .trace_in_memory()
-        .sim_with(move |p| async move {
-            let start = tokio::time::Instant::now();
-            let mut series: BTreeMap<String, Series> = BTreeMap::new();
-            let mut warnings = Vec::new();
-            // The wizard applies a cron file just after the next minute divisible by its offset, + 2 s.
-            let mut apply = warmup;
-            if cron {
-                let at = p.clock.now() + chrono::Duration::from_std(warmup).unwrap_or_default();
-                let minutes = (offset.as_secs() / 60).max(1) as u32;
-                let past = (at.minute() % minutes) * 60 + at.second();
-                let wait = if past == 0 && at.nanosecond() == 0 { 0 } else { minutes * 60 - past };
-                apply += Duration::from_secs(u64::from(wait) + 2);
-            }
-            let end = apply + offset * (number + 2);
-            // Chaos Toolkit experiments run from the chaos's start, beside the capture.
-            let journals: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-            let ctk_warnings: Arc<Mutex<Vec<String>>> = Arc::default();
-            let ctk = {
-                let (p, journals, ctk_warnings) = (p.clone(), journals.clone(), ctk_warnings.clone());
-                async move {
-                    if experiments.is_empty() {
-                        return;
-                    }
-                    tokio::time::sleep_until(start + apply).await;
-                    let providers = NativeProviders::new(Backend::Local(p.clone()));
-                    for raw in &experiments {
-                        let options = RunOptions::default();
-                        match crate::chaos::execute::prepare(raw, &providers, &options, &overrides, &env) {
-                            Ok((experiment, settings)) => {
-                                let now = crate::chaos::execute::now_of(&p.clock);
-                                let cancel = tokio_util::sync::CancellationToken::new();
-                                let journal = crate::chaos::execute::run(
-                                    &experiment,
-                                    settings,
-                                    &providers,
-                                    cancel,
-                                    now,
-                                )
-                                .await;
-                                let value = serde_json::to_value(&journal).unwrap_or_default();
-                                journals.lock().unwrap_or_else(PoisonError::into_inner).push(value);
-                            }
-                            Err(errors) => {
-                                let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                                ctk_warnings
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .push(format!("experiment not run: {}", text.join("; ")));
-                            }
-                        }
-                    }
-                }
-            };
-            let mut next_sample: Vec<Duration> = vec![Duration::ZERO; captures.len()];
-            let mut applied = false;
-            let capture = async {
-                loop {
-                    let now = start.elapsed();
-                    if !applied && now >= apply {
-                        for l in &loaded {
-                            if let Err(e) = p.mesh.create(&p, l) {
-                                warnings.push(format!("{}: {e}", l.object.origin));
-                            }
-                        }
-                        applied = true;
-                    }
-                    for (i, cap) in captures.iter().enumerate() {
-                        if now >= next_sample[i] {
-                            let t = p.clock.now().timestamp_millis() as f64 / 1000.0;
-                            match crate::monitoring::query_value(&p, &cap.query) {
-                                Ok(v) => match v.as_f64() {
-                                    Some(v) => series.entry(cap.name.clone()).or_default().push(t, v),
-                                    None if warnings.len() < 20 => {
-                                        warnings.push(format!("{} at {t}: {v} is not one number", cap.name))
-                                    }
-                                    None => {}
-                                },
-                                Err(e) if warnings.len() < 20 => {
-                                    warnings.push(format!("{} at {t}: {e}", cap.name))
-                                }
-                                Err(_) => {}
-                            }
-                            next_sample[i] += cap.interval;
-                        }
-                    }
-                    if now >= end {
-                        break;
-                    }
-                    let mut wake = next_sample.iter().copied().min().unwrap_or(end).min(end);
-                    if !applied {
-                        wake = wake.min(apply);
-                    }
-                    tokio::time::sleep_until(start + wake).await;
-                }
-            };
-            tokio::join!(capture, ctk);
-            warnings.extend(ctk_warnings.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
-            let journals = std::mem::take(&mut *journals.lock().unwrap_or_else(PoisonError::into_inner));
-            p.mesh.shutdown().await;
-            let truth = p
-                .faults
-                .all()
-                .iter()
-                .filter_map(|r| {
-                    Some(Window {
-                        fault: r.id.clone(),
-                        kind: r.kind.clone(),
-                        start: unix(&r.applied_at)?,
-                        end: r.ended_at.as_deref().and_then(unix),
-                    })
-                })
-                .collect();
-            *seen.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(Captured { series, truth, warnings, journals });
-            Ok(())
-        })
-        .with_context(|| format!("run {}", run.id))?;
-    let captured =
-        slot.lock().unwrap_or_else(PoisonError::into_inner).take().context("the run captured nothing")?;
+/// Writes what a run captured and analyses it.
+fn finish_run(c: &Campaign, run: &RunId, out: &Path, captured: Captured) -> anyhow::Result<RunResult> {
     let runs = out.join("runs");
+    std::fs::create_dir_all(runs.join(&run.id))
+        .with_context(|| format!("cannot create {}", runs.display()))?;
     series::write(&runs.join(format!("{}.csv", run.id)), &captured.series)?;
     write_json(&runs.join(format!("{}.truth.json", run.id)), &captured.truth)?;
     for (i, journal) in captured.journals.iter().enumerate() {
@@ -287,6 +168,43 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
         analysis::analyse_run(&c.analysis, &c.probes, run, &captured.series, Some(&captured.truth));
     result.warnings.extend(captured.warnings);
     Ok(result)
+}
+
+/// Runs one point with one seed in virtual time; writes its files under `out`.
+pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Result<RunResult> {
+    let plan = plan_of(c, Some(&pods_of_flow(flow)), run)?;
+    let env = crate::chaos::execute::SimEnv::for_flow(flow, run.seed);
+    let dir = out.join("runs").join(&run.id);
+    let slot: Arc<Mutex<Option<Captured>>> = Arc::default();
+    let seen = slot.clone();
+    Run::new(flow.clone())
+        .out(&dir)
+        .seed(run.seed)
+        .trace_in_memory()
+        .sim_with(move |p| async move {
+            let mut target = Local { p, env };
+            let captured = capture::run(&mut target, &plan).await;
+            *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(captured);
+            Ok(())
+        })
+        .with_context(|| format!("run {}", run.id))?;
+    let captured =
+        slot.lock().unwrap_or_else(PoisonError::into_inner).take().context("the run captured nothing")?;
+    finish_run(c, run, out, captured)
+}
+
+/// Runs one point against a live target in real time (the seed only numbers the repetition).
+pub fn run_live(
+    c: &Campaign,
+    target: &Remote,
+    runtime: &tokio::runtime::Runtime,
+    run: &RunId,
+    out: &Path,
+) -> anyhow::Result<RunResult> {
+    let plan = plan_of(c, None, run)?;
+    let mut target = target.clone();
+    let captured = runtime.block_on(capture::run(&mut target, &plan));
+    finish_run(c, run, out, captured)
 }
 
 /// A kept run analysed again from its CSV and ground truth with `analysis` (its result file updated); a
@@ -337,12 +255,23 @@ pub trait Progress: Sync {
     fn done(&self, result: &RunResult);
 }
 
-/// Runs every run not done yet, `jobs` at a time; returns every run's result in plan order (failed runs
-/// included, with their error).
+/// Where the runs happen.
+pub enum Mode<'a> {
+    /// Sim runs in this process, `jobs` at a time.
+    Sim {
+        /// Threads.
+        jobs: usize,
+    },
+    /// One after another against a live chaoslab, in real time.
+    Live(&'a Remote),
+}
+
+/// Runs every run not done yet; returns every run's result in plan order (failed runs included, with
+/// their error).
 pub fn run_all(
     c: &Campaign,
     out: &Path,
-    jobs: usize,
+    mode: Mode<'_>,
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<RunResult>> {
     let flow = crate::catalog::load_flow(&c.dir.join(&c.flow)).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -355,32 +284,58 @@ pub fn run_all(
         .collect();
     progress.start(runs.len(), done.iter().flatten().count());
     let results: Vec<Mutex<Option<RunResult>>> = done.into_iter().map(Mutex::new).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(run) = runs.get(i) else { break };
-                    if results[i].lock().unwrap_or_else(PoisonError::into_inner).is_some() {
-                        continue;
-                    }
-                    let result = match run_one(c, &flow, run, out) {
-                        Ok(r) => r,
-                        Err(e) => RunResult::failed(run, format!("{e:#}")),
-                    };
-                    // Only a finished run is kept: a failed one is tried again when the campaign runs again.
-                    if result.error.is_none()
-                        && let Err(e) = write_json(&marker(run), &result)
-                    {
-                        tracing::warn!("{e:#}");
-                    }
-                    progress.done(&result);
-                    *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+    let keep = |i: usize, run: &RunId, result: RunResult| {
+        // Only a finished run is kept: a failed one is tried again when the campaign runs again.
+        if result.error.is_none()
+            && let Err(e) = write_json(&marker(run), &result)
+        {
+            tracing::warn!("{e:#}");
+        }
+        progress.done(&result);
+        *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+    };
+    let pending = |i: usize| results[i].lock().unwrap_or_else(PoisonError::into_inner).is_none();
+    match mode {
+        Mode::Sim { jobs } => {
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..jobs.max(1) {
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(run) = runs.get(i) else { break };
+                            if !pending(i) {
+                                continue;
+                            }
+                            let result = run_one(c, &flow, run, out)
+                                .unwrap_or_else(|e| RunResult::failed(run, format!("{e:#}")));
+                            keep(i, run, result);
+                        }
+                    });
                 }
             });
         }
-    });
+        Mode::Live(target) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let components = runtime.block_on(target.check()).context("the target does not answer")?;
+            let missing: Vec<&String> = flow.components.keys().filter(|n| !components.contains(n)).collect();
+            for (i, run) in runs.iter().enumerate() {
+                if !pending(i) {
+                    continue;
+                }
+                let mut result = run_live(c, target, &runtime, run, out)
+                    .unwrap_or_else(|e| RunResult::failed(run, format!("{e:#}")));
+                if !missing.is_empty() {
+                    let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                    result.warnings.push(format!(
+                        "the target runs no {} (the campaign's flow has them)",
+                        names.join(", ")
+                    ));
+                }
+                keep(i, run, result);
+            }
+        }
+    }
     Ok(results
         .into_iter()
         .zip(&runs)

@@ -26,9 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::json;
 
 use super::detect::Detector;
 use super::grid::{Grid, Values};
+use crate::chaos::faults::FaultRequest;
 use crate::config::locate::TomlLines;
 use crate::config::{KeyPath, Problem, Problems, ProblemsError};
 
@@ -76,6 +78,67 @@ pub struct Chaos {
     /// chaos's start; the point's values are configuration overrides, as `chaos run --var name=value`.
     #[serde(default)]
     pub experiments: Vec<PathBuf>,
+    /// Catalogue faults at times after the chaos's start (`[[chaos.schedule]]`), as a flow's
+    /// `[[schedule]]` but with the fault catalogue's kinds, which leave ground truth; `${name}` in any
+    /// string is replaced by the point's value (a number where the whole string is one placeholder).
+    #[serde(default)]
+    pub schedule: Vec<ScheduledFault>,
+}
+
+/// One fault of a campaign's schedule.
+///
+/// ```toml
+/// [[chaos.schedule]]
+/// at = "0s"                  # after the chaos's start
+/// every = "2m"               # repeated until the capture ends (optional)
+/// kind = "process-kill"
+/// target = "heuristics-miner"
+/// [[chaos.schedule]]
+/// kind = "network-delay"
+/// target = "kafka-*"
+/// parameters = { latency = "${latency}" }
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+pub struct ScheduledFault {
+    /// When, after the chaos's start.
+    #[serde(default, with = "humantime_serde")]
+    pub at: Duration,
+    /// Repeated this often until the capture ends.
+    #[serde(default, with = "humantime_serde::option")]
+    pub every: Option<Duration>,
+    /// A kind of the fault catalogue.
+    pub kind: String,
+    /// What it acts on (a name, a glob, `kind:<component kind>`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The selector's mode (`one`, `all`, `fixed`, …).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// The mode's value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// How long it lasts (`30s`); without it, until the run ends.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// The kind's parameters.
+    #[serde(default)]
+    pub parameters: toml::Table,
+}
+
+impl ScheduledFault {
+    /// The request with the point's values in (`names` and `point` in grid order).
+    pub fn request(&self, names: &[String], point: &[super::grid::Value]) -> Result<FaultRequest, String> {
+        let request = json!({
+            "kind": self.kind,
+            "target": self.target,
+            "mode": self.mode,
+            "value": self.value,
+            "duration": self.duration,
+            "parameters": self.parameters,
+        });
+        let request = super::grid::substitute_json(request, names, point);
+        serde_json::from_value(request).map_err(|e| e.to_string())
+    }
 }
 
 /// The runs of each point, timed as the ChaosMeshWizard times them: the chaos is applied after `warmup`
@@ -89,7 +152,8 @@ pub struct Runs {
     pub seeds: Seeds,
     /// The wizard's NUMBER_OF_RUNS.
     pub number: u32,
-    /// The wizard's OFFSET_IN_MINUTES.
+    /// The wizard's OFFSET_IN_MINUTES (whole minutes when the chaos has a cron schedule; any length
+    /// otherwise, e.g. seconds for a quick live check).
     #[serde(with = "humantime_serde")]
     pub offset: Duration,
     /// Time before the chaos.
@@ -316,12 +380,14 @@ impl Campaign {
         if !self.dir.join(&self.flow).is_file() {
             p.error("flow", format!("{} is not a file", self.dir.join(&self.flow).display()));
         }
-        if self.chaos.mesh.is_empty() && self.chaos.experiments.is_empty() {
+        if self.chaos.mesh.is_empty() && self.chaos.experiments.is_empty() && self.chaos.schedule.is_empty() {
             p.error(
                 "chaos",
-                "no chaos: name Chaos Mesh files (mesh) or Chaos Toolkit experiments (experiments)",
+                "no chaos: name Chaos Mesh files (mesh), Chaos Toolkit experiments (experiments) or faults \
+                 ([[chaos.schedule]])",
             );
         }
+        self.check_schedule(p);
         for (i, f) in self.chaos.experiments.iter().enumerate() {
             let path = self.dir.join(f);
             if let Err(e) = crate::chaos::experiment::load(&path) {
@@ -359,8 +425,9 @@ impl Campaign {
             ),
             Ok(_) => {}
         }
-        if self.runs.offset < Duration::from_secs(60) || !self.runs.offset.as_secs().is_multiple_of(60) {
-            p.error("runs.offset", "whole minutes, at least 1 (the wizard's OFFSET_IN_MINUTES)");
+        // Whole minutes are needed only for the wizard's wait for a cron schedule (checked per run).
+        if self.runs.offset < Duration::from_secs(1) {
+            p.error("runs.offset", "at least 1s (the wizard's OFFSET_IN_MINUTES is in minutes)");
         }
         if self.runs.number == 0 {
             p.error("runs.number", "at least 1 run");
@@ -419,6 +486,35 @@ impl Campaign {
         }
     }
 
+    /// Each scheduled fault with the grid's first point in, checked against the catalogue.
+    fn check_schedule(&self, p: &mut crate::config::problems::FileProblems<'_>) {
+        let Ok(grid) = Grid::new(&self.grid) else { return };
+        let first = grid.points.first().cloned().unwrap_or_default();
+        for (i, f) in self.chaos.schedule.iter().enumerate() {
+            let at = KeyPath::parse("chaos.schedule").index(i);
+            let text =
+                serde_json::to_string(&json!([f.kind, f.target, f.mode, f.value, f.duration, f.parameters]))
+                    .unwrap_or_default();
+            let missing: Vec<String> =
+                super::grid::placeholders(&text).into_iter().filter(|v| !self.grid.contains_key(v)).collect();
+            if !missing.is_empty() {
+                p.error(at, format!("uses ${{{}}}, which the grid does not give", missing.join("}, ${")));
+                continue;
+            }
+            if f.every.is_some_and(|e| e < Duration::from_secs(1)) {
+                p.error(at.key("every"), "at least 1s");
+            }
+            match f.request(&grid.names, &first) {
+                Err(e) => p.error(at, e),
+                Ok(request) => {
+                    if let Err(e) = crate::chaos::faults::Fault::parse(&request) {
+                        p.error(at, e.to_string());
+                    }
+                }
+            }
+        }
+    }
+
     /// What each run samples: the captures, then each probe's query as `probe:<name>`.
     pub fn captures(&self) -> Vec<Capture> {
         let probes = self.probes.iter().map(|p| Capture {
@@ -454,5 +550,34 @@ mod tests {
             problems.contains("big.toml:8:runs.seeds: 10000 points × 11 seeds is more than 100000 runs"),
             "{problems}"
         );
+    }
+
+    #[test]
+    fn scheduled_faults_are_checked_against_the_grid_and_the_catalogue() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.toml"), "").unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "name = \"s\"\nflow = \"f.toml\"\n[grid]\nlatency = [\"10ms\"]\n\
+             [[chaos.schedule]]\nkind = \"network-delay\"\nparameters = { latency = \"${jitter}\" }\n\
+             [[chaos.schedule]]\nkind = \"no-such-kind\"\n\
+             [[chaos.schedule]]\nkind = \"process-kill\"\ntarget = \"FLINK\"\nevery = \"10ms\"\n\
+             [[chaos.schedule]]\nkind = \"network-delay\"\ntarget = \"*->FLINK\"\nparameters = { latency = \"${latency}\" }\n\
+             [[capture]]\nname = \"x\"\nquery = \"up\"\n[analysis]\nmetric = \"x\"\n",
+        )
+        .unwrap();
+        let problems = Campaign::load(&path).unwrap_err().to_string();
+        assert!(
+            problems.contains("s.toml:5:chaos.schedule[0]: uses ${jitter}, which the grid does not give"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("s.toml:8:chaos.schedule[1]:") && problems.contains("no-such-kind"),
+            "{problems}"
+        );
+        assert!(problems.contains("s.toml:13:chaos.schedule[2].every: at least 1s"), "{problems}");
+        assert!(!problems.contains("chaos.schedule[3]"), "{problems}");
+        assert_eq!(problems.lines().filter(|l| l.contains("s.toml:")).count(), 3, "{problems}");
     }
 }

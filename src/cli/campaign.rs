@@ -7,9 +7,11 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::fault::Target;
 use chaoslab::campaign::analysis::{self, RunResult};
-use chaoslab::campaign::run::{self, Progress, RunId};
+use chaoslab::campaign::run::{self, Mode, Progress, RunId};
 use chaoslab::campaign::spec::Analysis;
+use chaoslab::campaign::target::Remote;
 use chaoslab::campaign::{Campaign, CampaignSummary, report, series};
 
 #[derive(Subcommand)]
@@ -39,6 +41,20 @@ pub struct RunArgs {
     /// Runs at once (each is one thread).
     #[arg(short = 'j', long, default_value_t = 1)]
     jobs: usize,
+    /// Run against a live chaoslab at this URL in real time, one run after another (the seed then only
+    /// numbers the repetition): the chaos goes to its Chaos Mesh API and control plane.
+    #[arg(long)]
+    target: Option<String>,
+    /// With --target: where the series are queried (`/api/v1/query`), e.g. a Prometheus scraping the
+    /// target (default: the target itself).
+    #[arg(long, requires = "target")]
+    prometheus: Option<String>,
+    /// With --target: bearer token (default: $CHAOSLAB_TOKEN, else --token-file).
+    #[arg(long, requires = "target")]
+    token: Option<String>,
+    /// With --target: file holding the token (default: out/control-token, written by `chaoslab run`).
+    #[arg(long, requires = "target")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -110,26 +126,52 @@ fn run_campaign(a: RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let results = run::run_all(&campaign, &a.out, a.jobs, &Bar(bar.clone()))?;
+    let remote = match &a.target {
+        Some(url) => {
+            let auth = Target { url: url.clone(), token: a.token.clone(), token_file: a.token_file.clone() };
+            Some(Remote::new(url, a.prometheus.as_deref(), auth.token()?)?)
+        }
+        None => None,
+    };
+    if remote.is_some() && a.jobs > 1 {
+        eprintln!(
+            "-j {} is ignored with --target: the runs share the instance, so they go one after another",
+            a.jobs
+        );
+    }
+    let mode = match &remote {
+        Some(r) => Mode::Live(r),
+        None => Mode::Sim { jobs: a.jobs },
+    };
+    let results = run::run_all(&campaign, &a.out, mode, &Bar(bar.clone()))?;
     bar.finish_and_clear();
-    let summary = write_outputs(&campaign, &a.out, &results)?;
+    let summary = write_outputs(&campaign, &a.out, &results, a.target.as_deref())?;
     print_summary(&summary);
+    let how = match &a.target {
+        Some(url) => format!("against {url}"),
+        None => format!("-j {}", a.jobs),
+    };
     println!(
-        "{} runs in {:.1} s wall (-j {}); outputs in {}",
+        "{} runs in {:.1} s wall ({how}); outputs in {}",
         results.len(),
         started.elapsed().as_secs_f64(),
-        a.jobs,
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_outputs(c: &Campaign, out: &Path, results: &[RunResult]) -> anyhow::Result<CampaignSummary> {
+fn write_outputs(
+    c: &Campaign,
+    out: &Path,
+    results: &[RunResult],
+    target: Option<&str>,
+) -> anyhow::Result<CampaignSummary> {
     let parameter = c.grid.keys().next().map(String::as_str);
-    let summary = analysis::summarise(&c.name, parameter, results);
+    let mut summary = analysis::summarise(&c.name, parameter, results);
+    summary.target = target.map(str::to_string);
     run::write_json(&out.join("summary.json"), &summary)?;
     let command: Vec<String> = std::env::args().collect();
-    let input = report::ReportInput { campaign: c, results, command: &command.join(" ") };
+    let input = report::ReportInput { campaign: c, results, command: &command.join(" "), target };
     for problem in report::write(out, &input, &summary)? {
         eprintln!("{problem}");
     }
@@ -152,13 +194,26 @@ fn report(dir: &Path, settings: Option<&Path>) -> anyhow::Result<CampaignSummary
     let runs = run::plan(&campaign)?;
     let results: Vec<RunResult> =
         runs.iter().map(|r| run::reanalyse(dir, &analysis, &campaign.probes, r)).collect();
-    write_outputs(&campaign, dir, &results)
+    // A live campaign stays one: its report says so.
+    let before: Option<CampaignSummary> =
+        std::fs::read(dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let target = before.and_then(|s| s.target);
+    write_outputs(&campaign, dir, &results, target.as_deref())
 }
 
 fn print_summary(s: &CampaignSummary) {
-    println!("campaign {}: {} runs, {} failed", s.name, s.runs, s.failed.len());
+    println!(
+        "campaign {}: {} runs, {} failed, {} deviating",
+        s.name,
+        s.runs,
+        s.failed.len(),
+        s.deviating.len()
+    );
     for (id, why) in &s.failed {
         println!("  {id}: {why}");
+    }
+    for (id, how) in &s.deviating {
+        println!("  {id} deviates: {}", how.join("; "));
     }
     if let Some(r) = &s.recovery {
         let ci = r.ci95.map(|(lo, hi)| format!(", 95% CI {lo:.1}–{hi:.1}")).unwrap_or_default();

@@ -38,12 +38,11 @@ pub fn materialize(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<PathBuf
     Ok(dir.to_path_buf())
 }
 
-/// Evaluates a PromQL expression against the pipeline's metrics now: a number for a scalar or a single
-/// sample, otherwise a list of `{metric, value}`.
-pub fn query_value(p: &Pipeline, query: &str) -> Result<Value, String> {
+/// Evaluates a PromQL expression against the pipeline's metrics now: with a metrics store running, its
+/// scraped history (range functions work); otherwise one scrape of the registry now.
+pub fn query_at(p: &Pipeline, query: &str) -> Result<promql::Value, String> {
     let now = p.clock.now().timestamp_millis();
-    // With a metrics store running, the scraped history (range functions work); otherwise one scrape now.
-    let value = match p.handles.first::<MetricsStoreHandle>() {
+    match p.handles.first::<MetricsStoreHandle>() {
         Some(m) => m.state.query(query, now),
         None => {
             let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
@@ -55,7 +54,12 @@ pub fn query_value(p: &Pipeline, query: &str) -> Result<Value, String> {
             promql::query(query, &db, now)
         }
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// [`query_at`] as JSON: a number for a scalar or a single sample, otherwise a list of `{metric, value}`.
+pub fn query_value(p: &Pipeline, query: &str) -> Result<Value, String> {
+    let value = query_at(p, query)?;
     Ok(match value {
         promql::Value::Scalar(v) => json!(v),
         promql::Value::String(s) => json!(s),

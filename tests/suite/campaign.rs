@@ -118,7 +118,7 @@ fn a_bad_campaign_file_lists_every_problem_and_runs_nothing() {
     std::fs::write(
         &file,
         "name = \"bad name\"\nflow = \"nowhere.toml\"\n[chaos]\nmesh = [\"missing.yaml\"]\n[grid]\nlatency = \
-         \"9ms..1ms/1ms\"\n[runs]\nseeds = \"x\"\noffset = \"90s\"\n[[capture]]\nname = \"Lag\"\nquery = \
+         \"9ms..1ms/1ms\"\n[runs]\nseeds = \"x\"\noffset = \"0s\"\n[[capture]]\nname = \"Lag\"\nquery = \
          \"sum(\"\n[analysis]\nmetric = \"Other\"\nbogus = 1\n",
     )
     .unwrap();
@@ -148,7 +148,7 @@ fn a_bad_campaign_file_lists_every_problem_and_runs_nothing() {
         "bad.toml:4:chaos.mesh[0]:",
         "bad.toml:6:grid.latency: \"9ms..1ms/1ms\"",
         "bad.toml:8:runs.seeds: \"x\" is not a range",
-        "bad.toml:9:runs.offset: whole minutes",
+        "bad.toml:9:runs.offset: at least 1s",
         "bad.toml:12:capture[0].query: \"sum(\" does not parse",
         "bad.toml:14:analysis.metric: \"Other\" is not captured",
     ] {
@@ -214,4 +214,160 @@ fn a_campaign_runs_chaos_toolkit_experiments_with_the_point_as_vars() {
             .unwrap();
     let kinds: Vec<&str> = truth.as_array().unwrap().iter().filter_map(|w| w["kind"].as_str()).collect();
     assert_eq!(kinds, ["process-kill"], "the overridden target was killed: {truth}");
+}
+
+/// A fault schedule (`[[chaos.schedule]]`) as a campaign's chaos: repeated faults with the grid's values
+/// in, every one in the ground truth; a fault the metric never shows makes the run deviate, and the report
+/// lists it apart.
+#[test]
+fn a_fault_schedule_is_a_campaigns_chaos_and_deviating_runs_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = flows().join("campaigns/hmlc/process-mining.toml");
+    let file = dir.path().join("schedule.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"sched\"\nflow = \"{}\"\n[grid]\nlatency = [\"0ms\", \"300ms\"]\n[runs]\nseeds = [2]\n\
+             number = 2\noffset = \"1m\"\nwarmup = \"20s\"\n\
+             [[chaos.schedule]]\nevery = \"2m\"\nkind = \"process-failure\"\ntarget = \"HEURISTICS-MINER\"\n\
+             duration = \"30s\"\n\
+             [[chaos.schedule]]\nkind = \"network-delay\"\ntarget = \"*->HEURISTICS-MINER\"\n\
+             parameters = {{ latency = \"${{latency}}\" }}\n\
+             [[chaos.schedule]]\nat = \"210s\"\nkind = \"clock-offset\"\ntarget = \"CONFORMANCE\"\n\
+             duration = \"5s\"\nparameters = {{ offset = \"-5m\" }}\n\
+             [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\n[analysis]\n\
+             metric = \"Lag_Input_Topic\"\nprominence = 1000\n",
+            flow.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let stdout = run(&file, &out, "2");
+    assert!(stdout.contains("campaign sched: 2 runs, 0 failed, 2 deviating"), "{stdout}");
+    for point in ["0ms", "300ms"] {
+        let truth: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("runs/sched_{point}_2.truth.json"))).unwrap(),
+        )
+        .unwrap();
+        let windows = truth.as_array().unwrap();
+        let failures: Vec<f64> = windows
+            .iter()
+            .filter(|w| w["kind"] == "process-failure")
+            .map(|w| w["end"].as_f64().unwrap() - w["start"].as_f64().unwrap())
+            .collect();
+        // At the chaos's start and every two minutes until the capture ends (4 offsets), 30 s each.
+        assert_eq!(failures, [30.0, 30.0], "{truth}");
+        assert_eq!(windows.iter().filter(|w| w["kind"] == "network-delay").count(), 1, "{truth}");
+        assert_eq!(windows.iter().filter(|w| w["kind"] == "clock-offset").count(), 1, "{truth}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let deviating = summary["deviating"].as_array().unwrap();
+    assert_eq!(deviating.len(), 2, "{summary}");
+    assert!(deviating[0].to_string().contains("1 of 3 faults are followed by no event"), "{summary}");
+    // Every failure of the miner was found: only the clock offset, which the lag cannot show, was not.
+    assert!((summary["recall"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9, "{summary}");
+    assert_eq!(summary["precision"].as_f64(), Some(1.0), "{summary}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Runs that deviate") && md.contains("- sched_300ms_2: 1 of 3 faults"), "{md}");
+    assert!(md.contains("deviates: 1 of 3 faults"), "{md}");
+}
+
+/// `campaign run --target URL`: the same campaign against a live instance in real time — the chaos
+/// posted to its Chaos Mesh API and control plane and removed after the run, the series read from its
+/// Prometheus-compatible `/api/v1/query`, the ground truth from its fault list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_runs_against_a_live_instance_in_real_time() {
+    use crate::common::http::{WAIT, eventually, request, request_with};
+    let dir = tempfile::tempdir().unwrap();
+    let flow_file = flows().join("campaigns/hmlc/process-mining.toml");
+    let flow = chaoslab::catalog::load_flow(&flow_file).unwrap();
+    let run = chaoslab::runner::Run::new(flow)
+        .out(dir.path().join("live"))
+        .seed(1)
+        .http_listen(([127, 0, 0, 1], 0).into());
+    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
+    let addr = h.http_addr;
+    let token = h.control_token.clone().unwrap();
+
+    // Prometheus's instant-query API, in its format (once the consumer lag is reported).
+    let q = eventually("the lag is reported", async || {
+        let q =
+            request(addr, "GET", "/api/v1/query?query=sum(Lag_Input_Topic)%20%3E%3D%200", None).await.json();
+        q["data"]["result"].as_array().is_some_and(|r| !r.is_empty()).then_some(q)
+    })
+    .await;
+    assert_eq!(
+        (q["status"].as_str(), q["data"]["resultType"].as_str()),
+        (Some("success"), Some("vector")),
+        "{q}"
+    );
+    assert!(q["data"]["result"][0]["value"][1].as_str().unwrap().parse::<f64>().is_ok(), "{q}");
+    let bad = request(addr, "GET", "/api/v1/query?query=sum(", None).await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    assert_eq!(bad.json()["errorType"], "execution");
+    let missing =
+        request(addr, "POST", "/api/v1/query", Some(("application/x-www-form-urlencoded", b"q=1"))).await;
+    assert_eq!(
+        (missing.status, missing.json()["errorType"].as_str()),
+        (400, Some("bad_data")),
+        "{}",
+        missing.body
+    );
+
+    let hmlc = flows().join("campaigns/hmlc");
+    let file = dir.path().join("live.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"live\"\nflow = \"{flow}\"\n[chaos]\nmesh = [\"{delay}\"]\n[grid]\nlatency = [\"50ms\"]\n\
+             [runs]\nseeds = [1]\nnumber = 1\noffset = \"2s\"\nwarmup = \"1s\"\n\
+             [[chaos.schedule]]\nkind = \"process-failure\"\ntarget = \"HEURISTICS-MINER\"\nduration = \"2s\"\n\
+             [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\ninterval = \"500ms\"\n\
+             [analysis]\nmetric = \"Lag_Input_Topic\"\nprominence = 1\n",
+            flow = flow_file.display(),
+            delay = hmlc.join("delay.yaml").display(),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let args: Vec<String> = vec![
+        "campaign".into(),
+        "run".into(),
+        file.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--target".into(),
+        format!("http://{addr}"),
+        "--token".into(),
+        token.clone(),
+    ];
+    let started = std::time::Instant::now();
+    let o = tokio::task::spawn_blocking(move || chaoslab().args(&args).output().unwrap()).await.unwrap();
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("campaign live: 1 runs, 0 failed"), "{stdout}");
+    assert!(stdout.contains(&format!("against http://{addr}")), "{stdout}");
+    // Real time: the warm-up and three offsets.
+    assert!(elapsed >= std::time::Duration::from_secs(7), "{elapsed:?}");
+    let csv = std::fs::read_to_string(out.join("runs/live_50ms_1.csv")).unwrap();
+    let samples = csv.lines().filter(|l| l.starts_with("Lag_Input_Topic,")).count();
+    assert!((10..=16).contains(&samples), "{samples} samples every 500 ms over 7 s:\n{csv}");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("runs/live_50ms_1.truth.json")).unwrap()).unwrap();
+    let mut kinds: Vec<&str> = truth.as_array().unwrap().iter().filter_map(|w| w["kind"].as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["network-delay", "process-failure"], "{truth}");
+    // The chaos is gone from the instance after the run: no object running, no fault active.
+    let bearer = format!("Bearer {token}");
+    let auth = [("Authorization", bearer.as_str())];
+    let experiments = request_with(addr, "GET", "/api/experiments", &auth, None).await.json();
+    assert!(experiments.as_array().unwrap().iter().all(|o| o["status"] != "running"), "{experiments}");
+    let faults = request_with(addr, "GET", "/api/faults", &auth, None).await.json();
+    assert_eq!(faults["active"].as_array().map(Vec::len), Some(0), "{faults}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains(&format!("the live instance at http://{addr} in real time")), "{md}");
+    assert!(md.contains("of real time"), "{md}");
+    tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
 }

@@ -261,9 +261,11 @@ impl Fault {
         let mut p = Params { map: &request.parameters, errors: Vec::new(), used: Vec::new() };
         let effect = Self::effect(info.name, &mut p);
         errors.extend(p.finish());
-        if let Effect::Net(NetFault::Delay { latency, jitter, .. }, _) = &effect
-            && latency.is_zero()
-            && jitter.is_zero()
+        // A delay without a latency or a jitter is a forgotten parameter; an explicit `0ms` is a sweep's
+        // baseline (as `tc qdisc … netem delay 0ms` is).
+        if let Effect::Net(NetFault::Delay { .. }, _) = &effect
+            && !request.parameters.contains_key("latency")
+            && !request.parameters.contains_key("jitter")
         {
             errors.push("parameters.latency: a delay needs a latency or a jitter".into());
         }
