@@ -273,6 +273,23 @@ fn a_fault_schedule_is_a_campaigns_chaos_and_deviating_runs_are_listed() {
     assert!(md.contains("deviates: 1 of 3 faults"), "{md}");
 }
 
+/// Runs `campaign run FILE --out OUT --target URL --token T [--prometheus P]` off the test's runtime.
+async fn live_campaign(
+    file: &Path,
+    out: &Path,
+    target: &str,
+    token: &str,
+    prometheus: Option<&str>,
+) -> std::process::Output {
+    let mut args: Vec<String> = vec!["campaign".into(), "run".into(), file.display().to_string()];
+    args.extend(["--out".into(), out.display().to_string(), "--target".into(), target.into()]);
+    args.extend(["--token".into(), token.into()]);
+    if let Some(p) = prometheus {
+        args.extend(["--prometheus".into(), p.into()]);
+    }
+    tokio::task::spawn_blocking(move || chaoslab().args(&args).output().unwrap()).await.unwrap()
+}
+
 /// `campaign run --target URL`: the same campaign against a live instance in real time — the chaos
 /// posted to its Chaos Mesh API and control plane and removed after the run, the series read from its
 /// Prometheus-compatible `/api/v1/query`, the ground truth from its fault list.
@@ -331,19 +348,8 @@ async fn a_campaign_runs_against_a_live_instance_in_real_time() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let args: Vec<String> = vec![
-        "campaign".into(),
-        "run".into(),
-        file.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        "--target".into(),
-        format!("http://{addr}"),
-        "--token".into(),
-        token.clone(),
-    ];
     let started = std::time::Instant::now();
-    let o = tokio::task::spawn_blocking(move || chaoslab().args(&args).output().unwrap()).await.unwrap();
+    let o = live_campaign(&file, &out, &format!("http://{addr}"), &token, None).await;
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
@@ -369,5 +375,101 @@ async fn a_campaign_runs_against_a_live_instance_in_real_time() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains(&format!("the live instance at http://{addr} in real time")), "{md}");
     assert!(md.contains("of real time"), "{md}");
+    tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
+}
+
+/// A real Prometheus, killed when dropped.
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The wizard's setup: the campaign's series read from a real Prometheus (`--prometheus`) that scrapes the
+/// live instance, the chaos sent to the instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_campaign_reads_its_series_from_a_real_prometheus() {
+    use crate::common::http::{WAIT, eventually, request};
+    let Some(program) = crate::common::find_on_path("prometheus") else {
+        crate::common::skip(
+            "a_live_campaign_reads_its_series_from_a_real_prometheus",
+            "prometheus is not on PATH",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flow_file = flows().join("campaigns/hmlc/process-mining.toml");
+    let flow = chaoslab::catalog::load_flow(&flow_file).unwrap();
+    let run = chaoslab::runner::Run::new(flow)
+        .out(dir.path().join("live"))
+        .seed(1)
+        .http_listen(([127, 0, 0, 1], 0).into());
+    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
+    let addr = h.http_addr;
+    let token = h.control_token.clone().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: chaoslab-live\n    static_configs:\n      \
+             - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let prom_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let _prometheus = Prometheus(
+        std::process::Command::new(program)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually("Prometheus scrapes the instance", async || {
+        tokio::net::TcpStream::connect(prom_addr).await.ok()?;
+        let q = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            request(prom_addr, "GET", "/api/v1/query?query=sum(Lag_Input_Topic)", None),
+        )
+        .await
+        .ok()?;
+        (q.status == 200 && q.json()["data"]["result"].as_array().is_some_and(|r| !r.is_empty()))
+            .then_some(())
+    })
+    .await;
+    let file = dir.path().join("prom.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"prom\"\nflow = \"{}\"\n[runs]\nseeds = [1]\nnumber = 1\noffset = \"2s\"\nwarmup = \"1s\"\n\
+             [[chaos.schedule]]\nkind = \"process-failure\"\ntarget = \"HEURISTICS-MINER\"\nduration = \"2s\"\n\
+             [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\ninterval = \"1s\"\n\
+             [[capture]]\nname = \"Up\"\nquery = \"sum(up{{job=\\\"chaoslab-live\\\"}})\"\ninterval = \"1s\"\n\
+             [analysis]\nmetric = \"Lag_Input_Topic\"\nprominence = 1\n",
+            flow_file.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o =
+        live_campaign(&file, &out, &format!("http://{addr}"), &token, Some(&format!("http://{prom_addr}")))
+            .await;
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("campaign prom: 1 runs, 0 failed"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("runs/prom_base_1.csv")).unwrap();
+    // `up` exists only in Prometheus: the series came from it, every scrape of the instance succeeding.
+    let up: Vec<&str> = csv.lines().filter(|l| l.starts_with("Up,")).collect();
+    assert!(up.len() >= 6 && up.iter().all(|l| l.ends_with(",1")), "{csv}");
+    assert!(csv.lines().filter(|l| l.starts_with("Lag_Input_Topic,")).count() >= 6, "{csv}");
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("runs/prom_base_1.truth.json")).unwrap()).unwrap();
+    assert_eq!(truth[0]["kind"], "process-failure", "{truth}");
     tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
 }

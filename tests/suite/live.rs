@@ -220,11 +220,6 @@ fn promtool_check(promtool: &Path, file: &Path) {
     );
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------------
@@ -290,7 +285,7 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
     );
     assert!(sample(&scrape, "chaoslab_records_in_total", &[("component", "FLINK")]) >= Some(flink_in));
 
-    match find_on_path("promtool") {
+    match common::find_on_path("promtool") {
         Some(promtool) => {
             let file = dir.path().join("metrics.txt");
             std::fs::write(&file, &response.body).unwrap();
@@ -545,7 +540,7 @@ impl Drop for Mosquitto {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_against_an_external_mosquitto() {
-    let Some(program) = find_on_path("mosquitto") else {
+    let Some(program) = common::find_on_path("mosquitto") else {
         common::skip("runs_against_an_external_mosquitto", "mosquitto is not on PATH");
         return;
     };
@@ -606,7 +601,7 @@ async fn cli_live_run_prints_a_json_summary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_sub_sees_the_sensor_records() {
-    let Some(sub) = find_on_path("mosquitto_sub") else {
+    let Some(sub) = common::find_on_path("mosquitto_sub") else {
         common::skip("mosquitto_sub_sees_the_sensor_records", "mosquitto_sub is not on PATH");
         return;
     };

@@ -15,6 +15,12 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// A program on `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
 /// Skips a test that needs something this machine lacks, with a message; with
 /// `CHAOSLAB_REQUIRE_EXTERNALS=1` (CI sets it) a missing requirement fails the test instead.
 pub fn skip(test: &str, why: &str) {
