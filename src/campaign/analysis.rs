@@ -121,6 +121,13 @@ fn deviations(events: &[Event], samples: usize, truth: Option<&Match>) -> Vec<St
         if m.false_events > 0 {
             out.push(format!("{} of {} events follow no fault", m.false_events, events.len()));
         }
+        if m.merged_events > 0 {
+            out.push(format!(
+                "{} of {} events follow more than one fault (not recovered before the next)",
+                m.merged_events,
+                events.len()
+            ));
+        }
         if m.missed_faults > 0 {
             out.push(format!(
                 "{} of {} faults are followed by no event",
@@ -231,6 +238,10 @@ pub struct CampaignSummary {
     pub points: Vec<PointSummary>,
     /// Recovery time against the first parameter, over every event (the wizard's RQ2 and its Fig. 3).
     pub regression: Option<Regression>,
+    /// The same line over the runs that do not deviate (none when no run deviates): how much of the
+    /// effect the deviating runs carry.
+    #[serde(default)]
+    pub regression_without_deviating: Option<Regression>,
     /// The first parameter's name.
     pub parameter: Option<String>,
     /// Detection against the ground truth over all runs: (events explained, events), (faults found, faults).
@@ -241,11 +252,16 @@ pub struct CampaignSummary {
     pub resilience: Option<Summary>,
 }
 
+fn summary_has_deviating(results: &[RunResult]) -> bool {
+    results.iter().any(|r| r.error.is_none() && !r.deviations.is_empty())
+}
+
 /// Summarises `results` (in plan order).
 pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> CampaignSummary {
     let mut points: Vec<PointSummary> = Vec::new();
     let mut all = Vec::new();
     let mut pairs = Vec::new();
+    let mut regular = Vec::new();
     let (mut explained, mut events, mut found, mut faults) = (0usize, 0usize, 0usize, 0usize);
     let mut index: BTreeMap<&BTreeMap<String, String>, usize> = BTreeMap::new();
     for r in results {
@@ -278,6 +294,9 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
         all.extend(r.recoveries.iter().copied());
         if let Some(x) = r.run.x {
             pairs.extend(r.recoveries.iter().map(|y| (x, *y)));
+            if r.deviations.is_empty() {
+                regular.extend(r.recoveries.iter().map(|y| (x, *y)));
+            }
         }
         if let Some(m) = &r.truth {
             explained += m.true_events;
@@ -321,6 +340,11 @@ pub fn summarise(name: &str, parameter: Option<&str>, results: &[RunResult]) -> 
         truth_recovery: stats::summary(&truth_all),
         points,
         regression: stats::regression(&pairs),
+        regression_without_deviating: if summary_has_deviating(results) {
+            stats::regression(&regular)
+        } else {
+            None
+        },
         parameter: parameter.map(str::to_string),
         precision: (events > 0).then(|| explained as f64 / events as f64),
         recall: (faults > 0).then(|| found as f64 / faults as f64),

@@ -168,7 +168,8 @@ pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan) -> Captured {
                 }
                 let t = target.now().timestamp_millis() as f64 / 1000.0;
                 match target.query(&cap.query).await {
-                    Ok(v) => series.entry(cap.name.clone()).or_default().push(t, v),
+                    Ok(Some(v)) => series.entry(cap.name.clone()).or_default().push(t, v),
+                    Ok(None) => {}
                     Err(e) if warnings.len() < MAX_WARNINGS => {
                         warnings.push(format!("{} at {t}: {e}", cap.name))
                     }
@@ -190,6 +191,14 @@ pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan) -> Captured {
         }
     };
     tokio::join!(capture, ctk);
+    for cap in &plan.captures {
+        if !series.contains_key(&cap.name) {
+            warnings.push(format!(
+                "{}: {} gave no series in the whole run (a metric name misspelt?)",
+                cap.name, cap.query
+            ));
+        }
+    }
     warnings.extend(ctk_warnings.lock().unwrap_or_else(PoisonError::into_inner).drain(..));
     let journals = std::mem::take(&mut *journals.lock().unwrap_or_else(PoisonError::into_inner));
     warnings.extend(target.finish().await);

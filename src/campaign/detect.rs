@@ -207,6 +207,9 @@ pub struct Match {
     /// Per event: the time from the fault's start to the event's end (the recovery as the ground truth
     /// sees it), for explained events.
     pub recovery_from_fault: Vec<f64>,
+    /// Events that more than one fault explains (not recovered before the next fault came).
+    #[serde(default)]
+    pub merged_events: usize,
 }
 
 /// Matches `events` against `faults` (see [`Match`]).
@@ -214,6 +217,7 @@ pub fn match_truth(events: &[Event], faults: &[Window], slack: f64) -> Match {
     let explains = |f: &Window, e: &Event| f.start >= e.start_time - slack && f.start <= e.end_time;
     let mut m = Match::default();
     for e in events {
+        m.merged_events += usize::from(faults.iter().filter(|f| explains(f, e)).count() > 1);
         match faults.iter().filter(|f| explains(f, e)).map(|f| f.start).reduce(f64::min) {
             Some(start) => {
                 m.true_events += 1;
@@ -272,6 +276,9 @@ mod tests {
         let w = |s: f64| Window { fault: "f".into(), kind: "k".into(), start: s, end: Some(s + 30.0) };
         let m = match_truth(&[e(100.0, 160.0), e(400.0, 420.0)], &[w(98.0), w(250.0)], 5.0);
         assert_eq!((m.true_events, m.false_events, m.found_faults, m.missed_faults), (1, 1, 1, 1));
+        assert_eq!(m.merged_events, 0);
+        let merged = match_truth(&[e(100.0, 300.0)], &[w(98.0), w(250.0)], 5.0);
+        assert_eq!((merged.merged_events, merged.found_faults, merged.true_events), (1, 2, 1));
         assert_eq!((m.precision, m.recall, m.recovery_from_fault), (Some(0.5), Some(0.5), vec![62.0]));
     }
 }

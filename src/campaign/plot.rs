@@ -180,7 +180,12 @@ where
         let at = |x: f64| r.intercept + r.slope * x;
         chart
             .draw_series(LineSeries::new([(x0, at(x0)), (x1, at(x1))], FAULT.stroke_width(2)))?
-            .label(format!("slope {:.4} s/unit, R² {:.2}, p {:.3}", r.slope, r.r2, r.p_value))
+            .label(format!(
+                "slope {:.4} s/unit, R² {}, p {:.3}",
+                r.slope,
+                r.r2.map_or_else(|| "–".into(), |v| format!("{v:.2}")),
+                r.p_value
+            ))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], FAULT.stroke_width(2)));
         chart
             .configure_series_labels()

@@ -129,8 +129,24 @@ fn markdown(input: &ReportInput<'_>, s: &CampaignSummary, problems: &[String], p
         let verdict = if r.p_value < 0.05 { "changes" } else { "does not measurably change" };
         let _ = writeln!(
             md,
-            "Recovery time against {parameter}: slope {:.4} s per unit, intercept {:.1} s, R² {:.3}, p {:.4} over {} events — in this model, {parameter} {verdict} the recovery time (α = 0.05).\n",
-            r.slope, r.intercept, r.r2, r.p_value, r.n
+            "Recovery time against {parameter}: slope {:.4} s per unit, intercept {:.1} s, R² {}, p {:.4} over {} events — in this model, {parameter} {verdict} the recovery time (α = 0.05).\n",
+            r.slope,
+            r.intercept,
+            opt(r.r2, 3),
+            r.p_value,
+            r.n
+        );
+    }
+    if let Some(r) = &s.regression_without_deviating {
+        let verdict = if r.p_value < 0.05 { "changes" } else { "does not measurably change" };
+        let _ = writeln!(
+            md,
+            "Without the {} runs that deviate (below): slope {:.4} s per unit, R² {}, p {:.4} over {} events — {parameter} {verdict} the recovery time.\n",
+            s.deviating.len(),
+            r.slope,
+            opt(r.r2, 3),
+            r.p_value,
+            r.n
         );
     }
     if plots {

@@ -175,6 +175,7 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
     let plan = plan_of(c, Some(&pods_of_flow(flow)), run)?;
     let env = crate::chaos::execute::SimEnv::for_flow(flow, run.seed);
     let dir = out.join("runs").join(&run.id);
+    let queries: Vec<String> = plan.captures.iter().map(|c| c.query.clone()).collect();
     let slot: Arc<Mutex<Option<Captured>>> = Arc::default();
     let seen = slot.clone();
     Run::new(flow.clone())
@@ -182,7 +183,7 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
         .seed(run.seed)
         .trace_in_memory()
         .sim_with(move |p| async move {
-            let mut target = Local { p, env };
+            let mut target = Local::new(p, env, queries);
             let captured = capture::run(&mut target, &plan).await;
             *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(captured);
             Ok(())

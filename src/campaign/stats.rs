@@ -53,8 +53,8 @@ pub struct Regression {
     pub slope: f64,
     /// Intercept.
     pub intercept: f64,
-    /// Share of the variance the line explains.
-    pub r2: f64,
+    /// Share of the variance the line explains (none when every y is the same: nothing to explain).
+    pub r2: Option<f64>,
     /// Two-sided p-value of "the slope is 0" (t test, n − 2 degrees of freedom).
     pub p_value: f64,
 }
@@ -77,7 +77,7 @@ pub fn regression(points: &[(f64, f64)]) -> Option<Regression> {
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
     let sse: f64 = points.iter().map(|p| (p.1 - intercept - slope * p.0).powi(2)).sum();
-    let r2 = if syy > 0.0 { 1.0 - sse / syy } else { 1.0 };
+    let r2 = (syy > 0.0).then(|| 1.0 - sse / syy);
     let df = nf - 2.0;
     let se = (sse / df / sxx).sqrt();
     let p_value = if se > 0.0 {
@@ -111,13 +111,15 @@ mod tests {
     fn regression_slope_fit_and_significance() {
         let line: Vec<(f64, f64)> = (0..10).map(|i| (i as f64, 1.0 + 2.0 * i as f64)).collect();
         let r = regression(&line).unwrap();
-        assert_eq!((r.slope, r.intercept, r.r2, r.p_value), (2.0, 1.0, 1.0, 0.0));
+        assert_eq!((r.slope, r.intercept, r.r2, r.p_value), (2.0, 1.0, Some(1.0), 0.0));
         // Anscombe's first quartet: slope 0.5001, intercept 3.0001, R² 0.6665, p 0.00217.
         let x = [10.0, 8.0, 13.0, 9.0, 11.0, 14.0, 6.0, 4.0, 12.0, 7.0, 5.0];
         let y = [8.04, 6.95, 7.58, 8.81, 8.33, 9.96, 7.24, 4.26, 10.84, 4.82, 5.68];
         let r = regression(&x.iter().copied().zip(y).collect::<Vec<_>>()).unwrap();
         assert!((r.slope - 0.5001).abs() < 1e-3 && (r.intercept - 3.0001).abs() < 1e-3);
-        assert!((r.r2 - 0.6665).abs() < 1e-3 && (r.p_value - 0.00217).abs() < 1e-4, "{r:?}");
+        assert!((r.r2.unwrap() - 0.6665).abs() < 1e-3 && (r.p_value - 0.00217).abs() < 1e-4, "{r:?}");
+        let flat = regression(&[(0.0, 62.0), (1.0, 62.0), (2.0, 62.0)]).unwrap();
+        assert_eq!((flat.slope, flat.r2, flat.p_value), (0.0, None, 1.0), "no spread in y: no effect, no R²");
         assert!(regression(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]).is_none(), "no spread in x");
     }
 }

@@ -40,8 +40,9 @@ pub(crate) trait Target {
     async fn create(&mut self, doc: &ChaosDoc) -> Result<(), String>;
     /// Applies a catalogue fault.
     async fn apply(&mut self, request: &FaultRequest) -> Result<(), String>;
-    /// Evaluates a PromQL query that must give one number.
-    async fn query(&self, query: &str) -> Result<f64, String>;
+    /// Evaluates a PromQL query that must give one number; none when it gives no series yet (a metric
+    /// not reported yet, as Prometheus answers before the first scrape).
+    async fn query(&self, query: &str) -> Result<Option<f64>, String>;
     /// The providers Chaos Toolkit experiments act through.
     fn providers(&self) -> NativeProviders;
     /// The environment experiments resolve `env` configuration from.
@@ -56,12 +57,13 @@ fn unix(t: &str) -> Option<f64> {
     DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp_millis() as f64 / 1000.0)
 }
 
-/// One number out of a query's value, or why not.
-fn one_number(query: &str, v: &crate::monitoring::promql::Value) -> Result<f64, String> {
+/// One number out of a query's value (none for no series), or why not.
+fn one_number(query: &str, v: &crate::monitoring::promql::Value) -> Result<Option<f64>, String> {
     use crate::monitoring::promql::Value as V;
     match v {
-        V::Scalar(x) => Ok(*x),
-        V::Vector(s) if s.len() == 1 => Ok(s[0].value),
+        V::Scalar(x) => Ok(Some(*x)),
+        V::Vector(s) if s.is_empty() => Ok(None),
+        V::Vector(s) if s.len() == 1 => Ok(Some(s[0].value)),
         V::Vector(s) => Err(format!("{query} gives {} series, not one number", s.len())),
         V::String(_) => Err(format!("{query} gives a string, not a number")),
     }
@@ -73,6 +75,17 @@ pub(crate) struct Local {
     pub p: Arc<Pipeline>,
     /// The run's seed (the experiments' `BOOTSTRAP_SERVERS` name it).
     pub env: SimEnv,
+    /// Every query the run samples: a scrape keeps only the families they name.
+    pub queries: Vec<String>,
+    /// The last scrape and its time: the queries due at one instant share one scrape.
+    pub scrape: std::sync::Mutex<Option<(i64, Arc<crate::monitoring::tsdb::Tsdb>)>>,
+}
+
+impl Local {
+    /// A target over the run's pipeline, sampling `queries`.
+    pub fn new(p: Arc<Pipeline>, env: SimEnv, queries: Vec<String>) -> Local {
+        Local { p, env, queries, scrape: std::sync::Mutex::default() }
+    }
 }
 
 impl Target for Local {
@@ -98,8 +111,24 @@ impl Target for Local {
         self.p.faults.apply(request).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
-    async fn query(&self, query: &str) -> Result<f64, String> {
-        one_number(query, &crate::monitoring::query_at(&self.p, query)?)
+    async fn query(&self, query: &str) -> Result<Option<f64>, String> {
+        if crate::monitoring::has_metrics_store(&self.p) {
+            return one_number(query, &crate::monitoring::query_at(&self.p, query)?);
+        }
+        let now = self.p.clock.now().timestamp_millis();
+        let db = {
+            let mut last = self.scrape.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*last {
+                Some((at, db)) if *at == now => db.clone(),
+                _ => {
+                    let db = Arc::new(crate::monitoring::scrape_now(&self.p, Some(&self.queries)));
+                    *last = Some((now, db.clone()));
+                    db
+                }
+            }
+        };
+        let value = crate::monitoring::promql::query(query, &db, now).map_err(|e| e.to_string())?;
+        one_number(query, &value)
     }
 
     fn providers(&self) -> NativeProviders {
@@ -232,7 +261,7 @@ impl Target for Remote {
         Ok(())
     }
 
-    async fn query(&self, query: &str) -> Result<f64, String> {
+    async fn query(&self, query: &str) -> Result<Option<f64>, String> {
         let path = format!(
             "/api/v1/query?{}",
             form_urlencoded::Serializer::new(String::new()).append_pair("query", query).finish()
@@ -246,9 +275,12 @@ impl Target for Remote {
         let number = |v: &Value| v.get(1).and_then(Value::as_str).and_then(|s| s.parse::<f64>().ok());
         let data = &body["data"];
         match (data["resultType"].as_str(), &data["result"]) {
-            (Some("scalar"), v) => number(v).ok_or_else(|| format!("{query}: a scalar without a number")),
+            (Some("scalar"), v) => {
+                number(v).map(Some).ok_or_else(|| format!("{query}: a scalar without a number"))
+            }
+            (Some("vector"), Value::Array(a)) if a.is_empty() => Ok(None),
             (Some("vector"), Value::Array(a)) if a.len() == 1 => {
-                number(&a[0]["value"]).ok_or_else(|| format!("{query}: a sample without a number"))
+                number(&a[0]["value"]).map(Some).ok_or_else(|| format!("{query}: a sample without a number"))
             }
             (Some("vector"), Value::Array(a)) => {
                 Err(format!("{query} gives {} series, not one number", a.len()))

@@ -237,8 +237,20 @@ fn print_summary(s: &CampaignSummary) {
     }
     if let Some(r) = &s.regression {
         println!(
-            "recovery ~ {param}: slope {:.4} s per unit, R² {:.3}, p {:.3} ({} events)",
-            r.slope, r.r2, r.p_value, r.n
+            "recovery ~ {param}: slope {:.4} s per unit, R² {}, p {:.3} ({} events)",
+            r.slope,
+            r.r2.map_or_else(|| "–".into(), |v| format!("{v:.3}")),
+            r.p_value,
+            r.n
+        );
+    }
+    if let Some(r) = &s.regression_without_deviating {
+        println!(
+            "  without the deviating runs: slope {:.4} s per unit, R² {}, p {:.3} ({} events)",
+            r.slope,
+            r.r2.map_or_else(|| "–".into(), |v| format!("{v:.3}")),
+            r.p_value,
+            r.n
         );
     }
     if let Some(r) = &s.resilience {

@@ -44,17 +44,28 @@ pub fn query_at(p: &Pipeline, query: &str) -> Result<promql::Value, String> {
     let now = p.clock.now().timestamp_millis();
     match p.handles.first::<MetricsStoreHandle>() {
         Some(m) => m.state.query(query, now),
-        None => {
-            let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
-            db.ingest_families(
-                &p.metrics.registry().gather(),
-                &[("job", "chaoslab"), ("instance", "chaoslab")],
-                now,
-            );
-            promql::query(query, &db, now)
-        }
+        None => promql::query(query, &scrape_now(p, None), now),
     }
     .map_err(|e| e.to_string())
+}
+
+/// Whether the pipeline runs a metrics store (then [`query_at`] reads its history, not a scrape).
+pub fn has_metrics_store(p: &Pipeline) -> bool {
+    p.handles.first::<MetricsStoreHandle>().is_some()
+}
+
+/// One scrape of the pipeline's registry now, as a TSDB (`job="chaoslab"`, `instance="chaoslab"`), for
+/// evaluating several queries at one instant; with `queries`, only the families they can name are kept
+/// (every family when one of them matches names by `__name__`).
+pub fn scrape_now(p: &Pipeline, queries: Option<&[String]>) -> tsdb::Tsdb {
+    let now = p.clock.now().timestamp_millis();
+    let mut families = p.metrics.registry().gather();
+    if let Some(queries) = queries.filter(|q| !q.iter().any(|q| q.contains("__name__"))) {
+        families.retain(|f| queries.iter().any(|q| q.contains(f.name())));
+    }
+    let mut db = tsdb::Tsdb::new(std::time::Duration::from_secs(600));
+    db.ingest_families(&families, &[("job", "chaoslab"), ("instance", "chaoslab")], now);
+    db
 }
 
 /// [`query_at`] as JSON: a number for a scalar or a single sample, otherwise a list of `{metric, value}`.

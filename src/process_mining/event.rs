@@ -69,14 +69,26 @@ impl ProcessEvent {
     /// Reads one record.
     pub fn parse(payload: &[u8]) -> Result<ProcessEvent, EventError> {
         let text_payload = std::str::from_utf8(payload).map_err(|e| EventError::NotUtf8(e.valid_up_to()))?;
-        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text_payload) else {
+        /// The fields read; others are skipped without being built (a record is parsed per event).
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            case: Option<Value>,
+            activity: Option<Value>,
+            timestamp: Option<Value>,
+            last: Option<Value>,
+        }
+        // Only an object: serde would also read a struct from an array.
+        if !text_payload.trim_start().starts_with('{') {
+            return Err(EventError::NotJson);
+        }
+        let Ok(m) = serde_json::from_str::<Fields>(text_payload) else {
             return Err(EventError::NotJson);
         };
         Ok(ProcessEvent {
-            case: text(m.get("case"), "case", true)?,
-            activity: text(m.get("activity"), "activity", false)?,
-            timestamp: m.get("timestamp").and_then(Value::as_str).unwrap_or("").to_string(),
-            last: m.get("last").and_then(Value::as_bool).unwrap_or(false),
+            case: text(m.case.as_ref(), "case", true)?,
+            activity: text(m.activity.as_ref(), "activity", false)?,
+            timestamp: m.timestamp.as_ref().and_then(Value::as_str).unwrap_or("").to_string(),
+            last: m.last.as_ref().and_then(Value::as_bool).unwrap_or(false),
         })
     }
 
@@ -100,6 +112,7 @@ mod tests {
         let v = ProcessEvent { case: "c".into(), activity: "a".into(), timestamp: "t".into(), last: true };
         assert_eq!(ProcessEvent::parse(&v.to_bytes()).unwrap(), v);
         assert_eq!(ProcessEvent::parse(br#"{"activity": "a"}"#).unwrap_err().reason(), "no_case");
+        assert_eq!(ProcessEvent::parse(br#"["c", "a"]"#).unwrap_err(), EventError::NotJson);
         assert_eq!(
             ProcessEvent::parse(br#"{"case": "1", "activity": ""}"#).unwrap_err(),
             EventError::Field("activity", "empty")

@@ -404,6 +404,11 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
     let mut newest_ms = 0i64;
     // The next fetch's request, sent while a batch is processed (a Kafka consumer fetches ahead).
     let mut prefetched = None;
+    // The Kafka sink: models queue for a sender that ships what is queued as one request, so the job goes
+    // on counting while models cross the link. It is aborted with the instance when the instance is killed.
+    let (models, outbox) = tokio::sync::mpsc::channel::<Value>(MODEL_BUFFER);
+    let mut sink = tokio::task::JoinSet::new();
+    sink.spawn(send_models(p.clone(), ctx.name.clone(), outbox));
     loop {
         let crossed = match prefetched.take() {
             Some(c) => c,
@@ -442,7 +447,9 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
                     p.metrics.events.inc();
                     newest_ms = newest_ms.max(r.timestamp_ms);
                     if tables.observed().is_multiple_of(p.cfg.refresh) {
-                        publish_model(&ctx, &p, &tables, newest_ms).await;
+                        let record = refresh_model(&ctx, &p, &tables, newest_ms);
+                        // Waits only when the sink's buffer is full (backpressure).
+                        let _ = models.send(record).await;
                     }
                 }
                 Err(e) => ctx.drop_record(e.reason(), json!({"offset": r.offset, "error": e.to_string()})),
@@ -470,10 +477,12 @@ async fn run(ctx: Ctx, p: Arc<Instance>) -> anyhow::Result<()> {
             prefetched = Some(crossed);
         }
     }
-    // A graceful stop (the end of a run) publishes what was counted since the last refresh.
+    // A graceful stop (the end of a run) publishes what was counted since the last refresh, and flushes.
     if !tables.observed().is_multiple_of(p.cfg.refresh) {
-        publish_model(&ctx, &p, &tables, newest_ms).await;
+        let _ = models.send(refresh_model(&ctx, &p, &tables, newest_ms)).await;
     }
+    drop(models);
+    while sink.join_next().await.is_some() {}
     consumer.close();
     Ok(())
 }
@@ -490,8 +499,14 @@ fn commit(
     }
 }
 
-/// Publishes the counts (to the board and the model topic) and updates the gauges.
-async fn publish_model(ctx: &Ctx, p: &Instance, tables: &LossyCounting, newest_ms: i64) {
+/// How many model records the sink holds before the job waits for it (its `buffer.memory`).
+const MODEL_BUFFER: usize = 1024;
+
+/// The most model records one produce request carries (its `batch.size`).
+const MODEL_BATCH: usize = 256;
+
+/// A refresh: the counts go to the board and the gauges; returns the record for the model topic.
+fn refresh_model(ctx: &Ctx, p: &Instance, tables: &LossyCounting, newest_ms: i64) -> Value {
     let counts = tables.counts();
     let sizes = tables.sizes();
     for (t, n) in [("activities", sizes.activities), ("cases", sizes.cases), ("relations", sizes.relations)] {
@@ -504,21 +519,27 @@ async fn publish_model(ctx: &Ctx, p: &Instance, tables: &LossyCounting, newest_m
     let record = json!({"instance": p.name, "counts": counts, "at_ms": now_ms});
     p.board.publish(&p.name, counts);
     ctx.trace("model.refreshed", &json!({"events": tables.observed(), "relations": sizes.relations}));
-    let sent = match p.publish.gate().await {
-        Ok(()) => p
-            .producer
-            .send(
-                &p.cfg.model_topic,
-                None,
-                Some(Bytes::from(p.name.clone())),
-                Bytes::from(record.to_string()),
-                now_ms,
-            )
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = sent {
-        tracing::debug!(component = %ctx.name, "model not published: {e}");
+    record
+}
+
+/// The sink's sender: what is queued crosses the instance's link as one produce request, then is written
+/// to the model topic, as a Kafka producer batches records.
+async fn send_models(p: Arc<Instance>, name: Arc<str>, mut outbox: tokio::sync::mpsc::Receiver<Value>) {
+    let mut batch = Vec::with_capacity(MODEL_BATCH);
+    while outbox.recv_many(&mut batch, MODEL_BATCH).await > 0 {
+        if let Err(e) = p.publish.gate().await {
+            tracing::debug!(component = %name, "{} models not published: {e}", batch.len());
+            batch.clear();
+            continue;
+        }
+        for record in batch.drain(..) {
+            let at_ms = record["at_ms"].as_i64().unwrap_or_default();
+            let key = Some(Bytes::from(p.name.clone()));
+            if let Err(e) =
+                p.producer.send(&p.cfg.model_topic, None, key, Bytes::from(record.to_string()), at_ms).await
+            {
+                tracing::debug!(component = %name, "model not published: {e}");
+            }
+        }
     }
 }
