@@ -18,7 +18,7 @@ use super::detect::Window;
 use super::grid::{self, Grid, Value};
 use super::series;
 use super::spec::Campaign;
-use super::target::{ChaosDoc, Local, Remote};
+use super::target::{ChaosDoc, Local, Remote, Target as _};
 use crate::chaos::experiment::VarOverrides;
 use crate::config::Problems;
 use crate::mesh::load::Loaded;
@@ -204,8 +204,28 @@ pub fn run_live(
 ) -> anyhow::Result<RunResult> {
     let plan = plan_of(c, None, run)?;
     let mut target = target.clone();
-    let captured = runtime.block_on(capture::run(&mut target, &plan));
+    let captured = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => None,
+            captured = capture::run(&mut target, &plan) => Some(captured),
+        }
+    });
+    let Some(captured) = captured else {
+        // Interrupted: the chaos must not stay on the instance.
+        let problems = runtime.block_on(target.finish());
+        anyhow::bail!(Interrupted(problems));
+    };
     finish_run(c, run, out, captured)
+}
+
+/// A live campaign stopped by Ctrl-C; what could not be removed from the target, if anything.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted (Ctrl-C); the run's chaos was removed from the target{}", removal(.0))]
+pub struct Interrupted(pub Vec<String>);
+
+fn removal(problems: &[String]) -> String {
+    if problems.is_empty() { String::new() } else { format!(", except: {}", problems.join("; ")) }
 }
 
 /// A kept run analysed again from its CSV and ground truth with `analysis` (its result file updated); a
@@ -324,8 +344,12 @@ pub fn run_all(
                 if !pending(i) {
                     continue;
                 }
-                let mut result = run_live(c, target, &runtime, run, out)
-                    .unwrap_or_else(|e| RunResult::failed(run, format!("{e:#}")));
+                let mut result = match run_live(c, target, &runtime, run, out) {
+                    Ok(r) => r,
+                    // The finished runs are kept; running the campaign again goes on from here.
+                    Err(e) if e.is::<Interrupted>() => return Err(e),
+                    Err(e) => RunResult::failed(run, format!("{e:#}")),
+                };
                 if !missing.is_empty() {
                     let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
                     result.warnings.push(format!(

@@ -236,22 +236,10 @@ fn print_summary(s: &CampaignSummary) {
         println!("  {param}={:<8} {} runs, {} events: {rec}", values.join(","), p.runs, p.events);
     }
     if let Some(r) = &s.regression {
-        println!(
-            "recovery ~ {param}: slope {:.4} s per unit, R² {}, p {:.3} ({} events)",
-            r.slope,
-            r.r2.map_or_else(|| "–".into(), |v| format!("{v:.3}")),
-            r.p_value,
-            r.n
-        );
+        println!("recovery ~ {param}: {r}");
     }
     if let Some(r) = &s.regression_without_deviating {
-        println!(
-            "  without the deviating runs: slope {:.4} s per unit, R² {}, p {:.3} ({} events)",
-            r.slope,
-            r.r2.map_or_else(|| "–".into(), |v| format!("{v:.3}")),
-            r.p_value,
-            r.n
-        );
+        println!("  without the deviating runs: {r}");
     }
     if let Some(r) = &s.resilience {
         println!(

@@ -273,6 +273,21 @@ fn a_fault_schedule_is_a_campaigns_chaos_and_deviating_runs_are_listed() {
     assert!(md.contains("deviates: 1 of 3 faults"), "{md}");
 }
 
+/// The study's flow running live on a free port: its handle, address and control token.
+async fn live_study_flow(dir: &Path) -> (chaoslab::runner::LiveHandle, std::net::SocketAddr, String) {
+    let flow = chaoslab::catalog::load_flow(&flows().join("campaigns/hmlc/process-mining.toml")).unwrap();
+    let run = chaoslab::runner::Run::new(flow)
+        .out(dir.join("live"))
+        .seed(1)
+        .http_listen(([127, 0, 0, 1], 0).into());
+    let h = tokio::time::timeout(crate::common::http::WAIT, run.live())
+        .await
+        .expect("live run did not start")
+        .unwrap();
+    let (addr, token) = (h.http_addr, h.control_token.clone().unwrap());
+    (h, addr, token)
+}
+
 /// Runs `campaign run FILE --out OUT --target URL --token T [--prometheus P]` off the test's runtime.
 async fn live_campaign(
     file: &Path,
@@ -298,14 +313,7 @@ async fn a_campaign_runs_against_a_live_instance_in_real_time() {
     use crate::common::http::{WAIT, eventually, request, request_with};
     let dir = tempfile::tempdir().unwrap();
     let flow_file = flows().join("campaigns/hmlc/process-mining.toml");
-    let flow = chaoslab::catalog::load_flow(&flow_file).unwrap();
-    let run = chaoslab::runner::Run::new(flow)
-        .out(dir.path().join("live"))
-        .seed(1)
-        .http_listen(([127, 0, 0, 1], 0).into());
-    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
-    let addr = h.http_addr;
-    let token = h.control_token.clone().unwrap();
+    let (h, addr, token) = live_study_flow(dir.path()).await;
 
     // Prometheus's instant-query API, in its format (once the consumer lag is reported).
     let q = eventually("the lag is reported", async || {
@@ -402,14 +410,7 @@ async fn a_live_campaign_reads_its_series_from_a_real_prometheus() {
     };
     let dir = tempfile::tempdir().unwrap();
     let flow_file = flows().join("campaigns/hmlc/process-mining.toml");
-    let flow = chaoslab::catalog::load_flow(&flow_file).unwrap();
-    let run = chaoslab::runner::Run::new(flow)
-        .out(dir.path().join("live"))
-        .seed(1)
-        .http_listen(([127, 0, 0, 1], 0).into());
-    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
-    let addr = h.http_addr;
-    let token = h.control_token.clone().unwrap();
+    let (h, addr, token) = live_study_flow(dir.path()).await;
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
@@ -471,5 +472,53 @@ async fn a_live_campaign_reads_its_series_from_a_real_prometheus() {
     let truth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("runs/prom_base_1.truth.json")).unwrap()).unwrap();
     assert_eq!(truth[0]["kind"], "process-failure", "{truth}");
+    tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
+}
+
+/// Ctrl-C during a live campaign removes the run's chaos from the instance before the command exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_live_campaign_leaves_no_chaos_behind() {
+    use crate::common::http::{WAIT, eventually, request_with};
+    let dir = tempfile::tempdir().unwrap();
+    let flow_file = flows().join("campaigns/hmlc/process-mining.toml");
+    let (h, addr, token) = live_study_flow(dir.path()).await;
+    let file = dir.path().join("long.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"long\"\nflow = \"{flow}\"\n[chaos]\nmesh = [\"{delay}\"]\n[grid]\nlatency = [\"50ms\"]\n\
+             [runs]\nseeds = [1]\nnumber = 5\noffset = \"1m\"\nwarmup = \"0s\"\n\
+             [[chaos.schedule]]\nkind = \"process-failure\"\ntarget = \"HEURISTICS-MINER\"\nduration = \"5m\"\n\
+             [[capture]]\nname = \"Lag_Input_Topic\"\nquery = \"sum(Lag_Input_Topic)\"\n\
+             [analysis]\nmetric = \"Lag_Input_Topic\"\n",
+            flow = flow_file.display(),
+            delay = flows().join("campaigns/hmlc/delay.yaml").display(),
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+        .args(["campaign", "run", file.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
+        .args(["--target", &format!("http://{addr}"), "--token", &token])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    eventually("the delay and the failure to be applied", async || {
+        (h.pipeline.faults.list().0.len() >= 2).then_some(())
+    })
+    .await;
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out =
+        tokio::time::timeout(WAIT, child.wait_with_output()).await.expect("it stops on SIGINT").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("interrupted (Ctrl-C); the run's chaos was removed from the target"), "{stderr}");
+    assert!(h.pipeline.faults.list().0.is_empty(), "{:?}", h.pipeline.faults.list().0);
+    let bearer = format!("Bearer {token}");
+    let experiments =
+        request_with(addr, "GET", "/api/experiments", &[("Authorization", &bearer)], None).await.json();
+    assert!(experiments.as_array().unwrap().iter().all(|o| o["status"] != "running"), "{experiments}");
     tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
 }
