@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Timelike as _;
+use tokio_util::sync::CancellationToken;
 
 use super::detect::Window;
 use super::series::Series;
@@ -94,8 +95,9 @@ fn firings(plan: &Plan, apply: Duration, end: Duration) -> Vec<(Duration, usize)
     out
 }
 
-/// Runs `plan` against `target`, from now.
-pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan) -> Captured {
+/// Runs `plan` against `target`, from now; `cancel` ends the capture early (between two calls to the
+/// target, so that nothing it applied goes unrecorded) and the chaos is ended as usual.
+pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan, cancel: CancellationToken) -> Captured {
     let start = tokio::time::Instant::now();
     let started = target.now();
     let apply = chaos_start(plan, started);
@@ -106,7 +108,7 @@ pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan) -> Captured {
     let ctk_warnings: Arc<Mutex<Vec<String>>> = Arc::default();
     let ctk = {
         let (providers, env, clock) = (target.providers(), target.env(), target.journal_clock());
-        let (journals, ctk_warnings) = (journals.clone(), ctk_warnings.clone());
+        let (journals, ctk_warnings, cancel) = (journals.clone(), ctk_warnings.clone(), cancel.clone());
         async move {
             if plan.experiments.is_empty() {
                 return;
@@ -116,7 +118,7 @@ pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan) -> Captured {
                 let options = RunOptions::default();
                 match crate::chaos::execute::prepare(raw, &providers, &options, &plan.overrides, &env) {
                     Ok((experiment, settings)) => {
-                        let cancel = tokio_util::sync::CancellationToken::new();
+                        let cancel = cancel.child_token();
                         let journal = crate::chaos::execute::run(
                             &experiment,
                             settings,
@@ -187,7 +189,11 @@ pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan) -> Captured {
             if let Some((at, _)) = due.get(next_fault) {
                 wake = wake.min(*at);
             }
-            tokio::time::sleep_until(start + wake).await;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(start + wake) => {}
+            }
         }
     };
     tokio::join!(capture, ctk);

@@ -18,7 +18,7 @@ use super::detect::Window;
 use super::grid::{self, Grid, Value};
 use super::series;
 use super::spec::Campaign;
-use super::target::{ChaosDoc, Local, Remote, Target as _};
+use super::target::{ChaosDoc, Local, Remote};
 use crate::chaos::experiment::VarOverrides;
 use crate::config::Problems;
 use crate::mesh::load::Loaded;
@@ -184,7 +184,7 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
         .trace_in_memory()
         .sim_with(move |p| async move {
             let mut target = Local::new(p, env, queries);
-            let captured = capture::run(&mut target, &plan).await;
+            let captured = capture::run(&mut target, &plan, Default::default()).await;
             *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(captured);
             Ok(())
         })
@@ -204,18 +204,25 @@ pub fn run_live(
 ) -> anyhow::Result<RunResult> {
     let plan = plan_of(c, None, run)?;
     let mut target = target.clone();
+    // Ctrl-C ends the capture early; the chaos is removed from the instance either way.
+    let cancel = tokio_util::sync::CancellationToken::new();
     let captured = runtime.block_on(async {
-        tokio::select! {
-            biased;
-            _ = tokio::signal::ctrl_c() => None,
-            captured = capture::run(&mut target, &plan) => Some(captured),
-        }
+        let watch = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    cancel.cancel();
+                }
+            })
+        };
+        let captured = capture::run(&mut target, &plan, cancel.clone()).await;
+        watch.abort();
+        captured
     });
-    let Some(captured) = captured else {
-        // Interrupted: the chaos must not stay on the instance.
-        let problems = runtime.block_on(target.finish());
+    if cancel.is_cancelled() {
+        let problems = captured.warnings.into_iter().filter(|w| w.starts_with("DELETE ")).collect();
         anyhow::bail!(Interrupted(problems));
-    };
+    }
     finish_run(c, run, out, captured)
 }
 
