@@ -113,8 +113,15 @@ pub(crate) async fn run<T: Target>(target: &mut T, plan: &Plan, cancel: Cancella
             if plan.experiments.is_empty() {
                 return;
             }
-            tokio::time::sleep_until(start + apply).await;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(start + apply) => {}
+            }
             for raw in &plan.experiments {
+                if cancel.is_cancelled() {
+                    break;
+                }
                 let options = RunOptions::default();
                 match crate::chaos::execute::prepare(raw, &providers, &options, &plan.overrides, &env) {
                     Ok((experiment, settings)) => {
