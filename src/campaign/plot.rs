@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::detect::{Event, Window};
@@ -147,6 +148,34 @@ pub fn series(
     )
 }
 
+/// A chart with numbers on both axes.
+type Axes<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The axes of the recovery plots: the parameter across, recovery time (s) up to 10 % over `y_max`.
+fn recovery_axes<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    parameter: &str,
+    x: std::ops::Range<f64>,
+    y_max: f64,
+) -> Result<Axes<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, 0.0..y_max * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc(parameter)
+        .y_desc("recovery time (s)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FONT, 12))
+        .draw()?;
+    Ok(chart)
+}
+
 fn draw_recovery<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
@@ -161,20 +190,7 @@ where
     let (x0, x1) = range(pairs.iter().map(|p| p.0));
     let (_, y1) = range(pairs.iter().map(|p| p.1));
     let pad = (x1 - x0) * 0.03;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y1 * 1.1)?;
-    chart
-        .configure_mesh()
-        .x_desc(parameter)
-        .y_desc("recovery time (s)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FONT, 12))
-        .draw()?;
+    let mut chart = recovery_axes(&root, title, parameter, (x0 - pad)..(x1 + pad), y1)?;
     chart.draw_series(pairs.iter().map(|(x, y)| Circle::new((*x, *y), 3, EVENT.mix(0.5).filled())))?;
     if let Some(r) = line {
         let at = |x: f64| r.intercept + r.slope * x;
@@ -227,20 +243,7 @@ where
     let (x0, x1) = range(points.iter().map(|p| p.0));
     let (_, y1) = range(points.iter().flat_map(|p| p.1.iter().copied()));
     let width = if points.len() > 1 { (x1 - x0) / (points.len() - 1) as f64 * 0.35 } else { 0.5 };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d((x0 - width * 2.0)..(x1 + width * 2.0), 0.0..y1 * 1.1)?;
-    chart
-        .configure_mesh()
-        .x_desc(parameter)
-        .y_desc("recovery time (s)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FONT, 12))
-        .draw()?;
+    let mut chart = recovery_axes(&root, title, parameter, (x0 - width * 2.0)..(x1 + width * 2.0), y1)?;
     for (x, values) in points {
         let Some(s) = super::stats::summary(values) else { continue };
         let mut sorted = values.clone();
