@@ -160,6 +160,9 @@ pub enum AuthError {
     /// Unknown user, wrong password or unknown token (deliberately not told apart).
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The session cookie came with a state-changing request from another origin.
+    #[error("{0}")]
+    CrossOrigin(String),
     /// The check itself could not run (the blocking task failed).
     #[error("credential check failed: {0}")]
     Internal(String),
@@ -173,6 +176,7 @@ impl AuthError {
             | AuthError::Malformed(_)
             | AuthError::UnsupportedScheme
             | AuthError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AuthError::CrossOrigin(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -530,17 +534,48 @@ async fn check(creds: &Arc<Credentials>, header: HeaderValue) -> Result<Principa
         .map_err(|e| AuthError::Internal(e.to_string()))?
 }
 
+/// The credentials a request presents: its `Authorization` header, or else the dashboard's session cookie
+/// (see [`super::session`]: for a request that changes state, only from this server's own origin).
+fn presented(method: &axum::http::Method, headers: &axum::http::HeaderMap) -> Result<HeaderValue, AuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(AuthError::Malformed("more than one Authorization header")),
+        (Some(value), None) => Ok(value.clone()),
+        (None, _) => {
+            let token = super::session::token(headers).ok_or(AuthError::Missing)?;
+            super::session::same_origin(method, headers).map_err(AuthError::CrossOrigin)?;
+            HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| AuthError::Malformed("the session cookie is not visible ASCII"))
+        }
+    }
+}
+
+/// Who the request's credentials (header or session cookie) belong to, if anyone: for pages that show
+/// what a visitor may do, without refusing anything.
+pub async fn principal_of(
+    creds: &Arc<Credentials>,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Option<Principal> {
+    check(creds, presented(method, headers).ok()?).await.ok()
+}
+
+/// Checks a bare token (the dashboard link's `?token=`).
+pub async fn check_token(creds: &Arc<Credentials>, token: &str) -> Result<Principal, AuthError> {
+    let value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| AuthError::Malformed("the token is not visible ASCII"))?;
+    check(creds, value).await
+}
+
 /// Axum middleware guarding the control plane: answers 401 (with `WWW-Authenticate` and a JSON
 /// `{"error": ...}` body) unless the request carries valid `Basic` or `Bearer` credentials, and otherwise
 /// inserts the [`Principal`] into the request extensions for the handlers.
 ///
 /// Use with `axum::middleware::from_fn_with_state(Arc<Credentials>, require_auth)`.
 pub async fn require_auth(State(creds): State<Arc<Credentials>>, mut req: Request, next: Next) -> Response {
-    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let result = match (values.next(), values.next()) {
-        (None, _) => Err(AuthError::Missing),
-        (Some(_), Some(_)) => Err(AuthError::Malformed("more than one Authorization header")),
-        (Some(value), None) => check(&creds, value.clone()).await,
+    let result = match presented(req.method(), req.headers()) {
+        Ok(value) => check(&creds, value).await,
+        Err(e) => Err(e),
     };
     match result {
         Ok(principal) => {

@@ -17,6 +17,7 @@ pub mod control;
 pub mod mesh;
 pub mod query;
 pub mod reasoning;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
