@@ -42,7 +42,10 @@
 //!   ChaosMeshWizard's CSV format, its event detection checked against the ground truth, recovery-time
 //!   statistics and the dose-response regression.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane (faults, Chaos Toolkit
-//!   experiments, Chaos Mesh objects).
+//!   experiments, Chaos Mesh objects), and the browser session (token cookie, same-origin checks).
+//! - [`dashboard`]: the web page to watch, break and replay a run: the pipeline diagram, faults,
+//!   experiments, the timeline of metrics with fault windows and incidents, the indices, the runs; live, or
+//!   over a finished sim run's recorded history (`chaoslab serve --out DIR`).
 //! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining`, which print figures.
 
 pub mod analytics;
@@ -53,6 +56,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod chaos;
 pub mod config;
+pub mod dashboard;
 pub mod kernel;
 pub mod mesh;
 pub mod monitoring;

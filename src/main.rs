@@ -79,6 +79,8 @@ enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// The dashboard over a finished sim run: scrub through its virtual time.
+    Serve(cli::serve::ServeArgs),
     /// Swarm testing: per seed, a fault schedule drawn from the seed, a quiet phase, the invariants.
     Swarm(Box<SwarmArgs>),
     /// Benchmarks; they print their figures.
@@ -101,6 +103,9 @@ struct RunArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Sim: no progress bar (there is none anyway when stdout is not a terminal).
+    #[arg(long, short = 'q')]
+    quiet: bool,
     /// Sim: run the scenario twice (outputs in <out>/run-1 and <out>/run-2) and compare the traces; print
     /// `deterministic: <digest>` or the first line that differs (exit 1).
     #[arg(long)]
@@ -155,7 +160,13 @@ impl RunArgs {
         if let Some(addr) = self.log_http_listen {
             run = run.log_http_listen(addr);
         }
-        Ok(run.allow_process(self.allow_process.clone()).max_experiments(self.max_experiments))
+        let argv: Vec<String> =
+            std::iter::once("chaoslab".to_owned()).chain(std::env::args().skip(1)).collect();
+        let command = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+        Ok(run
+            .allow_process(self.allow_process.clone())
+            .max_experiments(self.max_experiments)
+            .command(command))
     }
 }
 
@@ -334,6 +345,7 @@ fn main() -> ExitCode {
         Command::Fault { command } => Some(cli::fault::execute(command)),
         Command::Mesh { command } => Some(cli::mesh::execute(command)),
         Command::Campaign { command } => Some(cli::campaign::execute(command)),
+        Command::Serve(a) => Some(cli::serve::execute(a)),
         Command::Auth { command: AuthCommand::Hash } => Some(cli::fault::hash_from_stdin()),
         command => {
             if let Err(e) = execute(Cli { command }) {
@@ -381,7 +393,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                         chaoslab::runner::determinism::Determinism::Diverged(_) => Err(Exit(1).into()),
                     };
                 }
-                run.sim(duration)?
+                match cli::progress::sim(a.quiet) {
+                    Some((bar, f)) => {
+                        let summary = run.progress(f).sim(duration);
+                        bar.finish_and_clear();
+                        summary?
+                    }
+                    None => run.sim(duration)?,
+                }
             } else {
                 anyhow::ensure!(!a.check_determinism, "--check-determinism needs --sim");
                 run.live_until_signal(a.duration)?
@@ -397,6 +416,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         | Command::Fault { .. }
         | Command::Mesh { .. }
         | Command::Campaign { .. }
+        | Command::Serve(_)
         | Command::Auth { .. } => {
             unreachable!("handled in main")
         }

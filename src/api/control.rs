@@ -6,7 +6,8 @@
 //!   `GET /api/chaos/discover`: the discovery document;
 //! - `POST /execute_experiment` with a Chaos Toolkit experiment as JSON: validates and runs it against this
 //!   pipeline, answering `{status_code, title, status, info, journal}` (the shape of dqualizer-ctk's
-//!   Resilience Execution API); `GET /experiments` and `GET /experiments/{id}` return journals.
+//!   Resilience Execution API); `GET /experiments` and `GET /experiments/{id}` return journals;
+//!   `POST /ui/api/experiments/run` `{text}` does the same for the dashboard with YAML or JSON text.
 //!
 //! - Chaos Mesh objects: [`crate::api::mesh`] (`/api/experiments`, `/api/schedules`, `/api/workflows`,
 //!   `/api/events`, `/api/archives`).
@@ -86,6 +87,7 @@ pub fn router(
         .route("/api/chaos/call", post(call))
         .route("/api/chaos/discover", get(discover))
         .route("/execute_experiment", post(execute_experiment))
+        .route("/ui/api/experiments/run", post(execute_text))
         .route("/experiments", get(list_experiments))
         .route("/experiments/{id}", get(get_experiment))
         .route("/api/ground-truth", get(ground_truth))
@@ -241,6 +243,31 @@ async fn execute_experiment(State(c): State<Shared>, body: axum::body::Bytes) ->
             return answer(StatusCode::BAD_REQUEST, "", "Experiment is invalid".into(), info, Value::Null);
         }
     };
+    execute_value(c, raw).await
+}
+
+/// The dashboard's `POST /ui/api/experiments/run` `{text}`: an experiment as YAML or JSON text, run as
+/// `POST /execute_experiment` runs one; a parse error names its line.
+async fn execute_text(State(c): State<Shared>, body: axum::body::Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct Text {
+        text: String,
+    }
+    let invalid =
+        |info: Value| answer(StatusCode::BAD_REQUEST, "", "Experiment is invalid".into(), info, Value::Null);
+    let text = match serde_json::from_slice::<Text>(&body) {
+        Ok(t) => t.text,
+        Err(e) => return invalid(json!([format!("the body is not {{\"text\": …}}: {e}")])),
+    };
+    use crate::chaos::experiment::load::{Format, parse};
+    let origin = std::path::Path::new("experiment");
+    match parse(&text, Format::detect(origin, &text), origin) {
+        Ok(raw) => execute_value(c, raw).await,
+        Err(e) => invalid(json!([e.to_string()])),
+    }
+}
+
+async fn execute_value(c: Shared, raw: Value) -> Response {
     let title = raw.get("title").and_then(Value::as_str).unwrap_or("").to_owned();
     let providers = NativeProviders::new(Backend::Local(c.pipeline.clone()));
     let mut problems = disallowed_processes(&raw, &c.config.process_allow);

@@ -123,6 +123,7 @@ fn sim_path(duration: Duration) -> anyhow::Result<(u64, f64, f64)> {
         .out(&dir)
         .seed(1)
         .trace_in_memory()
+        .history(false)
         .trace_level(crate::kernel::trace::TraceLevel::Lifecycle)
         .sim(duration)?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -40,8 +40,11 @@ pub fn pipeline(records: u64, messages: u64) -> anyhow::Result<()> {
     drop(live_rt);
 
     reset_peak_rss();
-    let summary =
-        Run::new(reference_flow()?).out(dir.join("reference")).seed(7).sim(Duration::from_secs(1800))?;
+    let summary = Run::new(reference_flow()?)
+        .out(dir.join("reference"))
+        .seed(7)
+        .history(false)
+        .sim(Duration::from_secs(1800))?;
     println!(
         "sim compression:   30 min reference run in {:.3} s wall = {:.0}x (target >= 1000x); {} trace events; peak RSS {}",
         summary.wall_secs,
@@ -82,7 +85,7 @@ fn sim_throughput(records: u64, out: &std::path::Path, level: TraceLevel) -> any
     let mut flow = reference_flow()?;
     flow.without(&["NIFI", "HADOOP", "NODE-RED", "SPARK", "KAFKA", "POKE-ORDERS-DB"]);
     let started = Instant::now();
-    Run::new(flow).out(out).seed(1).rate_ms(0).trace_in_memory().trace_level(level).sim_with(
+    Run::new(flow).out(out).seed(1).rate_ms(0).trace_in_memory().history(false).trace_level(level).sim_with(
         |p: Arc<Pipeline>| async move {
             let flink = p.metrics.component("FLINK");
             // A virtual sleep, not a busy yield: the sensor's bursts need virtual time to pass.
@@ -194,8 +197,12 @@ pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Resul
     });
     let total = u64::from(5 * sim_orders);
     let started = Instant::now();
-    let summary = Run::new(flow).out(dir.join("sim")).seed(1).trace_level(TraceLevel::Lifecycle).sim_with(
-        |p: Arc<Pipeline>| async move {
+    let summary = Run::new(flow)
+        .out(dir.join("sim"))
+        .seed(1)
+        .history(false)
+        .trace_level(TraceLevel::Lifecycle)
+        .sim_with(|p: Arc<Pipeline>| async move {
             let Some(db) = p.handles.first::<OrderDb>().cloned() else { anyhow::bail!("no order services") };
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -206,8 +213,7 @@ pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Resul
                     return Ok(());
                 }
             }
-        },
-    )?;
+        })?;
     let wall = started.elapsed().as_secs_f64();
     println!(
         "sim end to end:    {total} orders created, decided and written back in {wall:.3} s wall ({:.0} orders/s; {:.0} s simulated)",

@@ -182,6 +182,7 @@ pub fn run_one(c: &Campaign, flow: &Flow, run: &RunId, out: &Path) -> anyhow::Re
         .out(&dir)
         .seed(run.seed)
         .trace_in_memory()
+        .history(false)
         .sim_with(move |p| async move {
             let mut target = Local::new(p, env, queries);
             let captured = capture::run(&mut target, &plan, Default::default()).await;

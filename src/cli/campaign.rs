@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::fault::Target;
 use chaoslab::campaign::analysis::{self, RunResult};
@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Runs at once (each is one thread).
     #[arg(short = 'j', long, default_value_t = 1)]
     jobs: usize,
+    /// No progress bar (there is none anyway when stdout is not a terminal).
+    #[arg(long, short = 'q')]
+    quiet: bool,
     /// Run against a live chaoslab at this URL in real time, one run after another (the seed then only
     /// numbers the repetition): the chaos goes to its Chaos Mesh API and control plane.
     #[arg(long)]
@@ -121,10 +124,7 @@ fn run_campaign(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     std::fs::copy(&a.file, a.out.join("campaign.toml")).context("cannot keep a copy of the campaign file")?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} elapsed, ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = super::progress::bar(a.quiet, "{bar:40} {pos}/{len} runs, {elapsed} elapsed, ETA {eta}");
     let started = std::time::Instant::now();
     let remote = match &a.target {
         Some(url) => {

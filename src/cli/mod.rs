@@ -5,6 +5,8 @@ pub mod campaign;
 pub mod experiment;
 pub mod fault;
 pub mod mesh;
+pub mod progress;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -44,7 +44,8 @@ pub enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    /// The state as the trace and the API name it (`running`, `stopped`, …).
+    pub fn as_str(self) -> &'static str {
         match self {
             State::Created => "created",
             State::Running => "running",
@@ -72,6 +73,20 @@ pub struct Health {
     pub since_ms: u64,
     /// Frozen by a pause fault.
     pub paused: bool,
+}
+
+impl Health {
+    /// A component added and never started.
+    pub fn created() -> Health {
+        Health {
+            state: State::Created,
+            ready: false,
+            detail: String::new(),
+            restarts: 0,
+            since_ms: 0,
+            paused: false,
+        }
+    }
 }
 
 /// Lets a running component report readiness.
@@ -183,14 +198,7 @@ impl Supervisor {
             anyhow::bail!("component {:?} is defined twice", spec.name);
         }
         let (control, control_rx) = mpsc::unbounded_channel();
-        let health = Health {
-            state: State::Created,
-            ready: false,
-            detail: String::new(),
-            restarts: 0,
-            since_ms: 0,
-            paused: false,
-        };
+        let health = Health::created();
         let name = spec.name.clone();
         slots.insert(
             name.clone(),

@@ -6,7 +6,7 @@
 //! `{"seq":N,"t":"<ISO time>","ms":<ms since start>,"component":"…","kind":"…","data":{…}}`; `data`
 //! keeps the field order its emitter wrote, which is fixed in the code, so it never varies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,9 @@ pub enum TraceLevel {
     Lifecycle,
 }
 
+/// How many lifecycle events [`Trace::recent`] keeps.
+pub const TAIL: usize = 1024;
+
 /// A handle on the run's trace. Cheap to clone; all clones write to the same file.
 #[derive(Clone)]
 pub struct Trace {
@@ -46,6 +49,8 @@ struct Inner {
     error: Option<String>,
     /// The line being built, reused from event to event.
     buf: Vec<u8>,
+    /// The newest lifecycle lines.
+    tail: VecDeque<String>,
     time: IsoCache,
 }
 
@@ -94,6 +99,7 @@ impl Trace {
             keep: keep.then(Vec::new),
             error: None,
             buf: Vec::with_capacity(256),
+            tail: VecDeque::with_capacity(TAIL),
             time: IsoCache::default(),
         };
         Trace { inner: Arc::new(Mutex::new(inner)), clock, records: true }
@@ -108,7 +114,7 @@ impl Trace {
     /// Appends a per-record event (`record.published`, `record.received`, …), unless the level omits them.
     pub fn emit_record<D: Serialize + ?Sized>(&self, component: &str, kind: &str, data: &D) {
         if self.records {
-            self.emit(component, kind, data);
+            self.write(component, kind, data, false);
         }
     }
 
@@ -118,6 +124,10 @@ impl Trace {
 
     /// Appends one event. `data` should serialize to a JSON object (a struct, a map, or `json!({…})`).
     pub fn emit<D: Serialize + ?Sized>(&self, component: &str, kind: &str, data: &D) {
+        self.write(component, kind, data, true);
+    }
+
+    fn write<D: Serialize + ?Sized>(&self, component: &str, kind: &str, data: &D, lifecycle: bool) {
         let now = self.clock.now();
         let ms = self.clock.elapsed().as_millis();
         let mut guard = self.lock();
@@ -166,12 +176,29 @@ impl Trace {
         if let Some(keep) = inner.keep.as_mut() {
             keep.push(String::from_utf8_lossy(&line).into_owned());
         }
+        if lifecycle {
+            // The oldest line's buffer is reused, so a full tail allocates nothing.
+            let mut kept = if inner.tail.len() >= TAIL {
+                inner.tail.pop_front().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            kept.clear();
+            kept.push_str(std::str::from_utf8(&line[..line.len() - 1]).unwrap_or(""));
+            inner.tail.push_back(kept);
+        }
         inner.buf = line;
     }
 
     /// Number of events of `kind` so far.
     pub fn count(&self, kind: &str) -> u64 {
         self.lock().by_kind.get(kind).copied().unwrap_or(0)
+    }
+
+    /// The newest lifecycle events (not per-record ones), oldest first: at most [`TAIL`] lines, without
+    /// their newline. The dashboard shows a component's recent events from them.
+    pub fn recent(&self) -> Vec<String> {
+        self.lock().tail.iter().cloned().collect()
     }
 
     /// The kept lines (only for [`Trace::recording`]).

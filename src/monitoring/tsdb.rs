@@ -252,6 +252,23 @@ impl Tsdb {
         self.series.retain(|_, by_labels| !by_labels.is_empty());
     }
 
+    /// Drops every other sample of every series, keeping the newest of each; returns the samples left.
+    /// (A store that must stay within a number of samples trades resolution for length this way.)
+    pub fn thin(&mut self) -> usize {
+        let mut left = 0;
+        for points in self.series.values_mut().flat_map(BTreeMap::values_mut) {
+            let n = points.len();
+            let mut i = 0;
+            points.retain(|_| {
+                let keep = (n - 1 - i) % 2 == 0;
+                i += 1;
+                keep
+            });
+            left += points.len();
+        }
+        left
+    }
+
     fn cutoff(&self) -> Option<i64> {
         self.newest.map(|n| n.saturating_sub(self.retention_ms))
     }

@@ -179,8 +179,8 @@ pub const INCIDENT_INDEX: &str = "iot-incident-reports";
 /// The reasoner's consumer group.
 pub const GROUP: &str = "flink-reasoner";
 
-/// An incident as the run saw it (for the summary and the ground truth).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// An incident as the run saw it (for the summary and the ground truth; replay reads it from the trace).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct IncidentSeen {
     /// Incident name.
     pub name: String,

@@ -51,7 +51,18 @@ pub struct Run {
     http_listen: Option<SocketAddr>,
     credentials: Option<PathBuf>,
     control: ControlConfig,
+    command: Option<String>,
+    history: bool,
+    progress: Option<ProgressFn>,
 }
+
+/// Told how a sim run advances, a hundred times per run: the virtual time reached, the whole, and the
+/// records the components have received so far.
+pub type ProgressFn = Arc<dyn Fn(Duration, Duration, u64) + Send + Sync>;
+
+/// A sim run advances in this many steps (whether or not anybody is told), so that its bytes never depend
+/// on whether a progress bar is shown.
+const SIM_STEPS: u32 = 100;
 
 impl Run {
     /// A run of `flow` writing to `./out`, seed 0 in sim mode (random in live mode).
@@ -65,7 +76,30 @@ impl Run {
             http_listen: None,
             credentials: None,
             control: ControlConfig::default(),
+            command: None,
+            history: true,
+            progress: None,
         }
+    }
+
+    /// The command line that reproduces this run, shown by the dashboard (default: one built from the
+    /// seed and the flow).
+    pub fn command(mut self, command: impl Into<String>) -> Run {
+        self.command = Some(command.into());
+        self
+    }
+
+    /// Calls `f` as a sim run advances (a terminal's progress bar).
+    pub fn progress(mut self, f: ProgressFn) -> Run {
+        self.progress = Some(f);
+        self
+    }
+
+    /// Whether the run records the dashboard's metric history (`<out>/history.jsonl`; on by default). Many
+    /// short runs that nobody replays (campaigns, benchmarks) turn it off.
+    pub fn history(mut self, on: bool) -> Run {
+        self.history = on;
+        self
     }
 
     /// The output directory (trace, stores, indices, results).
@@ -188,8 +222,19 @@ impl Run {
 
     /// Runs for `duration` of virtual time and returns the summary.
     pub fn sim(self, duration: Duration) -> anyhow::Result<RunSummary> {
-        self.sim_with(move |_| async move {
-            tokio::time::sleep(duration).await;
+        let progress = self.progress.clone();
+        self.sim_with(move |p| async move {
+            let start = tokio::time::Instant::now();
+            for step in 1..=SIM_STEPS {
+                tokio::time::sleep_until(start + duration * step / SIM_STEPS).await;
+                if let Some(f) = &progress {
+                    f(
+                        duration * step / SIM_STEPS,
+                        duration,
+                        p.metrics.total("chaoslab_records_in_total") as u64,
+                    );
+                }
+            }
             Ok(())
         })
     }
@@ -210,13 +255,18 @@ impl Run {
         // Wall time is measured around the simulation for the summary only; nothing inside reads it.
         let wall = std::time::Instant::now();
         let mesh = load_flow_mesh(&self.flow)?;
+        let (command, history) = (self.command.clone(), self.history);
         rt.block_on(async move {
             let pipeline = Arc::new(Pipeline::build(self.flow, opts).await?);
             let _log_time = crate::kernel::clock::log_with(pipeline.clock.clone());
             pipeline.start();
+            let recorder = history.then(|| Recorder::start(&pipeline, command.as_deref())).transpose()?;
             create_mesh(&pipeline, &mesh);
             script(pipeline.clone()).await?;
             let (drained, orders, trace) = finish(&pipeline, SIM_DRAIN).await?;
+            if let Some(r) = recorder {
+                r.finish(&pipeline).await?;
+            }
             Ok(RunSummary::collect(&pipeline, wall.elapsed().as_secs_f64(), drained, orders, trace))
         })
     }
@@ -246,22 +296,31 @@ impl Run {
         tracing::info!(seed = pipeline.seed.0, "live run: HTTP at http://{http_addr}");
         let (credentials, control_token) = control_credentials(self.credentials.as_deref(), &out)?;
         pipeline.start();
+        let recorder = Recorder::start(&pipeline, self.command.as_deref())?;
         pipeline.mesh.set_process_allow(self.control.process_allow.clone());
         create_mesh(&pipeline, &mesh);
         let http_stop = tokio_util::sync::CancellationToken::new();
         let mut control = self.control;
         control.journal_dir = Some(out.join("experiments"));
-        let app = crate::api::router(pipeline.clone()).merge(crate::api::control::router(
+        let dashboard = crate::dashboard::live::Live::new(
             pipeline.clone(),
-            credentials,
-            control,
-            http_stop.child_token(),
-        ));
+            recorder.history.clone(),
+            recorder.run.clone(),
+        );
+        let app = crate::api::router(pipeline.clone())
+            .merge(crate::api::control::router(
+                pipeline.clone(),
+                credentials.clone(),
+                control,
+                http_stop.child_token(),
+            ))
+            .merge(crate::dashboard::router(Arc::new(dashboard), Some(credentials), Some(pipeline.clone())));
         let log_stop = tokio_util::sync::CancellationToken::new();
         let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop)?;
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve =
                 axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
@@ -270,6 +329,7 @@ impl Run {
         });
         Ok(LiveHandle {
             pipeline,
+            recorder,
             http_addr,
             mqtt_url,
             control_token,
@@ -290,6 +350,7 @@ impl Run {
             let handle = self.live().await?;
             let mqtt = handle.mqtt_url.as_ref().map(|u| format!("MQTT at {u}, ")).unwrap_or_default();
             println!("chaoslab live: {mqtt}HTTP at http://{} (Ctrl-C to stop)", handle.http_addr);
+            println!("Dashboard: {}", handle.dashboard_url());
             let until = async {
                 match duration {
                     Some(d) => tokio::time::sleep(d).await,
@@ -388,6 +449,7 @@ fn serve_log_inputs(
 pub struct LiveHandle {
     /// The pipeline.
     pub pipeline: Arc<Pipeline>,
+    recorder: Recorder,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
     /// Where MQTT clients connect (the embedded broker's port, or the external broker), when the flow
@@ -407,6 +469,15 @@ pub struct LiveHandle {
 }
 
 impl LiveHandle {
+    /// The dashboard's address, with the generated token when there is one (as Jupyter prints its link):
+    /// opening it keeps the token in the browser's session cookie.
+    pub fn dashboard_url(&self) -> String {
+        match &self.control_token {
+            Some(token) => format!("http://{}/?token={token}", self.http_addr),
+            None => format!("http://{}/", self.http_addr),
+        }
+    }
+
     /// Drains and stops the pipeline and the HTTP API.
     pub async fn stop(self) -> anyhow::Result<RunSummary> {
         self.log_stop.cancel();
@@ -419,8 +490,42 @@ impl LiveHandle {
         self.pipeline.stop(drained).await?;
         self.http_stop.cancel();
         let _ = self.http.await;
+        self.recorder.finish(&self.pipeline).await?;
         let trace = self.pipeline.trace.finish()?;
         Ok(RunSummary::collect(&self.pipeline, self.started.elapsed().as_secs_f64(), drained, orders, trace))
+    }
+}
+
+/// The dashboard's record of a run: `run.json` written at the start, the metric history sampled beside the
+/// pipeline and written to `history.jsonl` at the end.
+struct Recorder {
+    run: crate::dashboard::view::RunInfo,
+    history: crate::dashboard::history::History,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    fn start(p: &Arc<Pipeline>, command: Option<&str>) -> anyhow::Result<Recorder> {
+        use crate::dashboard::{history, view};
+        let default_command = || {
+            let mode = if p.clock.is_sim() { "--sim " } else { "" };
+            format!("chaoslab run {mode}--seed {} --flow {}", p.seed.0, p.flow.source)
+        };
+        let run = crate::dashboard::live::run_info(p, &command.map_or_else(default_command, str::to_owned));
+        let path = p.out.join(view::RUN_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&run)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let history = history::History::new(run.start_ms, history::DEFAULT_INTERVAL);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(history.clone().record(p.metrics.clone(), p.clock.clone(), stop.clone()));
+        Ok(Recorder { run, history, stop, task })
+    }
+
+    async fn finish(self, p: &Pipeline) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let _ = self.task.await;
+        self.history.write(&p.out.join(crate::dashboard::history::HISTORY_FILE))
     }
 }
 
@@ -457,7 +562,8 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -7,6 +7,7 @@ mod common;
 mod architecture;
 mod campaign;
 mod cli;
+mod dashboard;
 mod experiments;
 mod faults;
 mod forward_fluent_logger;

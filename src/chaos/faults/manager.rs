@@ -52,8 +52,8 @@ pub struct FaultEnv {
     pub trace: Trace,
 }
 
-/// One fault as listed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One fault as listed (and as the trace records it, which replay reads back).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct FaultRecord {
     /// `f-0001`, …
     pub id: String,
@@ -84,7 +84,7 @@ pub struct FaultRecord {
     /// What an instant fault returned (produced offsets, …).
     pub output: Value,
     /// What asked for it, when not a user directly (`NetworkChaos default/network-delay`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
 }
 

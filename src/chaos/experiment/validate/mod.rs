@@ -34,7 +34,7 @@ use super::model::{
 };
 use super::provider::PythonProviders;
 
-pub use problems::{file_problems, problems_in};
+pub use problems::{check_text, file_problems, problems_in};
 
 /// One problem, at a JSON path.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use crate::config::problems::{KeyPath, Locate, Segment};
 use crate::config::{Problem, Problems, Severity};
 
 use super::ValidationError;
+use crate::chaos::experiment::provider::PythonProviders;
 
 impl ValidationError {
     /// The JSON path as a key path: `$.method[2]['a b']` → `$`, `method`, `2`, `a b`.
@@ -37,6 +38,36 @@ pub fn problems_in(file: &str, text: &str, errors: &[ValidationError]) -> Proble
         problems.push(e.to_problem(file, &lines));
     }
     problems
+}
+
+/// Every problem of the experiment text `text` (YAML or JSON, told apart by its first character), named
+/// `file`: a parse error at its line, or each validation problem at the line of the value at fault.
+pub fn check_text(file: &str, text: &str, providers: &dyn PythonProviders) -> Problems {
+    use crate::chaos::experiment::load::{Format, LoadError, parse};
+    let format = Format::detect(Path::new(file), text);
+    let raw = match parse(text, format, Path::new(file)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (line, message) = match &e {
+                LoadError::Json { line, message, .. } => (Some(*line), message.clone()),
+                LoadError::Yaml { location, message, .. } => (location.map(|l| l.0), message.clone()),
+                other => (None, other.to_string()),
+            };
+            let mut problems = Problems::new();
+            problems.push(Problem {
+                severity: Severity::Error,
+                file: file.to_owned(),
+                line,
+                key: KeyPath::root(),
+                message,
+            });
+            return problems;
+        }
+    };
+    match super::validate(&raw, providers) {
+        Ok(_) => Problems::new(),
+        Err(errors) => problems_in(file, text, &errors),
+    }
 }
 
 /// [`problems_in`] for the file at `path`, read again; if it cannot be read the problems have no lines.

@@ -1,0 +1,332 @@
+//! The dashboard in a real headless Chromium (Debian's, driven through ChromeDriver): every page loads
+//! without a console error; a fault applied from the Faults page is active in `/api/faults` and drawn as
+//! a window on the Timeline; stopping a component from its panel turns it red in the diagram; an action
+//! without the token is refused; the replay slider of `chaoslab serve` changes what the page shows.
+//! Screenshots of every page go to `target/dashboard-screenshots/`.
+
+use crate::common;
+
+use common::browser::{Driver, console_errors, screenshot, wait_for, wait_until};
+use common::http::{http_get, request_with};
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chaoslab::dashboard::replay::Replay;
+use chaoslab::runner::{LiveHandle, Run};
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(60);
+const PAGES: [&str; 7] = ["pipeline", "faults", "experiments", "timeline", "incidents", "data", "runs"];
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The whole reference flow, live on free ports.
+async fn start_live(out: &Path) -> LiveHandle {
+    let run = Run::new(chaoslab::catalog::reference_flow().unwrap())
+        .out(out)
+        .seed(5)
+        .rate_ms(100)
+        .http_listen(any_port())
+        .mqtt_listen(any_port())
+        .forward_listen(any_port())
+        .log_http_listen(any_port());
+    timeout(WAIT, run.live()).await.expect("live run did not start in time").unwrap()
+}
+
+/// Opens a tab and waits until its page is the one shown.
+async fn open_tab(c: &Client, page: &str) {
+    c.find(Locator::Css(&format!("#tab-{page}"))).await.unwrap().click().await.unwrap();
+    wait_until(c, &format!("the {page} page to show"), &format!(
+        "const p = document.getElementById('page-{page}'); return p && !p.hidden && p.offsetParent !== null;"
+    ))
+    .await;
+}
+
+/// The health the diagram shows for a component.
+fn health_of(name: &str) -> String {
+    format!(
+        "const n = document.querySelector('#diagram g.node[data-name=\"{name}\"]'); return n && n.getAttribute('data-health');"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
+    let Some(mut driver) = Driver::start("the_live_dashboard_watches_and_breaks_the_pipeline") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_live(dir.path()).await;
+    let (addr, token) = (h.http_addr, h.control_token.clone().unwrap());
+    assert_eq!(h.dashboard_url(), format!("http://{addr}/?token={token}"));
+    let c = driver.session().await;
+
+    // The link with the token lands on the page with the token kept, and out of the address bar.
+    c.goto(&h.dashboard_url()).await.unwrap();
+    wait_until(
+        &c,
+        "the session to be authenticated",
+        "return document.getElementById('auth').textContent.includes('token ok');",
+    )
+    .await;
+    assert_eq!(c.current_url().await.unwrap().as_str(), format!("http://{addr}/"));
+    assert_eq!(c.find(Locator::Css("#mode")).await.unwrap().text().await.unwrap(), "live");
+
+    // Every page loads without a console error.
+    for page in PAGES {
+        open_tab(&c, page).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        screenshot(&c, page).await;
+        let errors = console_errors(&c).await;
+        assert!(errors.is_empty(), "page {page}: console errors {errors:?}");
+    }
+
+    // A fault applied from the Faults page is active in the API and a window on the Timeline.
+    open_tab(&c, "faults").await;
+    wait_for(&c, "#fault-kind option[value='network-delay']").await;
+    c.find(Locator::Css("#fault-kind")).await.unwrap().select_by_value("network-delay").await.unwrap();
+    let target = c.find(Locator::Css("#fault-target")).await.unwrap();
+    target.clear().await.unwrap();
+    target.send_keys("SENSOR->MQTT_BROKER").await.unwrap();
+    wait_until(
+        &c,
+        "the target preview",
+        "return document.getElementById('fault-preview').textContent.includes('SENSOR->MQTT_BROKER');",
+    )
+    .await;
+    let set = c
+        .execute(
+            "const row = [...document.querySelectorAll('#fault-params .param-row')]
+                 .find(r => r.querySelector('.param-name').value === 'latency');
+             if (!row) return false;
+             row.querySelector('.param-value').value = '300ms';
+             document.getElementById('fault-duration').value = '120s';
+             return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(set, Value::Bool(true), "the form has a latency parameter");
+    c.find(Locator::Css("#fault-apply")).await.unwrap().click().await.unwrap();
+    let result = wait_until(
+        &c,
+        "the fault to be applied",
+        "const t = document.getElementById('fault-result').textContent; return /f-\\d+/.test(t) && t;",
+    )
+    .await;
+    let id = regex::Regex::new(r"f-\d+").unwrap().find(result.as_str().unwrap()).unwrap().as_str().to_owned();
+    let auth = format!("Bearer {token}");
+    let faults = request_with(addr, "GET", "/api/faults", &[("Authorization", &auth)], None).await.json();
+    let active = faults["active"].as_array().unwrap();
+    let applied = active
+        .iter()
+        .find(|f| f["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} is not active: {faults}"));
+    assert_eq!(
+        (applied["kind"].as_str(), applied["targets"][0].as_str()),
+        (Some("network-delay"), Some("SENSOR->MQTT_BROKER"))
+    );
+    assert_eq!(applied["parameters"]["latency"], "300ms");
+    screenshot(&c, "faults-applied").await;
+
+    open_tab(&c, "timeline").await;
+    wait_until(
+        &c,
+        "the fault window in the list",
+        &format!("return document.getElementById('timeline-windows').textContent.includes('{id}');"),
+    )
+    .await;
+    wait_until(&c, "the fault window on the chart", &format!(
+        "const svg = document.querySelector('#chart-0 svg'); return !!svg && svg.textContent.includes('{id}');"
+    ))
+    .await;
+    screenshot(&c, "timeline-fault").await;
+
+    // Stopping a component from its panel turns it red.
+    open_tab(&c, "pipeline").await;
+    wait_until(
+        &c,
+        "FLINK to be healthy",
+        &format!("return (function(){{ {} }})() === 'ok';", health_of("FLINK")),
+    )
+    .await;
+    c.execute("document.querySelector('#diagram g.node[data-name=\"FLINK\"]').dispatchEvent(new MouseEvent('click', {bubbles: true})); return true;", vec![])
+        .await
+        .unwrap();
+    wait_until(&c, "the FLINK panel", "const p = document.getElementById('component-panel'); return !p.hidden && document.getElementById('component-name').textContent.includes('FLINK');").await;
+    c.find(Locator::Css("#btn-stop")).await.unwrap().click().await.unwrap();
+    wait_until(
+        &c,
+        "FLINK to turn red",
+        &format!("return (function(){{ {} }})() === 'down';", health_of("FLINK")),
+    )
+    .await;
+    let components = http_get(addr, "/api/components").await.json();
+    let flink = components.as_array().unwrap().iter().find(|c| c["name"] == "FLINK").unwrap();
+    assert_eq!(flink["health"]["state"], "stopped");
+    screenshot(&c, "pipeline-stopped").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors while acting: {errors:?}");
+    c.close().await.unwrap();
+
+    // Without the token the page is read-only, and the server refuses what it would send.
+    let anon = driver.session().await;
+    anon.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_until(
+        &anon,
+        "the read-only notice",
+        "return document.getElementById('auth').textContent.includes('read-only');",
+    )
+    .await;
+    open_tab(&anon, "faults").await;
+    let disabled =
+        anon.execute("return document.getElementById('fault-apply').disabled;", vec![]).await.unwrap();
+    assert_eq!(disabled, Value::Bool(true), "the apply button is disabled without the token");
+    let status = anon
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/faults', {method: 'POST', headers: {'content-type': 'application/json'},
+                   body: JSON.stringify({kind: 'network-loss', target: 'SENSOR->MQTT_BROKER', parameters: {percent: '50'}})})
+               .then(r => done(r.status), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, Value::from(401));
+    anon.close().await.unwrap();
+    let faults = request_with(addr, "GET", "/api/faults", &[("Authorization", &auth)], None).await.json();
+    assert!(faults["active"].as_array().unwrap().iter().all(|f| f["kind"] != "network-loss"));
+
+    // The session cookie works only from the page's own origin.
+    let cookie = format!("chaoslab_token={token}");
+    let body = br#"{"kind":"network-loss","target":"SENSOR->MQTT_BROKER","parameters":{"percent":"10"},"duration":"5s"}"#;
+    let json = Some(("application/json", &body[..]));
+    let forged = request_with(
+        addr,
+        "POST",
+        "/api/faults",
+        &[("Cookie", &cookie), ("Origin", "http://evil.example")],
+        json,
+    )
+    .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let own =
+        request_with(addr, "POST", "/api/faults", &[("Cookie", &cookie), ("Origin", "http://x")], json).await;
+    assert_eq!(own.status, 201, "{}", own.body);
+
+    timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_link_sets_a_strict_cookie_and_a_wrong_one_sets_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_live(dir.path()).await;
+    let (addr, token) = (h.http_addr, h.control_token.clone().unwrap());
+    let ok = http_get(addr, &format!("/?token={token}")).await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(ok.header("location"), Some("/"));
+    let cookie = ok.header("set-cookie").unwrap();
+    assert!(cookie.starts_with(&format!("chaoslab_token={token};")), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let wrong = http_get(addr, "/?token=nope").await;
+    assert_eq!(wrong.status, 200);
+    assert_eq!(wrong.header("set-cookie"), None);
+    let session = http_get(addr, "/ui/api/session").await.json();
+    assert_eq!((session["mode"].as_str(), session["authenticated"].as_bool()), (Some("live"), Some(false)));
+    let with_cookie =
+        request_with(addr, "GET", "/ui/api/session", &[("Cookie", &format!("chaoslab_token={token}"))], None)
+            .await
+            .json();
+    assert_eq!(
+        (with_cookie["authenticated"].as_bool(), with_cookie["actions"].as_bool()),
+        (Some(true), Some(true))
+    );
+    timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();
+}
+
+/// A sim run whose FLINK is stopped at 2:00 and started again at 4:00, replayed by `chaoslab serve`'s router.
+async fn replay_server(out: &Path) -> SocketAddr {
+    let flow = common::iot_only(chaoslab::catalog::reference_flow().unwrap());
+    let out_dir = out.to_path_buf();
+    std::thread::spawn(move || {
+        Run::new(flow)
+            .out(&out_dir)
+            .seed(3)
+            .command("chaoslab run --sim --for 6m --seed 3 (test)")
+            .sim_with(|p| async move {
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                p.supervisor.stop("FLINK")?;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                p.supervisor.start("FLINK")?;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                Ok(())
+            })
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    let replay = Replay::load(out).unwrap();
+    let listener = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = chaoslab::dashboard::router(Arc::new(replay), None, None)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_slider_scrubs_through_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = replay_server(dir.path()).await;
+
+    // The API answers at any instant.
+    let at = |ms: u64| async move {
+        let state = http_get(addr, &format!("/ui/api/state?at={ms}")).await.json();
+        let flink =
+            state["components"].as_array().unwrap().iter().find(|c| c["name"] == "FLINK").cloned().unwrap();
+        flink["health"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(at(60_000).await, "ok");
+    assert_eq!(at(180_000).await, "down");
+    assert_eq!(at(300_000).await, "ok");
+    let session = http_get(addr, "/ui/api/session").await.json();
+    assert_eq!(session["mode"], "replay");
+    assert!(session["end_ms"].as_u64().unwrap() >= 360_000, "{session}");
+    assert_eq!(session["run"]["command"], "chaoslab run --sim --for 6m --seed 3 (test)");
+    let chart = http_get(addr, "/ui/api/timeline?preset=components-up").await.json();
+    assert!(chart["error"].is_null(), "{chart}");
+    assert!(chart["svg"].as_str().unwrap().starts_with("<svg"));
+    assert_eq!(http_get(addr, "/ui/api/stream").await.status, 404, "a replay has no stream");
+
+    let Some(mut driver) = Driver::start("the_replay_slider_scrubs_through_a_finished_run") else { return };
+    let c = driver.session().await;
+    c.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_for(&c, "#replay-slider").await;
+    assert_eq!(c.find(Locator::Css("#mode")).await.unwrap().text().await.unwrap(), "replay");
+    let command = c.find(Locator::Css("#command")).await.unwrap().text().await.unwrap();
+    assert!(command.contains("--seed 3"), "{command}");
+    for (ms, health) in [(60_000, "ok"), (180_000, "down"), (300_000, "ok")] {
+        c.execute(
+            "const s = document.getElementById('replay-slider'); s.value = arguments[0];
+             s.dispatchEvent(new Event('input', {bubbles: true})); s.dispatchEvent(new Event('change', {bubbles: true}));
+             return true;",
+            vec![Value::from(ms)],
+        )
+        .await
+        .unwrap();
+        let expected = format!("return (function(){{ {} }})() === '{health}';", health_of("FLINK"));
+        wait_until(&c, &format!("FLINK {health} at {ms} ms"), &expected).await;
+        if ms == 180_000 {
+            screenshot(&c, "replay").await;
+        }
+    }
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors in replay: {errors:?}");
+    c.close().await.unwrap();
+}
