@@ -5,11 +5,12 @@
 //! controls, the live configuration and secrets (controls may change them while background
 //! activities and the continuous hypothesis read them), the outputs of activities so far (for
 //! `${output:NAME}`) and the clock. Pauses sleep on tokio's clock, so in sim mode they take no wall
-//! time at all.
+//! time at all. A clone of the engine is the [`Probing`] that control watches (safeguards) run their
+//! probes with.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,12 +20,14 @@ use super::control::{Controls, Hook, applicable};
 use super::journal::{ActivityRun, RunStatus, WaitOutcome, seconds_between};
 use super::model::{
     Activity, ActivityEntry, ActivityKind, ControlDecl, ControlLevel, ControlScope, Dry, Experiment, Pause,
-    WaitUntil,
+    Tolerance, WaitUntil,
 };
-use super::provider::{PythonProviders, run_provider};
+use super::provider::{BoxFuture, PythonProviders, run_provider};
 use super::run::Now;
 use super::substitute::{Bindings, Outputs, substitute_str};
 use super::tolerance::within_tolerance;
+use super::validate::{ValidationError, validate_activity};
+use super::watch::Probing;
 
 /// Why the run cannot go on normally.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,19 +39,29 @@ pub(crate) enum Halt {
     Aborted(String),
 }
 
-/// What every part of a run shares.
+/// What every part of a run shares. A clone shares the same live state (it is how control watches
+/// get the run's [`Probing`]).
+#[derive(Clone)]
 pub(crate) struct Engine<'a> {
     pub experiment: &'a Experiment,
     pub python: &'a dyn PythonProviders,
     pub controls: &'a dyn Controls,
     /// Global controls (from the settings) that configured successfully.
-    pub globals: Vec<ControlDecl>,
+    pub globals: Arc<Vec<ControlDecl>>,
     /// The live configuration and secrets; locked only around control hooks and snapshots.
-    pub vars: tokio::sync::Mutex<Vars>,
+    pub vars: Arc<tokio::sync::Mutex<Vars>>,
     /// Outputs of the activities run so far, by name.
-    pub outputs: std::sync::Mutex<Outputs>,
+    pub outputs: Arc<std::sync::Mutex<Outputs>>,
     pub now: Now,
     pub dry: Option<Dry>,
+}
+
+/// Who runs an activity: the experiment itself, or a control (a safeguard probe), whose activities
+/// are neither recorded as outputs nor skipped by a dry run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Run,
+    Control,
 }
 
 impl Engine<'_> {
@@ -73,18 +86,40 @@ impl Engine<'_> {
         context: &Value,
         state: Option<&Value>,
     ) -> Result<(), Halt> {
-        for control in applicable(level, &self.experiment.controls, own, &self.globals) {
-            // A `{ref}` entry is inert; the control it names was added to the list in its place.
-            if control.reference.is_some() || control.scope.is_some_and(|s| s != scope) {
-                continue;
-            }
-            tracing::debug!(control = %control.name, level = level.as_str(), ?scope, "applying control");
-            let hook = Hook { control, level, scope, experiment: self.experiment, context, state };
-            let mut vars = self.vars.lock().await;
-            if let ControlFlow::Break(interrupt) = self.controls.apply(hook, &mut vars).await {
-                tracing::warn!(control = %control.name, reason = %interrupt.reason, "control interrupted the execution");
-                return Err(Halt::Interrupted(interrupt.reason));
-            }
+        for control in self.hooked(level, scope, own) {
+            self.apply_control(control, level, scope, context, state).await?;
+        }
+        Ok(())
+    }
+
+    /// The controls whose `scope` hook applies at `level` (see [`applicable`]), in order. A `{ref}`
+    /// entry is inert: the control it names was added to the list in its place.
+    pub(crate) fn hooked<'c>(
+        &'c self,
+        level: ControlLevel,
+        scope: ControlScope,
+        own: &'c [ControlDecl],
+    ) -> Vec<&'c ControlDecl> {
+        let mut list = applicable(level, &self.experiment.controls, own, &self.globals);
+        list.retain(|c| c.reference.is_none() && c.scope.is_none_or(|s| s == scope));
+        list
+    }
+
+    /// One control's `scope` hook at `level`.
+    pub(crate) async fn apply_control(
+        &self,
+        control: &ControlDecl,
+        level: ControlLevel,
+        scope: ControlScope,
+        context: &Value,
+        state: Option<&Value>,
+    ) -> Result<(), Halt> {
+        tracing::debug!(control = %control.name, level = level.as_str(), ?scope, "applying control");
+        let hook = Hook { control, level, scope, experiment: self.experiment, context, state };
+        let mut vars = self.vars.lock().await;
+        if let ControlFlow::Break(interrupt) = self.controls.apply(hook, &mut vars).await {
+            tracing::warn!(control = %control.name, reason = %interrupt.reason, "control interrupted the execution");
+            return Err(Halt::Interrupted(interrupt.reason));
         }
         Ok(())
     }
@@ -103,12 +138,16 @@ impl Engine<'_> {
     /// Runs one activity inside its activity-level controls. The after-controls see the run; they
     /// run even when the before-controls interrupted (with no state), like the lib's context manager.
     pub(crate) async fn execute_activity(&self, activity: &Activity) -> Result<ActivityRun, Halt> {
+        self.execute_as(activity, Origin::Run).await
+    }
+
+    async fn execute_as(&self, activity: &Activity, origin: Origin) -> Result<ActivityRun, Halt> {
         let own = &activity.controls;
         let ran = match self
             .apply_controls(ControlLevel::Activity, ControlScope::Before, own, &activity.raw, None)
             .await
         {
-            Ok(()) => self.perform(activity).await,
+            Ok(()) => self.perform(activity, origin).await,
             Err(halt) => Err(halt),
         };
         let state = ran.as_ref().ok().and_then(|run| serde_json::to_value(run).ok());
@@ -130,9 +169,10 @@ impl Engine<'_> {
     }
 
     /// Pauses, dry mode, the provider call and the run record.
-    async fn perform(&self, activity: &Activity) -> Result<ActivityRun, Halt> {
-        let skipped = self.skips(activity);
-        let skip_pauses = skipped || activity.dry.or(self.dry) == Some(Dry::Pause);
+    async fn perform(&self, activity: &Activity, origin: Origin) -> Result<ActivityRun, Halt> {
+        let own = origin == Origin::Run;
+        let skipped = own && self.skips(activity);
+        let skip_pauses = skipped || (own && activity.dry.or(self.dry) == Some(Dry::Pause));
         // Pauses are substituted once, when the activity starts, as the lib does.
         let (vars, outputs) = self.snapshot().await;
         let bindings = vars.bindings(&outputs);
@@ -144,8 +184,12 @@ impl Engine<'_> {
             waits.insert("before".to_owned(), outcome);
         }
 
-        let suffix = if activity.background { " [in background]" } else { "" };
-        tracing::info!("{}: {}{suffix}", activity.kind.title(), activity.name);
+        if own {
+            let suffix = if activity.background { " [in background]" } else { "" };
+            tracing::info!("{}: {}{suffix}", activity.kind.title(), activity.name);
+        } else {
+            tracing::debug!("{}: {} [control]", activity.kind.title(), activity.name);
+        }
         let start = (self.now)();
         let outcome = if skipped {
             Ok(Value::Null)
@@ -159,7 +203,7 @@ impl Engine<'_> {
             Err(e) => tracing::error!("  => failed: {e}"),
         }
         let mut run = ActivityRun::new(activity.raw.clone(), start, end, outcome);
-        if run.status == RunStatus::Succeeded {
+        if own && run.status == RunStatus::Succeeded {
             self.record_output(&activity.name, &run.output);
         }
 
@@ -256,5 +300,26 @@ impl Engine<'_> {
             }
             tokio::time::sleep(frequency.min(remaining)).await;
         }
+    }
+}
+
+impl Probing for Engine<'_> {
+    fn read_activity(&self, raw: &Value, path: &str) -> Result<Activity, Vec<ValidationError>> {
+        validate_activity(raw, path, self.python)
+    }
+
+    fn run_probe<'b>(&'b self, probe: &'b Activity) -> BoxFuture<'b, Result<ActivityRun, String>> {
+        Box::pin(async move {
+            self.execute_as(probe, Origin::Control).await.map_err(|halt| match halt {
+                Halt::Interrupted(why) | Halt::Aborted(why) => why,
+            })
+        })
+    }
+
+    fn within_tolerance<'b>(&'b self, tolerance: &'b Tolerance, output: &'b Value) -> BoxFuture<'b, bool> {
+        Box::pin(async move {
+            let (vars, outputs) = self.snapshot().await;
+            within_tolerance(tolerance, output, &vars.bindings(&outputs), self.python).await
+        })
     }
 }

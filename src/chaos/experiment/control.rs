@@ -10,18 +10,24 @@
 //! or activity as JSON), the state after the level ran, and the live configuration and secrets.
 //!
 //! A hook returning [`ControlFlow::Break`] is the lib's `InterruptExecution`: the run ends as
-//! `interrupted`, rollbacks following the rollback strategy. That is how safeguards stop a run.
+//! `interrupted`, rollbacks following the rollback strategy. A control that keeps watching the run
+//! from its before-experiment hook to its after-experiment hook (chaosaddons' safeguards) returns
+//! that work from [`Controls::watch`] (see [`watch`](super::watch)); one whose `arguments` must be
+//! checked does it in [`Controls::validate`] (the lib's `validate_control`).
 //! (chaoskafka's `get_production_offsets` is an `after_activity_control` that reads the produce
 //! result from the state and writes `partition`, `earliest` and `num_messages` into the
 //! configuration for the rollback to use.)
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::config::Vars;
 use super::model::{ControlDecl, ControlLevel, ControlScope, Experiment};
-use super::provider::BoxFuture;
+use super::provider::{BoxFuture, PythonProviders};
+use super::validate::ValidationError;
+use super::watch::{Probing, Watch};
 
 /// Why a control interrupted the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +86,27 @@ pub trait Controls: Send + Sync {
     /// `cleanup_control`, once per declared control name after the run.
     fn cleanup(&self, control: &ControlDecl) {
         let _ = control;
+    }
+
+    /// The lib's `validate_control`: the problems of the declaration `raw` (a control of a module this
+    /// set knows), whose JSON path is `path` (`$.controls[0]`). `providers` check the `python`
+    /// providers of activities it declares.
+    fn validate(&self, raw: &Value, path: &str, providers: &dyn PythonProviders) -> Vec<ValidationError> {
+        let _ = (raw, path, providers);
+        Vec::new()
+    }
+
+    /// Work the control keeps doing alongside the run, started right after its before-experiment
+    /// hook and stopped by its after-experiment hook (see [`watch`](super::watch)). `None`: nothing
+    /// to watch (the default).
+    fn watch<'a>(
+        &'a self,
+        control: &ControlDecl,
+        probing: Arc<dyn Probing + 'a>,
+        watch: Watch,
+    ) -> Option<BoxFuture<'a, ()>> {
+        let _ = (control, probing, watch);
+        None
     }
 }
 

@@ -12,7 +12,8 @@
 //! 5. [`run_exit_code`](exit::run_exit_code) turns the journal into the `chaos run` exit code.
 //!
 //! `python` providers and controls are chaoslab's own, plugged in through
-//! [`PythonProviders`] and [`Controls`]; `http` and
+//! [`PythonProviders`] and [`Controls`] (a control that keeps watching the run, such as chaosaddons'
+//! safeguards, gets the run's activity machinery through [`watch`]); `http` and
 //! `process` providers are built in. [`verify`] runs ChaosIQ verifications. Time is read only
 //! through the run's `now` and tokio's clock, so in sim mode a run is virtual-time and deterministic.
 //!
@@ -35,11 +36,12 @@ pub mod substitute;
 pub mod tolerance;
 pub mod validate;
 pub mod verify;
+pub mod watch;
 
 #[cfg(test)]
 mod seeds;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use config::{VarOverrides, Vars, resolve_vars};
 pub use control::{Controls, Hook, Interrupt, NoControls};
@@ -50,3 +52,4 @@ pub use provider::{ActivityError, NoPythonProviders, PythonProviders};
 pub use run::{Now, run_experiment};
 pub use settings::{RunOptions, RunSettings};
 pub use validate::{ValidationError, validate};
+pub use watch::{Probing, Watch};

@@ -18,12 +18,17 @@
 //! 6. End time and duration, status normalised to `completed` when unset, experiment-level *after*
 //!    controls with the journal, control clean-up.
 //!
-//! Interruption — a control's `Break` (the lib's `InterruptExecution`) or the cancellation token
-//! (SIGINT/SIGTERM, the lib's `KeyboardInterrupt`) — ends the run as `interrupted` with rollbacks per
-//! strategy. Cancellation drops the activity in progress (it is not recorded, as in the lib), still
-//! waits for background activities, and does not apply to rollbacks once they have started: a
-//! strategy that plays them (`always`) must be able to. The lib's SIGUSR2 "exit ungracefully"
+//! Interruption — a control's `Break` (the lib's `InterruptExecution`), a control's watch (the lib's
+//! `exit_gracefully`, see [`watch`](super::watch)) or the cancellation token (SIGINT/SIGTERM, the
+//! lib's `KeyboardInterrupt`) — ends the run as `interrupted` with rollbacks per strategy. It drops
+//! the activity in progress (it is not recorded, as in the lib), still waits for background
+//! activities, and does not apply to rollbacks once they have started: a strategy that plays them
+//! (`always`) must be able to. The lib's SIGUSR2 "exit ungracefully"
 //! (no rollbacks, background activities killed) is not modelled.
+//!
+//! Control watches (chaosaddons' safeguards) start with their control's before-experiment hook and
+//! are polled beside the run, ahead of it, until their after-experiment hook (at the latest the end
+//! of the run).
 //!
 //! Everything runs as futures of the calling task (no `spawn`), polled in a fixed order, and reads
 //! time only through `now` and tokio's clock: on a paused single-threaded runtime a whole run —
@@ -50,6 +55,7 @@ use super::provider::PythonProviders;
 use super::pyvalue::py_str;
 use super::settings::RunSettings;
 use super::substitute::substitute_str;
+use super::watch::{Probing, Watches};
 
 /// The calendar clock of a run: wall time in live mode, virtual time in sim mode.
 pub type Now = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -71,12 +77,16 @@ pub async fn run_experiment(
     now: Now,
 ) -> Journal {
     let runner = Runner::prepare(experiment, &settings, providers, controls, cancel, now).await;
-    let (mut journal, started) = runner.open_journal().await;
-    let outcome = runner.body(&mut journal).await;
-    runner.settle(outcome);
-    runner.rollback_phase(&mut journal).await;
-    runner.close(&mut journal, started).await;
-    journal
+    runner
+        .watching(async {
+            let (mut journal, started) = runner.open_journal().await;
+            let outcome = runner.body(&mut journal).await;
+            runner.settle(outcome);
+            runner.rollback_phase(&mut journal).await;
+            runner.close(&mut journal, started).await;
+            journal
+        })
+        .await
 }
 
 /// Which part of a run a list of activities belongs to.
@@ -100,6 +110,7 @@ pub(crate) struct Runner<'a> {
     pub(crate) settings: &'a RunSettings,
     pub(crate) cancel: CancellationToken,
     status: Mutex<Option<JournalStatus>>,
+    watches: Watches<'a>,
 }
 
 impl<'a> Runner<'a> {
@@ -132,13 +143,30 @@ impl<'a> Runner<'a> {
             experiment,
             python,
             controls,
-            globals,
-            vars: tokio::sync::Mutex::new(vars),
-            outputs: Mutex::new(Default::default()),
+            globals: Arc::new(globals),
+            vars: Arc::new(tokio::sync::Mutex::new(vars)),
+            outputs: Arc::default(),
             now,
             dry: settings.dry,
         };
-        Runner { engine, settings, cancel, status: Mutex::new(None) }
+        Runner { engine, settings, cancel, status: Mutex::new(None), watches: Watches::new() }
+    }
+
+    /// Runs `work` (the whole run, up to its end) with the control watches polled beside it, first.
+    pub(crate) async fn watching<T>(&self, work: impl Future<Output = T>) -> T {
+        let done = CancellationToken::new();
+        let work = async {
+            let out = work.await;
+            done.cancel();
+            out
+        };
+        let ((), out) = futures::future::join(self.watches.keep(&done), work).await;
+        out
+    }
+
+    /// Fails with the interruption a control's watch took, if it took one.
+    fn check_watches(&self) -> Result<(), Halt> {
+        self.watches.tripped().map_or(Ok(()), |reason| Err(Halt::Interrupted(reason)))
     }
 
     pub(crate) fn status(&self) -> Option<JournalStatus> {
@@ -260,19 +288,39 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// Runs the experiment-level controls for `scope`.
+    /// Runs the experiment-level controls for `scope`. Before: each control's watch starts right
+    /// after its hook, which returns once the watch is ready. After: each hook stops the control's
+    /// watches.
     pub(crate) async fn experiment_controls(
         &self,
         scope: ControlScope,
         state: Option<&Value>,
     ) -> Result<(), Halt> {
         let experiment = self.engine.experiment;
-        self.engine
-            .apply_controls(ControlLevel::Experiment, scope, &experiment.controls, &experiment.raw, state)
-            .await
+        let level = ControlLevel::Experiment;
+        for control in self.engine.hooked(level, scope, &experiment.controls) {
+            self.engine.apply_control(control, level, scope, &experiment.raw, state).await?;
+            match scope {
+                ControlScope::Before => {
+                    let probing: Arc<dyn Probing + 'a> = Arc::new(self.engine.clone());
+                    if let Some(watch) = self.watches.start(self.engine.controls, control, probing) {
+                        self.cancellable(async {
+                            Watches::until_ready(&watch).await;
+                            Ok(())
+                        })
+                        .await?;
+                    }
+                }
+                ControlScope::After => self.watches.stop(Some(&control.name)).await,
+            }
+        }
+        if scope == ControlScope::Before {
+            self.check_watches()?;
+        }
+        Ok(())
     }
 
-    /// Awaits `work` unless the run is cancelled first.
+    /// Awaits `work` unless the run is cancelled, or a control's watch interrupts it, first.
     pub(crate) async fn cancellable<T>(
         &self,
         work: impl Future<Output = Result<T, Halt>>,
@@ -280,6 +328,7 @@ impl<'a> Runner<'a> {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(Halt::Interrupted(CANCELLED.to_owned())),
+            reason = self.watches.interrupted() => Err(Halt::Interrupted(reason)),
             result = work => result,
         }
     }
@@ -306,7 +355,9 @@ impl<'a> Runner<'a> {
         if experiment.method.is_empty() {
             tracing::info!("No declared activities, let's move on.");
         }
-        self.controlled(ControlLevel::Method, &experiment.method, Phase::Method).await
+        let (runs, halt) = self.controlled(ControlLevel::Method, &experiment.method, Phase::Method).await;
+        // A watch may have interrupted while the method waited for background activities.
+        (runs, halt.or_else(|| self.check_watches().err()))
     }
 
     /// `entries` inside the controls of `level` (method or rollback, whose context is the experiment).
@@ -340,6 +391,12 @@ impl<'a> Runner<'a> {
                 halt = Some(Halt::Interrupted(CANCELLED.to_owned()));
                 break;
             }
+            if phase == Phase::Method
+                && let Err(h) = self.check_watches()
+            {
+                halt = Some(h);
+                break;
+            }
             if phase == Phase::Rollback {
                 tracing::info!("Rollback: {}", entry_name(entry));
             }
@@ -353,6 +410,9 @@ impl<'a> Runner<'a> {
                         biased;
                         _ = self.cancel.cancelled(), if phase == Phase::Method => {
                             break Err(Halt::Interrupted(CANCELLED.to_owned()));
+                        }
+                        reason = self.watches.interrupted(), if phase == Phase::Method => {
+                            break Err(Halt::Interrupted(reason));
                         }
                         result = &mut foreground => break result,
                         Some((i, result)) = background.next() => self.keep(&mut slots, &mut halt, i, result, phase),
@@ -411,10 +471,15 @@ impl<'a> Runner<'a> {
         );
         let mut states = Vec::new();
         let (mut iteration, mut deviated) = (1u32, 0u32);
-        while !stop.is_cancelled() && !self.cancel.is_cancelled() && !self.stopped() {
+        while !stop.is_cancelled()
+            && !self.cancel.is_cancelled()
+            && self.watches.tripped().is_none()
+            && !self.stopped()
+        {
             let state = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
+                _ = self.watches.interrupted() => break,
                 state = self.engine.run_hypothesis() => state,
             };
             match state {
@@ -445,6 +510,7 @@ impl<'a> Runner<'a> {
                 biased;
                 _ = stop.cancelled() => break,
                 _ = self.cancel.cancelled() => break,
+                _ = self.watches.interrupted() => break,
                 _ = tokio::time::sleep(frequency) => {}
             }
         }
@@ -452,8 +518,18 @@ impl<'a> Runner<'a> {
         states
     }
 
-    /// Step 5: rollbacks, if the strategy says so.
+    /// Step 5: rollbacks, if the strategy says so. Control watches interrupt the run up to their end
+    /// (not the rollbacks themselves: one first taken while they play lets them finish).
     pub(crate) async fn rollback_phase(&self, journal: &mut Journal) {
+        self.play_rollbacks(journal).await;
+        if let Some(reason) = self.watches.close()
+            && self.status() != Some(JournalStatus::Interrupted)
+        {
+            self.settle(Err(Halt::Interrupted(reason)));
+        }
+    }
+
+    async fn play_rollbacks(&self, journal: &mut Journal) {
         let status = self.status();
         let play = match self.settings.rollback_strategy {
             RollbackStrategy::Always => {
@@ -508,7 +584,9 @@ impl<'a> Runner<'a> {
         if let Err(halt) = self.experiment_controls(ControlScope::After, state.as_ref()).await {
             tracing::debug!(?halt, "failed to close controls");
         }
-        for control in declared_once(self.engine.experiment).into_iter().chain(&self.engine.globals) {
+        // Watches whose after-experiment hook did not run stop with the run.
+        self.watches.stop(None).await;
+        for control in declared_once(self.engine.experiment).into_iter().chain(self.engine.globals.iter()) {
             self.engine.controls.cleanup(control);
         }
     }

@@ -144,6 +144,20 @@ pub async fn run_verification(
     now: Now,
 ) -> (Journal, VerificationSummary) {
     let runner = Runner::prepare(experiment, &settings, providers, controls, cancel, now).await;
+    let journal = runner.watching(verify(&runner, verification)).await;
+    let summary =
+        VerificationSummary::of(journal.measurements.as_deref().unwrap_or_default(), journal.duration);
+    tracing::info!(
+        id = %verification.id,
+        successful = summary.successful_samples,
+        deviated = summary.deviated_samples,
+        "Verification finished"
+    );
+    (journal, summary)
+}
+
+/// The verification's run, from the journal's start to the controls' end.
+async fn verify(runner: &Runner<'_>, verification: &Verification) -> Journal {
     let (mut journal, started) = runner.open_journal().await;
     tracing::info!(id = %verification.id, "Starting verification");
 
@@ -152,7 +166,7 @@ pub async fn run_verification(
         Ok(()) => {
             let stop = CancellationToken::new();
             let conditions = async {
-                let outcome = conditions(&runner, verification).await;
+                let outcome = conditions(runner, verification).await;
                 stop.cancel();
                 outcome
             };
@@ -169,15 +183,7 @@ pub async fn run_verification(
     runner.settle(outcome);
     runner.rollback_phase(&mut journal).await;
     runner.close(&mut journal, started).await;
-    let summary =
-        VerificationSummary::of(journal.measurements.as_deref().unwrap_or_default(), journal.duration);
-    tracing::info!(
-        id = %verification.id,
-        successful = summary.successful_samples,
-        deviated = summary.deviated_samples,
-        "Verification finished"
-    );
-    (journal, summary)
+    journal
 }
 
 /// Warm-up, method, duration of conditions, cool-down; stops at the first interruption.

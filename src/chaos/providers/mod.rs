@@ -14,6 +14,7 @@ pub mod aws;
 pub mod chaoslab;
 pub mod control;
 pub mod kafka;
+pub mod safeguards;
 
 use std::future::Future;
 use std::pin::Pin;

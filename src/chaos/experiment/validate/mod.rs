@@ -71,8 +71,22 @@ pub fn validate(raw: &Value, providers: &dyn PythonProviders) -> Result<Experime
     }
 }
 
+/// An activity a control declares in its `arguments` (a safeguard probe), checked as the activities
+/// nested in an experiment are (no `{ref}`, a tolerance optional), with problems under `path`.
+pub fn validate_activity(
+    raw: &Value,
+    path: &str,
+    providers: &dyn PythonProviders,
+) -> Result<Activity, Vec<ValidationError>> {
+    let mut checker = Checker { errors: Vec::new(), providers };
+    match checker.activity(raw, path, Place::Nested) {
+        Some(a) if checker.errors.is_empty() => Ok(a),
+        _ => Err(checker.errors),
+    }
+}
+
 /// [`validate`], and every declared control must be one `controls` knows (the lib imports each
-/// control module while validating).
+/// control module while validating) and pass its own checks ([`Controls::validate`]).
 pub fn validate_with_controls(
     raw: &Value,
     providers: &dyn PythonProviders,
@@ -82,8 +96,10 @@ pub fn validate_with_controls(
     let experiment = validate(raw, providers).map_err(|e| errors.extend(e)).ok();
     let mut check = |list: &Value, path: String| {
         for (i, c) in list.as_array().into_iter().flatten().enumerate() {
-            let module = c.pointer("/provider/module").and_then(Value::as_str);
-            if let Some(module) = module.filter(|m| !controls.knows(m)) {
+            let Some(module) = c.pointer("/provider/module").and_then(Value::as_str) else { continue };
+            if controls.knows(module) {
+                errors.extend(controls.validate(c, &format!("{path}[{i}]"), providers));
+            } else {
                 errors.push(ValidationError::new(
                     format!("{path}[{i}].provider.module"),
                     format!("could not find control module '{module}'"),
