@@ -46,6 +46,9 @@
 //! - [`dashboard`]: the web page to watch, break and replay a run: the pipeline diagram, faults,
 //!   experiments, the timeline of metrics with fault windows and incidents, the indices, the runs; live, or
 //!   over a finished sim run's recorded history (`chaoslab serve --out DIR`).
+//! - [`executions`]: the local execution store — every experiment, Chaos Mesh run and campaign run with
+//!   its journal, outcome, ground truth, resilience score and reproducing command (ChaosIQ's "publish",
+//!   locally).
 //! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining`, which print figures.
 
 pub mod analytics;
@@ -57,6 +60,7 @@ pub mod catalog;
 pub mod chaos;
 pub mod config;
 pub mod dashboard;
+pub mod executions;
 pub mod kernel;
 pub mod mesh;
 pub mod monitoring;

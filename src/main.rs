@@ -136,6 +136,10 @@ struct RunArgs {
     /// Live: experiments POST /execute_experiment may run at once.
     #[arg(long, default_value_t = 1)]
     max_experiments: usize,
+    /// Live: the execution store experiments run over HTTP are kept in (default: $CHAOSLAB_STORE,
+    /// $CHAOSLAB_HOME/executions.db, or ~/.local/share/chaoslab/executions.db).
+    #[arg(long)]
+    store: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -160,9 +164,10 @@ impl RunArgs {
         if let Some(addr) = self.log_http_listen {
             run = run.log_http_listen(addr);
         }
-        let argv: Vec<String> =
-            std::iter::once("chaoslab".to_owned()).chain(std::env::args().skip(1)).collect();
-        let command = shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+        if let Some(path) = self.store.clone().or_else(chaoslab::executions::Store::default_path) {
+            run = run.execution_store(path);
+        }
+        let command = chaoslab::executions::this_command();
         Ok(run
             .allow_process(self.allow_process.clone())
             .max_experiments(self.max_experiments)

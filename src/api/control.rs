@@ -39,7 +39,7 @@ use crate::sinks::document_index::IndexStore;
 use crate::topology::Pipeline;
 
 /// How the control plane is set up.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ControlConfig {
     /// Executables a submitted experiment's `process` provider may run (names or paths).
     pub process_allow: Vec<String>,
@@ -47,6 +47,10 @@ pub struct ControlConfig {
     pub max_concurrent: usize,
     /// Where journals are written.
     pub journal_dir: Option<PathBuf>,
+    /// Where every experiment run is also kept (the dashboard's Runs tab).
+    pub store: Option<Arc<crate::executions::Store>>,
+    /// The base URL this control plane is served at (for the commands that reproduce a run).
+    pub api_base: Option<String>,
 }
 
 struct Control {
@@ -332,10 +336,30 @@ async fn execute_value(c: Shared, raw: Value) -> Response {
             Err(e) => tracing::warn!("cannot write journal {}: {e}", path.display()),
         }
     }
+    if let Some(store) = &c.config.store {
+        let command = keep_experiment(&c, &id, &journal.experiment);
+        let origin = c.pipeline.out.display().to_string();
+        if let Ok(execution) = crate::executions::from_journal(&journal_json, "http", &command, &origin) {
+            store.record(&execution);
+        }
+    }
     c.journals.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), journal_json);
     let state = format!("Experiment was executed and terminated with status: {}", status.as_str());
     let extra = json!({"id": id, "journal": location, "deviated": journal.deviated, "experiment_status": status.as_str(), "completed": status == JournalStatus::Completed});
     answer(StatusCode::OK, &title, state, json!(info), extra)
+}
+
+/// Writes the experiment an HTTP run executed beside its journal, and returns the command that runs it again
+/// against this instance.
+fn keep_experiment(c: &Control, id: &str, experiment: &Value) -> String {
+    let api = c.config.api_base.clone().unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let Some(dir) = &c.config.journal_dir else { return format!("POST {api}/execute_experiment") };
+    let path = dir.join(format!("{id}.experiment.json"));
+    let text = serde_json::to_string_pretty(experiment).unwrap_or_default();
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+        tracing::warn!("cannot keep the experiment {}: {e}", path.display());
+    }
+    format!("chaoslab experiment run --target {api} {}", path.display())
 }
 
 async fn list_experiments(State(c): State<Shared>) -> Response {

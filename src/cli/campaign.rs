@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 
+use chaoslab::executions::{Execution, Kind, Store};
+
 use super::fault::Target;
 use chaoslab::campaign::analysis::{self, RunResult};
 use chaoslab::campaign::run::{self, Mode, Progress, RunId};
@@ -92,7 +94,8 @@ pub fn execute(command: CampaignCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-struct Bar(ProgressBar);
+/// The progress bar, and the execution store each finished run is kept in.
+struct Bar(ProgressBar, Option<Store>, String);
 
 impl Progress for Bar {
     fn start(&self, total: usize, kept: usize) {
@@ -107,7 +110,30 @@ impl Progress for Bar {
         if let Some(e) = &r.error {
             self.0.suspend(|| eprintln!("{}: failed: {e}", r.run.id));
         }
+        if let Some(store) = &self.1 {
+            store.record(&execution_of(r, &self.2));
+        }
         self.0.inc(1);
+    }
+}
+
+/// A campaign run as the execution store keeps it: it passed when it finished and its detected events
+/// match the faults injected (no deviation).
+fn execution_of(r: &RunResult, origin: &str) -> Execution {
+    Execution {
+        id: 0,
+        kind: Kind::Campaign,
+        title: r.run.id.clone(),
+        status: if r.error.is_some() { "failed" } else { "completed" }.into(),
+        passed: Some(r.error.is_none() && r.deviations.is_empty()),
+        started: String::new(),
+        ended: None,
+        source: "cli".into(),
+        command: chaoslab::executions::this_command(),
+        origin: origin.to_owned(),
+        resilience: r.resilience,
+        ground_truth: r.truth.as_ref().and_then(|t| serde_json::to_value(t).ok()),
+        journal: serde_json::to_value(r).unwrap_or_default(),
     }
 }
 
@@ -143,7 +169,8 @@ fn run_campaign(a: RunArgs) -> anyhow::Result<ExitCode> {
         Some(r) => Mode::Live(r),
         None => Mode::Sim { jobs: a.jobs },
     };
-    let results = run::run_all(&campaign, &a.out, mode, &Bar(bar.clone()))?;
+    let origin = a.out.display().to_string();
+    let results = run::run_all(&campaign, &a.out, mode, &Bar(bar.clone(), Store::open_default(), origin))?;
     bar.finish_and_clear();
     let summary = write_outputs(&campaign, &a.out, &results, a.target.as_deref())?;
     print_summary(&summary);

@@ -22,6 +22,7 @@ use chaoslab::chaos::experiment::exit::run_exit_code;
 use chaoslab::chaos::experiment::model::{Dry, HypothesisStrategy, RollbackStrategy};
 use chaoslab::chaos::experiment::{Journal, RunOptions, ValidationError, VarOverrides, load};
 use chaoslab::chaos::providers::{Backend, NativeProviders, discovery};
+use chaoslab::executions::{self, Store};
 
 /// The subcommands.
 #[derive(Subcommand)]
@@ -48,6 +49,16 @@ pub enum ExperimentCommand {
         /// Where to write it (refused if it exists).
         #[arg(long, default_value = "./experiment.json")]
         experiment_path: PathBuf,
+    },
+    /// Add a journal made elsewhere (the real `chaos run`, another machine) to the local execution store,
+    /// so the dashboard's Runs tab lists it.
+    Publish {
+        /// The journal (JSON).
+        journal: PathBuf,
+        /// The execution store (default: $CHAOSLAB_STORE, $CHAOSLAB_HOME/executions.db, or
+        /// ~/.local/share/chaoslab/executions.db).
+        #[arg(long)]
+        store: Option<PathBuf>,
     },
 }
 
@@ -244,9 +255,41 @@ pub fn execute(command: ExperimentCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        ExperimentCommand::Publish { journal, store } => publish(&journal, store),
         ExperimentCommand::Run(a) => run(*a, false),
         ExperimentCommand::Verify(a) => run(*a, true),
     }
+}
+
+/// The store at `path`, or the default one.
+fn store_at(path: Option<PathBuf>) -> anyhow::Result<Store> {
+    let path =
+        path.or_else(Store::default_path).context("no execution store: set CHAOSLAB_STORE or --store")?;
+    Store::open(&path)
+}
+
+fn publish(journal: &Path, store: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(journal).with_context(|| format!("cannot read {}", journal.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}:{}: not JSON: {e}", journal.display(), e.line(), e.column()))?;
+    let origin = std::path::absolute(journal).unwrap_or_else(|_| journal.to_path_buf());
+    let execution = executions::from_journal(
+        &value,
+        "publish",
+        &format!("chaos run # journal {}", origin.display()),
+        &origin.display().to_string(),
+    )
+    .with_context(|| format!("{}: not a Chaos Toolkit journal", journal.display()))?;
+    let store = store_at(store)?;
+    let id = store.add(&execution)?;
+    println!(
+        "published '{}' ({}) as execution {id} in {}",
+        execution.title,
+        execution.status,
+        store.path().display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Providers for validation only (signatures are known without a target).
@@ -334,6 +377,13 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the experiment did not run");
     };
     write_journal(&a.journal_path, &journal)?;
+    if let Some(store) = Store::open_default() {
+        let origin = if a.sim { a.pipeline.out.display().to_string() } else { a.target.url.clone() };
+        let value = serde_json::to_value(&journal)?;
+        if let Ok(execution) = executions::from_journal(&value, "cli", &executions::this_command(), &origin) {
+            store.record(&execution);
+        }
+    }
     if let Some(summary) = summary {
         println!("verification summary: {}", serde_json::to_string_pretty(&summary)?);
     }

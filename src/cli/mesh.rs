@@ -334,6 +334,40 @@ struct Outcome {
     truth: GroundTruth,
 }
 
+/// Keeps the run in the execution store: the files, the events and the ground truth. It passed when every
+/// fault it caused was detected and no incident went unexplained.
+fn keep(
+    files: &[std::path::PathBuf],
+    out: &std::path::Path,
+    summary: &chaoslab::runner::summary::RunSummary,
+    o: &Outcome,
+) {
+    use chaoslab::dashboard::view::{RUN_FILE, RunInfo};
+    let Some(store) = chaoslab::executions::Store::open_default() else { return };
+    let run: Option<RunInfo> =
+        std::fs::read_to_string(out.join(RUN_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let truth = serde_json::to_value(&o.truth).unwrap_or_default();
+    let passed = o.truth.faults.iter().all(|f| !f.detections.is_empty()) && o.truth.unexplained.is_empty();
+    let execution = chaoslab::executions::Execution {
+        id: 0,
+        kind: chaoslab::executions::Kind::Mesh,
+        title: names.join(", "),
+        status: "completed".into(),
+        passed: Some(passed),
+        started: run.map(|r| r.start_time).unwrap_or_default(),
+        ended: None,
+        source: "cli".into(),
+        command: chaoslab::executions::this_command(),
+        origin: out.display().to_string(),
+        resilience: None,
+        ground_truth: Some(truth),
+        journal: serde_json::json!({"files": names, "events": o.events, "seed": summary.seed,
+                                    "simulated_secs": summary.simulated_secs}),
+    };
+    store.record(&execution);
+}
+
 fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         a.sim,
@@ -367,6 +401,9 @@ fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(())
     })?;
     let outcome = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(o) = &outcome {
+        keep(&a.files, &a.pipeline.out, &summary, o);
+    }
     if let Some(o) = outcome {
         println!("Chaos Mesh events ({}):", o.events.len());
         for e in &o.events {

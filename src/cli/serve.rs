@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use chaoslab::dashboard::replay::Replay;
+use chaoslab::executions::Store;
 
 /// Replay a finished run in the dashboard.
 #[derive(Args, Debug)]
@@ -19,6 +20,10 @@ pub struct ServeArgs {
     /// Where the dashboard listens (port 0: any free port, printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// The execution store the Runs tab lists (default: $CHAOSLAB_STORE, $CHAOSLAB_HOME/executions.db, or
+    /// ~/.local/share/chaoslab/executions.db).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
 }
 
 /// Loads the run, serves it until Ctrl-C / SIGTERM.
@@ -36,7 +41,12 @@ pub fn execute(a: ServeArgs) -> anyhow::Result<ExitCode> {
         };
         println!("Replay of {} (reproduce with: {command})", a.out.display());
         println!("Dashboard: http://{addr}/");
-        let app = chaoslab::dashboard::router(Arc::new(replay), None, None)
+        let store = match a.store.or_else(Store::default_path) {
+            Some(path) => Some(Arc::new(Store::open(&path)?)),
+            None => None,
+        };
+        let options = chaoslab::dashboard::Options { store, ..Default::default() };
+        let app = chaoslab::dashboard::router(Arc::new(replay), options)
             .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(chaoslab::runner::shutdown_signal())

@@ -26,7 +26,7 @@ pub mod view;
 
 mod routes;
 
-pub use routes::router;
+pub use routes::{Options, router};
 
 /// The page.
 const INDEX_HTML: &str = include_str!("assets/index.html");

@@ -22,28 +22,37 @@ use super::view::{self, Mode, Source};
 use super::{APP_CSS, APP_JS, INDEX_HTML, diagram};
 use crate::api::auth::{Credentials, check_token, principal_of};
 use crate::api::session;
+use crate::executions::Store;
 use crate::topology::Pipeline;
 
 /// Most documents one search answers.
 pub const MAX_SEARCH_PAGE: usize = 500;
 
+/// What a dashboard has besides its source.
+#[derive(Default)]
+pub struct Options {
+    /// The control plane's credentials (live): the page's actions are possible once the browser holds the
+    /// token, and reads from other hosts than loopback need it too.
+    pub credentials: Option<Arc<Credentials>>,
+    /// The running pipeline (live): validation of experiments against its components.
+    pub pipeline: Option<Arc<Pipeline>>,
+    /// The execution store the Runs tab lists.
+    pub store: Option<Arc<Store>>,
+}
+
 struct Dash {
     source: Arc<dyn Source>,
     credentials: Option<Arc<Credentials>>,
     pipeline: Option<Arc<Pipeline>>,
+    store: Option<Arc<Store>>,
 }
 
 type Shared = Arc<Dash>;
 
-/// The dashboard over `source`. With `credentials` (live), the page's actions are possible once the browser
-/// holds the token, and reads from other hosts than loopback need it too. `pipeline` (live) lets the Faults
-/// page preview what a target selector matches.
-pub fn router(
-    source: Arc<dyn Source>,
-    credentials: Option<Arc<Credentials>>,
-    pipeline: Option<Arc<Pipeline>>,
-) -> Router {
-    let dash = Arc::new(Dash { source, credentials, pipeline });
+/// The dashboard over `source`.
+pub fn router(source: Arc<dyn Source>, options: Options) -> Router {
+    let Options { credentials, pipeline, store } = options;
+    let dash = Arc::new(Dash { source, credentials, pipeline, store });
     let reads = Router::new()
         .route("/ui/pipeline.svg", get(pipeline_svg))
         .route("/ui/api/session", get(session_info))
@@ -56,6 +65,7 @@ pub fn router(
         .route("/ui/api/search", get(search))
         .route("/ui/api/incidents", get(incidents))
         .route("/ui/api/runs", get(runs))
+        .route("/ui/api/runs/{id}", get(run_details))
         .route("/ui/api/stream", get(stream))
         .route("/ui/api/validate", post(validate))
         .layer(axum::middleware::from_fn_with_state(dash.clone(), loopback_or_token));
@@ -375,8 +385,42 @@ async fn incidents(State(d): State<Shared>, Query(at): Query<At>) -> Json<Value>
     Json(json!({"at_ms": at, "incidents": views, "ground_truth": truth}))
 }
 
-async fn runs(State(d): State<Shared>) -> Json<Value> {
-    Json(json!(journals(&d.source.out_dir().join("experiments"))))
+/// The execution store's runs, newest first; without a store, the journals in the run's directory.
+async fn runs(State(d): State<Shared>) -> Response {
+    let Some(store) = d.store.clone() else {
+        return Json(json!(journals(&d.source.out_dir().join("experiments")))).into_response();
+    };
+    match tokio::task::spawn_blocking(move || store.list(MAX_RUNS)).await {
+        Ok(Ok(list)) => {
+            let rows: Vec<Value> = list
+                .into_iter()
+                .map(|e| {
+                    let mut v = serde_json::to_value(&e).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("journal");
+                    }
+                    v
+                })
+                .collect();
+            Json(json!(rows)).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Most runs the Runs tab lists.
+const MAX_RUNS: usize = 200;
+
+/// One run of the store, whole (its journal included).
+async fn run_details(State(d): State<Shared>, Path(id): Path<i64>) -> Response {
+    let Some(store) = d.store.clone() else { return error(StatusCode::NOT_FOUND, "no execution store") };
+    match tokio::task::spawn_blocking(move || store.get(id)).await {
+        Ok(Ok(Some(e))) => Json(e).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The Chaos Toolkit journals in `dir`, newest first.

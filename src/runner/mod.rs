@@ -54,6 +54,7 @@ pub struct Run {
     command: Option<String>,
     history: bool,
     progress: Option<ProgressFn>,
+    store: Option<PathBuf>,
 }
 
 /// Told how a sim run advances, a hundred times per run: the virtual time reached, the whole, and the
@@ -79,6 +80,7 @@ impl Run {
             command: None,
             history: true,
             progress: None,
+            store: None,
         }
     }
 
@@ -86,6 +88,13 @@ impl Run {
     /// seed and the flow).
     pub fn command(mut self, command: impl Into<String>) -> Run {
         self.command = Some(command.into());
+        self
+    }
+
+    /// Live: keep the experiments run over HTTP in the execution store at `path` (the dashboard's Runs tab
+    /// lists it).
+    pub fn execution_store(mut self, path: impl Into<PathBuf>) -> Run {
+        self.store = Some(path.into());
         self
     }
 
@@ -300,8 +309,20 @@ impl Run {
         pipeline.mesh.set_process_allow(self.control.process_allow.clone());
         create_mesh(&pipeline, &mesh);
         let http_stop = tokio_util::sync::CancellationToken::new();
+        let store = match &self.store {
+            Some(path) => match crate::executions::Store::open(path) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::warn!("runs will not be kept: {e:#}");
+                    None
+                }
+            },
+            None => None,
+        };
         let mut control = self.control;
         control.journal_dir = Some(out.join("experiments"));
+        control.store = store.clone();
+        control.api_base = Some(format!("http://{http_addr}"));
         let dashboard = crate::dashboard::live::Live::new(
             pipeline.clone(),
             recorder.history.clone(),
@@ -314,7 +335,14 @@ impl Run {
                 control,
                 http_stop.child_token(),
             ))
-            .merge(crate::dashboard::router(Arc::new(dashboard), Some(credentials), Some(pipeline.clone())));
+            .merge(crate::dashboard::router(
+                Arc::new(dashboard),
+                crate::dashboard::Options {
+                    credentials: Some(credentials),
+                    pipeline: Some(pipeline.clone()),
+                    store,
+                },
+            ));
         let log_stop = tokio_util::sync::CancellationToken::new();
         let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop)?;
         let listener = tokio::net::TcpListener::from_std(http_listener)?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn chaoslab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    crate::common::chaoslab()
 }
 
 fn flows() -> PathBuf {
@@ -496,7 +496,7 @@ async fn an_interrupted_live_campaign_leaves_no_chaos_behind() {
         ),
     )
     .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    let child = crate::common::chaoslab_async()
         .args(["campaign", "run", file.to_str().unwrap(), "--out", dir.path().join("out").to_str().unwrap()])
         .args(["--target", &format!("http://{addr}"), "--token", &token])
         .stdout(std::process::Stdio::piped())

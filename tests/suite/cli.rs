@@ -1,10 +1,10 @@
 //! The command line as a user runs it: summaries, the shipped dataset, and clear errors on bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn chaoslab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaoslab")).args(args).output().expect("run chaoslab")
+    crate::common::chaoslab().args(args).output().expect("run chaoslab")
 }
 
 fn text(b: &[u8]) -> String {

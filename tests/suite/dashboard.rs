@@ -274,7 +274,7 @@ async fn replay_server(out: &Path) -> SocketAddr {
     let replay = Replay::load(out).unwrap();
     let listener = tokio::net::TcpListener::bind(any_port()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = chaoslab::dashboard::router(Arc::new(replay), None, None)
+    let app = chaoslab::dashboard::router(Arc::new(replay), Default::default())
         .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
@@ -329,4 +329,95 @@ async fn the_replay_slider_scrubs_through_a_finished_run() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors in replay: {errors:?}");
     c.close().await.unwrap();
+}
+
+/// A tiny experiment in YAML: FLINK is up before and after a pause.
+const FLINK_UP: &str = "title: FLINK stays up
+description: a steady state around a pause
+steady-state-hypothesis:
+  title: FLINK up
+  probes:
+    - type: probe
+      name: up
+      tolerance: true
+      provider: {type: python, module: chaoslab.probes, func: component_up, arguments: {name: FLINK}}
+method:
+  - type: action
+    name: wait
+    provider: {type: python, module: chaoslab.probes, func: component_up, arguments: {name: FLINK}}
+    pauses: {after: 1}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store/executions.db");
+    let run = Run::new(common::iot_only(chaoslab::catalog::reference_flow().unwrap()))
+        .out(dir.path().join("out"))
+        .seed(2)
+        .http_listen(any_port())
+        .mqtt_listen(any_port())
+        .execution_store(&store_path);
+    let h = timeout(WAIT, run.live()).await.expect("live run did not start in time").unwrap();
+    let (addr, token) = (h.http_addr, h.control_token.clone().unwrap());
+    let auth = format!("Bearer {token}");
+
+    // The page validates YAML with lines, then runs it.
+    let broken =
+        serde_json::json!({"format": "ctk", "text": FLINK_UP.replace("tolerance: true", "tolerance: [")})
+            .to_string();
+    let problems =
+        request_with(addr, "POST", "/ui/api/validate", &[], Some(("application/json", broken.as_bytes())))
+            .await
+            .json();
+    let first = &problems["problems"][0];
+    assert!(first["line"].as_u64().is_some(), "a YAML error has its line: {problems}");
+    let valid = serde_json::json!({"format": "ctk", "text": FLINK_UP}).to_string();
+    let none =
+        request_with(addr, "POST", "/ui/api/validate", &[], Some(("application/json", valid.as_bytes())))
+            .await
+            .json();
+    assert_eq!(none["problems"], serde_json::json!([]), "{none}");
+    let body = serde_json::json!({"text": FLINK_UP}).to_string();
+    let done = request_with(
+        addr,
+        "POST",
+        "/ui/api/experiments/run",
+        &[("Authorization", &auth)],
+        Some(("application/json", body.as_bytes())),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let refused = request_with(
+        addr,
+        "POST",
+        "/ui/api/experiments/run",
+        &[],
+        Some(("application/json", body.as_bytes())),
+    )
+    .await;
+    assert_eq!(refused.status, 401, "running needs the token");
+
+    // The Runs tab lists it, and its details hold the journal and the command that runs it again.
+    let runs = http_get(addr, "/ui/api/runs").await.json();
+    let listed = runs.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{runs}");
+    let r = &listed[0];
+    assert_eq!(
+        (r["title"].as_str(), r["source"].as_str(), r["status"].as_str()),
+        (Some("FLINK stays up"), Some("http"), Some("completed"))
+    );
+    assert_eq!((r["passed"].as_bool(), r["resilience"].as_f64()), (Some(true), Some(100.0)));
+    let command = r["command"].as_str().unwrap();
+    assert!(command.starts_with(&format!("chaoslab experiment run --target http://{addr} ")), "{command}");
+    let kept = command.rsplit(' ').next().unwrap();
+    assert!(Path::new(kept).is_file(), "the experiment is kept at {kept}");
+    let details = http_get(addr, &format!("/ui/api/runs/{}", r["id"])).await.json();
+    assert_eq!(details["journal"]["experiment"]["title"], "FLINK stays up");
+    assert_eq!(http_get(addr, "/ui/api/runs/999").await.status, 404);
+    timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();
+
+    // The store outlives the run.
+    let store = chaoslab::executions::Store::open(&store_path).unwrap();
+    assert_eq!(store.list(10).unwrap().len(), 1);
 }

@@ -5,14 +5,14 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
 use common::http::{WAIT, eventually, request_with};
 
 fn chaoslab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    crate::common::chaoslab()
         .args(args)
         .env_remove("BOOTSTRAP_SERVERS")
         .env_remove("MSK_CLUSTER_ARN")
@@ -288,7 +288,7 @@ async fn sigint_interrupts_a_run_against_a_live_target() {
     });
     std::fs::write(&file, exp.to_string()).unwrap();
     let journal = dir.path().join("journal.json");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    let child = crate::common::chaoslab_async()
         .args(["experiment", "run", file.to_str().unwrap(), "--journal-path", journal.to_str().unwrap()])
         .args([
             "--target",
@@ -349,4 +349,44 @@ fn verify_measures_throughout_and_summarises_met_and_deviated_samples() {
         "the pause shows in some samples only: {deviated} of {}",
         m.len()
     );
+}
+
+#[test]
+fn runs_and_published_journals_are_kept_in_the_execution_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("executions.db");
+    let journal = dir.path().join("journal.json");
+    let out = dir.path().join("out");
+    let file = experiment("flink-crash-loop.yaml");
+    let o = crate::common::chaoslab()
+        .env("CHAOSLAB_STORE", &store)
+        .args(["experiment", "run", "--sim", &file, "--out", out.to_str().unwrap()])
+        .args(["--journal-path", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(journal.is_file(), "{}\n{}", text(&o.stdout), text(&o.stderr));
+    // The same journal, published as if the real `chaos` had written it.
+    let o =
+        chaoslab(&["experiment", "publish", journal.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("as execution 2"), "{}", text(&o.stdout));
+    let kept = chaoslab::executions::Store::open(&store).unwrap().list(10).unwrap();
+    let sources: Vec<&str> = kept.iter().map(|e| e.source.as_str()).collect();
+    assert_eq!(sources, ["publish", "cli"]);
+    assert!(kept[1].command.starts_with("chaoslab experiment run --sim"), "{}", kept[1].command);
+    assert_eq!(kept[0].title, kept[1].title);
+    assert!(kept[1].ground_truth.is_some(), "a sim run knows its ground truth");
+
+    // A file that is not a journal is refused, naming it; nothing is added.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"title\": \"x\"}").unwrap();
+    let o = chaoslab(&["experiment", "publish", bad.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("bad.json: not a Chaos Toolkit journal"), "{}", text(&o.stderr));
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\n  \"status\": \n").unwrap();
+    let o =
+        chaoslab(&["experiment", "publish", broken.to_str().unwrap(), "--store", store.to_str().unwrap()]);
+    assert!(text(&o.stderr).contains("broken.json:3:"), "{}", text(&o.stderr));
+    assert_eq!(chaoslab::executions::Store::open(&store).unwrap().list(10).unwrap().len(), 2);
 }

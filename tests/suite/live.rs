@@ -571,7 +571,7 @@ async fn runs_against_an_external_mosquitto() {
 async fn cli_live_run_prints_a_json_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    let child = crate::common::chaoslab_async()
         .args(["run", "--for", "3s", "--rate-ms", "50", "--out"])
         .arg(&out)
         .args(["--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0", "--json"])

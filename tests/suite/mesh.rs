@@ -200,7 +200,7 @@ fn forbid_skips_allow_overlaps_and_history_is_limited() {
 }
 
 fn chaoslab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    crate::common::chaoslab()
 }
 
 #[test]

@@ -137,7 +137,7 @@ fn an_mqtt_outage_becomes_one_data_loading_incident_with_the_reference_shape_and
     }
 
     // Mining the run's signal history predicts the fourth signal from the other three.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    let o = crate::common::chaoslab()
         .args(["mine", "--seed", "1", "--out", a.path().to_str().unwrap()])
         .output()
         .unwrap();

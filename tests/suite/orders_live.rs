@@ -682,7 +682,7 @@ async fn the_load_command_places_orders_against_a_live_api() {
     let addr = handle.http_addr;
     let url = format!("http://{addr}");
 
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    let child = crate::common::chaoslab_async()
         .args(["load", "--url", &url, "--users", "2", "--orders", "3", "--delay", "10ms", "--seed", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -717,7 +717,7 @@ async fn the_load_command_places_orders_against_a_live_api() {
     let closed = std::net::TcpListener::bind(any_port()).unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"))
+    let child = crate::common::chaoslab_async()
         .args(["load", "--url", &dead, "--users", "1", "--orders", "1", "--delay", "0s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

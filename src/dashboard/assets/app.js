@@ -978,26 +978,37 @@ async function searchData() {
 // ---------------------------------------------------------------- 7. runs
 
 const runsOpen = new Set();
-const RUN_FIELDS = ['id', 'title', 'source', 'status', 'started', 'ended', 'command'];
+const RUN_FIELDS = ['id', 'kind', 'title', 'source', 'status', 'passed', 'resilience', 'started', 'command'];
+const plainDate = (v) => (v ? String(v).replace('T', ' ').replace(/\.\d+/, '') : '—');
+
+// A run's details: the store's whole record (journal included) when it has an id there, else what the list said.
+async function runDetails(r, cell) {
+  let detail = Object.fromEntries(Object.entries(r).filter(([k]) => !RUN_FIELDS.includes(k)));
+  if (typeof r.id === 'number') detail = (await read(`/ui/api/runs/${r.id}`)) || detail;
+  fill(cell, Object.keys(detail).length
+    ? h('pre', { class: 'json' }, JSON.stringify(detail, null, 2)) : h('span', { class: 'muted' }, 'no further details'));
+}
 
 async function renderRuns() {
   const runs = (await read('/ui/api/runs')) || [], rows = [];
   for (const r of runs) {
-    const extra = Object.fromEntries(Object.entries(r).filter(([k]) => !RUN_FIELDS.includes(k)));
-    const details = h('tr', { class: 'details', hidden: !runsOpen.has(r.id) },
-      h('td', { colspan: RUN_FIELDS.length }, Object.keys(extra).length
-        ? h('pre', { class: 'json' }, JSON.stringify(extra, null, 2)) : h('span', { class: 'muted' }, 'no further details')));
-    const tr = row(r.id, r.title || '—', r.source, r.status, when(r.started), when(r.ended),
-      r.command ? [h('code', null, r.command), ' ', copyButton(r.command)] : '—');
-    tr.className = 'clickable';
+    const cell = h('td', { colspan: RUN_FIELDS.length }, h('span', { class: 'muted' }, 'loading…'));
+    const details = h('tr', { class: 'details', hidden: !runsOpen.has(r.id) }, cell);
+    if (runsOpen.has(r.id)) runDetails(r, cell);
+    const passed = r.passed == null ? '—' : r.passed ? 'yes' : 'no';
+    const resilience = r.resilience == null ? '—' : `${Math.round(r.resilience)} %`;
+    const tr = row(r.id, r.kind || 'experiment', r.title || '—', r.source, r.status, passed, resilience,
+      plainDate(r.started), r.command ? [h('code', null, r.command), ' ', copyButton(r.command)] : '—');
+    tr.className = `clickable ${r.passed === false ? 'failed' : ''}`;
     tr.addEventListener('click', () => {
       details.hidden = !details.hidden;
-      if (details.hidden) runsOpen.delete(r.id); else runsOpen.add(r.id);
+      if (details.hidden) runsOpen.delete(r.id);
+      else { runsOpen.add(r.id); runDetails(r, cell); }
     });
     rows.push(tr, details);
   }
   table($('runs-table'), RUN_FIELDS, rows,
-    'No run yet: Chaos Toolkit experiments, Chaos Mesh objects and campaigns run against this pipeline are listed here.');
+    'No run yet: Chaos Toolkit experiments, Chaos Mesh runs and campaign runs — from the CLI or over HTTP — are kept in the execution store and listed here.');
 }
 
 // ---------------------------------------------------------------- start

@@ -16,6 +16,25 @@ pub fn shared_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// Where the binaries the tests start keep their execution store (never the user's own).
+pub fn test_store() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-executions.db")
+}
+
+/// The `chaoslab` binary, with its execution store under `target/`.
+pub fn chaoslab() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"));
+    c.env("CHAOSLAB_STORE", test_store());
+    c
+}
+
+/// [`chaoslab`] for tokio.
+pub fn chaoslab_async() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaoslab"));
+    c.env("CHAOSLAB_STORE", test_store());
+    c
+}
+
 /// A program on `PATH`.
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
