@@ -64,6 +64,8 @@ pub fn router(source: Arc<dyn Source>, options: Options) -> Router {
         .route("/ui/api/indices", get(indices))
         .route("/ui/api/search", get(search))
         .route("/ui/api/incidents", get(incidents))
+        .route("/ui/api/graph", get(graph_json))
+        .route("/ui/graph.svg", get(graph_svg))
         .route("/ui/api/runs", get(runs))
         .route("/ui/api/runs/{id}", get(run_details))
         .route("/ui/api/stream", get(stream))
@@ -386,6 +388,44 @@ async fn incidents(State(d): State<Shared>, Query(at): Query<At>) -> Json<Value>
 }
 
 /// The execution store's runs, newest first; without a store, the journals in the run's directory.
+/// The knowledge graph: the running reasoner's (with its edits), or the file a finished run left.
+async fn knowledge_graph(d: &Dash) -> Option<crate::reasoning::graph::GraphView> {
+    use crate::reasoning::graph::KnowledgeGraph;
+    use crate::reasoning::incident_reasoner::ReasonerHandle;
+    if let Some(h) = d.pipeline.as_ref().and_then(|p| p.handles.first::<ReasonerHandle>()) {
+        return Some(h.reasoner.lock().await.graph().view());
+    }
+    let dir = d.source.out_dir();
+    let path =
+        [dir.join("knowledge.yaml"), dir.join("flows/knowledge.yaml")].into_iter().find(|p| p.is_file())?;
+    KnowledgeGraph::load(&path).map(|g| g.view()).map_err(|e| tracing::warn!("{e}")).ok()
+}
+
+/// `{graph, svg}`: the graph's nodes and edges (for the editor) and its drawing, with the incidents
+/// reported up to `at` marked; `{graph: null, error}` when the run has none (an answer, not a 404: a page
+/// asks for it whatever the flow).
+async fn graph_json(State(d): State<Shared>, Query(at): Query<At>) -> Json<Value> {
+    let Some(view) = knowledge_graph(&d).await else {
+        return Json(
+            json!({"graph": null, "error": "this run has no knowledge graph (no incident reasoner)"}),
+        );
+    };
+    let at = view::instant(&*d.source, at.at);
+    let reported: Vec<String> = d.source.incidents_at(at).into_iter().map(|i| i.name).collect();
+    let svg = super::graph::render(&view, &reported);
+    Json(json!({"graph": view, "svg": svg}))
+}
+
+async fn graph_svg(State(d): State<Shared>, Query(at): Query<At>) -> Response {
+    let Some(view) = knowledge_graph(&d).await else {
+        return error(StatusCode::NOT_FOUND, "this run has no knowledge graph (no incident reasoner)");
+    };
+    let at = view::instant(&*d.source, at.at);
+    let reported: Vec<String> = d.source.incidents_at(at).into_iter().map(|i| i.name).collect();
+    let svg = super::graph::render(&view, &reported);
+    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response()
+}
+
 async fn runs(State(d): State<Shared>) -> Response {
     let Some(store) = d.store.clone() else {
         return Json(json!(journals(&d.source.out_dir().join("experiments")))).into_response();

@@ -171,6 +171,39 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
     let flink = components.as_array().unwrap().iter().find(|c| c["name"] == "FLINK").unwrap();
     assert_eq!(flink["health"]["state"], "stopped");
     screenshot(&c, "pipeline-stopped").await;
+
+    // The knowledge graph is drawn on the Incidents tab, and a signal's threshold is edited from it.
+    open_tab(&c, "incidents").await;
+    let node = "#graph g.gnode[data-id='signal:MqttConnectionError#NIFI']";
+    wait_for(&c, node).await;
+    c.execute(&format!("document.querySelector(\"{node}\").dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return true;"), vec![])
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        "the signal in the editor",
+        "return document.getElementById('graph-signal').value === 'MqttConnectionError';",
+    )
+    .await;
+    let threshold = c.find(Locator::Css("#graph-threshold")).await.unwrap();
+    threshold.clear().await.unwrap();
+    threshold.send_keys("7").await.unwrap();
+    c.find(Locator::Css("#graph-save-signal")).await.unwrap().click().await.unwrap();
+    wait_until(
+        &c,
+        "the edit to be saved",
+        "return document.getElementById('graph-result').textContent.includes('saved');",
+    )
+    .await;
+    let graph = request_with(addr, "GET", "/api/graph", &[("Authorization", &auth)], None).await.json();
+    let signal = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "signal:MqttConnectionError#NIFI")
+        .unwrap();
+    assert_eq!(signal["threshold"], 7, "{signal}");
+    screenshot(&c, "incidents-graph").await;
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors while acting: {errors:?}");
     c.close().await.unwrap();

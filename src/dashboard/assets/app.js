@@ -926,6 +926,81 @@ async function renderIncidents() {
   fill($('unexplained'), un.length
     ? un.map((i) => h('li', null, `${incidentTime(i)} `, h('b', null, i.name), ` — ${components(i)}`))
     : empty('none: every incident is explained by a fault'));
+  await renderGraph();
+}
+
+// The knowledge graph: drawn by the server; edited through the graph API (needs the token).
+const graphState = { view: null };
+const nodesOf = (label) => ((graphState.view && graphState.view.nodes) || []).filter((n) => n.label === label);
+const options = (select, items, keep) => {
+  const current = keep ? select.value : '';
+  fill(select, items.map(([value, text]) => h('option', { value, selected: value === current }, text)));
+};
+
+function setupGraph() {
+  const out = $('graph-result');
+  const submit = (form, fn) => $(form).addEventListener('submit', safe(async (ev) => {
+    ev.preventDefault();
+    try {
+      await fn();
+      message(out, 'ok', 'saved; the reasoner uses it from the next signal on');
+    } catch (e) { message(out, 'error', e.message); }
+    await renderGraph();
+  }));
+  const num = (id) => ($(id).value === '' ? undefined : Number($(id).value));
+  submit('graph-signal-form', async () => {
+    const component = $('graph-component').value, name = $('graph-signal').value.trim();
+    const body = { name, component, threshold: num('graph-threshold'), coolDownSec: num('graph-cooldown') };
+    const exists = nodesOf('Signal').some((n) => n.name === name && n.component === component);
+    if (exists) await api('PUT', `/api/graph/signals/${encodeURIComponent(component)}/${encodeURIComponent(name)}`, body);
+    else await api('POST', '/api/graph/signals', body);
+  });
+  submit('graph-link-form', async () => {
+    const [signal, component] = $('graph-link-signal').value.split('#');
+    await api('POST', '/api/graph/links', { type: 'PART_OF', signal, component, composite: $('graph-link-composite').value });
+  });
+  submit('graph-composite-form', async () => {
+    const name = $('graph-composite').value;
+    const body = { name, activationThreshold: num('graph-activation'), coolDownSec: num('graph-composite-cooldown') };
+    await api('PUT', `/api/graph/composite-signals/${encodeURIComponent(name)}`, body);
+  });
+  $('graph').addEventListener('click', (ev) => {
+    const g = ev.target.closest && ev.target.closest('g.gnode');
+    if (!g) return;
+    const node = ((graphState.view && graphState.view.nodes) || []).find((n) => n.id === g.getAttribute('data-id'));
+    if (!node) return;
+    if (node.label === 'Signal') {
+      Object.assign($('graph-component'), { value: node.component });
+      $('graph-signal').value = node.name;
+      $('graph-threshold').value = node.threshold;
+      $('graph-cooldown').value = node.coolDownSec;
+      $('graph-link-signal').value = `${node.name}#${node.component}`;
+    } else if (node.label === 'CompositeSignal') {
+      $('graph-composite').value = node.name;
+      $('graph-link-composite').value = node.name;
+      $('graph-activation').value = node.activationThreshold;
+      $('graph-composite-cooldown').value = node.coolDownSec;
+    } else if (node.label === 'DataPipeline') {
+      $('graph-component').value = node.name;
+    }
+  });
+}
+
+async function renderGraph() {
+  const ans = (await read('/ui/api/graph')) || {};
+  graphState.view = ans.graph || null;
+  $('graph-editor').hidden = !graphState.view;
+  if (!graphState.view) {
+    fill($('graph'), h('p', { class: 'muted' }, ans.error || 'no knowledge graph'));
+    return;
+  }
+  $('graph').innerHTML = ans.svg || '';
+  options($('graph-component'), nodesOf('DataPipeline').map((n) => [n.name, n.name]), true);
+  options($('graph-link-signal'), nodesOf('Signal').map((n) => [`${n.name}#${n.component}`, `${n.name} (${n.component})`]), true);
+  const composites = nodesOf('CompositeSignal').map((n) => [n.name, n.name]);
+  options($('graph-link-composite'), composites, true);
+  options($('graph-composite'), composites, true);
+  for (const b of ['graph-save-signal', 'graph-link', 'graph-save-composite']) guard($(b));
 }
 
 // ---------------------------------------------------------------- 6. data
@@ -1023,7 +1098,7 @@ const pages = {
   faults: { setup: setupFaults, render: renderFaults, onState: onFaultsState },
   experiments: { setup: setupExperiments, render: renderExperiments },
   timeline: { setup: setupTimeline, render: renderTimeline },
-  incidents: { render: renderIncidents },
+  incidents: { setup: setupGraph, render: renderIncidents },
   data: { setup: setupData, render: renderData, refresh: () => ($('data-index').value ? searchData() : renderData()) },
   runs: { render: renderRuns },
 };
