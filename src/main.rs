@@ -167,11 +167,7 @@ impl RunArgs {
         if let Some(path) = self.store.clone().or_else(chaoslab::executions::Store::default_path) {
             run = run.execution_store(path);
         }
-        let command = chaoslab::executions::this_command();
-        Ok(run
-            .allow_process(self.allow_process.clone())
-            .max_experiments(self.max_experiments)
-            .command(command))
+        Ok(run.allow_process(self.allow_process.clone()).max_experiments(self.max_experiments))
     }
 }
 

@@ -377,6 +377,10 @@ fn run(a: RunArgs, verify: bool) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the experiment did not run");
     };
     write_journal(&a.journal_path, &journal)?;
+    if a.sim {
+        // The run's own directory keeps it too, where the dashboard's replay finds it.
+        write_journal(&a.pipeline.out.join("experiments/journal.json"), &journal)?;
+    }
     if let Some(store) = Store::open_default() {
         let origin = if a.sim { a.pipeline.out.display().to_string() } else { a.target.url.clone() };
         let value = serde_json::to_value(&journal)?;

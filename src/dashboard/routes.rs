@@ -259,8 +259,18 @@ async fn chart(State(d): State<Shared>, Query(q): Query<ChartQuery>) -> Response
             .collect();
         let mut out = json!({"from_ms": from, "to_ms": to, "width": size.0, "height": size.1,
                              "query": query, "windows": windows, "incidents": incidents});
+        let experiments = view::experiments(source.run(), source.out_dir());
+        out["experiments"] = json!(experiments);
         let drawn = timeline::range_query(source.history(), &query, from, to).and_then(|series| {
-            let spec = ChartSpec { title: &title, from, to, size, faults: &state.faults, incidents: &state.incidents };
+            let spec = ChartSpec {
+                title: &title,
+                from,
+                to,
+                size,
+                faults: &state.faults,
+                incidents: &state.incidents,
+                experiments: &experiments,
+            };
             timeline::render(&spec, &series)
         });
         match drawn {

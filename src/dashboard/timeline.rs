@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::history::History;
-use super::view::{FaultView, IncidentView};
+use super::view::{ExperimentView, FaultView, IncidentView};
 use crate::monitoring::promql;
 use crate::monitoring::tsdb::Labels;
 
@@ -143,6 +143,8 @@ const PALETTE: [RGBColor; 8] = [
 ];
 const FAULT: RGBColor = RGBColor(214, 69, 69);
 const INCIDENT: RGBColor = RGBColor(224, 165, 38);
+const PHASE: RGBColor = RGBColor(46, 110, 190);
+const MET: RGBColor = RGBColor(46, 157, 91);
 
 /// What one chart shows.
 pub struct ChartSpec<'a> {
@@ -158,6 +160,8 @@ pub struct ChartSpec<'a> {
     pub faults: &'a [FaultView],
     /// Incidents to mark.
     pub incidents: &'a [IncidentView],
+    /// Experiments whose phases and probe verdicts are drawn.
+    pub experiments: &'a [ExperimentView],
 }
 
 /// Draws `series` with the fault windows shaded and the incidents marked.
@@ -237,6 +241,36 @@ fn draw(
         let label = format!("incident {}", i.name);
         let at = (t, lo + (hi - lo) * 0.08);
         chart.draw_series(std::iter::once(Text::new(label, at, (FONT, 10).into_font().color(&INCIDENT))))?;
+    }
+    // Experiment phases: a band along the bottom, one shade per phase; verdicts: a dot on it, green when the
+    // probe's tolerance was met, red when not.
+    let band = (hi - lo) * 0.05;
+    for e in spec.experiments {
+        for (i, p) in e.phases.iter().enumerate() {
+            let (a, b) = (p.from_ms as f64 / 1000.0, p.to_ms as f64 / 1000.0);
+            if b < x0 || a > x1 {
+                continue;
+            }
+            let (a, b) = (a.max(x0), b.min(x1).max(a.max(x0) + (x1 - x0) / 400.0));
+            let shade = PHASE.mix(if i % 2 == 0 { 0.35 } else { 0.2 });
+            chart.draw_series(std::iter::once(Rectangle::new([(a, lo), (b, lo + band)], shade.filled())))?;
+            if p.name == "method" {
+                let label = format!("{} · {}", e.title, e.status);
+                chart.draw_series(std::iter::once(Text::new(
+                    label,
+                    (a, lo + band * 2.6),
+                    (FONT, 10).into_font().color(&PHASE),
+                )))?;
+            }
+        }
+        for v in &e.verdicts {
+            let t = v.t_ms as f64 / 1000.0;
+            if t < x0 || t > x1 {
+                continue;
+            }
+            let colour = if v.met { MET } else { FAULT };
+            chart.draw_series(std::iter::once(Circle::new((t, lo + band / 2.0), 4, colour.filled())))?;
+        }
     }
     for (n, s) in series.iter().enumerate() {
         let colour = PALETTE[n % PALETTE.len()];

@@ -218,6 +218,120 @@ pub fn instant(source: &dyn Source, at: Option<u64>) -> u64 {
     at.map_or(now, |a| a.min(now))
 }
 
+/// Milliseconds since the run's start of a time: RFC 3339, or a journal's zone-less UTC time
+/// (`2020-02-21T21:00:10.000000`); 0 when before the start, `None` when unreadable.
+pub fn ms_since_any(run: &RunInfo, text: &str) -> Option<u64> {
+    ms_since(run, text).or_else(|| {
+        let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+        Some(u64::try_from(naive.and_utc().timestamp_millis() - run.start_ms).unwrap_or(0))
+    })
+}
+
+/// A phase of a Chaos Toolkit experiment on the time axis.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseView {
+    /// `steady-state before`, `method`, `steady-state after`, `rollbacks`.
+    pub name: &'static str,
+    /// Start, ms since the run started.
+    pub from_ms: u64,
+    /// End.
+    pub to_ms: u64,
+}
+
+/// A probe's verdict on the time axis.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerdictView {
+    /// When it was judged (the probe's end).
+    pub t_ms: u64,
+    /// The probe's name.
+    pub name: String,
+    /// Whether its tolerance was met.
+    pub met: bool,
+}
+
+/// An experiment run against this pipeline, as its journal tells it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExperimentView {
+    /// The journal's file stem (`exp-0001`).
+    pub id: String,
+    /// The experiment's title.
+    pub title: String,
+    /// The journal's status.
+    pub status: String,
+    /// Its phases.
+    pub phases: Vec<PhaseView>,
+    /// Its steady-state probes' verdicts.
+    pub verdicts: Vec<VerdictView>,
+}
+
+/// The experiments whose journals are in `<out>/experiments/`, in file order.
+pub fn experiments(run: &RunInfo, out: &std::path::Path) -> Vec<ExperimentView> {
+    let Ok(entries) = std::fs::read_dir(out.join("experiments")) else { return Vec::new() };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "json") && !p.to_string_lossy().ends_with(".experiment.json")
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|path| {
+            let journal: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+            let id = path.file_stem()?.to_string_lossy().into_owned();
+            Some(experiment_view(run, id, &journal))
+        })
+        .collect()
+}
+
+fn experiment_view(run: &RunInfo, id: String, journal: &Value) -> ExperimentView {
+    let at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).and_then(|t| ms_since_any(run, t));
+    let span = |name: &'static str, runs: &[Value]| -> Option<PhaseView> {
+        let from = runs.iter().filter_map(|r| at(r, "start")).min()?;
+        let to = runs.iter().filter_map(|r| at(r, "end")).max()?;
+        Some(PhaseView { name, from_ms: from, to_ms: to.max(from) })
+    };
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    let states = journal.get("steady_states");
+    let before = list(states.and_then(|s| s.get("before")).and_then(|b| b.get("probes")));
+    let after = list(states.and_then(|s| s.get("after")).and_then(|b| b.get("probes")));
+    let during: Vec<Value> =
+        list(states.and_then(|s| s.get("during"))).iter().flat_map(|d| list(d.get("probes"))).collect();
+    let (after_span, mut method) =
+        (span("steady-state after", &after), span("method", &list(journal.get("run"))));
+    // A journal's activities end before their `pauses.after`, which still belong to the method.
+    if let (Some(m), Some(a)) = (method.as_mut(), after_span.as_ref()) {
+        m.to_ms = m.to_ms.max(a.from_ms);
+    }
+    let phases = [
+        span("steady-state before", &before),
+        method,
+        after_span,
+        span("rollbacks", &list(journal.get("rollbacks"))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let verdicts = before
+        .iter()
+        .chain(&during)
+        .chain(&after)
+        .filter_map(|p| {
+            let met = p.get("tolerance_met")?.as_bool()?;
+            let name = p.pointer("/activity/name").and_then(Value::as_str).unwrap_or("probe").to_owned();
+            Some(VerdictView { t_ms: at(p, "end")?, name, met })
+        })
+        .collect();
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+    ExperimentView {
+        id,
+        title: text(journal.pointer("/experiment/title")),
+        status: text(journal.get("status")),
+        phases,
+        verdicts,
+    }
+}
+
 /// Milliseconds since the run's start of an RFC 3339 time (0 when before the start or unreadable).
 pub fn ms_since(run: &RunInfo, iso: &str) -> Option<u64> {
     let t = chrono::DateTime::parse_from_rfc3339(iso).ok()?.timestamp_millis();

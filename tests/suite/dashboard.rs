@@ -448,6 +448,26 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
     let details = http_get(addr, &format!("/ui/api/runs/{}", r["id"])).await.json();
     assert_eq!(details["journal"]["experiment"]["title"], "FLINK stays up");
     assert_eq!(http_get(addr, "/ui/api/runs/999").await.status, 404);
+
+    // The Timeline draws its phases and its probes' verdicts on the time axis.
+    let chart = http_get(addr, "/ui/api/timeline?preset=components-up").await.json();
+    let e = &chart["experiments"][0];
+    assert_eq!(e["title"], "FLINK stays up", "{chart}");
+    let phases: Vec<&str> =
+        e["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["steady-state before", "method", "steady-state after"]);
+    let verdicts = e["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 2, "before and after");
+    assert!(verdicts.iter().all(|v| v["met"] == true));
+    let method = &e["phases"][1];
+    assert!(
+        method["to_ms"].as_u64().unwrap() >= method["from_ms"].as_u64().unwrap() + 1000,
+        "the pause is inside the method"
+    );
+    assert!(
+        chart["svg"].as_str().unwrap().contains("FLINK stays up · completed"),
+        "the chart labels the method"
+    );
     timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();
 
     // The store outlives the run.

@@ -873,6 +873,13 @@ function renderTimelineLists() {
     : empty('no fault in this range'));
   fill($('timeline-incidents'), is.length ? is.map((i) => h('li', null, `${secs(i.t_ms)} `, h('b', null, i.name)))
     : empty('no incident in this range'));
+  const es = a.experiments || [];
+  fill($('timeline-experiments'), es.length ? es.map((e) => {
+    const missed = (e.verdicts || []).filter((v) => !v.met).map((v) => v.name);
+    return h('li', null, h('b', null, e.title || e.id), ` ${e.status} — `,
+      (e.phases || []).map((p) => `${p.name} ${secs(p.from_ms)}–${secs(p.to_ms)}`).join(', '),
+      missed.length ? h('span', { class: 'bad' }, ` · missed: ${missed.join(', ')}`) : '');
+  }) : empty('no experiment run against this pipeline yet'));
 }
 
 function startDrag(c, ev) {
