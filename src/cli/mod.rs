@@ -118,7 +118,10 @@ impl PipelineArgs {
 
     /// A run of `flow` with these options.
     pub fn run(&self, flow: Flow) -> Run {
-        let mut run = Run::new(flow).out(&self.out).trace_level(self.trace).command(chaoslab::executions::this_command());
+        let mut run = Run::new(flow)
+            .out(&self.out)
+            .trace_level(self.trace)
+            .command(chaoslab::executions::this_command());
         if let Some(seed) = self.seed {
             run = run.seed(seed);
         }

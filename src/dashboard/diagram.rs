@@ -38,23 +38,20 @@ pub fn colour(health: &str) -> &'static str {
     }
 }
 
-/// Column of every component: the longest path to it, along the links inside its lane, from a component
-/// nothing in its lane sends to. (Links between lanes do not push columns: the bus and the monitoring
-/// would otherwise stretch every lane to the width of the whole graph.)
-fn columns(components: &[ComponentView], links: &[LinkView]) -> BTreeMap<String, i64> {
-    let mut col: BTreeMap<String, i64> = components.iter().map(|c| (c.name.clone(), 0)).collect();
-    let lane: BTreeMap<&str, &str> = components.iter().map(|c| (c.name.as_str(), c.lane.as_str())).collect();
-    let inside: Vec<&LinkView> = links
-        .iter()
-        .filter(|l| lane.get(l.from.as_str()).is_some_and(|f| lane.get(l.to.as_str()) == Some(f)))
-        .collect();
-    // Longest paths by relaxation; a cycle stops growing after as many rounds as there are components.
-    for _ in 0..components.len() {
+/// Longest path to every node from a node nothing leads to, along `edges` (pairs of names); a cycle stops
+/// growing after as many rounds as there are nodes. The columns of a left-to-right layout.
+pub fn longest_paths<'a>(
+    nodes: impl IntoIterator<Item = &'a str>,
+    edges: &[(&'a str, &'a str)],
+) -> BTreeMap<String, i64> {
+    let mut col: BTreeMap<String, i64> = nodes.into_iter().map(|n| (n.to_owned(), 0)).collect();
+    let n = col.len() as i64;
+    for _ in 0..n {
         let mut changed = false;
-        for l in &inside {
-            let (Some(&f), Some(&t)) = (col.get(&l.from), col.get(&l.to)) else { continue };
-            if t < f + 1 && f + 1 < components.len() as i64 {
-                col.insert(l.to.clone(), f + 1);
+        for (from, to) in edges {
+            let (Some(&f), Some(&t)) = (col.get(*from), col.get(*to)) else { continue };
+            if t < f + 1 && f + 1 < n {
+                col.insert((*to).to_owned(), f + 1);
                 changed = true;
             }
         }
@@ -63,6 +60,19 @@ fn columns(components: &[ComponentView], links: &[LinkView]) -> BTreeMap<String,
         }
     }
     col
+}
+
+/// Column of every component: the longest path to it along the links inside its lane. (Links between lanes
+/// do not push columns: the bus and the monitoring would otherwise stretch every lane to the width of the
+/// whole graph.)
+fn columns(components: &[ComponentView], links: &[LinkView]) -> BTreeMap<String, i64> {
+    let lane: BTreeMap<&str, &str> = components.iter().map(|c| (c.name.as_str(), c.lane.as_str())).collect();
+    let inside: Vec<(&str, &str)> = links
+        .iter()
+        .filter(|l| lane.get(l.from.as_str()).is_some_and(|f| lane.get(l.to.as_str()) == Some(f)))
+        .map(|l| (l.from.as_str(), l.to.as_str()))
+        .collect();
+    longest_paths(components.iter().map(|c| c.name.as_str()), &inside)
 }
 
 /// The diagram of `state`.

@@ -64,6 +64,8 @@ pub fn router(source: Arc<dyn Source>, options: Options) -> Router {
         .route("/ui/api/indices", get(indices))
         .route("/ui/api/search", get(search))
         .route("/ui/api/incidents", get(incidents))
+        .route("/ui/api/orders", get(orders))
+        .route("/ui/api/model", get(process_model))
         .route("/ui/api/graph", get(graph_json))
         .route("/ui/graph.svg", get(graph_svg))
         .route("/ui/api/runs", get(runs))
@@ -398,6 +400,73 @@ async fn incidents(State(d): State<Shared>, Query(at): Query<At>) -> Json<Value>
 }
 
 /// The execution store's runs, newest first; without a store, the journals in the run's directory.
+#[derive(Deserialize)]
+struct OrdersQuery {
+    state: Option<String>,
+    from: Option<u64>,
+    size: Option<u64>,
+}
+
+/// The order store's orders by id: the running store's, or a finished run's `orders.db`.
+async fn orders(State(d): State<Shared>, Query(q): Query<OrdersQuery>) -> Response {
+    use crate::orders::model::OrderState;
+    use crate::orders::service::OrderDb;
+    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<OrderState>() {
+            Ok(st) => Some(st),
+            Err(_) => return error(StatusCode::BAD_REQUEST, format!("state {s:?} is not an order state")),
+        },
+    };
+    let (from, size) = (q.from.unwrap_or(0), q.size.unwrap_or(50).min(MAX_SEARCH_PAGE as u64));
+    let listed = if let Some(db) = d.pipeline.as_ref().and_then(|p| p.handles.first::<OrderDb>()) {
+        db.store.list(state, from, size).await
+    } else {
+        let path = d.source.out_dir().join("orders.db");
+        if !path.is_file() {
+            return Json(json!({"orders": [], "error": "this run has no order store"})).into_response();
+        }
+        match tokio::task::spawn_blocking(move || {
+            crate::orders::store::read_sqlite_file(&path, state, from, size)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    };
+    match listed {
+        Ok(list) => Json(json!({"from": from, "orders": list})).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// The mined process model: the running miner's, or the one a finished run left.
+async fn process_model(State(d): State<Shared>) -> Json<Value> {
+    use crate::process_mining::heuristics::DependencyGraph;
+    use crate::process_mining::heuristics_miner::ModelBoard;
+    let model: Option<(DependencyGraph, Value)> =
+        match d.pipeline.as_ref().and_then(|p| p.handles.first::<ModelBoard>()) {
+            Some(board) => Some((board.model(), serde_json::to_value(board.quality()).unwrap_or_default())),
+            // The miner writes its final model, with its quality, when the run stops.
+            None => std::fs::read_to_string(d.source.out_dir().join(super::model::MODEL_FILE))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .and_then(|v| {
+                    Some((serde_json::from_value::<DependencyGraph>(v.clone()).ok()?, v["quality"].clone()))
+                }),
+        };
+    match model {
+        Some((g, quality)) => {
+            let svg = super::model::render(&g);
+            Json(json!({"model": g, "quality": quality, "svg": svg}))
+        }
+        None => {
+            Json(json!({"model": null, "error": "this run mines no process model (no heuristics miner)"}))
+        }
+    }
+}
+
 /// The knowledge graph: the running reasoner's (with its edits), or the file a finished run left.
 async fn knowledge_graph(d: &Dash) -> Option<crate::reasoning::graph::GraphView> {
     use crate::reasoning::graph::KnowledgeGraph;

@@ -87,6 +87,13 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
         assert!(errors.is_empty(), "page {page}: console errors {errors:?}");
     }
 
+    // The Data tab lists the order store's orders.
+    open_tab(&c, "data").await;
+    wait_until(&c, "the orders", "return !!document.querySelector('#orders-table tbody tr:not(.empty)');")
+        .await;
+    let orders = http_get(addr, "/ui/api/orders?size=5").await.json();
+    assert!(!orders["orders"].as_array().unwrap().is_empty(), "{orders}");
+
     // A fault applied from the Faults page is active in the API and a window on the Timeline.
     open_tab(&c, "faults").await;
     wait_for(&c, "#fault-kind option[value='network-delay']").await;
@@ -473,4 +480,37 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
     // The store outlives the run.
     let store = chaoslab::executions::Store::open(&store_path).unwrap();
     assert_eq!(store.list(10).unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_shows_the_mined_process_model() {
+    use chaoslab::catalog::{PROCESS_MINING_FLOW, parse_flow};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_path_buf();
+    let flow = common::light_mining(parse_flow(PROCESS_MINING_FLOW, "process-mining.toml", None).unwrap());
+    std::thread::spawn(move || Run::new(flow).out(&out).seed(4).sim(Duration::from_secs(60)).unwrap())
+        .join()
+        .unwrap();
+    let replay = Replay::load(dir.path()).unwrap();
+    let listener = tokio::net::TcpListener::bind(any_port()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = chaoslab::dashboard::router(Arc::new(replay), Default::default())
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let model = http_get(addr, "/ui/api/model").await.json();
+    let activities = model["model"]["activities"].as_array().unwrap_or_else(|| panic!("{model}"));
+    assert!(activities.len() >= 3, "{model}");
+    let svg = model["svg"].as_str().unwrap();
+    for a in activities {
+        assert!(
+            svg.contains(&format!("data-name=\"{}\"", a["name"].as_str().unwrap())),
+            "every activity is drawn"
+        );
+    }
+    // This flow has no order store: the answer says so instead of failing.
+    let orders = http_get(addr, "/ui/api/orders").await.json();
+    assert_eq!(orders["orders"], serde_json::json!([]));
+    assert!(orders["error"].as_str().unwrap().contains("no order store"));
+    assert_eq!(http_get(addr, "/ui/api/orders?state=lost").await.status, 400);
 }

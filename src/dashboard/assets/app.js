@@ -1015,6 +1015,7 @@ async function renderGraph() {
 const dat = { from: 0, size: 50 };
 
 function setupData() {
+  setupOrders();
   const again = () => { dat.from = 0; run(searchData); };
   $('data-form').addEventListener('submit', (ev) => { ev.preventDefault(); again(); });
   $('data-index').addEventListener('change', again);
@@ -1022,7 +1023,41 @@ function setupData() {
   $('data-next').addEventListener('click', () => { dat.from += dat.size; run(searchData); });
 }
 
+// The order store (the reference's poke_orders table) and the heuristics miner's model.
+const ord = { from: 0, size: 50 };
+
+function setupOrders() {
+  $('orders-state').addEventListener('change', () => { ord.from = 0; run(renderOrders); });
+  $('orders-prev').addEventListener('click', () => { ord.from = Math.max(0, ord.from - ord.size); run(renderOrders); });
+  $('orders-next').addEventListener('click', () => { ord.from += ord.size; run(renderOrders); });
+}
+
+async function renderOrders() {
+  const ans = (await read('/ui/api/orders', { state: $('orders-state').value, from: ord.from, size: ord.size })) || {};
+  const orders = ans.orders || [];
+  table($('orders-table'), ['id', 'user', 'pokemon', 'country', 'price', 'state', 'timestamp'],
+    orders.map((o) => row(o.id, o.user_id, o.pokemon, o.country, o.price, o.state, o.timestamp)),
+    ans.error || 'no order');
+  $('orders-note').textContent = orders.length ? `${ord.from + 1}–${ord.from + orders.length}` : '';
+  $('orders-prev').disabled = ord.from <= 0;
+  $('orders-next').disabled = orders.length < ord.size;
+}
+
+async function renderModel() {
+  const ans = (await read('/ui/api/model')) || {};
+  if (!ans.model) {
+    $('model-note').textContent = ans.error || 'no process model';
+    fill($('model'));
+    return;
+  }
+  const q = ans.quality;
+  $('model-note').textContent = `${(ans.model.activities || []).length} activities, ${(ans.model.edges || []).length} dependencies`
+    + (q ? ` · fitness ${Number(q.fitness).toFixed(3)}, precision ${Number(q.precision).toFixed(3)}` : '');
+  $('model').innerHTML = ans.svg || '';
+}
+
 async function renderData() {
+  await Promise.all([renderOrders(), renderModel()]);
   const indices = (await read('/ui/api/indices')) || [], select = $('data-index'), current = select.value;
   fill(select, indices.map((i) => h('option', { value: i.name, selected: i.name === current }, `${i.name} (${i.docs})`)));
   if (indices.length) return searchData();

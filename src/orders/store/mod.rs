@@ -34,7 +34,7 @@ mod sqlite;
 mod tests;
 
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, read_file as read_sqlite_file};
 use sqlite::{
     sqlite_counts, sqlite_create, sqlite_get, sqlite_list, sqlite_mark_sent, sqlite_outbox_pending,
     sqlite_reverse, sqlite_set_state,

@@ -251,3 +251,20 @@ pub(super) fn sqlite_mark_sent(conn: &mut Connection, ids: &[i64], now: NaiveDat
     tx.commit()?;
     Ok(changed)
 }
+
+/// Orders by increasing id from a finished run's SQLite file, read-only (the dashboard's replay): at most
+/// `limit` after skipping `skip`, optionally only those in `state`.
+pub fn read_file(
+    path: &std::path::Path,
+    state: Option<OrderState>,
+    skip: u64,
+    limit: u64,
+) -> Result<Vec<Order>, StoreError> {
+    let place = path.display().to_string();
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        crate::storage::sqlite::OpError::<StoreError>::Sql(e).into_store_error(&place, "open")
+    })?;
+    let (skip, limit) = (i64::try_from(skip).unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX));
+    sqlite_list(&mut conn, state, skip, limit).map_err(|e| e.into_store_error(&place, "list"))
+}
