@@ -10,7 +10,8 @@
 //! Routes (reads, `GET`): `/`, `/ui/app.js`, `/ui/app.css`, `/ui/pipeline.svg`, `/ui/api/session`,
 //! `/ui/api/state`, `/ui/api/component/{name}`, `/ui/api/presets`, `/ui/api/timeline`, `/ui/api/targets`,
 //! `/ui/api/indices`, `/ui/api/search`, `/ui/api/incidents`, `/ui/api/graph`, `/ui/graph.svg` ([`graph`]: the
-//! knowledge graph), `/ui/api/orders`, `/ui/api/model` ([`model`]: the mined process model), `/ui/api/runs`, `/ui/api/runs/{id}`, `/ui/api/stream` (Server-Sent
+//! knowledge graph), `/ui/api/orders`, `/ui/api/model` ([`model`]: the mined process model), `/ui/api/workflows`
+//! ([`workflow`]: Chaos Mesh Workflows with their nodes' states), `/ui/api/runs`, `/ui/api/runs/{id}`, `/ui/api/stream` (Server-Sent
 //! Events, live only) and `POST /ui/api/validate` (changes nothing). Actions go to the control plane
 //! ([`crate::api::control`]) with the token, which `/?token=…` puts into a `SameSite=Strict` cookie
 //! ([`crate::api::session`]).
@@ -26,6 +27,7 @@ pub mod model;
 pub mod replay;
 pub mod timeline;
 pub mod view;
+pub mod workflow;
 
 mod routes;
 

@@ -65,6 +65,7 @@ pub fn router(source: Arc<dyn Source>, options: Options) -> Router {
         .route("/ui/api/search", get(search))
         .route("/ui/api/incidents", get(incidents))
         .route("/ui/api/orders", get(orders))
+        .route("/ui/api/workflows", get(workflows))
         .route("/ui/api/model", get(process_model))
         .route("/ui/api/graph", get(graph_json))
         .route("/ui/graph.svg", get(graph_svg))
@@ -439,6 +440,35 @@ async fn orders(State(d): State<Shared>, Query(q): Query<OrdersQuery>) -> Respon
         Ok(list) => Json(json!({"from": from, "orders": list})).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// Most events a workflow's answer lists.
+const WORKFLOW_EVENTS: usize = 50;
+
+/// The running pipeline's Chaos Mesh Workflows, each drawn with its templates' states and its newest events.
+async fn workflows(State(d): State<Shared>) -> Json<Value> {
+    use super::workflow;
+    let Some(p) = &d.pipeline else {
+        return Json(
+            json!({"workflows": [], "note": "a replay has no workflow plans: see its events in mesh-events.jsonl"}),
+        );
+    };
+    let list: Vec<Value> = p
+        .mesh
+        .list()
+        .into_iter()
+        .filter(|s| s.kind == "Workflow")
+        .filter_map(|s| {
+            let key = s.key();
+            let plan = p.mesh.workflow_plan(&key)?;
+            let events = p.mesh.events_of("Workflow", &key);
+            let states = workflow::states(&plan, &events);
+            let newest = &events[events.len().saturating_sub(WORKFLOW_EVENTS)..];
+            Some(json!({"key": key, "uid": s.uid, "phase": s.phase, "states": states,
+                        "svg": workflow::render(&plan, &states), "events": newest}))
+        })
+        .collect();
+    Json(json!({"workflows": list}))
 }
 
 /// The mined process model: the running miner's, or the one a finished run left.

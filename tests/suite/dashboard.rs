@@ -78,6 +78,18 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
     assert_eq!(c.current_url().await.unwrap().as_str(), format!("http://{addr}/"));
     assert_eq!(c.find(Locator::Css("#mode")).await.unwrap().text().await.unwrap(), "live");
 
+    // A workflow runs, so the Experiments tab has one to draw.
+    let auth = format!("Bearer {token}");
+    let created = request_with(
+        addr,
+        "POST",
+        "/api/workflows",
+        &[("Authorization", &auth)],
+        Some(("application/yaml", WORKFLOW.as_bytes())),
+    )
+    .await;
+    assert!(created.status < 300, "{}", created.body);
+
     // Every page loads without a console error.
     for page in PAGES {
         open_tab(&c, page).await;
@@ -86,6 +98,10 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
         let errors = console_errors(&c).await;
         assert!(errors.is_empty(), "page {page}: console errors {errors:?}");
     }
+    open_tab(&c, "experiments").await;
+    wait_for(&c, "#workflow-graphs g.wnode[data-name='fail-flink']").await;
+    c.execute("document.getElementById('mesh-workflows').scrollIntoView(); return true;", vec![]).await.unwrap();
+    screenshot(&c, "experiments-workflow").await;
 
     // The Data tab lists the order store's orders.
     open_tab(&c, "data").await;
@@ -128,7 +144,7 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
     )
     .await;
     let id = regex::Regex::new(r"f-\d+").unwrap().find(result.as_str().unwrap()).unwrap().as_str().to_owned();
-    let auth = format!("Bearer {token}");
+
     let faults = request_with(addr, "GET", "/api/faults", &[("Authorization", &auth)], None).await.json();
     let active = faults["active"].as_array().unwrap();
     let applied = active
@@ -371,6 +387,30 @@ async fn the_replay_slider_scrubs_through_a_finished_run() {
     c.close().await.unwrap();
 }
 
+/// A workflow: settle for a second, then fail FLINK for two.
+const WORKFLOW: &str = "apiVersion: chaos-mesh.org/v1alpha1
+kind: Workflow
+metadata: {name: flink-break, namespace: iot}
+spec:
+  entry: main
+  templates:
+    - name: main
+      templateType: Serial
+      deadline: 60s
+      children: [settle, fail-flink]
+    - name: settle
+      templateType: Suspend
+      deadline: 1s
+    - name: fail-flink
+      templateType: PodChaos
+      deadline: 2s
+      podChaos:
+        action: pod-failure
+        mode: all
+        selector:
+          labelSelectors: {app: flink}
+";
+
 /// A tiny experiment in YAML: FLINK is up before and after a pause.
 const FLINK_UP: &str = "title: FLINK stays up
 description: a steady state around a pause
@@ -475,6 +515,31 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
         chart["svg"].as_str().unwrap().contains("FLINK stays up · completed"),
         "the chart labels the method"
     );
+    // A Chaos Mesh Workflow is drawn with its nodes' states as it runs.
+    let created = request_with(
+        addr,
+        "POST",
+        "/api/workflows",
+        &[("Authorization", &auth)],
+        Some(("application/yaml", WORKFLOW.as_bytes())),
+    )
+    .await;
+    assert!(created.status < 300, "{}", created.body);
+    let done = common::http::eventually("the workflow to be accomplished", async || {
+        let w = http_get(addr, "/ui/api/workflows").await.json();
+        let states = w["workflows"][0]["states"].clone();
+        (states["main"] == "accomplished").then_some(w)
+    })
+    .await;
+    let w = &done["workflows"][0];
+    assert_eq!(w["key"], "iot/flink-break");
+    assert_eq!(w["states"]["settle"], "deadline", "a Suspend ends at its deadline: {w}");
+    assert_eq!(w["states"]["fail-flink"], "deadline", "{w}");
+    let svg = w["svg"].as_str().unwrap();
+    for node in ["main", "settle", "fail-flink"] {
+        assert!(svg.contains(&format!("data-name=\"{node}\"")), "{node} is drawn");
+    }
+    assert!(svg.contains(">PodChaos") || svg.contains(">Chaos"), "{svg}");
     timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();
 
     // The store outlives the run.

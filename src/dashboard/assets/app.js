@@ -698,7 +698,22 @@ function journalDetails(journal) {
   return h('details', null, h('summary', null, 'Journal'), pre);
 }
 
+// Each workflow's graph (its nodes coloured by state) and its newest events.
+async function renderWorkflowGraphs() {
+  const ans = (await read('/ui/api/workflows')) || {};
+  const list = ans.workflows || [];
+  fill($('workflow-graphs'), list.map((w) => {
+    const box = h('div', { class: 'svgbox workflow-graph', 'data-key': w.key });
+    box.innerHTML = w.svg || '';
+    const events = (w.events || []).slice(-12).map((e) => h('li', null, `${fmtMs(e.elapsed_ms)} `,
+      h('b', null, e.reason), ` ${e.message}`));
+    return h('div', null, h('h4', null, `${w.key} — ${w.phase}`), box,
+      h('details', null, h('summary', null, `events (${(w.events || []).length})`), h('ul', { class: 'plain' }, events)));
+  }));
+}
+
 async function renderExperiments() {
+  await renderWorkflowGraphs();
   await Promise.all(['experiments', 'schedules', 'workflows'].map(async (what) => {
     const el = $(`mesh-${what}`), headers = ['kind', 'name', 'status', 'created', 'uid', ''];
     if (!app.actions) { table(el, headers, [], 'read-only: the list needs the token'); return; }
@@ -1138,7 +1153,7 @@ const pages = {
     refresh: () => (pipe.selected ? renderComponent() : null),
   },
   faults: { setup: setupFaults, render: renderFaults, onState: onFaultsState },
-  experiments: { setup: setupExperiments, render: renderExperiments },
+  experiments: { setup: setupExperiments, render: renderExperiments, refresh: renderWorkflowGraphs },
   timeline: { setup: setupTimeline, render: renderTimeline },
   incidents: { setup: setupGraph, render: renderIncidents },
   data: { setup: setupData, render: renderData, refresh: () => ($('data-index').value ? searchData() : renderData()) },

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{EventType, Events, MeshEvent};
 use super::load::Loaded;
-use super::plan::{ChaosPlan, Direction, Effect, Plan};
+use super::plan::{ChaosPlan, Direction, Effect, Plan, WorkflowPlan};
 use super::select::{self, Pod};
 use crate::chaos::faults::FaultRequest;
 use crate::kernel::clock::Clock;
@@ -142,6 +142,9 @@ pub struct Engine {
     root: CancellationToken,
     process_allow: Mutex<Vec<String>>,
     next_seq: std::sync::atomic::AtomicU64,
+    /// The plans of the workflows created, by `namespace/name` (the dashboard draws them), at most
+    /// [`MAX_FINISHED`].
+    workflows: Mutex<BTreeMap<String, Arc<WorkflowPlan>>>,
 }
 
 impl Engine {
@@ -156,6 +159,7 @@ impl Engine {
             root: CancellationToken::new(),
             process_allow: Mutex::new(Vec::new()),
             next_seq: std::sync::atomic::AtomicU64::new(0),
+            workflows: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -196,7 +200,16 @@ impl Engine {
         let task: BoxFuture = match loaded.plan.clone() {
             Plan::Chaos(plan) => Box::pin(ctl.run_chaos(id.clone(), plan, pause, stop)),
             Plan::Schedule(plan) => Box::pin(ctl.run_schedule(id.clone(), plan, pause, stop)),
-            Plan::Workflow(plan) => Box::pin(ctl.run_workflow(id.clone(), Arc::new(plan), stop)),
+            Plan::Workflow(plan) => {
+                let plan = Arc::new(plan);
+                let mut kept = self.workflows.lock().unwrap_or_else(PoisonError::into_inner);
+                if kept.len() >= MAX_FINISHED && !kept.contains_key(&id.key()) {
+                    let first = kept.keys().next().cloned();
+                    first.map(|k| kept.remove(&k));
+                }
+                kept.insert(id.key(), plan.clone());
+                Box::pin(ctl.run_workflow(id.clone(), plan, stop))
+            }
             Plan::StatusCheck(plan) => Box::pin(ctl.run_status_check(id.clone(), plan, stop)),
         };
         let handle = tokio::spawn(task);
@@ -243,6 +256,11 @@ impl Engine {
             .values()
             .map(|e| e.status.clone())
             .collect()
+    }
+
+    /// The plan of the workflow `namespace/name`, if one was created.
+    pub fn workflow_plan(&self, key: &str) -> Option<Arc<WorkflowPlan>> {
+        self.workflows.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
     /// The object with this uid.
