@@ -180,6 +180,26 @@ impl Store {
         }
     }
 
+    /// Sets how an execution ended: its status, outcome, end, ground truth and record.
+    pub fn finish(&self, id: i64, e: &Execution) -> anyhow::Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE executions SET status = ?2, passed = ?3, ended = ?4, resilience = ?5, ground_truth = ?6,
+                 journal = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    e.status,
+                    e.passed,
+                    e.ended,
+                    e.resilience,
+                    e.ground_truth.as_ref().map(Value::to_string),
+                    e.journal.to_string()
+                ],
+            )
+            .with_context(|| format!("cannot update run {id} in {}", self.path.display()))?;
+        Ok(())
+    }
+
     /// The newest executions first, at most `limit` (journals left out: [`Store::get`] has them).
     pub fn list(&self, limit: usize) -> anyhow::Result<Vec<Execution>> {
         let conn = self.lock();

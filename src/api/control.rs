@@ -73,6 +73,7 @@ pub fn router(
     stop: CancellationToken,
 ) -> Router {
     let permits = config.max_concurrent.max(1);
+    let (store, api_base) = (config.store.clone(), config.api_base.clone());
     let pipeline = p.clone();
     let control = Arc::new(Control {
         pipeline: p,
@@ -100,7 +101,7 @@ pub fn router(
         Some(r) => routes.merge(r),
         None => routes,
     };
-    let routes = routes.merge(crate::api::mesh::router(pipeline));
+    let routes = routes.merge(crate::api::mesh::router(pipeline, store, api_base));
     routes.layer(axum::middleware::from_fn_with_state(credentials, require_auth))
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Problems;
+use crate::executions::Store;
 use crate::mesh::engine::{EngineError, ObjectStatus, Phase};
 use crate::mesh::load::load_text;
 use crate::mesh::select::pods_of_flow;
@@ -33,8 +34,25 @@ use crate::topology::Pipeline;
 /// Largest number of events one `GET /api/events` returns.
 pub const MAX_EVENTS: usize = 10_000;
 
-/// The routes (to be put behind authentication).
-pub fn router(p: Arc<Pipeline>) -> Router {
+/// What the Chaos Mesh routes work with: the pipeline, and the execution store objects created over HTTP
+/// are kept in.
+#[derive(Clone)]
+struct MeshApi {
+    p: Arc<Pipeline>,
+    store: Option<Arc<Store>>,
+    api_base: Option<String>,
+}
+
+impl FromRef<MeshApi> for Arc<Pipeline> {
+    fn from_ref(m: &MeshApi) -> Arc<Pipeline> {
+        m.p.clone()
+    }
+}
+
+/// The routes (to be put behind authentication). With a `store`, every object created is kept there, and
+/// its record completed when it finishes.
+pub fn router(p: Arc<Pipeline>, store: Option<Arc<Store>>, api_base: Option<String>) -> Router {
+    let state = MeshApi { p, store, api_base };
     Router::new()
         .route("/api/experiments", get(list_experiments).post(create))
         .route("/api/schedules", get(list_schedules).post(create))
@@ -49,7 +67,7 @@ pub fn router(p: Arc<Pipeline>) -> Router {
         .route("/api/events", get(events))
         .route("/api/archives", get(archives))
         .route("/api/archives/{uid}", get(get_one))
-        .with_state(p)
+        .with_state(state)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -100,7 +118,8 @@ async fn list_workflows(State(p): State<Arc<Pipeline>>) -> Response {
     list_of(&p, |k| k == "Workflow")
 }
 
-async fn create(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Response {
+async fn create(State(m): State<MeshApi>, body: axum::body::Bytes) -> Response {
+    let p = m.p.clone();
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8 text (YAML or JSON)");
     };
@@ -130,11 +149,78 @@ async fn create(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Resp
     let mut created = Vec::new();
     for l in &loaded {
         match p.mesh.create(&p, l) {
-            Ok(s) => created.push(view(&s)),
+            Ok(s) => {
+                if let Some(store) = &m.store {
+                    keep(&m, store, &s, text);
+                }
+                created.push(view(&s))
+            }
             Err(e) => return engine_error(e),
         }
     }
     (StatusCode::CREATED, Json(json!({"created": created, "warnings": listed}))).into_response()
+}
+
+/// How often a kept object is looked at until it finishes.
+const KEEP_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps an object created over HTTP in the execution store: recorded now as running (with the request
+/// kept beside the run's journals, and the command that applies it again), completed when it finishes
+/// with its events and the ground truth of the faults it caused. It passed when every fault it caused was
+/// detected and no incident went unexplained.
+fn keep(m: &MeshApi, store: &Arc<Store>, s: &ObjectStatus, text: &str) {
+    use crate::executions::{Execution, Kind};
+    let dir = m.p.out.join("mesh-requests");
+    let path = dir.join(format!("{}.yaml", s.uid));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+        tracing::warn!("cannot keep the request {}: {e}", path.display());
+    }
+    let api = m.api_base.clone().unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let mut record = Execution {
+        id: 0,
+        kind: Kind::Mesh,
+        title: format!("{} {}", s.kind, s.key()),
+        status: "running".into(),
+        passed: None,
+        started: s.created.clone(),
+        ended: None,
+        source: "http".into(),
+        command: format!("chaoslab mesh apply --target {api} {}", path.display()),
+        origin: m.p.out.display().to_string(),
+        resilience: None,
+        ground_truth: None,
+        journal: json!({"object": view(s)}),
+    };
+    let Some(id) = store.record(&record) else { return };
+    let (p, store, status) = (m.p.clone(), store.clone(), s.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(KEEP_POLL).await;
+            let now = p.mesh.list().into_iter().find(|o| o.uid == status.uid);
+            if now.is_none_or(|o| o.phase == Phase::Finished) {
+                break;
+            }
+        }
+        // Its faults: those it applied, and those of the objects it created (named after it).
+        let key = status.key();
+        let mine = |origin: &str| {
+            origin.split_once(' ').is_some_and(|(_, k)| k == key || k.starts_with(&format!("{key}-")))
+        };
+        let events = p.mesh.events_of(&status.kind, &key);
+        let faults: Vec<_> =
+            p.faults.all().into_iter().filter(|f| f.origin.as_deref().is_some_and(mine)).collect();
+        let truth =
+            crate::chaos::truth::ground_truth(&faults, &crate::reasoning::incident_reasoner::incidents(&p));
+        record.status = "finished".into();
+        record.passed =
+            Some(truth.faults.iter().all(|f| !f.detections.is_empty()) && truth.unexplained.is_empty());
+        record.ended = Some(crate::kernel::clock::iso_millis(p.clock.now()));
+        record.ground_truth = serde_json::to_value(&truth).ok();
+        record.journal = json!({"object": view(&status), "events": events});
+        if let Err(e) = store.finish(id, &record) {
+            tracing::warn!("{e:#}");
+        }
+    });
 }
 
 fn find(p: &Pipeline, uid: &str) -> Option<ObjectStatus> {

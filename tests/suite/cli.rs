@@ -319,3 +319,38 @@ fn swarm_prints_a_reproduce_line_per_failing_seed_and_a_tally() {
     );
     assert!(stdout.contains("is Crashed after the quiet phase"), "{stdout}");
 }
+
+/// `script` runs a command on a pseudo-terminal (util-linux), so the progress bar has a terminal to draw on.
+fn on_a_terminal(args: &str) -> Option<String> {
+    let script = crate::common::find_on_path("script")?;
+    let bin = env!("CARGO_BIN_EXE_chaoslab");
+    let o = std::process::Command::new(script)
+        .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+        .env("CHAOSLAB_STORE", crate::common::test_store())
+        .output()
+        .expect("script runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn a_long_sim_run_shows_a_progress_bar_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let args = format!("run --sim --for 20m --no-orders --out {}", out.display());
+    let Some(shown) = on_a_terminal(&args) else {
+        crate::common::skip(
+            "a_long_sim_run_shows_a_progress_bar_on_a_terminal_only",
+            "no `script` (util-linux)",
+        );
+        return;
+    };
+    assert!(shown.contains("records/s") && shown.contains("of 20m"), "the bar: {shown}");
+    let quiet = on_a_terminal(&format!("{args} --quiet")).unwrap();
+    assert!(!quiet.contains("records/s"), "--quiet: {quiet}");
+    // Piped, as here: no bar at all.
+    let piped = chaoslab(&["run", "--sim", "--for", "20m", "--no-orders", "--out", out.to_str().unwrap()]);
+    assert!(piped.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&piped.stdout), String::from_utf8_lossy(&piped.stderr));
+    assert!(!all.contains("records/s"), "{all}");
+}

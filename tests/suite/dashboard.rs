@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chaoslab::dashboard::replay::Replay;
+use chaoslab::executions::Kind;
 use chaoslab::runner::{LiveHandle, Run};
 use fantoccini::{Client, Locator};
 use serde_json::Value;
@@ -100,7 +101,9 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
     }
     open_tab(&c, "experiments").await;
     wait_for(&c, "#workflow-graphs g.wnode[data-name='fail-flink']").await;
-    c.execute("document.getElementById('mesh-workflows').scrollIntoView(); return true;", vec![]).await.unwrap();
+    c.execute("document.getElementById('mesh-workflows').scrollIntoView(); return true;", vec![])
+        .await
+        .unwrap();
     screenshot(&c, "experiments-workflow").await;
 
     // The Data tab lists the order store's orders.
@@ -229,6 +232,16 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
     screenshot(&c, "incidents-graph").await;
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors while acting: {errors:?}");
+
+    // Halt: two clicks remove every active fault.
+    open_tab(&c, "faults").await;
+    c.find(Locator::Css("#halt")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#halt")).await.unwrap().click().await.unwrap();
+    common::http::eventually("every fault removed", async || {
+        let f = request_with(addr, "GET", "/api/faults", &[("Authorization", &auth)], None).await.json();
+        f["active"].as_array().is_some_and(|a| a.is_empty()).then_some(())
+    })
+    .await;
     c.close().await.unwrap();
 
     // Without the token the page is read-only, and the server refuses what it would send.
@@ -532,6 +545,19 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
     })
     .await;
     let w = &done["workflows"][0];
+    // The workflow is kept in the execution store, and its record completed once it finished.
+    let kept = common::http::eventually("the workflow's record to be completed", async || {
+        let runs = http_get(addr, "/ui/api/runs").await.json();
+        runs.as_array()?
+            .iter()
+            .find(|r| r["title"] == "Workflow iot/flink-break" && r["status"] == "finished")
+            .cloned()
+    })
+    .await;
+    assert_eq!((kept["kind"].as_str(), kept["source"].as_str()), (Some("mesh"), Some("http")));
+    assert!(kept["command"].as_str().unwrap().starts_with("chaoslab mesh apply --target "), "{kept}");
+    let faults = &kept["ground_truth"]["faults"];
+    assert_eq!(faults.as_array().map(Vec::len), Some(1), "the pod failure its child applied: {kept}");
     assert_eq!(w["key"], "iot/flink-break");
     assert_eq!(w["states"]["settle"], "deadline", "a Suspend ends at its deadline: {w}");
     assert_eq!(w["states"]["fail-flink"], "deadline", "{w}");
@@ -544,7 +570,8 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
 
     // The store outlives the run.
     let store = chaoslab::executions::Store::open(&store_path).unwrap();
-    assert_eq!(store.list(10).unwrap().len(), 1);
+    let kinds: Vec<Kind> = store.list(10).unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [Kind::Mesh, Kind::Experiment]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
