@@ -81,15 +81,7 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
 
     // A workflow runs, so the Experiments tab has one to draw.
     let auth = format!("Bearer {token}");
-    let created = request_with(
-        addr,
-        "POST",
-        "/api/workflows",
-        &[("Authorization", &auth)],
-        Some(("application/yaml", WORKFLOW.as_bytes())),
-    )
-    .await;
-    assert!(created.status < 300, "{}", created.body);
+    post_workflow(addr, &auth).await;
 
     // Every page loads without a console error.
     for page in PAGES {
@@ -424,6 +416,13 @@ spec:
           labelSelectors: {app: flink}
 ";
 
+/// Creates [`WORKFLOW`] with the bearer header `auth`.
+async fn post_workflow(addr: SocketAddr, auth: &str) {
+    let body = Some(("application/yaml", WORKFLOW.as_bytes()));
+    let created = request_with(addr, "POST", "/api/workflows", &[("Authorization", auth)], body).await;
+    assert!(created.status < 300, "{}", created.body);
+}
+
 /// A tiny experiment in YAML: FLINK is up before and after a pause.
 const FLINK_UP: &str = "title: FLINK stays up
 description: a steady state around a pause
@@ -529,15 +528,7 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
         "the chart labels the method"
     );
     // A Chaos Mesh Workflow is drawn with its nodes' states as it runs.
-    let created = request_with(
-        addr,
-        "POST",
-        "/api/workflows",
-        &[("Authorization", &auth)],
-        Some(("application/yaml", WORKFLOW.as_bytes())),
-    )
-    .await;
-    assert!(created.status < 300, "{}", created.body);
+    post_workflow(addr, &auth).await;
     let done = common::http::eventually("the workflow to be accomplished", async || {
         let w = http_get(addr, "/ui/api/workflows").await.json();
         let states = w["workflows"][0]["states"].clone();
