@@ -221,6 +221,12 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
         .find(|n| n["id"] == "signal:MqttConnectionError#NIFI")
         .unwrap();
     assert_eq!(signal["threshold"], 7, "{signal}");
+    wait_until(
+        &c,
+        "the signals table",
+        "return document.getElementById('signals-table').textContent.includes('MqttConnectionError');",
+    )
+    .await;
     screenshot(&c, "incidents-graph").await;
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors while acting: {errors:?}");

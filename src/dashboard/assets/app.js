@@ -1014,9 +1014,17 @@ async function renderGraph() {
   $('graph-editor').hidden = !graphState.view;
   if (!graphState.view) {
     fill($('graph'), h('p', { class: 'muted' }, ans.error || 'no knowledge graph'));
+    table($('signals-table'), ['signal'], [], 'no knowledge graph in this run');
     return;
   }
   $('graph').innerHTML = ans.svg || '';
+  table($('signals-table'), ['signal', 'component', 'threshold', 'cool-down s', 'last seen', 'summary'],
+    nodesOf('Signal').map((n) => {
+      const tr = row(n.name, n.component, n.threshold < 0 ? 'simple' : n.threshold,
+        n.coolDownSec < 0 ? '—' : n.coolDownSec, n.lastSignalTime ? when(n.lastSignalTime) : 'never', n.summary || '—');
+      if (n.lastSignalTime) tr.className = 'warn';
+      return tr;
+    }), 'no signal in the graph');
   options($('graph-component'), nodesOf('DataPipeline').map((n) => [n.name, n.name]), true);
   options($('graph-link-signal'), nodesOf('Signal').map((n) => [`${n.name}#${n.component}`, `${n.name} (${n.component})`]), true);
   const composites = nodesOf('CompositeSignal').map((n) => [n.name, n.name]);
