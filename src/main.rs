@@ -106,6 +106,11 @@ struct RunArgs {
     /// Sim: no progress bar (there is none anyway when stdout is not a terminal).
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Sim: record no metric history (`history.jsonl` and `run.json`, which `chaoslab serve` needs); the
+    /// recording costs a 30-minute sim run about a sixth of its time. A live run always records (its
+    /// dashboard charts the history).
+    #[arg(long)]
+    no_history: bool,
     /// Sim: run the scenario twice (outputs in <out>/run-1 and <out>/run-2) and compare the traces; print
     /// `deterministic: <digest>` or the first line that differs (exit 1).
     #[arg(long)]
@@ -167,7 +172,10 @@ impl RunArgs {
         if let Some(path) = self.store.clone().or_else(chaoslab::executions::Store::default_path) {
             run = run.execution_store(path);
         }
-        Ok(run.allow_process(self.allow_process.clone()).max_experiments(self.max_experiments))
+        Ok(run
+            .allow_process(self.allow_process.clone())
+            .max_experiments(self.max_experiments)
+            .history(!self.no_history))
     }
 }
 
