@@ -336,10 +336,22 @@ struct Search {
     until_ms: Option<u64>,
     from: Option<usize>,
     size: Option<usize>,
+    /// Replay: only documents written up to this instant (those with a time).
+    at: Option<u64>,
 }
 
 /// The time fields documents of the reference's indices carry, in the order they are looked for.
 const TIME_FIELDS: &[&str] = &["@timestamp", "timestamp", "dateTime", "time", "date"];
+
+/// A document's time, ms since the run started: its first time field, or (FLINK's window reports) the
+/// last of its `measurementIds`.
+fn doc_time(run: &view::RunInfo, doc: &Value) -> Option<u64> {
+    let text = TIME_FIELDS
+        .iter()
+        .find_map(|f| doc.get(*f)?.as_str())
+        .or_else(|| doc.get("measurementIds")?.as_array()?.last()?.as_str())?;
+    view::ms_since_any(run, text)
+}
 
 async fn search(State(d): State<Shared>, Query(s): Query<Search>) -> Response {
     let Some(docs) = d.source.documents(&s.index) else {
@@ -350,18 +362,18 @@ async fn search(State(d): State<Shared>, Query(s): Query<Search>) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let run = d.source.run();
+    let replay_at = s.at.filter(|_| d.source.mode() == Mode::Replay);
     let matching: Vec<&Value> = docs
         .iter()
         .filter(|doc| terms.iter().all(|(field, value)| field_matches(doc, field, value)))
         .filter(|doc| {
+            let t = doc_time(run, doc);
+            let written = replay_at.is_none_or(|at| t.is_none_or(|t| t <= at));
             if s.since_ms.is_none() && s.until_ms.is_none() {
-                return true;
+                return written;
             }
-            let t = TIME_FIELDS
-                .iter()
-                .find_map(|f| doc.get(*f)?.as_str())
-                .and_then(|iso| view::ms_since(run, iso));
-            t.is_some_and(|t| s.since_ms.is_none_or(|a| t >= a) && s.until_ms.is_none_or(|b| t <= b))
+            written
+                && t.is_some_and(|t| s.since_ms.is_none_or(|a| t >= a) && s.until_ms.is_none_or(|b| t <= b))
         })
         .collect();
     let from = s.from.unwrap_or(0);

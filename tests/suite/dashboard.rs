@@ -370,6 +370,19 @@ async fn the_replay_slider_scrubs_through_a_finished_run() {
     assert!(chart["error"].is_null(), "{chart}");
     assert!(chart["svg"].as_str().unwrap().starts_with("<svg"));
     assert_eq!(http_get(addr, "/ui/api/stream").await.status, 404, "a replay has no stream");
+    // The indices as they were: a window report counts from its last measurement's time.
+    let total = |q: &str| {
+        let q = q.to_owned();
+        async move {
+            http_get(addr, &format!("/ui/api/search?index=flink-sensor-data{q}")).await.json()["total"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let (all, early, minute) =
+        (total("").await, total("&at=60000").await, total("&since_ms=60000&until_ms=120000").await);
+    assert!(early > 0 && early < all, "{early} of {all} written by 1:00");
+    assert!(minute > 0 && minute < all, "{minute} of {all} in the second minute");
 
     let Some(mut driver) = Driver::start("the_replay_slider_scrubs_through_a_finished_run") else { return };
     let c = driver.session().await;
