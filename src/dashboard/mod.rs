@@ -29,6 +29,7 @@ pub mod timeline;
 pub mod view;
 pub mod workflow;
 
+mod browse;
 mod routes;
 
 pub use routes::{Options, router};

@@ -1,5 +1,5 @@
 //! The controls chaoslab implements: `chaoskafka.controls.get_production_offsets` and
-//! `chaosaddons.controls.safeguards` (see [`safeguards`](super::safeguards)).
+//! `chaosaddons.controls.safeguards` (see [`super::safeguards`]).
 //!
 //! `get_production_offsets`'s `after_activity_control` reads the produce result (`state.output`, a
 //! list of `{topic, partition, offset}`) and writes `partition` (the first message's), `earliest` (the
