@@ -208,6 +208,30 @@ async fn orders_start_pending_and_are_decided_by_the_fraud_rule() {
     stop(handle).await;
 }
 
+/// FastAPI 0.111 (the original's pin) answers a method a route lacks with 405, `application/json`
+/// `{"detail":"Method Not Allowed"}` and the route's methods in `Allow` (issue 17, item 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_route_lacks_gets_fastapis_405() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(orders_flow(), dir.path(), None).await;
+    let addr = handle.http_addr;
+    for (method, path, allowed) in [
+        ("PATCH", "/orders/1", ["GET", "PUT"]),
+        ("DELETE", "/orders/", ["GET", "POST"]),
+        ("PUT", "/list_orders", ["GET", "HEAD"]),
+    ] {
+        let r = request(addr, method, path, None).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("content-type"), Some("application/json"), "{method} {path}");
+        assert_eq!(r.json(), json!({"detail": "Method Not Allowed"}), "{method} {path}");
+        let allow = r.header("allow").unwrap_or_else(|| panic!("{method} {path}: no Allow header"));
+        for m in allowed {
+            assert!(allow.contains(m), "{method} {path}: Allow {allow}");
+        }
+    }
+    stop(handle).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_fastapi_errors_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();

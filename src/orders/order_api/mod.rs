@@ -371,16 +371,22 @@ struct Api {
 /// The router of the order API.
 fn router(state: Api) -> Router {
     Router::new()
-        .route("/orders/", get(list_json).post(create_json))
-        .route("/orders", get(list_json).post(create_json).delete(delete_all))
-        .route("/orders/{id}", get(get_json).put(update_json))
-        .route("/create_order", get(create_form).post(create_from_form))
-        .route("/list_orders", get(list_html))
-        .route("/openapi.json", get(openapi))
-        .route("/docs", get(docs))
+        .route("/orders/", get(list_json).post(create_json).fallback(method_not_allowed))
+        .route("/orders", get(list_json).post(create_json).delete(delete_all).fallback(method_not_allowed))
+        .route("/orders/{id}", get(get_json).put(update_json).fallback(method_not_allowed))
+        .route("/create_order", get(create_form).post(create_from_form).fallback(method_not_allowed))
+        .route("/list_orders", get(list_html).fallback(method_not_allowed))
+        .route("/openapi.json", get(openapi).fallback(method_not_allowed))
+        .route("/docs", get(docs).fallback(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// A method a route does not have: FastAPI's 405, `{"detail":"Method Not Allowed"}` as JSON (axum adds the
+/// `Allow` header, as Starlette does).
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"detail": "Method Not Allowed"}))).into_response()
 }
 
 /// Refuses requests while the component is down and records latency per route.
