@@ -94,7 +94,8 @@ pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 async fn loopback_or_token(State(d): State<Shared>, req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let Some(creds) = &d.credentials else { return next.run(req).await };
-    if peer.is_none_or(|ip| ip.is_loopback()) {
+    // A v4 client of a dual-stack listener arrives as ::ffff:a.b.c.d: canonical first.
+    if peer.is_none_or(|ip| ip.to_canonical().is_loopback()) {
         return next.run(req).await;
     }
     match principal_of(creds, req.method(), req.headers()).await {
@@ -386,4 +387,93 @@ async fn validate(State(d): State<Shared>, Json(v): Json<Validate>) -> Response 
         })
         .collect();
     Json(json!({"problems": list})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::history::History;
+    use crate::dashboard::view::{Event, RunInfo};
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    /// A run with nothing in it.
+    struct Empty(RunInfo, History);
+
+    impl Source for Empty {
+        fn mode(&self) -> Mode {
+            Mode::Live
+        }
+        fn run(&self) -> &RunInfo {
+            &self.0
+        }
+        fn out_dir(&self) -> &std::path::Path {
+            std::path::Path::new("/nonexistent")
+        }
+        fn now_ms(&self) -> u64 {
+            0
+        }
+        fn history(&self) -> &History {
+            &self.1
+        }
+        fn health_at(&self, _: u64) -> Vec<(String, crate::kernel::supervisor::Health)> {
+            Vec::new()
+        }
+        fn faults_at(&self, _: u64) -> Vec<crate::chaos::faults::FaultRecord> {
+            Vec::new()
+        }
+        fn incidents_at(&self, _: u64) -> Vec<crate::reasoning::incident_reasoner::IncidentSeen> {
+            Vec::new()
+        }
+        fn events_of(&self, _: &str, _: u64, _: usize) -> Vec<Event> {
+            Vec::new()
+        }
+        fn indices(&self) -> Vec<(String, usize)> {
+            Vec::new()
+        }
+        fn documents(&self, _: &str) -> Option<Vec<Value>> {
+            None
+        }
+    }
+
+    const TOKEN: &str = "tok_dashboard_test";
+
+    fn app() -> Router {
+        let run = RunInfo {
+            pipeline: "t".into(),
+            seed: 0,
+            mode: "live".into(),
+            command: "chaoslab run".into(),
+            start_time: "2020-02-21T21:00:00.000Z".into(),
+            start_ms: 0,
+            components: Vec::new(),
+            links: Vec::new(),
+        };
+        let hash = crate::api::auth::hash_secret(TOKEN).unwrap();
+        let text = format!("[[token]]\nname = \"t\"\ntoken_hash = \"{hash}\"\n");
+        let creds = Arc::new(Credentials::parse(&text, "creds.toml").unwrap());
+        let source = Arc::new(Empty(run, History::new(0, std::time::Duration::from_secs(10))));
+        router(source, Options { credentials: Some(creds), ..Default::default() })
+    }
+
+    async fn status_from(app: Router, peer: &str, token: Option<&str>) -> StatusCode {
+        let mut req = Request::builder().uri("/ui/api/session");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let mut req = req.body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        app.oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn reads_need_the_token_from_anywhere_but_loopback() {
+        let app = app();
+        assert_eq!(status_from(app.clone(), "127.0.0.1:5000", None).await, StatusCode::OK);
+        assert_eq!(status_from(app.clone(), "[::1]:5000", None).await, StatusCode::OK);
+        assert_eq!(status_from(app.clone(), "[::ffff:127.0.0.1]:5000", None).await, StatusCode::OK);
+        assert_eq!(status_from(app.clone(), "10.1.2.3:5000", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status_from(app.clone(), "10.1.2.3:5000", Some("wrong")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status_from(app, "10.1.2.3:5000", Some(TOKEN)).await, StatusCode::OK);
+    }
 }
