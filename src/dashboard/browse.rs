@@ -245,7 +245,7 @@ pub(super) async fn graph_svg(State(d): State<Shared>, Query(at): Query<At>) -> 
 /// The execution store's runs, newest first; without a store, the journals in the run's directory.
 pub(super) async fn runs(State(d): State<Shared>) -> Response {
     let Some(store) = d.store.clone() else {
-        return Json(json!(journals(&d.source.out_dir().join("experiments")))).into_response();
+        return Json(json!(journals(d.source.out_dir()))).into_response();
     };
     match tokio::task::spawn_blocking(move || store.list(MAX_RUNS)).await {
         Ok(Ok(list)) => {
@@ -280,22 +280,13 @@ pub(super) async fn run_details(State(d): State<Shared>, Path(id): Path<i64>) ->
     }
 }
 
-/// The Chaos Toolkit journals in `dir`, newest first.
-fn journals(dir: &FsPath) -> Vec<Value> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-        .iter()
+/// The Chaos Toolkit journals in `<out>/experiments/`, newest first, as the Runs tab lists them without a store.
+fn journals(out: &FsPath) -> Vec<Value> {
+    view::journals(out)
+        .into_iter()
         .rev()
-        .filter_map(|path| {
-            let text = std::fs::read_to_string(path).ok()?;
-            let j: Value = serde_json::from_str(&text).ok()?;
-            let id = path.file_stem()?.to_string_lossy().into_owned();
-            Some(json!({
+        .map(|(path, id, j)| {
+            json!({
                 "id": id,
                 "title": j.pointer("/experiment/title").cloned().unwrap_or(Value::Null),
                 "status": j.get("status").cloned().unwrap_or(Value::Null),
@@ -304,7 +295,7 @@ fn journals(dir: &FsPath) -> Vec<Value> {
                 "ended": j.get("end").cloned().unwrap_or(Value::Null),
                 "source": "ctk",
                 "command": format!("chaos run {}", path.display()),
-            }))
+            })
         })
         .collect()
 }

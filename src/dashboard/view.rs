@@ -264,8 +264,9 @@ pub struct ExperimentView {
     pub verdicts: Vec<VerdictView>,
 }
 
-/// The experiments whose journals are in `<out>/experiments/`, in file order.
-pub fn experiments(run: &RunInfo, out: &std::path::Path) -> Vec<ExperimentView> {
+/// The Chaos Toolkit journals in `<out>/experiments/`, in file order, each with its file's path and stem
+/// (the experiments kept beside them, `*.experiment.json`, are not journals and are left out).
+pub fn journals(out: &std::path::Path) -> Vec<(std::path::PathBuf, String, Value)> {
     let Ok(entries) = std::fs::read_dir(out.join("experiments")) else { return Vec::new() };
     let mut files: Vec<std::path::PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -275,13 +276,18 @@ pub fn experiments(run: &RunInfo, out: &std::path::Path) -> Vec<ExperimentView> 
         .collect();
     files.sort();
     files
-        .iter()
+        .into_iter()
         .filter_map(|path| {
-            let journal: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+            let journal: Value = serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
             let id = path.file_stem()?.to_string_lossy().into_owned();
-            Some(experiment_view(run, id, &journal))
+            Some((path, id, journal))
         })
         .collect()
+}
+
+/// The experiments whose journals are in `<out>/experiments/`, in file order.
+pub fn experiments(run: &RunInfo, out: &std::path::Path) -> Vec<ExperimentView> {
+    journals(out).into_iter().map(|(_, id, journal)| experiment_view(run, id, &journal)).collect()
 }
 
 fn experiment_view(run: &RunInfo, id: String, journal: &Value) -> ExperimentView {
