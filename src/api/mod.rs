@@ -66,6 +66,26 @@ pub fn router(p: Arc<Pipeline>) -> Router {
     served.into_iter().fold(api, Router::merge)
 }
 
+/// Turns a panic in any handler of `router` into a 500 `{"error": …}` and an error log line, where it would
+/// otherwise drop the connection. Every listener chaoslab serves goes through this.
+pub fn catch_panics(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!("a request handler panicked: {what}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "internal error: the handler failed; see the log"})),
+    )
+        .into_response()
+}
+
 fn bus(p: &Pipeline) -> Option<&BusHandle> {
     p.handles.first::<BusHandle>()
 }
@@ -260,4 +280,32 @@ async fn incidents(State(p): State<Arc<Pipeline>>) -> Response {
     let incidents = crate::reasoning::incident_reasoner::incidents(&p);
     let truth = crate::chaos::truth::ground_truth(&p.faults.all(), &incidents);
     Json(json!({"incidents": incidents, "ground_truth": truth})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+        let app = catch_panics(
+            Router::new()
+                .route(
+                    "/boom",
+                    get(|| async { format!("{:?}", std::time::Duration::from_secs_f64(f64::MAX)) }),
+                )
+                .route("/fine", get(|| async { "fine" })),
+        );
+        let res = app.clone().oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("internal error"), "{v}");
+        let res = app.oneshot(Request::get("/fine").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
 }

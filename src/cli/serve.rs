@@ -46,7 +46,7 @@ pub fn execute(a: ServeArgs) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let options = chaoslab::dashboard::Options { store, ..Default::default() };
-        let app = chaoslab::dashboard::router(Arc::new(replay), options)
+        let app = chaoslab::api::catch_panics(chaoslab::dashboard::router(Arc::new(replay), options))
             .into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(chaoslab::runner::shutdown_signal())

@@ -343,6 +343,7 @@ impl Run {
                     store,
                 },
             ));
+        let app = crate::api::catch_panics(app);
         let log_stop = tokio_util::sync::CancellationToken::new();
         let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop)?;
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
@@ -452,8 +453,10 @@ fn serve_log_inputs(
             input.forward_stats.clone(),
             stop_rx.clone(),
         )));
-        let app =
-            crate::monitoring::logs::http_input::router(input.external.clone(), input.http_stats.clone());
+        let app = crate::api::catch_panics(crate::monitoring::logs::http_input::router(
+            input.external.clone(),
+            input.http_stats.clone(),
+        ));
         let http = tokio::net::TcpListener::from_std(http)?;
         let mut stopped = stop_rx;
         tasks.push(tokio::spawn(async move {

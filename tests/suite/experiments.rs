@@ -222,6 +222,29 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
         request_with(addr, "POST", "/api/faults", &auth, Some(("application/json", bad.as_bytes()))).await;
     assert_eq!(refused.status, 400);
     assert!(refused.body.contains("matches nothing"), "{}", refused.body);
+    // Durations no clock can hold are refused by name, not a panic and a dropped connection.
+    for huge in [json!(1e300), json!(1e20), json!(1e15), json!("300000years")] {
+        let bad = json!({"kind": "network-delay", "target": "MQTT_BROKER->FLINK", "duration": huge,
+                         "parameters": {"latency": "1s"}})
+        .to_string();
+        let refused =
+            request_with(addr, "POST", "/api/faults", &auth, Some(("application/json", bad.as_bytes())))
+                .await;
+        assert_eq!(refused.status, 400, "{huge}: {}", refused.body);
+        assert!(
+            refused.body.contains("duration: ") && refused.body.contains("longer than"),
+            "{}",
+            refused.body
+        );
+        let call = json!({"module": "chaoslab.actions", "func": "apply_fault",
+                          "arguments": {"kind": "mqtt-broker-down", "duration": huge}})
+        .to_string();
+        let refused =
+            request_with(addr, "POST", "/api/chaos/call", &auth, Some(("application/json", call.as_bytes())))
+                .await;
+        assert!(refused.status >= 400 && refused.status < 500, "{huge}: {} {}", refused.status, refused.body);
+        assert!(refused.body.contains("longer than"), "{}", refused.body);
+    }
     let removed = request_with(addr, "DELETE", &format!("/api/faults/{id}"), &auth, None).await;
     assert_eq!(removed.status, 200);
     assert_eq!(removed.json()["status"], "removed");

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::{CATALOGUE, Direction, Effect, Fault, FaultError, FaultRequest, NetFault, TargetKind, kind_info};
 use crate::chaos::faults::selector::Selector;
 use crate::kernel::hooks::{IoFaults, IoMethod, Mistake};
+use crate::topology::flow::MAX_RUN_TIME;
 use crate::transport::link::{DataFaults, LinkFaults};
 
 /// Reads parameters, collecting problems.
@@ -148,34 +149,62 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// Parses `30s`, `1m30s`, `250ms`, or a number of seconds; a leading `-` is refused (see
-/// [`parse_offset`] for signed values).
+/// [`parse_offset`] for signed values), and so is anything longer than [`MAX_RUN_TIME`] (ten years), the
+/// longest time a flow's schedule may name — so no deadline computed from it can overflow.
 pub fn parse_duration(v: &Value) -> Result<Duration, String> {
-    match v {
+    let d = match v {
         Value::Number(n) => match n.as_f64() {
-            Some(s) if s >= 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
-            _ => Err(format!("{n} is not a duration")),
+            Some(s) if s >= 0.0 && s.is_finite() => Duration::try_from_secs_f64(s).ok(),
+            _ => return Err(format!("{n} is not a duration")),
         },
         Value::String(s) => {
-            humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration: {e}"))
+            let parsed = humantime::parse_duration(s.trim());
+            match parsed {
+                Ok(d) => Some(d),
+                Err(humantime::DurationError::NumberOverflow) => None,
+                Err(e) => return Err(format!("{:?} is not a duration: {e}", cut(s))),
+            }
         }
-        other => Err(format!("{other} is not a duration")),
+        other => return Err(format!("{} is not a duration", cut(&other.to_string()))),
+    };
+    d.filter(|d| *d <= MAX_RUN_TIME).ok_or_else(|| too_long(v))
+}
+
+fn too_long(v: &Value) -> String {
+    format!("{} is longer than ten years, the longest time chaoslab takes", cut(&v.to_string()))
+}
+
+/// A value echoed in an error, cut to 80 characters.
+fn cut(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
-/// Parses a signed offset (`-5m`, `+30s`, `90s`) into milliseconds.
+/// Parses a signed offset (`-5m`, `+30s`, `90s`) into milliseconds, at most [`MAX_RUN_TIME`] either way.
 pub fn parse_offset(v: &Value) -> Result<i64, String> {
+    let max = MAX_RUN_TIME.as_millis() as f64;
     let text = match v {
         Value::Number(n) => {
-            return n.as_f64().map(|s| (s * 1000.0) as i64).ok_or_else(|| format!("{n} is not an offset"));
+            return match n.as_f64().map(|s| s * 1000.0) {
+                Some(ms) if ms.abs() <= max => Ok(ms as i64),
+                Some(ms) if ms.is_finite() => Err(too_long(v)),
+                _ => Err(format!("{n} is not an offset")),
+            };
         }
         Value::String(s) => s.trim(),
-        other => return Err(format!("{other} is not an offset")),
+        other => return Err(format!("{} is not an offset", cut(&other.to_string()))),
     };
     let (sign, rest) = match text.strip_prefix('-') {
         Some(rest) => (-1, rest),
         None => (1, text.strip_prefix('+').unwrap_or(text)),
     };
-    let d = humantime::parse_duration(rest).map_err(|e| format!("{text:?} is not an offset: {e}"))?;
+    let d = match humantime::parse_duration(rest) {
+        Ok(d) if d <= MAX_RUN_TIME => d,
+        Ok(_) | Err(humantime::DurationError::NumberOverflow) => return Err(too_long(v)),
+        Err(e) => return Err(format!("{:?} is not an offset: {e}", cut(text))),
+    };
     Ok(sign * d.as_millis() as i64)
 }
 
@@ -492,6 +521,27 @@ mod tests {
         assert_eq!(f.duration, Some(Duration::from_secs(90)));
         let e = Fault::parse(&req(json!({"kind": "process-pause"}))).unwrap_err();
         assert!(e.to_string().contains("target: process-pause needs a target"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_offsets_past_ten_years_are_refused_not_overflowed() {
+        for huge in
+            [json!(1e300), json!(1e20), json!(1e15), json!("300000years"), json!("99999999999999999999s")]
+        {
+            let e = parse_duration(&huge).unwrap_err();
+            assert!(e.contains("longer than ten years"), "{huge}: {e}");
+            let e = parse_offset(&huge).unwrap_err();
+            assert!(e.contains("longer than ten years"), "{huge}: {e}");
+        }
+        assert_eq!(parse_duration(&json!("3650days")).unwrap(), MAX_RUN_TIME);
+        assert!(parse_offset(&json!(-1e300)).is_err());
+        assert!(parse_offset(&json!("-3651days")).is_err());
+        let long = "x".repeat(10_000);
+        let e = parse_duration(&json!(long)).unwrap_err();
+        assert!(e.len() < 200, "the value is cut: {e}");
+        let err = Fault::parse(&req(json!({"kind": "network-loss", "target": "A->B", "duration": 1e300})))
+            .unwrap_err();
+        assert!(err.to_string().contains("duration: 1e+300 is longer than ten years"), "{err}");
     }
 
     #[test]
