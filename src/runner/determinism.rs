@@ -84,7 +84,7 @@ impl Run {
         F: Fn(std::sync::Arc<crate::topology::Pipeline>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>>,
     {
-        crate::topology::out_dir::prepare(&self.out)?;
+        let out_dir = crate::topology::out_dir::prepare(&self.out)?;
         let base = self.out.clone();
         let mut digests = Vec::new();
         for i in 1..=2 {
@@ -99,6 +99,7 @@ impl Run {
             })?;
             digests.push(summary.trace);
         }
+        out_dir.finish()?;
         let (a, b) = (base.join("run-1/trace.jsonl"), base.join("run-2/trace.jsonl"));
         if digests[0].digest == digests[1].digest {
             return Ok(Determinism::Deterministic {

@@ -276,6 +276,7 @@ impl Run {
             if let Some(r) = recorder {
                 r.finish(&pipeline).await?;
             }
+            pipeline.out_dir.finish()?;
             Ok(RunSummary::collect(&pipeline, wall.elapsed().as_secs_f64(), drained, orders, trace))
         })
     }
@@ -396,7 +397,6 @@ impl Run {
     }
 }
 
-/// Drains the pipeline, takes the order summary while the store still runs, then stops everything.
 /// The objects of the flow's `[[mesh]]` files, read and checked before anything is built: every problem
 /// of every file is reported at once.
 fn load_flow_mesh(flow: &Flow) -> anyhow::Result<Vec<crate::mesh::Loaded>> {
@@ -423,6 +423,7 @@ fn create_mesh(p: &Arc<Pipeline>, loaded: &[crate::mesh::Loaded]) {
     }
 }
 
+/// Drains the pipeline, takes the order summary while the store still runs, then stops everything.
 async fn finish(p: &Pipeline, max: Duration) -> anyhow::Result<(bool, Option<OrdersSummary>, TraceSummary)> {
     p.mesh.shutdown().await;
     let drained = p.drain(max).await;
@@ -523,6 +524,7 @@ impl LiveHandle {
         let _ = self.http.await;
         self.recorder.finish(&self.pipeline).await?;
         let trace = self.pipeline.trace.finish()?;
+        self.pipeline.out_dir.finish()?;
         Ok(RunSummary::collect(&self.pipeline, self.started.elapsed().as_secs_f64(), drained, orders, trace))
     }
 }

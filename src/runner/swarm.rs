@@ -211,7 +211,7 @@ pub fn run(
         "swarm runs need at least {} (half faults, half quiet)",
         humantime::format_duration(MIN_DURATION)
     );
-    crate::topology::out_dir::prepare(out)?;
+    let out_dir = crate::topology::out_dir::prepare(out)?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, anyhow::Result<SeedOutcome>)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -230,6 +230,7 @@ pub fn run(
             });
         }
     });
+    out_dir.finish()?;
     let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()

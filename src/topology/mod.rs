@@ -85,6 +85,8 @@ pub struct Pipeline {
     pub handles: Handles,
     /// Output directory.
     pub out: PathBuf,
+    /// The lock on it, held while the pipeline lives; [`out_dir::OutDir::finish`] marks a clean end.
+    pub out_dir: out_dir::OutDir,
     /// Applies and removes faults (`fault` command, `/api/faults`, experiments).
     pub faults: FaultManager,
     /// Runs Chaos Mesh objects (`mesh` command, `/api/experiments`, the flow's `[[mesh]]` files).
@@ -110,7 +112,7 @@ impl Pipeline {
             1 => anyhow::bail!("{}", problems[0]),
             n => anyhow::bail!("{n} problems:\n{}", problems.join("\n")),
         }
-        out_dir::prepare(&opts.out)?;
+        let out_dir = out_dir::prepare(&opts.out)?;
         let clock = match opts.mode {
             RunMode::Sim => Clock::sim(flow.pipeline.sim_epoch),
             RunMode::Live => Clock::live(),
@@ -190,6 +192,7 @@ impl Pipeline {
             links,
             handles,
             out: opts.out,
+            out_dir,
             faults,
             mesh,
         })

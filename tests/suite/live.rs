@@ -623,3 +623,62 @@ async fn mosquitto_sub_sees_the_sensor_records() {
     }
     stop(handle).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_in_use_is_refused_and_a_killed_runs_files_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut first = crate::common::chaoslab_async()
+        .args(["run", "--no-load", "--rate-ms", "50", "--out"])
+        .arg(&out)
+        .args(["--http-listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0"])
+        .args(["--forward-listen", "127.0.0.1:0", "--log-http-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = first.id().unwrap();
+    let token = common::http::eventually("the first run to write its token", async || {
+        std::fs::read_to_string(out.join("control-token")).ok().filter(|t| !t.is_empty())
+    })
+    .await;
+
+    let sim = |out: &std::path::Path| {
+        crate::common::chaoslab()
+            .args(["run", "--sim", "--for", "10s", "--no-orders", "--quiet", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let second = sim(&out);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains(&format!("{} is in use by another chaoslab run (PID {pid})", out.display())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("control-token")).unwrap(),
+        token,
+        "the first run's files stay"
+    );
+
+    first.start_kill().unwrap(); // SIGKILL: no clean end
+    let _ = first.wait().await;
+    let third = sim(&out);
+    let stderr = String::from_utf8_lossy(&third.stderr);
+    assert!(third.status.success(), "{stderr}");
+    let aside = dir.path().join("out.crashed-1");
+    assert!(stderr.contains("did not finish") && stderr.contains(&aside.display().to_string()), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(aside.join("control-token")).unwrap(),
+        token,
+        "the killed run is kept"
+    );
+    assert!(out.join("trace.jsonl").exists());
+
+    let fourth = sim(&out);
+    assert!(fourth.status.success());
+    assert!(!dir.path().join("out.crashed-2").exists(), "a finished run is replaced, not kept");
+}
