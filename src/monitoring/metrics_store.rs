@@ -213,7 +213,7 @@ impl Ingestion {
                 Some(_) => {}
             }
             // The reference overwrites startsAt with the service's own time (commit 5b3d087).
-            signals.push(json!({
+            let signal = json!({
                 "signal_type": "PROMETHEUS_ALERT",
                 "status": alert.get("status").cloned().unwrap_or(Value::Null),
                 "labels": alert.get("labels").cloned().unwrap_or(Value::Null),
@@ -221,7 +221,12 @@ impl Ingestion {
                 "startsAt": iso_millis(self.clock.now()),
                 "endsAt": alert.get("endsAt").cloned().unwrap_or(Value::Null),
                 "generatorURL": alert.get("generatorURL").cloned().unwrap_or(Value::Null),
-            }));
+            });
+            // What the REASONER cannot read is refused here, not answered 200 and dropped there.
+            if let Err(e) = crate::reasoning::signal::parse_signal_record(&signal) {
+                return Err(refuse(format!("alerts[{i}]: {e}")));
+            }
+            signals.push(signal);
         }
         self.stats.payloads.fetch_add(1, Ordering::Relaxed);
         for s in &signals {

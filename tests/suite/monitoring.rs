@@ -185,6 +185,15 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
     let refused =
         request_with(api, "POST", "/alerts", &[], Some(("application/json", too_long.as_bytes()))).await;
     assert_eq!(refused.status, 400);
+    // An alert the REASONER could not read is refused at the door, naming what is missing — not 200 and
+    // then dropped.
+    let unreadable = json_body(
+        &json!({"alerts": [{"labels": {"alertname": "BrokerDown", "pipeline_component": "MQTT_BROKER"}}]}),
+    );
+    let refused =
+        request_with(api, "POST", "/alerts", &[], Some(("application/json", unreadable.as_bytes()))).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("alerts[0]") && refused.body.contains("`annotations`"), "{}", refused.body);
     let hook = json_body(
         &json!({"version": "4", "status": "firing", "receiver": "ingestion-service", "alerts": [{
         "status": "firing", "labels": {"alertname": "DiskAlmostFull", "pipeline_component": "HADOOP", "severity": "warning"},
@@ -239,7 +248,7 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
     assert_eq!(summary.components["FLUENTD"].restarts, 0, "bad input never crashes the router");
     let h = &pipeline.handles;
     let metrics = h.first::<chaoslab::monitoring::metrics_store::MetricsStoreHandle>().unwrap();
-    assert_eq!(metrics.ingestion.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(metrics.ingestion.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 4);
     let forward =
         h.first::<chaoslab::monitoring::log_router::LogInputHandle>().unwrap().forward_stats.snapshot();
     assert_eq!(forward.decode_errors, 1, "the garbage was counted: {forward:?}");
