@@ -378,8 +378,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(default: &str) {
+    // rumqttd logs ERROR for every client that disconnects (`router-drop error=Recv(Disconnected)`, or
+    // "connection closed by peer"): ordinary MQTT life, not errors. MQTT_BROKER reports what matters
+    // (start, stop, connections in its metrics); `RUST_LOG=rumqttd=info` brings rumqttd's own lines back.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttd=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttd=off")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_timer(chaoslab::kernel::clock::LogTime)

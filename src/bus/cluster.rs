@@ -261,12 +261,18 @@ impl Topic {
 pub(crate) struct Cluster {
     brokers: BTreeMap<u32, bool>,
     pub(crate) topics: BTreeMap<String, Topic>,
+    /// The run is stopping: brokers going down is the shutdown, not news worth a warning.
+    pub(crate) closing: bool,
 }
 
 impl Cluster {
     /// `brokers` running brokers with ids `1..=brokers`.
     pub(crate) fn new(brokers: u32) -> Self {
-        Cluster { brokers: (1..=brokers).map(|id| (id, true)).collect(), topics: BTreeMap::new() }
+        Cluster {
+            brokers: (1..=brokers).map(|id| (id, true)).collect(),
+            topics: BTreeMap::new(),
+            closing: false,
+        }
     }
 
     pub(crate) fn topic(&self, name: &str) -> Result<&Topic, BusError> {
@@ -379,6 +385,9 @@ impl Cluster {
                     p.broker_down(id, &self.brokers)
                 }
                 match p.leader {
+                    None if before.is_some() && self.closing => {
+                        info!(topic = %name, partition = pid, "partition offline (shutdown)")
+                    }
                     None if before.is_some() => warn!(topic = %name, partition = pid, "partition offline"),
                     Some(l) if before != Some(l) => {
                         info!(topic = %name, partition = pid, leader = l, "new leader")

@@ -171,6 +171,11 @@ impl Bus {
         Admin::new(self.clone())
     }
 
+    /// Says the run is stopping: the brokers' shutdown that follows is logged as such, not as outages.
+    pub fn closing(&self) {
+        self.lock().cluster.closing = true;
+    }
+
     /// Stops or starts a broker (a crash or a reboot): ISRs shrink or grow and leaders move.
     pub fn set_broker_up(&self, id: u32, up: bool) -> Result<(), BusError> {
         let changed = self.lock().cluster.set_broker_up(id, up)?;

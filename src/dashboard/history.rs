@@ -44,6 +44,9 @@ struct Inner {
     interval: Duration,
     /// Epoch milliseconds of the run's start.
     start_ms: i64,
+    /// When the last sample was taken: a second one at the same instant (the run's end falling on a
+    /// tick) is skipped, as Prometheus never scrapes a target twice in one millisecond.
+    last_ms: Option<i64>,
 }
 
 /// One line of `history.jsonl`: a series and its samples as `[epoch ms, value]` pairs.
@@ -65,7 +68,7 @@ struct Header {
 impl History {
     /// An empty history for a run that started at `start_ms` (epoch milliseconds).
     pub fn new(start_ms: i64, interval: Duration) -> History {
-        let inner = Inner { db: Tsdb::new(RETENTION), points: 0, interval, start_ms };
+        let inner = Inner { db: Tsdb::new(RETENTION), points: 0, interval, start_ms, last_ms: None };
         History { inner: Arc::new(Mutex::new(inner)) }
     }
 
@@ -97,6 +100,10 @@ impl History {
     pub fn sample(&self, metrics: &Metrics, t_ms: i64) {
         let families = metrics.registry().gather();
         let mut inner = self.lock();
+        if inner.last_ms.is_some_and(|last| t_ms <= last) {
+            return;
+        }
+        inner.last_ms = Some(t_ms);
         let stats =
             inner.db.ingest_families(&families, &[("job", "chaoslab"), ("instance", "chaoslab")], t_ms);
         inner.points += stats.appended + stats.stale_marked;

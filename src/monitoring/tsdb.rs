@@ -178,6 +178,7 @@ impl Tsdb {
         let target = labels_from_pairs(target_labels);
         let mut stats = ScrapeStats::default();
         let mut seen = BTreeSet::new();
+        let mut first_refusal = None;
         for family in families {
             for metric in family.get_metric() {
                 for (labels, value) in expand_metric(family, metric, &target) {
@@ -188,11 +189,19 @@ impl Tsdb {
                         }
                         Err(e) => {
                             stats.rejected += 1;
-                            tracing::warn!(target = %format_labels(&target), "scrape sample refused: {e}");
+                            first_refusal.get_or_insert(e);
                         }
                     }
                 }
             }
+        }
+        // One line per scrape, as Prometheus logs it, not one per sample.
+        if let Some(e) = first_refusal {
+            tracing::warn!(
+                target = %format_labels(&target),
+                "scrape at t={t_ms} ms: {} samples refused; the first: {e}",
+                stats.rejected
+            );
         }
         let previous = self.targets.insert(target.clone(), seen.clone()).unwrap_or_default();
         stats.stale_marked = self.mark_gone(previous.difference(&seen), t_ms);

@@ -202,16 +202,18 @@ impl RunSummary {
             RunMode::Live => "live",
         };
         let _ = writeln!(s, "chaoslab {mode} run of '{}' (seed {})", self.pipeline, self.seed);
-        let _ = writeln!(
-            s,
-            "  time: {:.1} s simulated in {:.3} s wall ({:.0}x){}",
-            self.simulated_secs,
-            self.wall_secs,
-            self.compression,
-            if self.drained { "" } else { "; NOT fully drained" }
-        );
+        let drained = if self.drained { "" } else { "; NOT fully drained" };
+        let _ = match self.mode {
+            RunMode::Sim => writeln!(
+                s,
+                "  time: {:.1} s simulated in {:.3} s wall ({:.0}x){drained}",
+                self.simulated_secs, self.wall_secs, self.compression,
+            ),
+            RunMode::Live => writeln!(s, "  time: {:.1} s{drained}", self.wall_secs),
+        };
+        let width = self.components.keys().map(|n| n.chars().count()).max().unwrap_or(0).max(14);
         let row = |s: &mut String, a: &str, b: &str, c: &str, d: &str, e: &str, f: &str| {
-            let _ = writeln!(s, "  {a:<14} {b:<10} {c:>9} {d:>9} {e:>9} {f:>8}");
+            let _ = writeln!(s, "  {a:<width$} {b:<10} {c:>9} {d:>9} {e:>9} {f:>8}");
         };
         row(&mut s, "component", "state", "in", "out", "dropped", "restarts");
         for (name, c) in &self.components {
@@ -226,9 +228,23 @@ impl RunSummary {
                 &n(c.restarts),
             );
         }
-        let _ = writeln!(s, "  {:<26} {:>9} {:>9} {:>9}", "link", "sent", "delivered", "dropped");
+        // sent + duplicated = delivered + dropped (+ in flight, when not drained): every row adds up.
+        let width = self.links.keys().map(|n| n.chars().count()).max().unwrap_or(0).max(26);
+        let _ = writeln!(
+            s,
+            "  {:<width$} {:>9} {:>10} {:>9} {:>9}",
+            "link", "sent", "duplicated", "delivered", "dropped"
+        );
         for (name, l) in &self.links {
-            let _ = writeln!(s, "  {:<26} {:>9} {:>9} {:>9}", name, l.sent, l.delivered, l.dropped());
+            let _ = writeln!(
+                s,
+                "  {:<width$} {:>9} {:>10} {:>9} {:>9}",
+                name,
+                l.sent,
+                l.duplicated,
+                l.delivered,
+                l.dropped()
+            );
         }
         let _ = writeln!(
             s,

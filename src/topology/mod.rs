@@ -256,6 +256,9 @@ impl Pipeline {
 
     /// Stops everything in reverse start order (batch jobs run once more as they stop) and flushes.
     pub async fn stop(&self, drained: bool) -> anyhow::Result<()> {
+        for (_, bus) in self.handles.all::<crate::bus::kafka_cluster::BusHandle>() {
+            bus.bus.closing();
+        }
         self.supervisor.shutdown().await;
         for (_, flush) in self.handles.all::<Flush>() {
             (flush.0)()?;

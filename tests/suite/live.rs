@@ -595,6 +595,22 @@ async fn cli_live_run_prints_a_json_summary() {
     assert_eq!(summary["mode"], "live");
     assert_eq!(summary["pipeline"], "reference");
     assert!(summary["components"]["SENSOR"]["records_out"].as_u64().unwrap() > 0, "{summary}");
+    // The embedded broker counts the PUBLISH packets through its front listener: each of the sensor's
+    // messages in, and out once per subscriber (FLINK, NIFI, NODE-RED).
+    let broker = &summary["components"]["MQTT_BROKER"];
+    let (sent, received) = (
+        summary["components"]["SENSOR"]["records_out"].as_u64().unwrap(),
+        broker["records_in"].as_u64().unwrap(),
+    );
+    assert_eq!(received, sent, "{summary}");
+    let to_subscribers: u64 = ["FLINK", "NIFI", "NODE-RED"]
+        .iter()
+        .map(|s| summary["links"][format!("MQTT_BROKER->{s}")]["sent"].as_u64().unwrap())
+        .sum();
+    // (A PUBLISH read from the broker for a subscriber that stopped meanwhile counts as out but never
+    // reaches its link, so out may exceed the links by what was in flight at shutdown.)
+    let routed = broker["records_out"].as_u64().unwrap();
+    assert!(to_subscribers > 0 && routed >= to_subscribers && routed <= 3 * received, "{routed}: {summary}");
     let trace = std::fs::metadata(out.join("trace.jsonl")).expect("trace.jsonl is missing");
     assert!(trace.len() > 0, "trace.jsonl is empty");
 }

@@ -472,4 +472,15 @@ fn runs_with_crashes_faults_and_schedules_are_just_as_deterministic() {
     for (name, l) in &a.links {
         assert_eq!(l.sent + l.duplicated, l.delivered + l.dropped(), "{name}: {l:?}");
     }
+    // The printed table adds up too: every link row is sent, duplicated, delivered, dropped.
+    let printed = a.render();
+    let row: Vec<u64> = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MQTT_BROKER->NIFI "))
+        .unwrap_or_else(|| panic!("no NIFI row in\n{printed}"))
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(row, [nifi.sent, nifi.duplicated, nifi.delivered, nifi.dropped()], "{printed}");
+    assert_eq!(row[0] + row[1], row[2] + row[3]);
 }

@@ -174,7 +174,7 @@ fn wait_listening(addr: SocketAddr, thread: &JoinHandle<()>, timeout: Duration) 
         if thread.is_finished() {
             return Err("the broker's listener thread ended (port taken?)".into());
         }
-        if StdTcpStream::connect_timeout(&addr, PROBE_INTERVAL).is_ok() {
+        if mqtt_handshake(addr).is_ok() {
             std::thread::sleep(SETTLE_TIME);
             if thread.is_finished() {
                 return Err("the port answered but the broker's listener thread ended (port taken?)".into());
@@ -188,6 +188,48 @@ fn wait_listening(addr: SocketAddr, thread: &JoinHandle<()>, timeout: Duration) 
     }
 }
 
+/// One MQTT session on `addr`: CONNECT, CONNACK, DISCONNECT. A probe that is a well-behaved client
+/// leaves nothing in rumqttd's log (a bare TCP connect made it log an error at every start).
+fn mqtt_handshake(addr: SocketAddr) -> io::Result<()> {
+    use std::io::{Read as _, Write as _};
+
+    use bytes::BytesMut;
+    use rumqttc::{Connect, Disconnect, Packet};
+
+    let mut stream = StdTcpStream::connect_timeout(&addr, PROBE_INTERVAL)?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let invalid = |e: rumqttc::mqttbytes::Error| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"));
+    let mut out = BytesMut::new();
+    Connect::new("chaoslab-readiness-probe").write(&mut out).map_err(invalid)?;
+    stream.write_all(&out)?;
+    let mut got = BytesMut::new();
+    let mut chunk = [0u8; 64];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        got.extend_from_slice(&chunk[..n]);
+        match Packet::read(&mut got, 1024) {
+            Ok(Packet::ConnAck(_)) => break,
+            Ok(other) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected CONNACK, got {other:?}"),
+                ));
+            }
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => continue,
+            Err(e) => return Err(invalid(e)),
+        }
+    }
+    out.clear();
+    Disconnect.write(&mut out).map_err(invalid)?;
+    stream.write_all(&out)?;
+    // Let the broker close its end first (or the read time out): the session has ended either way.
+    while stream.read(&mut chunk).is_ok_and(|n| n > 0) {}
+    Ok(())
+}
+
 /// Counters of one front proxy; shared with whoever reports metrics.
 #[derive(Debug, Default)]
 pub struct ProxyStats {
@@ -196,6 +238,8 @@ pub struct ProxyStats {
     upstream_failures: AtomicU64,
     bytes_to_upstream: AtomicU64,
     bytes_to_client: AtomicU64,
+    publishes_to_upstream: AtomicU64,
+    publishes_to_client: AtomicU64,
 }
 
 impl ProxyStats {
@@ -222,6 +266,16 @@ impl ProxyStats {
     /// Bytes read from the broker (towards clients).
     pub fn bytes_to_client(&self) -> u64 {
         self.bytes_to_client.load(Ordering::Relaxed)
+    }
+
+    /// PUBLISH packets clients sent to the broker (the broker's messages in).
+    pub fn publishes_to_upstream(&self) -> u64 {
+        self.publishes_to_upstream.load(Ordering::Relaxed)
+    }
+
+    /// PUBLISH packets the broker sent to clients (its messages out).
+    pub fn publishes_to_client(&self) -> u64 {
+        self.publishes_to_client.load(Ordering::Relaxed)
     }
 }
 
@@ -279,8 +333,9 @@ async fn splice(
             debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
     }
-    let mut client = Counted { io: client, count: CountTo::Upstream, stats: stats.clone() };
-    let mut server = Counted { io: server, count: CountTo::Client, stats };
+    let mut client =
+        Counted { io: client, count: CountTo::Upstream, stats: stats.clone(), frames: FrameScan::default() };
+    let mut server = Counted { io: server, count: CountTo::Client, stats, frames: FrameScan::default() };
     match tokio::io::copy_bidirectional(&mut client, &mut server).await {
         Ok((up, down)) => debug!(%peer, up, down, "proxied connection closed"),
         Err(e) => debug!(%peer, error = %e, "proxied connection ended"),
@@ -315,12 +370,68 @@ enum CountTo {
     Client,
 }
 
-/// A stream that adds every byte read from it to a [`ProxyStats`] counter as it goes, so the counts
-/// stay right for connections that are cut rather than closed.
+/// A stream that adds every byte read from it, and every PUBLISH packet that starts in it, to a
+/// [`ProxyStats`] counter as it goes, so the counts stay right for connections that are cut rather than
+/// closed.
 struct Counted {
     io: TcpStream,
     count: CountTo,
     stats: Arc<ProxyStats>,
+    frames: FrameScan,
+}
+
+/// Follows MQTT's framing (a fixed header byte, a remaining length of 1–4 bytes, the rest skipped) over
+/// a byte stream cut anywhere, to count PUBLISH packets without parsing them. Malformed framing (a
+/// fifth length byte) stops the count; the broker closes such a connection anyway.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum FrameScan {
+    #[default]
+    Header,
+    Length {
+        value: u32,
+        bytes: u32,
+    },
+    Body {
+        left: u32,
+    },
+    Broken,
+}
+
+/// The packet type of PUBLISH (high nibble of the first byte).
+const PUBLISH: u8 = 3;
+
+impl FrameScan {
+    /// Scans `data`; returns how many PUBLISH packets started in it.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut publishes = 0;
+        while let Some((&b, rest)) = data.split_first() {
+            match *self {
+                FrameScan::Header => {
+                    publishes += u64::from(b >> 4 == PUBLISH);
+                    *self = FrameScan::Length { value: 0, bytes: 0 };
+                    data = rest;
+                }
+                FrameScan::Length { value, bytes } => {
+                    let value = value | (u32::from(b & 0x7f) << (7 * bytes));
+                    *self = match (b & 0x80 != 0, bytes) {
+                        (true, 3) => FrameScan::Broken,
+                        (true, _) => FrameScan::Length { value, bytes: bytes + 1 },
+                        (false, _) if value == 0 => FrameScan::Header,
+                        (false, _) => FrameScan::Body { left: value },
+                    };
+                    data = rest;
+                }
+                FrameScan::Body { left } => {
+                    let skip = data.len().min(left as usize);
+                    let left = left - skip as u32;
+                    *self = if left == 0 { FrameScan::Header } else { FrameScan::Body { left } };
+                    data = &data[skip..];
+                }
+                FrameScan::Broken => break,
+            }
+        }
+        publishes
+    }
 }
 
 impl AsyncRead for Counted {
@@ -331,12 +442,17 @@ impl AsyncRead for Counted {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        let read = (buf.filled().len() - before) as u64;
-        let counter = match self.count {
-            CountTo::Upstream => &self.stats.bytes_to_upstream,
-            CountTo::Client => &self.stats.bytes_to_client,
+        let this = &mut *self;
+        let read = &buf.filled()[before..];
+        let publishes = this.frames.feed(read);
+        let (bytes, packets) = match this.count {
+            CountTo::Upstream => (&this.stats.bytes_to_upstream, &this.stats.publishes_to_upstream),
+            CountTo::Client => (&this.stats.bytes_to_client, &this.stats.publishes_to_client),
         };
-        counter.fetch_add(read, Ordering::Relaxed);
+        bytes.fetch_add(read.len() as u64, Ordering::Relaxed);
+        if publishes > 0 {
+            packets.fetch_add(publishes, Ordering::Relaxed);
+        }
         polled
     }
 }
@@ -358,6 +474,27 @@ impl AsyncWrite for Counted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frame_scan_counts_publishes_however_the_stream_is_cut() {
+        // CONNECT (10 bytes of body), PUBLISH QoS 0 with a 200-byte body (two length bytes), PINGREQ
+        // (no body), PUBLISH QoS 1 retained (7 bytes), SUBSCRIBE.
+        let mut stream = vec![0x10, 10];
+        stream.extend([0u8; 10]);
+        stream.extend([0x30, 0xc8, 0x01]);
+        stream.extend([7u8; 200]);
+        stream.extend([0xc0, 0x00]);
+        stream.extend([0x33, 7, 0, 1, b't', 0, 1, b'x', b'y']);
+        stream.extend([0x82, 3, 0, 1, 0]);
+        for cut in 1..stream.len() {
+            let mut scan = FrameScan::default();
+            let n: u64 = stream.chunks(cut).map(|c| scan.feed(c)).sum();
+            assert_eq!((n, scan), (2, FrameScan::Header), "chunks of {cut}");
+        }
+        let mut broken = FrameScan::default();
+        assert_eq!(broken.feed(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x30, 0x00]), 1);
+        assert_eq!(broken, FrameScan::Broken, "a fifth length byte is not MQTT");
+    }
     use crate::transport::envelope::{Envelope, Qos};
     use crate::transport::mqtt::client::tests::{opts, recv_soon, roundtrip};
     use crate::transport::mqtt::client::{BrokerUrl, LiveSession, MAX_PAYLOAD_SIZE};

@@ -187,13 +187,22 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
             };
             announce(&ctx, &format!("{version} (rumqttd) starting on {listen}"), "broker.starting");
             ctx.health.set_ready(true, "serving");
-            let serve = serve_front(listener, internal, stats);
+            let serve = serve_front(listener, internal, stats.clone());
             tokio::pin!(serve);
+            // PUBLISH packets through the front proxy are this component's records in and out.
+            let mut seen = (stats.publishes_to_upstream(), stats.publishes_to_client());
+            let mut sync = || {
+                let now = (stats.publishes_to_upstream(), stats.publishes_to_client());
+                ctx.metrics.records_in.inc_by(now.0.saturating_sub(seen.0));
+                ctx.metrics.records_out.inc_by(now.1.saturating_sub(seen.1));
+                seen = now;
+            };
             tokio::select! {
                 biased;
                 res = &mut serve => res.map_err(|e| anyhow::anyhow!("MQTT listener on {listen} failed: {e}"))?,
-                _ = tick_uptime(&ctx, &uptime, || {}) => {}
+                _ = tick_uptime(&ctx, &uptime, &mut sync) => {}
             }
+            sync();
             announce(&ctx, &format!("{version} (rumqttd) terminating"), "broker.terminating");
             Ok(())
         }
