@@ -14,6 +14,7 @@ mod forward_fluent_logger;
 mod live;
 mod mesh;
 mod monitoring;
+mod order_contract;
 mod orders;
 mod orders_live;
 mod process_mining;

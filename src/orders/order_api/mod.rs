@@ -2,39 +2,49 @@
 //! router as [`HttpRoutes`] (served on the HTTP port in live mode, called in-process in sim mode).
 //!
 //! `POST /orders/`, `GET /orders/` (`state`, `skip`, `limit`), `GET|PUT /orders/{id}`, `DELETE /orders`,
-//! the HTML pages `GET|POST /create_order` and `GET /list_orders`, `/openapi.json` and `/docs`.
-//! Validation errors are 422 with FastAPI's shape (`{"detail":[{"loc":["body","price"],"msg":…,"type":…}]}`),
-//! a missing order is 404 `{"detail":"Order not found"}`, a database that cannot be reached is 503, and a
-//! stopped API answers 503 to everything.
+//! the HTML pages `GET|POST /create_order` and `GET /list_orders`, `/openapi.json` and `/docs`. The
+//! contract is the original's (FastAPI 0.111, pydantic 2.8), checked against its recorded answers:
+//! pydantic v2's 422 bodies ([`errors`]), its lax coercions ([`lax`]), FastAPI's reading of bodies by
+//! content type and Python's JSON decoding ([`request`], [`pyjson`]), Starlette's routing (405 with the
+//! first route's `Allow`, 307 to the path with its trailing slash toggled, JSON 404s), the pages
+//! ([`pages`]) and the OpenAPI 3.1 document ([`openapi`]). A missing order is 404
+//! `{"detail":"Order not found"}`, a database that cannot be reached is 503, and a stopped API answers
+//! 503 to everything. Where the original failed with a 500 (integers past the column's range, NaN
+//! prices, a NUL, an unknown `state` filter) chaoslab answers 422 instead.
 //!
 //! Creating an order is the reference's dual write: insert `pending`, commit, then produce to
 //! `poke-orders`; a failed produce is logged and the order stays pending (and is reversed later). With
 //! `publish = "outbox"` the order and an outbox row are written in one transaction instead, and an
 //! `outbox-relay` component (`OUTBOX-RELAY`) produces from the outbox, so no order is ever stranded.
 
+pub mod errors;
+pub mod lax;
+pub mod openapi;
 pub mod pages;
+pub mod pyjson;
+pub mod request;
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::{Form, Json};
+use axum::routing::{delete, get};
 use prometheus::{HistogramVec, IntCounter};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+
+use self::errors::{ApiError, Problems};
+use self::lax::Given;
 
 use super::model::{NewOrder, Order, OrderState};
 use super::service::{ORDERS_TOPIC, Orders, millis};
-use super::store::StoreError;
 use crate::kernel::hooks::IoMethod;
 use crate::topology::BuildCx;
 use crate::topology::build::HttpRoutes;
@@ -130,196 +140,6 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Longest Pokémon or country name accepted.
 pub const MAX_NAME: usize = 100;
 
-/// One validation problem, FastAPI style.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FieldError {
-    /// Where: `["body", "price"]`, `["query", "state"]`, `["path", "order_id"]`, `["body", 17]`.
-    pub loc: Vec<Value>,
-    /// What.
-    pub msg: String,
-    /// Pydantic's error type.
-    pub kind: &'static str,
-}
-
-/// An error answer.
-#[derive(Debug)]
-pub enum ApiError {
-    /// 422.
-    Invalid(Vec<FieldError>),
-    /// 404.
-    NotFound,
-    /// 503.
-    Unavailable(String),
-    /// 500.
-    Internal(String),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(m) => ApiError::Unavailable(m),
-            StoreError::Invalid(m) => {
-                ApiError::Invalid(vec![FieldError { loc: vec!["body".into()], msg: m, kind: "value_error" }])
-            }
-            StoreError::Backend(m) => ApiError::Internal(m),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            ApiError::Invalid(errors) => {
-                let detail: Vec<Value> =
-                    errors.iter().map(|e| json!({"loc": e.loc, "msg": e.msg, "type": e.kind})).collect();
-                (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": detail}))).into_response()
-            }
-            ApiError::NotFound => {
-                (StatusCode::NOT_FOUND, Json(json!({"detail": "Order not found"}))).into_response()
-            }
-            ApiError::Unavailable(m) => {
-                tracing::warn!("order API: database unavailable: {m}");
-                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"detail": "Database unavailable"})))
-                    .into_response()
-            }
-            ApiError::Internal(m) => {
-                tracing::error!("order API: internal error: {m}");
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"detail": "Internal Server Error"})))
-                    .into_response()
-            }
-        }
-    }
-}
-
-fn field(loc: &str, name: &str, msg: &str, kind: &'static str) -> FieldError {
-    FieldError { loc: vec![loc.into(), name.into()], msg: msg.to_string(), kind }
-}
-
-fn body_error(msg: String, kind: &'static str) -> ApiError {
-    ApiError::Invalid(vec![FieldError { loc: vec!["body".into()], msg, kind }])
-}
-
-/// Reads `PokeOrderCreate` from JSON fields (or form fields, all strings), collecting every problem.
-pub fn validate_new_order(fields: &Map<String, Value>) -> Result<NewOrder, ApiError> {
-    let mut errors = Vec::new();
-    let missing = |name: &str| field("body", name, "field required", "value_error.missing");
-    let user_id = match fields.get("user_id") {
-        None => {
-            errors.push(missing("user_id"));
-            None
-        }
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
-        Some(_) => {
-            errors.push(field("body", "user_id", "value is not a valid integer", "type_error.integer"));
-            None
-        }
-    };
-    let mut text = |name: &str| match fields.get(name) {
-        None => {
-            errors.push(missing(name));
-            None
-        }
-        Some(Value::String(s)) if s.chars().count() <= MAX_NAME => Some(s.clone()),
-        Some(Value::String(_)) => {
-            let msg = format!("ensure this value has at most {MAX_NAME} characters");
-            errors.push(field("body", name, &msg, "value_error.any_str.max_length"));
-            None
-        }
-        Some(_) => {
-            errors.push(field("body", name, "str type expected", "type_error.str"));
-            None
-        }
-    };
-    let pokemon = text("pokemon");
-    let country = text("country");
-    let price = match fields.get("price") {
-        None => {
-            errors.push(missing("price"));
-            None
-        }
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(Value::String(s)) if s.trim().parse::<f64>().is_ok_and(f64::is_finite) => s.trim().parse().ok(),
-        Some(_) => {
-            errors.push(field("body", "price", "value is not a valid float", "type_error.float"));
-            None
-        }
-    };
-    match (user_id, pokemon, country, price) {
-        (Some(user_id), Some(pokemon), Some(country), Some(price)) if errors.is_empty() => {
-            Ok(NewOrder { user_id, pokemon, country, price })
-        }
-        _ => Err(ApiError::Invalid(errors)),
-    }
-}
-
-fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(body_error("value is not a valid dict".into(), "type_error.dict")),
-        Err(e) => {
-            // FastAPI points at the character offset of the error in the body.
-            let offset = String::from_utf8_lossy(body)
-                .split_inclusive('\n')
-                .take(e.line().saturating_sub(1))
-                .map(|l| l.chars().count())
-                .sum::<usize>()
-                + e.column().saturating_sub(1);
-            Err(ApiError::Invalid(vec![FieldError {
-                loc: vec!["body".into(), offset.into()],
-                msg: format!("JSON decode error: {e}"),
-                kind: "value_error.jsondecode",
-            }]))
-        }
-    }
-}
-
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::Invalid(vec![field(
-            "path",
-            "order_id",
-            "value is not a valid integer",
-            "type_error.integer",
-        )])
-    })
-}
-
-/// `state`, `skip`, `limit` of the listings.
-pub fn validate_listing(q: &BTreeMap<String, String>) -> Result<(Option<OrderState>, u64, u64), ApiError> {
-    let mut errors = Vec::new();
-    let state = match q.get("state").map(String::as_str) {
-        None | Some("") => None,
-        Some(s) => match OrderState::from_str(s) {
-            Ok(st) => Some(st),
-            Err(e) => {
-                errors.push(field("query", "state", &e.to_string(), "type_error.enum"));
-                None
-            }
-        },
-    };
-    let mut number = |name: &str, default: u64, min: u64| -> u64 {
-        match q.get(name) {
-            None => default,
-            Some(raw) => match raw.parse::<u64>() {
-                Ok(v) if v >= min => v,
-                _ => {
-                    let msg = if min == 0 {
-                        "ensure this value is greater than or equal to 0"
-                    } else {
-                        "ensure this value is greater than 0"
-                    };
-                    errors.push(field("query", name, msg, "value_error.number"));
-                    default
-                }
-            },
-        }
-    };
-    let skip = number("skip", 0, 0);
-    let limit = number("limit", 20, 1).min(10_000);
-    if errors.is_empty() { Ok((state, skip, limit)) } else { Err(ApiError::Invalid(errors)) }
-}
-
 /// Inserts a new order and publishes it (or leaves it to the outbox).
 async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
     let o = &api.orders;
@@ -368,36 +188,96 @@ struct Api {
     requests: HistogramVec,
 }
 
+/// The routes in the original's registration order, with the methods each has: Starlette answers a
+/// method a path lacks with 405 and the `Allow` of the *first* route whose path matches.
+const ROUTES: [(&str, &str); 8] = [
+    ("/openapi.json", "GET, HEAD"),
+    ("/docs", "GET, HEAD"),
+    ("/docs/oauth2-redirect", "GET, HEAD"),
+    ("/create_order", "GET"),
+    ("/list_orders", "GET"),
+    ("/orders/", "POST"),
+    ("/orders/{id}", "GET"),
+    ("/orders", "DELETE"),
+];
+
+/// The route `path` matches, if any.
+fn route_of(path: &str) -> Option<&'static str> {
+    ROUTES.iter().map(|(r, _)| *r).find(|r| match r.strip_suffix("{id}") {
+        Some(prefix) => path.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && !rest.contains('/')),
+        None => path == *r,
+    })
+}
+
 /// The router of the order API.
 fn router(state: Api) -> Router {
     Router::new()
         .route("/orders/", get(list_json).post(create_json).fallback(method_not_allowed))
-        .route("/orders", get(list_json).post(create_json).delete(delete_all).fallback(method_not_allowed))
+        .route("/orders", delete(delete_all).fallback(method_not_allowed))
         .route("/orders/{id}", get(get_json).put(update_json).fallback(method_not_allowed))
         .route("/create_order", get(create_form).post(create_from_form).fallback(method_not_allowed))
         .route("/list_orders", get(list_html).fallback(method_not_allowed))
         .route("/openapi.json", get(openapi).fallback(method_not_allowed))
         .route("/docs", get(docs).fallback(method_not_allowed))
+        .route("/docs/oauth2-redirect", get(docs).fallback(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+        .fallback(not_found)
 }
 
-/// A method a route does not have: FastAPI's 405, `{"detail":"Method Not Allowed"}` as JSON (axum adds the
-/// `Allow` header, as Starlette does).
-async fn method_not_allowed() -> Response {
-    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"detail": "Method Not Allowed"}))).into_response()
+/// A method a route does not have: Starlette's 405, `{"detail":"Method Not Allowed"}`, with the `Allow`
+/// of the first route on that path. (Routes without GET have no HEAD either: FastAPI adds HEAD only to
+/// its own documentation routes.)
+async fn method_not_allowed(uri: Uri) -> Response {
+    let allow =
+        route_of(uri.path()).and_then(|r| ROUTES.iter().find(|(p, _)| *p == r)).map_or("GET", |(_, a)| a);
+    let mut resp = errors::detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".into());
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
 }
 
-/// Refuses requests while the component is down and records latency per route.
+/// No route: Starlette's redirect to the same path with its trailing slash toggled when that path is a
+/// route (307, absolute `Location` from the `Host` header, the query kept), else 404
+/// `{"detail":"Not Found"}`.
+async fn not_found(req: Request) -> Response {
+    let path = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned();
+    let toggled = match path.strip_suffix('/') {
+        Some(_) => path.trim_end_matches('/').to_owned(),
+        None => format!("{path}/"),
+    };
+    if toggled.starts_with('/') && !toggled.starts_with("//") && route_of(&toggled).is_some() {
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        let query = req.uri().query().map_or(String::new(), |q| format!("?{q}"));
+        let location = format!("http://{host}{toggled}{query}");
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+            resp.headers_mut().insert(header::LOCATION, value);
+            return resp;
+        }
+    }
+    errors::detail(StatusCode::NOT_FOUND, "Not Found".into())
+}
+
+/// Refuses requests while the component is down, answers HEAD where the original has none, and records
+/// latency per route.
 async fn gate(State(api): State<Api>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let started = tokio::time::Instant::now();
-    let resp = if api.up.load(Ordering::SeqCst) {
-        next.run(req).await
+    let decoded = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8_lossy().into_owned();
+    let resp = if !api.up.load(Ordering::SeqCst) {
+        errors::detail(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable".into())
+    } else if route_of(&decoded).is_none() {
+        // Starlette matches the decoded path: `/orders/1%2F` is `/orders/1/`, no route (a redirect).
+        not_found(req).await
+    } else if method == Method::HEAD && !route.starts_with("/docs") && route != "/openapi.json" {
+        let mut resp = method_not_allowed(req.uri().clone()).await;
+        *resp.body_mut() = axum::body::Body::empty();
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+        resp
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"detail": "Service Unavailable"}))).into_response()
+        next.run(req).await
     };
     let status = resp.status().as_u16().to_string();
     api.requests
@@ -406,24 +286,57 @@ async fn gate(State(api): State<Api>, req: Request, next: Next) -> Response {
     resp
 }
 
-async fn create_json(State(api): State<Api>, body: Bytes) -> Result<Json<Order>, ApiError> {
-    let fields = parse_json_object(&body)?;
-    let new = validate_new_order(&fields)?;
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("invalid"))
+}
+
+async fn create_json(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Order>, ApiError> {
+    let body = request::json_body(content_type(&headers), &body)?;
+    let new = request::new_order(&body, Problems::default())?;
     Ok(Json(create_order(&api, new).await?))
 }
+
+/// A listing's query: `state` (a lower-case state; empty is no filter), `skip`, `limit`.
+fn listing(
+    q: &BTreeMap<String, String>,
+    strict_state: bool,
+) -> Result<(Option<OrderState>, u64, u64), ApiError> {
+    let mut problems = Problems::default();
+    let (skip, limit) = request::paging(q, &mut problems);
+    let state = match q.get("state").map(String::as_str) {
+        None | Some("") => None,
+        // The original checked the state only in the database, after the parameters: a bad page is
+        // the one error it reports.
+        Some(s) if strict_state && problems.0.is_empty() => {
+            problems.take(lax::state(Given::Text(s), &errors::loc("query", "state")))
+        }
+        // The HTML listing ignores a state that is not one of the five, as the original does.
+        Some(s) => OrderState::ALL.into_iter().find(|st| st.as_str() == s),
+    };
+    problems.finish(|| Some((state, skip, limit.min(MAX_PAGE))))
+}
+
+/// The most orders one listing returns.
+const MAX_PAGE: u64 = 10_000;
 
 async fn list_json(
     State(api): State<Api>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Order>>, ApiError> {
-    let (state, skip, limit) = validate_listing(&q)?;
+    let (state, skip, limit) = listing(&q, true)?;
     Ok(Json(
         api.orders.db(IoMethod::Read, "orders", |s| async move { s.list(state, skip, limit).await }).await?,
     ))
 }
 
 async fn get_json(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
-    let id = parse_id(&id)?;
+    let mut problems = Problems::default();
+    let id = request::order_id(&id, &mut problems);
+    let id = problems.finish(|| id)?;
     api.orders
         .db(IoMethod::Read, "orders", |s| async move { s.get(id).await })
         .await?
@@ -434,31 +347,14 @@ async fn get_json(State(api): State<Api>, Path(id): Path<String>) -> Result<Json
 async fn update_json(
     State(api): State<Api>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Order>, ApiError> {
-    let id = parse_id(&id)?;
-    let fields = parse_json_object(&body)?;
-    let state = match fields.get("state") {
-        None => {
-            return Err(ApiError::Invalid(vec![field(
-                "body",
-                "state",
-                "field required",
-                "value_error.missing",
-            )]));
-        }
-        Some(Value::String(s)) => OrderState::from_str(s).map_err(|e| {
-            ApiError::Invalid(vec![field("body", "state", &e.to_string(), "type_error.enum")])
-        })?,
-        Some(_) => {
-            return Err(ApiError::Invalid(vec![field(
-                "body",
-                "state",
-                "str type expected",
-                "type_error.str",
-            )]));
-        }
-    };
+    let body = request::json_body(content_type(&headers), &body)?;
+    let mut problems = Problems::default();
+    let id = request::order_id(&id, &mut problems);
+    let state = request::new_state(&body, problems)?;
+    let Some(id) = id else { return Err(ApiError::Internal("an order id error was not reported".into())) };
     let o = &api.orders;
     let before = o
         .db(IoMethod::Read, "orders", |s| async move { s.get(id).await })
@@ -484,39 +380,60 @@ async fn create_form() -> Html<String> {
     Html(pages::create_form())
 }
 
-async fn create_from_form(
-    State(api): State<Api>,
-    form: Result<Form<BTreeMap<String, String>>, FormRejection>,
-) -> Result<Html<String>, ApiError> {
-    let Form(form) = form.map_err(|e| body_error(e.body_text(), "value_error.form"))?;
-    let fields: Map<String, Value> = form.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    let new = validate_new_order(&fields)?;
+/// `POST /create_order`: a urlencoded or multipart form; any other body leaves every field missing.
+async fn create_from_form(State(api): State<Api>, req: Request) -> Result<Html<String>, ApiError> {
+    let form = read_form(req).await?;
+    let new = request::form_order(&form)?;
     let order = create_order(&api, new).await?;
     Ok(Html(pages::order_created(&order)))
+}
+
+async fn read_form(req: Request) -> Result<BTreeMap<String, String>, ApiError> {
+    let essence =
+        content_type(req.headers()).unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/x-www-form-urlencoded" => {
+            let bytes =
+                axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::BadBody)?;
+            Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+        }
+        "multipart/form-data" => {
+            use axum::extract::FromRequest as _;
+            let mut parts =
+                axum::extract::Multipart::from_request(req, &()).await.map_err(|_| ApiError::BadBody)?;
+            let mut form = BTreeMap::new();
+            while let Some(field) = parts.next_field().await.map_err(|_| ApiError::BadBody)? {
+                let Some(name) = field.name().map(str::to_owned) else { continue };
+                let text = field.text().await.map_err(|_| ApiError::BadBody)?;
+                form.insert(name, text);
+            }
+            Ok(form)
+        }
+        _ => Ok(BTreeMap::new()),
+    }
 }
 
 async fn list_html(
     State(api): State<Api>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Result<Html<String>, ApiError> {
-    // The reference ignores a state that is not one of the five here.
-    let mut q = q;
-    if q.get("state").is_some_and(|s| OrderState::from_str(s).is_err()) {
-        q.remove("state");
-    }
-    let (state, skip, limit) = validate_listing(&q)?;
+    let (state, skip, limit) = listing(&q, false)?;
     let orders =
         api.orders.db(IoMethod::Read, "orders", |s| async move { s.list(state, skip, limit).await }).await?;
-    Ok(Html(pages::order_list(&orders, state, skip, limit)))
+    let shown = q.get("state").map_or("", String::as_str);
+    Ok(Html(pages::order_list(&orders, shown, skip, limit)))
 }
 
 async fn openapi() -> Json<Value> {
-    Json(pages::openapi())
+    Json(openapi::document())
 }
 
-async fn docs(method: Method) -> Response {
+async fn docs(method: Method, uri: Uri) -> Response {
     if method == Method::HEAD {
         return StatusCode::OK.into_response();
+    }
+    if uri.path() == "/docs/oauth2-redirect" {
+        return Html(pages::oauth2_redirect()).into_response();
     }
     Html(pages::docs()).into_response()
 }

@@ -1,10 +1,9 @@
-//! The order API's HTML pages (`/create_order`, `/list_orders`, `/docs`) and its OpenAPI document.
+//! The order API's HTML pages (`/create_order`, `/list_orders`, the order-created page, `/docs`), laid
+//! out as the original's templates are: its titles, labels, column headers, filter and paging links.
 //!
 //! Everything user-supplied that lands in HTML is escaped.
 
-use serde_json::{Value, json};
-
-use crate::orders::model::{Order, OrderState};
+use crate::orders::model::Order;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -22,168 +21,216 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Python's `repr(float)`: the shortest digits that read back the same, in fixed notation from 1e-4 up
+/// to 1e16 (always with a fraction, `10.0`) and in scientific notation outside it (`1e-07`,
+/// `1.2345678901234567e+19`) — how the original's templates print a price.
+pub fn py_float(f: f64) -> String {
+    if !f.is_finite() {
+        return if f.is_nan() {
+            "nan".into()
+        } else if f > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let fixed = format!("{f}");
+        if fixed.contains('.') { fixed } else { format!("{fixed}.0") }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
+/// Python's `str(datetime)`: a space between date and time, microseconds only when there are some.
+pub fn py_datetime(t: &chrono::NaiveDateTime) -> String {
+    use chrono::Timelike as _;
+    if t.nanosecond() / 1000 == 0 {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}\
+    table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+    tbody tr:nth-child(odd){background:#f6f6f6}.form-group{margin:.6em 0}label{display:block}\
+    .pagination{list-style:none;display:flex;gap:1em;justify-content:center;padding:0}\
+    .list-group{list-style:none;padding:0}.alert{border:1px solid #9c9;background:#efe;padding:1em}";
+
+/// A page as the original's templates lay it out (Bootstrap's class names kept; the stylesheet is
+/// ours and inline — nothing is fetched from a CDN).
 fn page(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:.3em .6em}}label{{display:block;margin:.4em 0}}</style></head>\
-         <body><h1>{t}</h1>{body}<p><a href=\"/create_order\">Create order</a> · <a href=\"/list_orders\">List orders</a> \
-         · <a href=\"/docs\">API docs</a></p></body></html>\n",
+        "<!DOCTYPE html>\n<html>\n<head>\n    <title>{t}</title>\n    <style>{STYLE}</style>\n</head>\n<body>\n\
+         <div class=\"container mt-4\">\n{body}</div>\n</body>\n</html>\n",
         t = escape(title)
     )
 }
 
-/// `GET /create_order`.
+/// `GET /create_order`: the original's form (labels, `step="0.01"` on the price).
 pub fn create_form() -> String {
+    let field = |id: &str, label: &str, input: &str| {
+        format!(
+            "<div class=\"form-group\">\n<label for=\"{id}\">{label}</label>\n\
+             <input {input} class=\"form-control\" id=\"{id}\" name=\"{id}\" required>\n\
+             <div class=\"invalid-feedback\">Please provide a valid {}.</div>\n</div>\n",
+            label.trim_end_matches(" (in dollars)")
+        )
+    };
     page(
-        "Create a Pokémon order",
-        "<form method=\"post\" action=\"/create_order\">\
-         <label>User id <input name=\"user_id\" type=\"number\" required></label>\
-         <label>Pokémon <input name=\"pokemon\" required maxlength=\"100\"></label>\
-         <label>Country <input name=\"country\" required maxlength=\"100\"></label>\
-         <label>Price <input name=\"price\" type=\"number\" step=\"any\" required></label>\
-         <button type=\"submit\">Order</button></form>",
+        "Create Poke Order",
+        &format!(
+            "<h1 class=\"mb-4\">Create Order</h1>\n\
+             <form action=\"/create_order\" method=\"post\" class=\"needs-validation\">\n{}{}{}{}\
+             <button type=\"submit\" class=\"btn btn-primary\">Create Order</button>\n</form>\n",
+            field("user_id", "User ID", "type=\"number\""),
+            field("pokemon", "pokemon", "type=\"text\""),
+            field("country", "Country", "type=\"text\""),
+            field("price", "Price (in dollars)", "type=\"number\" step=\"0.01\""),
+        ),
     )
 }
 
-/// `POST /create_order`'s answer.
+/// `POST /create_order`'s answer: every field of the order, its timestamp included.
 pub fn order_created(o: &Order) -> String {
+    let items = [
+        ("Order ID", o.id.to_string()),
+        ("User ID", o.user_id.to_string()),
+        ("pokemon", escape(&o.pokemon)),
+        ("Country", escape(&o.country)),
+        ("Price", py_float(o.price)),
+        ("State", o.state.as_str().to_owned()),
+        ("Timestamp", py_datetime(&o.timestamp)),
+    ];
+    let list: String = items
+        .iter()
+        .map(|(label, value)| {
+            format!("<li class=\"list-group-item\"><strong>{label}:</strong> {value}</li>\n")
+        })
+        .collect();
     page(
-        "Order created",
+        "Order Created",
         &format!(
-            "<p>Order <strong>{}</strong>: {} for user {} in {} at {}, state <strong>{}</strong>.</p>",
-            o.id,
-            escape(&o.pokemon),
-            o.user_id,
-            escape(&o.country),
-            o.price,
-            o.state.as_str()
+            "<div class=\"alert alert-success\" role=\"alert\">\n\
+             <h4 class=\"alert-heading\">Order Created Successfully!</h4>\n\
+             <p>Your order has been created with the following details:</p>\n<hr>\n\
+             <ul class=\"list-group\">\n{list}</ul>\n<hr>\n<p class=\"mb-0\">\n\
+             <a href=\"/create_order\" class=\"btn btn-primary\">Create Another Order</a>\n\
+             <a href=\"/list_orders\" class=\"btn btn-secondary\">View All Orders</a>\n</p>\n</div>\n"
         ),
     )
 }
 
-/// `GET /list_orders`.
-pub fn order_list(orders: &[Order], state: Option<OrderState>, skip: u64, limit: u64) -> String {
-    let mut rows = String::new();
-    for o in orders {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            o.id,
-            o.user_id,
-            escape(&o.pokemon),
-            escape(&o.country),
-            o.price,
-            o.state.as_str(),
-            o.timestamp
-        ));
-    }
-    let filter = state.map_or(String::new(), |s| format!(" in state {}", s.as_str()));
-    let next = format!(
-        "/list_orders?skip={}&limit={limit}{}",
-        skip + limit,
-        state.map_or(String::new(), |s| format!("&state={}", s.as_str()))
-    );
+/// The states `/list_orders` offers as filters (the original's select has no `failed`).
+const FILTERS: [&str; 4] = ["pending", "rejected", "success", "reversed"];
+
+/// `GET /list_orders`: the state filter, the table, and Previous (when `skip >= limit`) and Next links
+/// that keep the filter. `state` is the query's text, echoed (escaped) as the original does.
+pub fn order_list(orders: &[Order], state: &str, skip: u64, limit: u64) -> String {
+    let options: String = std::iter::once(("", "All"))
+        .chain(FILTERS.iter().map(|s| (*s, *s)))
+        .map(|(value, label)| {
+            let selected = if value == state { " selected" } else { "" };
+            format!("<option value=\"{value}\"{selected}>{label}</option>\n")
+        })
+        .collect();
+    let rows: String = orders
+        .iter()
+        .map(|o| {
+            format!(
+                "<tr>\n<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n</tr>\n",
+                o.id,
+                o.user_id,
+                escape(&o.pokemon),
+                escape(&o.country),
+                py_float(o.price),
+                o.state.as_str(),
+                py_datetime(&o.timestamp)
+            )
+        })
+        .collect();
+    let link = |skip: u64, label: &str| {
+        let filter = if state.is_empty() { String::new() } else { format!("&state={}", escape(state)) };
+        format!(
+            "<li class=\"page-item\">\n<a class=\"page-link\" href=\"?skip={skip}&limit={limit}{filter}\">{label}</a>\n</li>\n"
+        )
+    };
+    let previous = if skip >= limit { link(skip - limit, "Previous") } else { String::new() };
+    let next = link(skip.saturating_add(limit), "Next");
     page(
-        "Orders",
+        "List Poke Orders",
         &format!(
-            "<p>{} orders{filter}, from {skip}.</p><table><tr><th>id</th><th>user</th><th>pokemon</th><th>country</th>\
-             <th>price</th><th>state</th><th>timestamp</th></tr>{rows}</table><p><a href=\"{}\">next</a></p>",
-            orders.len(),
-            escape(&next)
+            "<h1 class=\"mb-4\">List Poke Orders</h1>\n\
+             <form action=\"/list_orders\" method=\"get\" class=\"form-inline mb-4\">\n\
+             <label for=\"state\" class=\"mr-2\">Filter by State:</label>\n\
+             <select id=\"state\" name=\"state\" class=\"form-control mr-2\">\n{options}</select>\n\
+             <input type=\"submit\" value=\"Filter\" class=\"btn btn-primary\">\n</form>\n\
+             <table class=\"table table-striped table-bordered\">\n<thead>\n<tr>\n<th>Order ID</th>\n<th>User ID</th>\n\
+             <th>Pokemon</th>\n<th>Country</th>\n<th>Price</th>\n<th>State</th>\n<th>Timestamp</th>\n</tr>\n</thead>\n\
+             <tbody>\n{rows}</tbody>\n</table>\n<nav aria-label=\"Page navigation\">\n\
+             <ul class=\"pagination justify-content-center\">\n{previous}{next}</ul>\n</nav>\n"
         ),
     )
 }
 
-/// `GET /docs`: Swagger UI over `/openapi.json` when the browser can load it, and a plain list anyway.
+/// `GET /docs`: the API from `/openapi.json`, rendered here (no Swagger UI from a CDN: nothing is
+/// fetched at run time): every operation with its parameters, body and answers.
 pub fn docs() -> String {
-    let mut list = String::new();
-    if let Some(paths) = openapi()["paths"].as_object() {
-        for (path, ops) in paths {
-            for (method, op) in ops.as_object().into_iter().flatten() {
-                list.push_str(&format!(
-                    "<li><code>{} {}</code> — {}</li>",
-                    method.to_uppercase(),
-                    escape(path),
-                    escape(op["summary"].as_str().unwrap_or(""))
-                ));
-            }
+    let doc = super::openapi::document();
+    let mut out = String::from(
+        "<h1 class=\"mb-4\">FastAPI</h1>\n<p>OpenAPI 3.1 document: <a href=\"/openapi.json\">/openapi.json</a></p>\n",
+    );
+    for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in ops.as_object().into_iter().flatten() {
+            let params: Vec<String> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "<code>{}</code> ({})",
+                        escape(p["name"].as_str().unwrap_or("")),
+                        escape(p["in"].as_str().unwrap_or(""))
+                    )
+                })
+                .collect();
+            let body =
+                op["requestBody"]["content"].as_object().and_then(|c| c.iter().next()).map(|(ct, s)| {
+                    format!(
+                        " · body <code>{}</code> {}",
+                        escape(ct),
+                        escape(
+                            s["schema"]["$ref"]
+                                .as_str()
+                                .unwrap_or("")
+                                .trim_start_matches("#/components/schemas/")
+                        )
+                    )
+                });
+            let answers: Vec<&str> =
+                op["responses"].as_object().into_iter().flatten().map(|(code, _)| code.as_str()).collect();
+            out.push_str(&format!(
+                "<section><h3><code>{} {}</code> — {}</h3><p>{}{} · answers {}</p></section>\n",
+                method.to_uppercase(),
+                escape(path),
+                escape(op["summary"].as_str().unwrap_or("")),
+                if params.is_empty() { "no parameters".to_owned() } else { params.join(", ") },
+                body.unwrap_or_default(),
+                answers.join(", ")
+            ));
         }
     }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Poke order API</title>\
-         <link rel=\"stylesheet\" href=\"https://unpkg.com/swagger-ui-dist@5/swagger-ui.css\"></head><body>\
-         <div id=\"swagger-ui\"><h1>Poke order API</h1><p>OpenAPI document: <a href=\"/openapi.json\">/openapi.json</a></p>\
-         <ul>{list}</ul></div>\
-         <script src=\"https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js\"></script>\
-         <script>if (window.SwaggerUIBundle) SwaggerUIBundle({{url: '/openapi.json', dom_id: '#swagger-ui'}});</script>\
-         </body></html>\n"
-    )
+    page("FastAPI - Swagger UI", &out)
 }
 
-fn order_schema() -> Value {
-    json!({"type": "object", "required": ["id", "price", "state"], "properties": {
-        "id": {"type": "integer"}, "user_id": {"type": "integer"}, "pokemon": {"type": "string"},
-        "country": {"type": "string"}, "price": {"type": "number"},
-        "state": {"$ref": "#/components/schemas/OrderState"}, "timestamp": {"type": "string", "format": "date-time"}}})
-}
-
-/// The OpenAPI 3.0 document of the order API.
-pub fn openapi() -> Value {
-    let order = json!({"$ref": "#/components/schemas/PokeOrder"});
-    let ok = |schema: Value| json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}});
-    let invalid = json!({"description": "Validation Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}});
-    let not_found = json!({"description": "Order not found"});
-    let unavailable = json!({"description": "Database unavailable"});
-    let id = json!({"name": "order_id", "in": "path", "required": true, "schema": {"type": "integer"}});
-    let listing = json!([
-        {"name": "state", "in": "query", "required": false, "schema": {"$ref": "#/components/schemas/OrderState"}},
-        {"name": "skip", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}},
-        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "default": 20}}
-    ]);
-    let mut create = ok(order.clone());
-    create["422"] = invalid.clone();
-    create["503"] = unavailable.clone();
-    let mut list = ok(json!({"type": "array", "items": order}));
-    list["422"] = invalid.clone();
-    let mut one = ok(order.clone());
-    one["404"] = not_found.clone();
-    one["422"] = invalid.clone();
-    let mut update = one.clone();
-    update["503"] = unavailable;
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "Poke order API (chaoslab)", "version": env!("CARGO_PKG_VERSION")},
-        "paths": {
-            "/orders/": {
-                "post": {"summary": "Create an order (published to poke-orders)", "requestBody": {"required": true,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PokeOrderCreate"}}}},
-                    "responses": create},
-                "get": {"summary": "List orders", "parameters": listing, "responses": list}
-            },
-            "/orders/{order_id}": {
-                "get": {"summary": "Get an order", "parameters": [id], "responses": one},
-                "put": {"summary": "Set an order's state", "parameters": [id], "requestBody": {"required": true,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PokeOrderUpdate"}}}},
-                    "responses": update}
-            },
-            "/orders": {"delete": {"summary": "Delete all orders", "responses": ok(json!({"type": "object"}))}},
-            "/create_order": {
-                "get": {"summary": "Order form (HTML)", "responses": {"200": {"description": "HTML"}}},
-                "post": {"summary": "Create an order from the form (HTML)", "responses": {"200": {"description": "HTML"}, "422": invalid}}
-            },
-            "/list_orders": {"get": {"summary": "Orders table (HTML)", "responses": {"200": {"description": "HTML"}}}}
-        },
-        "components": {"schemas": {
-            "OrderState": {"type": "string", "enum": ["pending", "rejected", "failed", "success", "reversed"]},
-            "PokeOrder": order_schema(),
-            "PokeOrderCreate": {"type": "object", "required": ["user_id", "pokemon", "country", "price"], "properties": {
-                "user_id": {"type": "integer"}, "pokemon": {"type": "string", "maxLength": 100},
-                "country": {"type": "string", "maxLength": 100}, "price": {"type": "number"}}},
-            "PokeOrderUpdate": {"type": "object", "required": ["state"], "properties": {"state": {"$ref": "#/components/schemas/OrderState"}}},
-            "HTTPValidationError": {"type": "object", "properties": {"detail": {"type": "array", "items": {"type": "object",
-                "properties": {"loc": {"type": "array", "items": {"type": "string"}}, "msg": {"type": "string"}, "type": {"type": "string"}}}}}}
-        }}
-    })
+/// `GET /docs/oauth2-redirect`: the page Swagger UI's OAuth2 flow returns to; the API has no OAuth2.
+pub fn oauth2_redirect() -> String {
+    page("Swagger UI: OAuth2 Redirect", "<p>This API uses no OAuth2 flow.</p>\n")
 }
 
 #[cfg(test)]
@@ -202,10 +249,38 @@ mod tests {
             pokemon: "<b>ditto</b>".into(),
             country: "Chad".into(),
             price: 3.0,
-            state: OrderState::Pending,
+            state: crate::orders::model::OrderState::Pending,
             timestamp: chrono::NaiveDateTime::default(),
         };
-        assert!(order_list(&[o], None, 0, 20).contains("&lt;b&gt;ditto&lt;/b&gt;"));
+        let page = order_list(&[o], "<x>", 20, 20);
+        assert!(page.contains("&lt;b&gt;ditto&lt;/b&gt;"));
+        assert!(page.contains("href=\"?skip=0&limit=20&state=&lt;x&gt;\">Previous"), "{page}");
         assert!(docs().contains("<code>POST /orders/</code>"));
+        assert!(!docs().contains("https://"), "nothing is fetched from elsewhere");
+    }
+
+    #[test]
+    fn prices_and_times_print_as_python_does() {
+        for (f, text) in [
+            (10.0, "10.0"),
+            (12.5, "12.5"),
+            (1e-7, "1e-07"),
+            (0.0001, "0.0001"),
+            (1e16, "1e+16"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (1.2345678901234567e19, "1.2345678901234567e+19"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (-2.5, "-2.5"),
+        ] {
+            assert_eq!(py_float(f), text);
+        }
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 12, 7)
+            .unwrap()
+            .and_hms_micro_opt(3, 19, 40, 995_857)
+            .unwrap();
+        assert_eq!(py_datetime(&t), "2026-12-07 03:19:40.995857");
+        let whole = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap().and_hms_opt(3, 19, 40).unwrap();
+        assert_eq!(py_datetime(&whole), "2026-12-07 03:19:40");
     }
 }
