@@ -312,6 +312,11 @@ async fn bad_requests_get_fastapi_errors_naming_the_field() {
     let big = json!({"user_id": 1, "pokemon": "m".repeat(70 * 1024), "country": "Chile", "price": 1.0});
     let response = send_json(addr, "POST", "/orders/", &big).await;
     assert_eq!(response.status, 413, "{}", response.body);
+    let form = format!("user_id=1&pokemon={}&country=Chile&price=1", "m".repeat(70 * 1024));
+    let response =
+        request(addr, "POST", "/create_order", Some(("application/x-www-form-urlencoded", form.as_bytes())))
+            .await;
+    assert_eq!(response.status, 413, "the form too: {}", response.body);
     // A name over 100 characters but a small body: 422.
     let long = json!({"user_id": 1, "pokemon": "m".repeat(101), "country": "Chile", "price": 1.0});
     let e = one_error(&send_json(addr, "POST", "/orders/", &long).await);
@@ -690,9 +695,9 @@ async fn orders_go_through_a_real_postgresql_store() {
     }
     // The form's answer names the new order's id.
     let id_text =
-        created.body.split_once("Order <strong>").and_then(|(_, rest)| rest.split_once("</strong>"));
+        created.body.split_once("<strong>Order ID:</strong>").and_then(|(_, rest)| rest.split_once("</li>"));
     let form_id: i64 =
-        id_text.and_then(|(id, _)| id.parse().ok()).unwrap_or_else(|| panic!("{}", created.body));
+        id_text.and_then(|(id, _)| id.trim().parse().ok()).unwrap_or_else(|| panic!("{}", created.body));
     let form_order = decided(addr, form_id).await;
     assert_eq!(
         (form_order.user_id, form_order.pokemon.as_str(), form_order.country.as_str(), form_order.price),

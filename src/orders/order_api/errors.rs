@@ -62,6 +62,8 @@ pub enum ApiError {
     BadBody,
     /// 404 `{"detail":"Order not found"}`.
     NotFound,
+    /// 413: a body over the limit.
+    TooLarge,
     /// 503: the database cannot be reached.
     Unavailable(String),
     /// 500.
@@ -97,6 +99,7 @@ impl IntoResponse for ApiError {
                 detail(StatusCode::BAD_REQUEST, "There was an error parsing the body".into())
             }
             ApiError::NotFound => detail(StatusCode::NOT_FOUND, "Order not found".into()),
+            ApiError::TooLarge => detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large".into()),
             ApiError::Unavailable(m) => {
                 tracing::warn!("order API: database unavailable: {m}");
                 detail(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable".into())

@@ -394,7 +394,7 @@ async fn read_form(req: Request) -> Result<BTreeMap<String, String>, ApiError> {
     match essence.as_str() {
         "application/x-www-form-urlencoded" => {
             let bytes =
-                axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::BadBody)?;
+                axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::TooLarge)?;
             Ok(form_urlencoded::parse(&bytes).into_owned().collect())
         }
         "multipart/form-data" => {
