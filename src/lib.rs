@@ -71,6 +71,8 @@ pub mod runner;
 pub mod sinks;
 pub mod sources;
 pub mod storage;
+#[cfg(test)]
+pub mod testing;
 pub mod topology;
 pub mod transforms;
 pub mod transport;

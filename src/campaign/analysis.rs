@@ -394,12 +394,10 @@ mod tests {
     /// 44.078, 62.108 and 51.048 s.
     #[test]
     fn the_study_run_gives_the_notebooks_events() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference/chaosmeshwizard/runs/single_100_2024-12-19_13-47-23.csv");
-        if !path.exists() {
-            eprintln!("skipped: {} is not here", path.display());
+        let run = "reference/chaosmeshwizard/runs/single_100_2024-12-19_13-47-23.csv";
+        let Some(path) = crate::testing::shared_file("the_study_run_gives_the_notebooks_events", run) else {
             return;
-        }
+        };
         let s = series::read(&path).unwrap();
         let lag = &s["Lag_Input_Topic"];
         assert_eq!(lag.len(), 441);

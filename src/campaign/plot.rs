@@ -287,7 +287,7 @@ mod tests {
     fn plots_are_written_as_png_and_svg() {
         if let Err(why) = font() {
             // CI installs a font (fonts-dejavu-core); a machine without one gets no plots, and says so.
-            assert!(std::env::var_os("CHAOSLAB_REQUIRE_EXTERNALS").is_none(), "{why}");
+            crate::testing::skip("plots_are_written_as_png_and_svg", &why.to_string());
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -946,9 +946,9 @@ mod tests {
         let url = match std::env::var("CHAOSLAB_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {
-                eprintln!(
-                    "SKIP postgres_roundtrip_schema_and_separate_tables: \
-                     CHAOSLAB_TEST_DATABASE_URL is not set"
+                crate::testing::skip(
+                    "postgres_roundtrip_schema_and_separate_tables",
+                    "CHAOSLAB_TEST_DATABASE_URL is not set",
                 );
                 return;
             }

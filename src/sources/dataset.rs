@@ -261,13 +261,13 @@ fn validate_row(
     }
     for (c, value) in [(1, humidity), (2, temperature)] {
         if let Some(v) = value.filter(|v| parse_measurement(v).is_err()) {
-            problem(COLUMNS[c], format!("expected a number or None, found {v:?}"));
+            problem(COLUMNS[c], format!("expected a number or None, found {:?}", crate::config::cut(v)));
         }
     }
     let parsed_time = time.and_then(|t| match parse_time(t) {
         Ok(ts) => Some(ts),
         Err(detail) => {
-            problem(COLUMNS[3], format!("{detail}, found {t:?}"));
+            problem(COLUMNS[3], format!("{detail}, found {:?}", crate::config::cut(t)));
             None
         }
     });
@@ -335,7 +335,6 @@ fn parse_time(s: &str) -> Result<NaiveDateTime, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn load_str(text: &str) -> Result<Dataset, DatasetError> {
         Dataset::from_reader("datasets/x.csv", text.as_bytes())
@@ -355,20 +354,10 @@ mod tests {
     const HEADER: &str = "device_id,humidity,temperature,time\n";
     const GOOD: &str = "dev-a,21,40,2018-03-26 17:19:17.406089000\n";
 
-    /// `$CHAOSLAB_SHARED`, else `../shared` next to the crate, else `/work/shared`.
-    fn shared_pi2() -> Option<PathBuf> {
-        let candidates = [
-            std::env::var_os("CHAOSLAB_SHARED").map(PathBuf::from),
-            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")),
-            Some(PathBuf::from("/work/shared")),
-        ];
-        candidates.into_iter().flatten().map(|d| d.join("datasets/gnfuv/pi2.csv")).find(|p| p.is_file())
-    }
-
     #[test]
     fn real_gnfuv_file_loads() {
-        let Some(path) = shared_pi2() else {
-            eprintln!("skipping real_gnfuv_file_loads: shared/datasets/gnfuv/pi2.csv not found");
+        let Some(path) = crate::testing::shared_file("real_gnfuv_file_loads", "datasets/gnfuv/pi2.csv")
+        else {
             return;
         };
         let ds = Dataset::load(&path).unwrap();

@@ -184,3 +184,46 @@ fn the_outbox_never_strands_an_order() {
     assert!(inv.missing.is_empty() && inv.wrong_decision.is_empty(), "{inv:?}");
     let _ = OrderState::Reversed;
 }
+
+/// The invariants are the oracle of the order tests, so they must be able to fail: a created order
+/// missing from the store, a decision against the fraud rule, and a state change the flow does not
+/// allow are each reported (and only then is `ok` false).
+#[test]
+fn the_invariants_report_each_kind_of_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    Run::new(orders_flow(REFERENCE_FLOW, 1, 10))
+        .out(dir.path())
+        .seed(4)
+        .sim_with(|p| async move {
+            tokio::time::sleep(2 * MIN).await;
+            let db = common::order_db(&p);
+            let clean = db.invariants().await.unwrap();
+            assert!(clean.ok && clean.created == 10, "{clean:?}");
+            let orders = db.store.list(None, 0, 100).await.unwrap();
+
+            // A created order the store lost.
+            db.ledger.created(9_999);
+            let inv = db.invariants().await.unwrap();
+            assert_eq!((inv.missing.clone(), inv.ok), (vec![9_999], false), "{inv:?}");
+
+            // A decision against the fraud rule, written behind the services' back.
+            let decided = orders.iter().find(|o| o.state != OrderState::Pending).expect("a decided order");
+            let wrong =
+                if decided.state == OrderState::Success { OrderState::Rejected } else { OrderState::Success };
+            db.store.set_state(decided.id, wrong).await.unwrap();
+            let inv = db.invariants().await.unwrap();
+            assert_eq!(inv.wrong_decision, vec![decided.id], "{inv:?}");
+
+            // A change the flow never makes.
+            db.ledger.changed(decided.id, OrderState::Success, OrderState::Pending);
+            let inv = db.invariants().await.unwrap();
+            assert_eq!(
+                inv.illegal_transitions,
+                vec![(decided.id, "success -> pending".to_string())],
+                "{inv:?}"
+            );
+            assert!(!inv.ok);
+            Ok(())
+        })
+        .unwrap();
+}

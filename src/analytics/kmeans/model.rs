@@ -595,11 +595,11 @@ mod tests {
 
     #[test]
     fn gnfuv_pi2_splits_into_two_clusters() {
-        let path = Path::new("/work/shared/datasets/gnfuv/pi2.csv");
-        if !path.exists() {
-            println!("skipping: {} is absent", path.display());
+        let Some(path) =
+            crate::testing::shared_file("gnfuv_pi2_splits_into_two_clusters", "datasets/gnfuv/pi2.csv")
+        else {
             return;
-        }
+        };
         let mut reader = csv::Reader::from_path(path).unwrap();
         let points: Vec<[f64; 2]> = reader
             .records()

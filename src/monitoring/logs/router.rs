@@ -839,6 +839,9 @@ mod tests {
         let a = router.route(event("com.rdsea.nifi.platform", json!({"message": NIFI_LOST})));
         let b = router.route(event("com.chaoslab.nifi.platform", json!({"message": NIFI_LOST})));
         assert_eq!(a, b);
+        // Alike, and somewhere: the NiFi platform rules tag the line with its component.
+        assert!(!a.is_empty(), "the NiFi line is routed to an output");
+        assert!(a.iter().all(|r| r.event.record["pipeline_component"] == "NIFI"), "{a:?}");
     }
 
     #[test]

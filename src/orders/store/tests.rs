@@ -370,7 +370,7 @@ async fn pg_test(tag: &'static str) -> Option<PgTest> {
             created: Mutex::new(Vec::new()),
         }),
         Ok(None) => {
-            eprintln!("SKIP {tag}: no PostgreSQL (set CHAOSLAB_TEST_DATABASE_URL or install postgresql)");
+            crate::testing::skip(tag, "no PostgreSQL (set CHAOSLAB_TEST_DATABASE_URL or install postgresql)");
             None
         }
         Err(e) => panic!("could not start a throwaway PostgreSQL cluster: {e}"),
@@ -658,7 +658,10 @@ async fn postgres_down_is_unavailable_and_the_pool_reconnects() {
     let cluster = match PgCluster::start_new() {
         Ok(Some(cluster)) => cluster,
         Ok(None) => {
-            eprintln!("SKIP postgres_down_is_unavailable_and_the_pool_reconnects: no PostgreSQL binaries");
+            crate::testing::skip(
+                "postgres_down_is_unavailable_and_the_pool_reconnects",
+                "no PostgreSQL binaries",
+            );
             return;
         }
         Err(e) => panic!("could not start a throwaway PostgreSQL cluster: {e}"),

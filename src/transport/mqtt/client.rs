@@ -566,7 +566,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pubsub_against_mosquitto() {
         let Some(mosquitto) = find_on_path("mosquitto") else {
-            eprintln!("skipping pubsub_against_mosquitto: mosquitto is not on PATH");
+            crate::testing::skip("pubsub_against_mosquitto", "mosquitto is not on PATH");
             return;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
