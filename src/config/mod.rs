@@ -12,6 +12,15 @@ pub mod yaml;
 
 pub use problems::{KeyPath, Problem, Problems, ProblemsError, Severity};
 
+/// A value echoed in an error message, cut to its first 80 characters (and `…`): a 100 MB field makes
+/// a one-line error, not a 100 MB one.
+pub fn cut(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// What kind of JSON value `value` is, for messages (`a number`, `an array`, …).
 pub fn json_kind(value: &serde_json::Value) -> &'static str {
     use serde_json::Value;

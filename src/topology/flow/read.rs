@@ -114,6 +114,28 @@ fn syntax_problem(name: &str, text: &str, e: &toml::de::Error) -> ProblemsError 
     ProblemsError(p.all().to_vec())
 }
 
+/// A flow file's text; bytes that are not UTF-8 are named by their line and column.
+fn read_flow_text(path: &Path) -> Result<String, ProblemsError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| ProblemsError::one(&name, "", format!("cannot read the flow: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let line_start = bytes[..at].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&bytes[line_start..at]).chars().count() + 1;
+        let mut p = Problems::new();
+        p.error(
+            &name,
+            Some(line),
+            "",
+            format!("column {column}: byte 0x{:02x} is not UTF-8 (a flow is UTF-8 text)", bytes[at]),
+        );
+        ProblemsError(p.all().to_vec())
+    })
+}
+
 /// Reads a file's text and the tables it `extends` (at most 8 deep), the base first.
 fn read_layers(
     text: &str,
@@ -131,9 +153,14 @@ fn read_layers(
             return Err(fail(format!("{parent:?} nests too deep (a cycle?)")));
         }
         match base_dir.map(|d| d.join(&parent)).filter(|p| p.is_file()) {
+            // Only TOML files: a flow never reads (nor echoes) whatever other file a path names.
+            Some(p) if p.extension().is_none_or(|e| e != "toml") => {
+                return Err(fail(format!(
+                    "{parent:?} is not a flow file (flows are TOML files named *.toml)"
+                )));
+            }
             Some(p) => {
-                let t = std::fs::read_to_string(&p)
-                    .map_err(|e| fail(format!("cannot read {}: {e}", p.display())))?;
+                let t = read_flow_text(&p)?;
                 read_layers(&t, &p.display().to_string(), p.parent(), builtin, depth + 1, layers)?;
             }
             None => match builtin.iter().find(|(n, _)| *n == parent) {
@@ -152,9 +179,7 @@ impl Flow {
     /// Reads and checks a flow file; relative paths in it resolve against its directory. `builtin` are
     /// files an `extends` may name without a path (`reference.toml`).
     pub fn load(path: &Path, catalog: &dyn Catalog, builtin: &[(&str, &str)]) -> Result<Flow, ProblemsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ProblemsError::one(&path.display().to_string(), "", format!("cannot read the flow: {e}"))
-        })?;
+        let text = read_flow_text(path)?;
         Flow::parse(
             &text,
             &path.display().to_string(),

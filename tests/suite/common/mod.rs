@@ -142,3 +142,8 @@ pub fn light_mining(mut f: chaoslab::topology::flow::Flow) -> chaoslab::topology
     });
     f
 }
+
+/// The first 2000 characters of a long text, for an assertion message.
+pub fn cut(text: &str) -> String {
+    text.chars().take(2000).collect()
+}

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{CATALOGUE, Direction, Effect, Fault, FaultError, FaultRequest, NetFault, TargetKind, kind_info};
 use crate::chaos::faults::selector::Selector;
+use crate::config::cut;
 use crate::kernel::hooks::{IoFaults, IoMethod, Mistake};
 use crate::topology::flow::MAX_RUN_TIME;
 use crate::transport::link::{DataFaults, LinkFaults};
@@ -172,14 +173,6 @@ pub fn parse_duration(v: &Value) -> Result<Duration, String> {
 
 fn too_long(v: &Value) -> String {
     format!("{} is longer than ten years, the longest time chaoslab takes", cut(&v.to_string()))
-}
-
-/// A value echoed in an error, cut to 80 characters.
-fn cut(text: &str) -> String {
-    match text.char_indices().nth(80) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
 }
 
 /// Parses a signed offset (`-5m`, `+30s`, `90s`) into milliseconds, at most [`MAX_RUN_TIME`] either way.
