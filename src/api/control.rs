@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{Credentials, require_auth};
 use crate::chaos::execute::{self, SimEnv};
+use crate::chaos::experiment::provider::process::ProcessAllow;
 use crate::chaos::experiment::{ActivityError, JournalStatus, RunOptions, VarOverrides};
 use crate::chaos::faults::{ApplyError, CATALOGUE, FaultRequest};
 use crate::chaos::providers::{Backend, NativeProviders, call_local, discovery};
@@ -41,8 +42,8 @@ use crate::topology::Pipeline;
 /// How the control plane is set up.
 #[derive(Clone, Default)]
 pub struct ControlConfig {
-    /// Executables a submitted experiment's `process` provider may run (names or paths).
-    pub process_allow: Vec<String>,
+    /// Executables a submitted experiment's `process` provider may run, resolved at the start.
+    pub process_allow: ProcessAllow,
     /// Experiments that may run at once (at least 1).
     pub max_concurrent: usize,
     /// Where journals are written.
@@ -201,15 +202,14 @@ async fn discover() -> Response {
 }
 
 /// `process` providers whose executable is not on the allow-list, with their JSON paths.
-fn disallowed_processes(raw: &Value, allow: &[String]) -> Vec<String> {
+fn disallowed_processes(raw: &Value, allow: &ProcessAllow) -> Vec<String> {
     let mut found = Vec::new();
-    fn walk(v: &Value, path: String, allow: &[String], found: &mut Vec<String>) {
+    fn walk(v: &Value, path: String, allow: &ProcessAllow, found: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
                 if m.get("type").and_then(Value::as_str) == Some("process") {
                     let exe = m.get("path").and_then(Value::as_str).unwrap_or("");
-                    let name = std::path::Path::new(exe).file_name().and_then(|n| n.to_str()).unwrap_or(exe);
-                    if !allow.iter().any(|a| a == exe || a == name) {
+                    if allow.permits(exe).is_none() {
                         found.push(format!(
                             "{path}: process {exe:?} is not on the allow-list (--allow-process)"
                         ));
@@ -324,14 +324,14 @@ async fn execute_value(c: Shared, raw: Value) -> Response {
         &journal.start,
     );
     journal.ground_truth = serde_json::to_value(truth).ok();
+    journal.redact_secrets();
     let status = journal.status;
     let journal_json = serde_json::to_value(&journal).unwrap_or(Value::Null);
     let location = format!("/experiments/{id}");
     let mut info = format!("journal at {location}");
     if let Some(dir) = &c.config.journal_dir {
         let path = dir.join(format!("{id}.json"));
-        let written =
-            std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, journal.to_json_pretty()));
+        let written = std::fs::create_dir_all(dir).and_then(|()| journal.write_private(&path));
         match written {
             Ok(()) => info = format!("{info} and {}", path.display()),
             Err(e) => tracing::warn!("cannot write journal {}: {e}", path.display()),
@@ -391,9 +391,28 @@ mod tests {
             {"type": "action", "provider": {"type": "process", "path": "/usr/bin/pkill", "arguments": "-f x"}},
             {"type": "action", "provider": {"type": "process", "path": "echo"}}
         ]});
-        let found = disallowed_processes(&raw, &["echo".into()]);
+        let echo = ProcessAllow::resolve(&["echo".into()]).unwrap();
+        let found = disallowed_processes(&raw, &echo);
         assert_eq!(found.len(), 1);
         assert!(found[0].starts_with("$.method[0].provider: process \"/usr/bin/pkill\""), "{found:?}");
-        assert!(disallowed_processes(&raw, &["pkill".into(), "echo".into()]).is_empty());
+        let both = ProcessAllow::resolve(&["pkill".into(), "echo".into()]).unwrap();
+        assert!(disallowed_processes(&raw, &both).is_empty());
+    }
+
+    #[test]
+    fn an_allowed_name_is_that_executable_not_any_file_so_named() {
+        let allow = ProcessAllow::resolve(&["echo".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let impostor = dir.path().join("echo");
+        std::fs::write(&impostor, "#!/bin/sh\nrm -rf \"$HOME\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&impostor, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let raw = json!({"method": [{"type": "action", "provider": {"type": "process", "path": impostor}}]});
+        assert_eq!(disallowed_processes(&raw, &allow).len(), 1, "another file called echo is refused");
+        let real = crate::chaos::experiment::provider::process::which("echo").unwrap();
+        let raw = json!({"method": [{"type": "action", "provider": {"type": "process", "path": real}}]});
+        assert!(disallowed_processes(&raw, &allow).is_empty(), "the allowed one, by its path, runs");
+        let err = ProcessAllow::resolve(&["no-such-program-anywhere".into()]).unwrap_err();
+        assert!(err.contains("--allow-process \"no-such-program-anywhere\": no such executable"), "{err}");
     }
 }

@@ -190,7 +190,7 @@ fn write_journal(path: &Path, journal: &Journal) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(path, journal.to_json_pretty()).with_context(|| format!("cannot write {}", path.display()))
+    journal.write_private(path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Cancels `token` on SIGINT/SIGTERM, from a thread of its own (the sim runtime has no I/O driver).

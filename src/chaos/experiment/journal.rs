@@ -114,11 +114,84 @@ pub struct Journal {
     pub ground_truth: Option<serde_json::Value>,
 }
 
+/// What a secret's value becomes in a journal.
+const MASK: &str = "***";
+
+fn mask(v: &mut Value, secrets: &[String]) {
+    match v {
+        Value::String(s) => {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), MASK);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| mask(x, secrets)),
+        Value::Object(m) => m.values_mut().for_each(|x| mask(x, secrets)),
+        _ => {}
+    }
+}
+
 impl Journal {
     /// The journal as pretty JSON (what `--journal-path` gets).
     pub fn to_json_pretty(&self) -> String {
         // Serializing plain data (strings, numbers, JSON values) cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Masks the experiment's secrets: literal values declared under `secrets` become `"***"`, and
+    /// every occurrence of a secret's value — literal or read from the environment — anywhere in the
+    /// journal (an activity's arguments or output) is replaced by `***`. Journals are shared and kept;
+    /// secrets are not.
+    pub fn redact_secrets(&mut self) {
+        let mut values = Vec::new();
+        if let Some(scopes) = self.experiment.get_mut("secrets").and_then(Value::as_object_mut) {
+            for scope in scopes.values_mut().filter_map(Value::as_object_mut) {
+                for value in scope.values_mut() {
+                    match value {
+                        Value::String(s) => values.push(std::mem::replace(s, MASK.to_owned())),
+                        Value::Number(n) => {
+                            values.push(n.to_string());
+                            *value = MASK.into();
+                        }
+                        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("env") => {
+                            if let Some(v) =
+                                o.get("key").and_then(Value::as_str).and_then(|k| std::env::var(k).ok())
+                            {
+                                values.push(v);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // Short values would mask ordinary text; a secret is longer than this.
+        values.retain(|v| v.chars().count() >= 4);
+        if values.is_empty() {
+            return;
+        }
+        let Ok(mut whole) = serde_json::to_value(&*self) else { return };
+        mask(&mut whole, &values);
+        if let Ok(redacted) = serde_json::from_value(whole) {
+            *self = redacted;
+        }
+    }
+
+    /// Writes the journal (its secrets redacted) to `path`, readable by its owner only.
+    pub fn write_private(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut redacted = self.clone();
+        redacted.redact_secrets();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        // An older journal of that name may have been world-readable.
+        #[cfg(unix)]
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        file.write_all(redacted.to_json_pretty().as_bytes())
     }
 
     /// The final state the CLI logs: `deviated` when the hypothesis deviated, else the status.
@@ -314,5 +387,47 @@ mod tests {
                 "duration"
             ]
         );
+    }
+
+    #[test]
+    fn journals_on_disk_hold_no_secret_and_only_their_owner_reads_them() {
+        let t = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        // SAFETY (test): this variable name is used by no other test.
+        unsafe { std::env::set_var("CHAOSLAB_TEST_JOURNAL_TOKEN", "tok-from-the-environment") };
+        let experiment = json!({"title": "t", "secrets": {"chaoslab": {
+            "token": "s3cr3t-literal", "env_token": {"type": "env", "key": "CHAOSLAB_TEST_JOURNAL_TOKEN"}, "pin": 42
+        }}});
+        let out = json!({"headers": {"Authorization": "Bearer s3cr3t-literal"}, "echo": "tok-from-the-environment!"});
+        let journal = Journal {
+            chaoslib_version: "x".into(),
+            platform: "p".into(),
+            node: "n".into(),
+            experiment,
+            start: "s".into(),
+            status: JournalStatus::Completed,
+            deviated: false,
+            steady_states: SteadyStates::default(),
+            run: vec![ActivityRun::new(json!({"name": "call"}), t, t, Ok(out))],
+            rollbacks: vec![],
+            end: "e".into(),
+            duration: 1.0,
+            measurements: None,
+            ground_truth: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.json");
+        std::fs::write(&path, "older, world-readable").unwrap();
+        journal.write_private(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for secret in ["s3cr3t-literal", "tok-from-the-environment"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["experiment"]["secrets"]["chaoslab"]["token"], "***");
+        assert_eq!(v["experiment"]["secrets"]["chaoslab"]["env_token"]["key"], "CHAOSLAB_TEST_JOURNAL_TOKEN");
+        assert_eq!(v["run"][0]["output"]["headers"]["Authorization"], "Bearer ***");
+        assert_eq!(v["run"][0]["output"]["echo"], "***!");
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

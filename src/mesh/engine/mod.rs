@@ -31,6 +31,7 @@ use super::events::{EventType, Events, MeshEvent};
 use super::load::Loaded;
 use super::plan::{ChaosPlan, Direction, Effect, Plan, WorkflowPlan};
 use super::select::{self, Pod};
+use crate::chaos::experiment::provider::process::ProcessAllow;
 use crate::chaos::faults::FaultRequest;
 use crate::kernel::clock::Clock;
 use crate::kernel::metrics::Metrics;
@@ -140,7 +141,7 @@ pub struct Engine {
     objects: Mutex<BTreeMap<(String, String), Entry>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     root: CancellationToken,
-    process_allow: Mutex<Vec<String>>,
+    process_allow: Mutex<ProcessAllow>,
     next_seq: std::sync::atomic::AtomicU64,
     /// The plans of the workflows created, by `namespace/name` (the dashboard draws them), at most
     /// [`MAX_FINISHED`].
@@ -157,18 +158,18 @@ impl Engine {
             objects: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
             root: CancellationToken::new(),
-            process_allow: Mutex::new(Vec::new()),
+            process_allow: Mutex::new(ProcessAllow::default()),
             next_seq: std::sync::atomic::AtomicU64::new(0),
             workflows: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Executables a workflow's Task nodes may run (live runs; names or paths).
-    pub fn set_process_allow(&self, names: Vec<String>) {
-        *self.process_allow.lock().unwrap_or_else(PoisonError::into_inner) = names;
+    pub fn set_process_allow(&self, allow: ProcessAllow) {
+        *self.process_allow.lock().unwrap_or_else(PoisonError::into_inner) = allow;
     }
 
-    fn process_allow(&self) -> Vec<String> {
+    fn process_allow(&self) -> ProcessAllow {
         self.process_allow.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 

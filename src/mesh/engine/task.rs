@@ -95,15 +95,10 @@ impl Ctl {
             self.warn(id, "Failed", message, vec![]);
             return None;
         }
-        let allowed = self.engine().process_allow();
-        let name = std::path::Path::new(program).file_name().and_then(|n| n.to_str()).unwrap_or(program);
-        if !allowed.iter().any(|a| a == program || a == name) {
+        // The executable the allow-list resolved at the start, by its canonical path.
+        let Some(path) = self.engine().process_allow().permits(program) else {
             let message = format!("{program} is not on the allow-list (--allow-process)");
             self.warn(id, "Failed", message, vec![]);
-            return None;
-        }
-        let Some(path) = crate::chaos::experiment::provider::process::which(program) else {
-            self.warn(id, "Failed", format!("{program} cannot be found"), vec![]);
             return None;
         };
         let mut command = tokio::process::Command::new(&path);

@@ -99,6 +99,39 @@ fn exit_code(status: &std::process::ExitStatus) -> i64 {
 }
 
 /// `shutil.which`: an executable path, found directly when it names a directory, else on `PATH`.
+/// The executables experiments submitted over HTTP may run (`--allow-process`), resolved once, at the
+/// start, to canonical absolute paths: an `echo` elsewhere on disk is not the `/usr/bin/echo` that was
+/// allowed, whatever it is called.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessAllow(Vec<PathBuf>);
+
+impl ProcessAllow {
+    /// Resolves names (looked up on `PATH`) and paths; one that is not an executable is an error.
+    pub fn resolve(names: &[String]) -> Result<ProcessAllow, String> {
+        let mut paths = Vec::new();
+        for name in names {
+            let path = which(name).and_then(|p| p.canonicalize().ok()).ok_or_else(|| {
+                format!("--allow-process {name:?}: no such executable (on PATH, or at that path)")
+            })?;
+            paths.push(path);
+        }
+        Ok(ProcessAllow(paths))
+    }
+
+    /// The canonical path `program` runs as, when that is an allowed executable.
+    pub fn permits(&self, program: &str) -> Option<PathBuf> {
+        let path = which(program)?.canonicalize().ok()?;
+        self.0.contains(&path).then_some(path)
+    }
+
+    /// The allowed executables.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.0
+    }
+}
+
+/// Where `path` runs from: itself when it names a directory (`./x`, `/bin/x`, `~/x`), else the first
+/// executable of that name on `PATH`.
 pub fn which(path: &str) -> Option<PathBuf> {
     let expanded = expand_home(path);
     if expanded.components().count() > 1 || expanded.is_absolute() {
