@@ -72,6 +72,39 @@ pub fn catch_panics(router: Router) -> Router {
     router.layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
 }
 
+/// Refuses requests whose `Host` is not a loopback name or address (403): a server on 127.0.0.1 is
+/// then out of reach of DNS rebinding, where a foreign page's own host name comes to resolve to
+/// 127.0.0.1 and its scripts talk to the control plane and the order API as a same-origin page. A
+/// request without `Host` (HTTP/1.0) passes.
+pub fn loopback_hosts_only(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(check_host))
+}
+
+/// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.y.z`, `[::1]`, any port).
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn check_host(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match req.headers().get(header::HOST).map(|h| h.to_str().unwrap_or("")) {
+        Some(host) if !is_loopback_host(host) => {
+            let why = format!(
+                "Host {:?} is not this server: it listens on loopback only (a DNS rebinding?); use 127.0.0.1 or localhost",
+                crate::config::cut(host)
+            );
+            (StatusCode::FORBIDDEN, Json(json!({ "error": why }))).into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let what = panic
         .downcast_ref::<String>()
@@ -289,6 +322,42 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised_whatever_their_port() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:18000",
+            "127.1.2.3:1",
+            "[::1]",
+            "[::1]:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in
+            ["evil.example", "evil.example:8080", "10.0.0.1:80", "127.0.0.1.evil.example", "[::2]:80", ""]
+        {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_foreign_host_is_refused_before_any_handler_runs() {
+        let app = loopback_hosts_only(
+            Router::new().route("/orders", axum::routing::delete(|| async { "deleted" })),
+        );
+        let call = |host: &'static str| {
+            let app = app.clone();
+            async move {
+                let req = Request::delete("/orders").header("host", host).body(Body::empty()).unwrap();
+                app.oneshot(req).await.unwrap().status()
+            }
+        };
+        assert_eq!(call("rebound.example:8080").await, StatusCode::FORBIDDEN);
+        assert_eq!(call("127.0.0.1:8080").await, StatusCode::OK);
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_and_the_server_goes_on() {

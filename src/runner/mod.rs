@@ -22,6 +22,7 @@ use anyhow::Context as _;
 
 use self::summary::{OrdersSummary, RunSummary};
 use crate::api::control::ControlConfig;
+use crate::chaos::experiment::provider::process::ProcessAllow;
 use crate::kernel::seed::Seed;
 use crate::kernel::trace::{TraceLevel, TraceSummary};
 use crate::monitoring::log_router::{LogInputHandle, LogRouterConfig};
@@ -51,6 +52,7 @@ pub struct Run {
     http_listen: Option<SocketAddr>,
     credentials: Option<PathBuf>,
     control: ControlConfig,
+    allow_process: Vec<String>,
     command: Option<String>,
     history: bool,
     progress: Option<ProgressFn>,
@@ -77,6 +79,7 @@ impl Run {
             http_listen: None,
             credentials: None,
             control: ControlConfig::default(),
+            allow_process: Vec::new(),
             command: None,
             history: true,
             progress: None,
@@ -198,7 +201,7 @@ impl Run {
 
     /// Live: executables submitted experiments may run through `process` providers.
     pub fn allow_process(mut self, names: Vec<String>) -> Run {
-        self.control.process_allow = names;
+        self.allow_process = names;
         self
     }
 
@@ -286,6 +289,19 @@ impl Run {
     pub async fn live(self) -> anyhow::Result<LiveHandle> {
         let started = std::time::Instant::now();
         let http_addr = self.http_listen.unwrap_or(self.flow.http.listen);
+        if !http_addr.ip().is_loopback() {
+            anyhow::ensure!(
+                self.credentials.is_some(),
+                "--http-listen {http_addr} is reachable from the network: the control plane (faults, \
+                 experiments) and the order API would be open to it; give --credentials FILE to require a \
+                 token, or listen on 127.0.0.1"
+            );
+            tracing::warn!(
+                "HTTP on {http_addr}: the control plane and the order API are reachable from the network \
+                 (the control plane needs a token from --credentials; the order API's reads and creates are \
+                 open, as the reference's are)"
+            );
+        }
         let http_listener = std::net::TcpListener::bind(http_addr).with_context(|| {
             format!(
                 "cannot listen for HTTP on {http_addr} (port {} in use? choose another with --http-listen)",
@@ -294,6 +310,8 @@ impl Run {
         })?;
         http_listener.set_nonblocking(true)?;
         let http_addr = http_listener.local_addr()?;
+        let mut control = self.control.clone();
+        control.process_allow = ProcessAllow::resolve(&self.allow_process).map_err(|e| anyhow::anyhow!(e))?;
         let mut opts = self.options(RunMode::Live);
         opts.api_base = Some(format!("http://{http_addr}"));
         let out = opts.out.clone();
@@ -307,7 +325,7 @@ impl Run {
         let (credentials, control_token) = control_credentials(self.credentials.as_deref(), &out)?;
         pipeline.start();
         let recorder = Recorder::start(&pipeline, self.command.as_deref())?;
-        pipeline.mesh.set_process_allow(self.control.process_allow.clone());
+        pipeline.mesh.set_process_allow(control.process_allow.clone());
         create_mesh(&pipeline, &mesh);
         let http_stop = tokio_util::sync::CancellationToken::new();
         let store = match &self.store {
@@ -320,7 +338,6 @@ impl Run {
             },
             None => None,
         };
-        let mut control = self.control;
         control.journal_dir = Some(out.join("experiments"));
         control.store = store.clone();
         control.api_base = Some(format!("http://{http_addr}"));
@@ -344,6 +361,7 @@ impl Run {
                     store,
                 },
             ));
+        let app = if http_addr.ip().is_loopback() { crate::api::loopback_hosts_only(app) } else { app };
         let app = crate::api::catch_panics(app);
         let log_stop = tokio_util::sync::CancellationToken::new();
         let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop)?;
@@ -454,10 +472,11 @@ fn serve_log_inputs(
             input.forward_stats.clone(),
             stop_rx.clone(),
         )));
-        let app = crate::api::catch_panics(crate::monitoring::logs::http_input::router(
-            input.external.clone(),
-            input.http_stats.clone(),
-        ));
+        let app =
+            crate::monitoring::logs::http_input::router(input.external.clone(), input.http_stats.clone());
+        let app =
+            if http.local_addr()?.ip().is_loopback() { crate::api::loopback_hosts_only(app) } else { app };
+        let app = crate::api::catch_panics(app);
         let http = tokio::net::TcpListener::from_std(http)?;
         let mut stopped = stop_rx;
         tasks.push(tokio::spawn(async move {

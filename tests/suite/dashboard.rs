@@ -283,8 +283,14 @@ async fn the_live_dashboard_watches_and_breaks_the_pipeline() {
     )
     .await;
     assert_eq!(forged.status, 403, "{}", forged.body);
-    let own =
-        request_with(addr, "POST", "/api/faults", &[("Cookie", &cookie), ("Origin", "http://x")], json).await;
+    let own = request_with(
+        addr,
+        "POST",
+        "/api/faults",
+        &[("Cookie", &cookie), ("Origin", "http://127.0.0.1")],
+        json,
+    )
+    .await;
     assert_eq!(own.status, 201, "{}", own.body);
 
     timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();

@@ -69,7 +69,7 @@ pub async fn request_with(
     let what = format!("{method} {path}");
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
