@@ -10,7 +10,8 @@
 //! `{"ack": chunk}` once the events are queued; a msgpack `nil` (heartbeat) is ignored.
 //!
 //! Defence: a message is at most [`MAX_MESSAGE_BYTES`] (also after decompression, up to
-//! [`MAX_DECOMPRESSED_BYTES`]), a tag at most [`MAX_TAG_LEN`] bytes, nesting at most [`MAX_NESTING`] levels.
+//! [`MAX_DECOMPRESSED_BYTES`]) and [`MAX_ENTRIES`] entries, a tag at most [`MAX_TAG_LEN`] bytes, nesting at
+//! most [`MAX_NESTING`] levels.
 //! Bytes that are not msgpack, or a message over the size limit, close the connection with a warning and
 //! a counter; a well-formed message with bad content (wrong shape, long tag, non-map record) is skipped
 //! and counted, and the connection goes on. Nothing a client sends can panic the server.
@@ -36,6 +37,10 @@ pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
 /// Deepest accepted nesting of arrays and maps.
 pub const MAX_NESTING: usize = 64;
+/// Most entries one message may carry: each becomes an event of a few hundred bytes, so a small
+/// gzip payload of millions of tiny entries would otherwise take gigabytes (Fluentd's own forward
+/// output sends chunks of at most a few thousand records).
+pub const MAX_ENTRIES: usize = 100_000;
 
 /// Why a message (or a connection) was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,6 +75,9 @@ pub enum ForwardError {
     /// A CompressedPackedForward payload that does not decompress.
     #[error("gzip payload: {0}")]
     Gzip(String),
+    /// A message with more than [`MAX_ENTRIES`] entries.
+    #[error("message of more than {MAX_ENTRIES} entries")]
+    TooManyEntries,
 }
 
 /// Counters of one Forward server.
@@ -325,6 +333,9 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
     match second {
         Msgpack::Array(entries) => {
             message.mode = ForwardMode::Forward;
+            if entries.len() > MAX_ENTRIES {
+                return Err(ForwardError::TooManyEntries);
+            }
             let option = option_of(items.next())?;
             message.chunk = option.chunk;
             for entry in entries {
@@ -360,6 +371,9 @@ pub fn decode_message(value: Msgpack, now: impl Fn() -> EventTime) -> Result<For
             };
             let mut rest: &[u8] = &entries;
             while !rest.is_empty() {
+                if message.events.len() + message.skipped_entries >= MAX_ENTRIES {
+                    return Err(ForwardError::TooManyEntries);
+                }
                 let offset = entries.len() - rest.len();
                 let entry =
                     rmpv::decode::read_value_with_max_depth(&mut rest, 2 * MAX_NESTING + 2).map_err(|e| {
@@ -811,6 +825,28 @@ mod tests {
             fixed_now,
         );
         assert!(matches!(not_gzip, Err(ForwardError::Gzip(_))));
+    }
+
+    #[test]
+    fn millions_of_tiny_gzipped_entries_are_refused_not_expanded() {
+        // 6.3 million of these made a 122 KB message that took RSS to 4 GB; past MAX_ENTRIES the decoder
+        // stops, having built at most MAX_ENTRIES events.
+        let tiny = encode(&Msgpack::Array(vec![Msgpack::from(1), Msgpack::Map(vec![])]));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..MAX_ENTRIES + 1 {
+            gz.write_all(&tiny).unwrap();
+        }
+        let payload = gz.finish().unwrap();
+        assert!(payload.len() < 64 * 1024, "a small message: {} bytes", payload.len());
+        let bomb = Msgpack::Array(vec![
+            Msgpack::from("gz"),
+            Msgpack::Binary(payload),
+            option(vec![("compressed", Msgpack::from("gzip"))]),
+        ]);
+        assert_eq!(decode_message(bomb, fixed_now).err(), Some(ForwardError::TooManyEntries));
+        let entries = vec![Msgpack::Array(vec![Msgpack::from(1), Msgpack::Map(vec![])]); MAX_ENTRIES + 1];
+        let forward = Msgpack::Array(vec![Msgpack::from("f"), Msgpack::Array(entries)]);
+        assert_eq!(decode_message(forward, fixed_now).err(), Some(ForwardError::TooManyEntries));
     }
 
     #[test]
