@@ -346,7 +346,10 @@ async fn execute_value(c: Shared, raw: Value) -> Response {
     }
     c.journals.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), journal_json);
     let state = format!("Experiment was executed and terminated with status: {}", status.as_str());
-    let extra = json!({"id": id, "journal": location, "deviated": journal.deviated, "experiment_status": status.as_str(), "completed": status == JournalStatus::Completed});
+    // dqualizer-ctk's four fields first (`status_code` a string, as it sends it), then chaoslab's:
+    // `journal` the path on this server, `journal_url` the whole address to fetch it from.
+    let journal_url = c.config.api_base.as_deref().map(|base| format!("{base}{location}"));
+    let extra = json!({"id": id, "journal": location, "journal_url": journal_url, "deviated": journal.deviated, "experiment_status": status.as_str(), "completed": status == JournalStatus::Completed});
     answer(StatusCode::OK, &title, state, json!(info), extra)
 }
 

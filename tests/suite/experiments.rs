@@ -290,6 +290,7 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
     assert_eq!(answer["title"], "FLINK survives a kill");
     assert_eq!(answer["status"], "Experiment was executed and terminated with status: completed");
     let journal = request_with(addr, "GET", answer["journal"].as_str().unwrap(), &auth, None).await.json();
+    assert_eq!(answer["journal_url"], format!("http://{addr}{}", answer["journal"].as_str().unwrap()));
     assert_eq!(journal["status"], "completed");
     assert_eq!(journal["run"][1]["status"], "succeeded");
     assert!(dir.path().join("out/experiments/exp-0001.json").is_file());
