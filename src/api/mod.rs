@@ -294,7 +294,7 @@ async fn alerts(State(p): State<Arc<Pipeline>>, body: axum::body::Bytes) -> Resp
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            m.ingestion.stats.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            m.ingestion.stats.refused.inc();
             return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("the body is not JSON: {e}")})))
                 .into_response();
         }

@@ -7,12 +7,11 @@
 //!   `PROMETHEUS_ALERT` signal with `startsAt` set to now, as the reference's Nest.js service does.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SIGNALS_TOPIC;
@@ -24,12 +23,13 @@ use crate::bus::client::Acks;
 use crate::bus::kafka_cluster::BusHandle;
 use crate::kernel::clock::{Clock, iso_millis};
 use crate::kernel::component::Ctx;
-use crate::kernel::metrics::Metrics;
+use crate::kernel::metrics::{MetricScope, Metrics, MetricsError};
 use crate::topology::BuildCx;
 use crate::topology::build::InputCx;
 use crate::topology::check::CheckCx;
 use crate::topology::component::{ComponentKind, Hop, Reference};
 use crate::transport::link::Link;
+use prometheus::IntCounter;
 
 /// The shipped rule files, written to `<out>/flows/rules/` when the flow names none.
 const SHIPPED_RULES: &[(&str, &str)] = &[
@@ -123,6 +123,7 @@ impl ComponentKind for MetricsStoreConfig {
             client.producer("nest-js", Acks::All)?,
             cx.link(name, &self.bus)?,
             cx.clock.clone(),
+            IngestStats::register(&cx.metrics(name))?,
         ));
         let alertmanager = AlertmanagerConfig {
             group_wait: self.group_wait,
@@ -150,15 +151,34 @@ impl ComponentKind for MetricsStoreConfig {
 /// Longest signal name or component accepted from outside.
 pub const MAX_NAME: usize = 200;
 
-/// Counters of the ingestion service.
-#[derive(Debug, Default, Serialize)]
+/// Counters of the ingestion service, on `/metrics` as `alertmanager_webhook_{payloads,signals,refused}_total`
+/// (so a scrape shows that Alertmanager's deliveries arrived).
+#[derive(Clone, Debug)]
 pub struct IngestStats {
     /// Webhook payloads accepted.
-    pub payloads: AtomicU64,
+    pub payloads: IntCounter,
     /// Signals published.
-    pub signals: AtomicU64,
-    /// Payloads refused (not JSON, no `alerts`, bad alert).
-    pub refused: AtomicU64,
+    pub signals: IntCounter,
+    /// Payloads refused (not JSON, no `alerts`, an alert the reasoner could not read).
+    pub refused: IntCounter,
+}
+
+impl IngestStats {
+    /// The counters, registered in `metrics` (a component's scope).
+    pub fn register(metrics: &MetricScope) -> Result<IngestStats, MetricsError> {
+        Ok(IngestStats {
+            payloads: metrics
+                .counter("alertmanager_webhook_payloads_total", "Alertmanager webhook payloads accepted.")?,
+            signals: metrics.counter(
+                "alertmanager_webhook_signals_total",
+                "PROMETHEUS_ALERT signals published from webhook payloads.",
+            )?,
+            refused: metrics.counter(
+                "alertmanager_webhook_refused_total",
+                "Webhook payloads refused (not JSON, no alerts, an alert the reasoner cannot read).",
+            )?,
+        })
+    }
 }
 
 /// The ingestion service: Alertmanager webhooks in, `PROMETHEUS_ALERT` signals out.
@@ -182,15 +202,15 @@ pub enum IngestError {
 }
 
 impl Ingestion {
-    /// An ingestion service publishing with `producer` over `link`.
-    pub fn new(producer: Arc<AnyProducer>, link: Arc<Link>, clock: Clock) -> Self {
-        Ingestion { producer, link, clock, stats: IngestStats::default() }
+    /// An ingestion service publishing with `producer` over `link`, counting into `stats`.
+    pub fn new(producer: Arc<AnyProducer>, link: Arc<Link>, clock: Clock, stats: IngestStats) -> Self {
+        Ingestion { producer, link, clock, stats }
     }
 
     /// Handles one webhook payload; returns how many signals were published.
     pub async fn ingest(&self, payload: &Value) -> Result<usize, IngestError> {
         let refuse = |why: String| {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused.inc();
             IngestError::Invalid(why)
         };
         let alerts = payload
@@ -228,7 +248,7 @@ impl Ingestion {
             }
             signals.push(signal);
         }
-        self.stats.payloads.fetch_add(1, Ordering::Relaxed);
+        self.stats.payloads.inc();
         for s in &signals {
             self.link.gate().await.map_err(|e| IngestError::Publish(e.to_string()))?;
             let ts = self.clock.now().timestamp_millis();
@@ -236,7 +256,7 @@ impl Ingestion {
                 .send(SIGNALS_TOPIC, None, None, Bytes::from(s.to_string()), ts)
                 .await
                 .map_err(|e| IngestError::Publish(e.to_string()))?;
-            self.stats.signals.fetch_add(1, Ordering::Relaxed);
+            self.stats.signals.inc();
         }
         Ok(signals.len())
     }

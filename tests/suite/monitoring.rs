@@ -248,7 +248,11 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
     assert_eq!(summary.components["FLUENTD"].restarts, 0, "bad input never crashes the router");
     let h = &pipeline.handles;
     let metrics = h.first::<chaoslab::monitoring::metrics_store::MetricsStoreHandle>().unwrap();
-    assert_eq!(metrics.ingestion.stats.refused.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(metrics.ingestion.stats.refused.get(), 4);
+    // The same counts are on /metrics (the registry the endpoint renders).
+    let text = pipeline.metrics.encode();
+    assert!(text.contains("alertmanager_webhook_refused_total{component=\"PROMETHEUS\"} 4"), "{text}");
+    assert!(text.contains("alertmanager_webhook_payloads_total{component=\"PROMETHEUS\"} 1"), "{text}");
     let forward =
         h.first::<chaoslab::monitoring::log_router::LogInputHandle>().unwrap().forward_stats.snapshot();
     assert_eq!(forward.decode_errors, 1, "the garbage was counted: {forward:?}");
@@ -258,4 +262,132 @@ async fn live_inputs_feed_the_reasoner_and_bad_input_is_refused_not_fatal() {
         names.contains(&"DiskAlmostFull".to_string()) && names.contains(&"MqttConnectionError".to_string()),
         "{names:?}"
     );
+}
+
+/// A real process, killed when dropped.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The shipped `docker/prometheus.yml` and `docker/alertmanager.yml`, run by a real Prometheus and a real
+/// Alertmanager against a live chaoslab whose own PROMETHEUS evaluates no rules: a broker outage makes the
+/// real stack fire `MqttInstanceDownAlert` (the shipped rule reads `broker_uptime{job="mqtt"}`, so only
+/// `honor_labels: true` lets it match) and deliver it to `POST /alerts`, where it becomes a signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_prometheus_and_alertmanager_configs_deliver_a_broker_outage() {
+    const TEST: &str = "the_shipped_prometheus_and_alertmanager_configs_deliver_a_broker_outage";
+    let (Some(prometheus), Some(alertmanager)) =
+        (common::find_on_path("prometheus"), common::find_on_path("prometheus-alertmanager"))
+    else {
+        common::skip(TEST, "prometheus or prometheus-alertmanager is not on PATH");
+        return;
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let no_rules = dir.path().join("no-rules");
+    std::fs::create_dir(&no_rules).unwrap();
+    let mut flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    flow.configure::<chaoslab::monitoring::metrics_store::MetricsStoreConfig>(|m| {
+        m.rules = Some(no_rules.clone())
+    });
+    let any = || "127.0.0.1:0".parse().unwrap();
+    let run = Run::new(flow)
+        .out(dir.path().join("out"))
+        .seed(5)
+        .rate_ms(100)
+        .http_listen(any())
+        .mqtt_listen(any())
+        .forward_listen(any())
+        .log_http_listen(any());
+    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
+    let api = h.http_addr;
+
+    let (prom_port, am_port, am_cluster) = (free_port(), free_port(), free_port());
+    let shipped = std::fs::read_to_string(repo.join("docker/prometheus.yml")).unwrap();
+    assert!(shipped.contains("honor_labels: true"), "{shipped}");
+    let prom_config = shipped
+        .replace("10s", "1s")
+        .replace("127.0.0.1:8080", &api.to_string())
+        .replace("127.0.0.1:9093", &format!("127.0.0.1:{am_port}"))
+        .replace("../flows/rules/", &format!("{}/", repo.join("flows/rules").display()));
+    std::fs::write(dir.path().join("prometheus.yml"), prom_config).unwrap();
+    let am_config = std::fs::read_to_string(repo.join("docker/alertmanager.yml"))
+        .unwrap()
+        .replace("group_wait: 10s", "group_wait: 1s")
+        .replace("127.0.0.1:8080", &api.to_string());
+    std::fs::write(dir.path().join("alertmanager.yml"), am_config).unwrap();
+    let spawn = |program: &std::path::PathBuf, args: Vec<String>| {
+        Daemon(
+            std::process::Command::new(program)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let _am = spawn(
+        &alertmanager,
+        vec![
+            format!("--config.file={}", d("alertmanager.yml")),
+            format!("--storage.path={}", d("am-data")),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            format!("--cluster.listen-address=127.0.0.1:{am_cluster}"),
+        ],
+    );
+    let _prom = spawn(
+        &prometheus,
+        vec![
+            format!("--config.file={}", d("prometheus.yml")),
+            format!("--storage.tsdb.path={}", d("prom-data")),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+    );
+
+    // The broker goes down; the uptime stops; half a minute later the rule fires.
+    let token = h.control_token.clone().unwrap();
+    let bearer = format!("Bearer {token}");
+    let fault = json!({"kind": "mqtt-broker-down", "duration": "90s"}).to_string();
+    let applied = request_with(
+        api,
+        "POST",
+        "/api/faults",
+        &[("Authorization", bearer.as_str())],
+        Some(("application/json", fault.as_bytes())),
+    )
+    .await;
+    assert_eq!(applied.status, 201, "{}", applied.body);
+    let reasoner =
+        h.pipeline.handles.first::<chaoslab::reasoning::incident_reasoner::ReasonerHandle>().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let names: Vec<String> = reasoner.store.all().await.unwrap().into_iter().map(|r| r.name).collect();
+        if names.iter().any(|n| n == "MqttInstanceDownAlert") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no MqttInstanceDownAlert from the real stack: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let metrics = request_with(api, "GET", "/metrics", &[], None).await.body;
+    let delivered = metrics
+        .lines()
+        .find(|l| l.starts_with("alertmanager_webhook_payloads_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(delivered >= 1.0, "Alertmanager's deliveries show on /metrics: {delivered}");
+    tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
 }
