@@ -673,6 +673,66 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_run_longer_than_reset_after_starts_the_crash_count_over() {
+        // Crashes after 1 s twice, then after 90 s (past reset_after = 60 s) forever: with max_restarts = 2
+        // the third quick crash would give up, but each long run resets the count, so it never does.
+        let (sup, _trace) = supervisor();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = runs.clone();
+        let policy = RestartPolicy { mode: RestartMode::Always, max_restarts: 2, ..RestartPolicy::default() };
+        assert_eq!(policy.reset_after, Duration::from_secs(60));
+        let spec = ComponentSpec::new("Y", "test", policy, move |_ctx| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let lived = if n < 2 { 1 } else { 90 };
+                tokio::time::sleep(Duration::from_secs(lived)).await;
+                anyhow::bail!("crash {n}")
+            }
+        });
+        sup.add(spec).unwrap();
+        sup.start_all();
+        // Quick crashes 1 and 2 (back-offs 1 s, 2 s), then four long ones: 1+1+1+2+4*(90+back-off).
+        tokio::time::sleep(Duration::from_secs(500)).await;
+        let h = sup.health_all().into_iter().find(|(n, _)| n == "Y").unwrap().1;
+        assert_ne!(h.state, State::Failed, "{h:?}");
+        assert!(runs.load(Ordering::SeqCst) >= 6, "it kept restarting: {}", runs.load(Ordering::SeqCst));
+
+        // Without the long runs the same policy gives up at the third crash in a row.
+        let (sup, _trace) = supervisor();
+        let (spec, _) = flaky("Z", RestartMode::Always, 10, 2);
+        sup.add(spec).unwrap();
+        sup.start_all();
+        sup.wait_for("Z", |h| h.state == State::Failed).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_components_in_reverse_start_order() {
+        let (sup, trace) = supervisor();
+        for name in ["SOURCE", "BROKER", "SINK"] {
+            let spec = ComponentSpec::new(name, "test", RestartPolicy::default(), |ctx| async move {
+                ctx.shutdown.cancelled().await;
+                // Take a moment to stop, so an order that overlapped would show.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(())
+            });
+            sup.add(spec).unwrap();
+        }
+        sup.start_all();
+        for name in ["SOURCE", "BROKER", "SINK"] {
+            sup.wait_for(name, |h| h.state == State::Running).await.unwrap();
+        }
+        sup.shutdown().await;
+        let stopped: Vec<String> = trace
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["kind"] == "component.state" && e["data"]["to"] == "stopped")
+            .map(|e| e["component"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(stopped, ["SINK", "BROKER", "SOURCE"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn crashes_restart_with_growing_back_off_then_give_up() {
         let (sup, trace) = supervisor();
         let (spec, runs) = flaky("X", RestartMode::Always, 10, 2);
