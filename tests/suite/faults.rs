@@ -241,3 +241,157 @@ fn bad_requests_are_refused_with_the_reason_and_nothing_applied() {
         })
         .unwrap();
 }
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The kinds no other test applies, each applied to the reference flow and checked by what it does:
+/// network duplicate, corrupt, reorder and bandwidth; data drop-fields and out-of-order; I/O error,
+/// latency and mistake; HTTP delay, replace-body, replace and patch; the Chaos Monkey exception, kill
+/// and memory assaults; broker reboot and restart; group rebalance and deletion; topic deletion.
+#[test]
+fn every_other_kind_is_applied_and_does_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = common::no_load(chaoslab::catalog::reference_flow().unwrap());
+    Run::new(flow)
+        .out(dir.path())
+        .seed(6)
+        .sim_with(|p| async move {
+            sleep(5).await;
+            // Network.
+            let short = |kind: &str, target: &str, parameters: Value| {
+                json!({"kind": kind, "target": target, "duration": "10s", "parameters": parameters})
+            };
+            apply(&p, short("network-duplicate", "MQTT_BROKER->FLINK", json!({"percent": 100}))).await;
+            apply(&p, short("network-corrupt", "MQTT_BROKER->NIFI", json!({"percent": 100}))).await;
+            apply(&p, short("network-reorder", "MQTT_BROKER->NODE-RED", json!({"percent": 50, "latency": "3s"})))
+                .await;
+            sleep(12).await;
+            assert!(p.links["MQTT_BROKER->FLINK"].stats().duplicated >= 5);
+            assert!(p.links["MQTT_BROKER->NIFI"].stats().corrupted >= 5);
+            apply(&p, short("network-bandwidth", "SENSOR->MQTT_BROKER", json!({"rate": 20}))).await;
+            sleep(9).await;
+            let sensor = p.links["SENSOR->MQTT_BROKER"].stats();
+            assert!(sensor.sent >= sensor.delivered + 5, "a 20 B/s link backs up: {sensor:?}");
+            sleep(30).await;
+
+            // Data.
+            apply(&p, json!({"kind": "data-drop-fields", "parameters": {"fields": ["humidity"]}, "duration": "5s"})).await;
+            sleep(7).await;
+            apply(&p, json!({"kind": "data-out-of-order", "parameters": {"shift": "1h"}, "duration": "5s"})).await;
+            sleep(7).await;
+
+            // Storage.
+            apply(&p, json!({"kind": "io-error", "target": "HADOOP", "duration": "5s"})).await;
+            sleep(7).await;
+            apply(&p, json!({"kind": "io-mistake", "target": "NODE-RED", "duration": "5s",
+                             "parameters": {"occurrences": 1, "length": 4}}))
+            .await;
+            sleep(7).await;
+            apply(&p, json!({"kind": "io-latency", "target": "HADOOP", "duration": "10s", "parameters": {"delay": "3s"}}))
+                .await;
+            sleep(12).await;
+
+            // HTTP, on the order API.
+            let api = common::order_api(&p);
+            let created = api
+                .send(hyper::Method::POST, "/orders/", Some(br#"{"user_id":1,"pokemon":"mew","country":"Chile","price":1}"#.to_vec()))
+                .await
+                .unwrap();
+            assert_eq!(created.status.as_u16(), 200);
+            let get = |path: &'static str| {
+                let api = api.clone();
+                async move {
+                    let r = api.send(hyper::Method::GET, path, None).await.unwrap();
+                    (r.status.as_u16(), serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null))
+                }
+            };
+            let delay = apply(&p, json!({"kind": "http-delay", "parameters": {"delay": "2s", "path": "/orders/1"}})).await;
+            let t0 = tokio::time::Instant::now();
+            assert_eq!(get("/orders/1").await.0, 200);
+            assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
+            p.faults.remove(&delay.id);
+            let body = apply(&p, json!({"kind": "http-replace-body", "parameters": {"body": {"x": 1}, "path": "/orders/1"}})).await;
+            assert_eq!(get("/orders/1").await.1, json!({"x": 1}));
+            p.faults.remove(&body.id);
+            let replace = apply(&p, json!({"kind": "http-replace", "parameters": {"target": "request", "path": "/orders/1", "set-path": "/openapi.json"}})).await;
+            assert_eq!(get("/orders/1").await.1["openapi"], "3.1.0", "the request went to another route");
+            p.faults.remove(&replace.id);
+            let patch = apply(&p, json!({"kind": "http-patch", "parameters": {"target": "response", "path": "/orders/1", "merge-body": {"country": "Atlantis"}}})).await;
+            let (_, order) = get("/orders/1").await;
+            assert_eq!((order["country"].as_str(), order["pokemon"].as_str()), (Some("Atlantis"), Some("mew")));
+            p.faults.remove(&patch.id);
+            let thrown = apply(&p, json!({"kind": "assault-exception", "parameters": {"path": "/orders"}})).await;
+            assert_eq!(get("/orders/1").await.0, 500);
+            p.faults.remove(&thrown.id);
+            apply(&p, json!({"kind": "assault-kill", "target": "POKE-ORDER-API", "duration": "5s"})).await;
+            assert_eq!(get("/orders/1").await.0, 503, "the service is down");
+            sleep(6).await;
+            assert_eq!(get("/orders/1").await.0, 200, "and back");
+            let before = rss();
+            let held = apply(&p, json!({"kind": "assault-memory", "target": "POKE-ORDER-API", "parameters": {"megabytes": 64}})).await;
+            assert!(rss() >= before + 48 * 1024 * 1024, "64 MB are resident: {} → {}", before, rss());
+            p.faults.remove(&held.id);
+
+            // The bus and the broker.
+            let bus = p.handles.first::<chaoslab::bus::kafka_cluster::BusHandle>().unwrap().bus.clone();
+            let up = |id: u32| bus.brokers().iter().find(|b| b.id == id).map(|b| b.up);
+            apply(&p, json!({"kind": "kafka-broker-reboot", "target": "KAFKA-2", "parameters": {"downtime": "5s"}})).await;
+            assert_eq!(up(2), Some(false), "down at once");
+            sleep(6).await;
+            assert_eq!(up(2), Some(true), "up after the downtime");
+            let rebalances = || p.metrics.total("bus_group_rebalances");
+            let before = rebalances();
+            apply(&p, json!({"kind": "kafka-rebalance-group", "parameters": {"group": "poke-order-consumer", "topic": "poke-orders"}})).await;
+            sleep(10).await;
+            assert!(rebalances() > before, "{before} → {}", rebalances());
+            p.supervisor.stop("ORDER-UPDATER").unwrap();
+            sleep(5).await;
+            apply(&p, json!({"kind": "kafka-delete-group", "parameters": {"group": "order-updater"}})).await;
+            assert!(bus.admin().describe_group("order-updater").is_err(), "the group is gone");
+            apply(&p, json!({"kind": "kafka-delete-topic", "parameters": {"topic": "poke-orders-dlq"}})).await;
+            assert!(!bus.admin().list_topics().iter().any(|t| t == "poke-orders-dlq"));
+            apply(&p, json!({"kind": "mqtt-broker-restart"})).await;
+            sleep(5).await;
+            Ok(())
+        })
+        .unwrap();
+
+    let trace = common::trace(dir.path());
+    let count = |component: &str, kind: &str| {
+        trace.iter().filter(|e| e["component"] == component && e["kind"] == kind).count()
+    };
+    assert_eq!(count("MQTT_BROKER", "broker.starting"), 2, "the broker started again after the restart");
+    let io_errors = trace
+        .iter()
+        .filter(|e| {
+            e["component"] == "HADOOP" && e["kind"] == "record.dropped" && e["data"]["reason"] == "io_error"
+        })
+        .count();
+    assert!(io_errors >= 3, "failed writes: {io_errors}");
+    // Stored writes 3 s apart while the latency lasted.
+    let stored: Vec<chrono::DateTime<chrono::Utc>> = trace
+        .iter()
+        .filter(|e| e["component"] == "HADOOP" && e["kind"] == "file.stored")
+        .filter_map(|e| e["t"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    assert!(stored.windows(2).any(|w| w[1] - w[0] >= chrono::Duration::seconds(3)), "slow writes show");
+    let file = std::fs::read(dir.path().join("node-red/data.txt")).unwrap();
+    assert!(file.contains(&0), "the mistake wrote zero bytes into NODE-RED's file");
+    let lines: Vec<Value> = String::from_utf8_lossy(&file)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    assert!(lines.iter().filter(|r| r.get("humidity").is_none()).count() >= 3, "records without humidity");
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        lines.iter().filter_map(|r| r["time"].as_str().and_then(|t| t.parse().ok())).collect();
+    let back = times.windows(2).filter(|w| w[1] < w[0]).count();
+    assert!(back >= 2, "reordered and shifted records arrive out of time order: {back}");
+}
