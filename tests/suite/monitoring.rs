@@ -391,3 +391,137 @@ async fn the_shipped_prometheus_and_alertmanager_configs_deliver_a_broker_outage
     assert!(delivered >= 1.0, "Alertmanager's deliveries show on /metrics: {delivered}");
     tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
 }
+
+/// The PromQL evaluator against Prometheus itself: the same series and expressions go through ours, and
+/// what ours answers becomes the expected values of a `promtool test rules` file, which Prometheus's own
+/// engine then checks — so any disagreement fails this test, with promtool's report.
+#[test]
+fn the_promql_evaluator_agrees_with_promtool() {
+    use chaoslab::monitoring::promql::{self, Value as Q};
+    use chaoslab::monitoring::tsdb::Tsdb;
+    let Some(promtool) = common::find_on_path("promtool") else {
+        common::skip("the_promql_evaluator_agrees_with_promtool", "promtool is not on PATH");
+        return;
+    };
+    const STEP_MS: i64 = 15_000;
+    // Counters (one with a reset), gauges, a series with gaps ('_'), over 10 minutes at 15 s.
+    let counter =
+        |start: f64, by: f64| (0..41).map(|i| (start + by * f64::from(i)).to_string()).collect::<Vec<_>>();
+    let mut reset = counter(0.0, 7.0);
+    for (i, v) in reset.iter_mut().enumerate().skip(20) {
+        *v = (3.0 * (i as f64 - 20.0)).to_string();
+    }
+    let wave: Vec<String> =
+        (0..41).map(|i| format!("{}", ((f64::from(i) * 0.7).sin() * 10.0).round() / 2.0)).collect();
+    let gappy: Vec<String> =
+        (0..41).map(|i| if i % 5 == 2 { "_".into() } else { (i * 2).to_string() }).collect();
+    let series: Vec<(&str, Vec<(&str, &str)>, Vec<String>)> = vec![
+        ("requests_total", vec![("job", "api"), ("instance", "a")], counter(0.0, 10.0)),
+        ("requests_total", vec![("job", "api"), ("instance", "b")], reset),
+        ("requests_total", vec![("job", "web"), ("instance", "a")], counter(100.0, 2.5)),
+        ("temperature", vec![("room", "lab")], wave),
+        ("temperature", vec![("room", "hall")], gappy),
+    ];
+    let mut db = Tsdb::new(Duration::from_secs(24 * 3600));
+    let mut input = String::new();
+    for (name, labels, values) in &series {
+        let mut l: std::collections::BTreeMap<String, String> =
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        l.insert("__name__".into(), name.to_string());
+        for (i, v) in values.iter().enumerate() {
+            if let Ok(x) = v.parse::<f64>() {
+                db.append(l.clone(), i as i64 * STEP_MS, x).unwrap();
+            }
+        }
+        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        input.push_str(&format!(
+            "      - series: '{name}{{{}}}'\n        values: '{}'\n",
+            selector.join(","),
+            values.join(" ")
+        ));
+    }
+    let exprs = [
+        "rate(requests_total[1m])",
+        "increase(requests_total[2m])",
+        "irate(requests_total[1m])",
+        "delta(temperature[2m])",
+        "idelta(temperature[1m])",
+        "resets(requests_total[10m])",
+        "changes(temperature[5m])",
+        "avg_over_time(temperature[3m])",
+        "min_over_time(temperature[3m])",
+        "max_over_time(temperature[3m])",
+        "sum_over_time(temperature[2m])",
+        "count_over_time(temperature[2m])",
+        "last_over_time(temperature[2m])",
+        "present_over_time(temperature[2m])",
+        "sum by (job) (rate(requests_total[1m]))",
+        "sum(requests_total)",
+        "avg by (instance) (requests_total)",
+        "max(temperature)",
+        "min(temperature)",
+        "count(requests_total)",
+        "requests_total * 2 + 1",
+        "requests_total{job=\"api\"} > 150",
+        "temperature < 0",
+        "increase(requests_total{job=\"api\"}[30s]) == 0",
+        "abs(temperature)",
+        "ceil(temperature / 3)",
+        "floor(temperature / 3)",
+        "round(temperature / 3)",
+        "clamp_min(temperature, 0)",
+        "clamp_max(temperature, 1)",
+        "time()",
+        "vector(7)",
+        "scalar(sum(requests_total))",
+        "absent(nonexistent_metric)",
+        "absent(requests_total)",
+        "temperature offset 1m",
+    ];
+    let mut tests = String::new();
+    for eval_s in [45, 150, 330, 600] {
+        for expr in exprs {
+            let value = promql::query(expr, &db, eval_s * 1000).unwrap_or_else(|e| panic!("{expr}: {e}"));
+            let samples: Vec<String> = match value {
+                Q::Scalar(v) => vec![format!("          - labels: '{{}}'\n            value: {v:?}\n")],
+                Q::Vector(samples) => samples
+                    .into_iter()
+                    .map(|s| {
+                        let name = s.labels.get("__name__").cloned().unwrap_or_default();
+                        let rest: Vec<String> = s
+                            .labels
+                            .iter()
+                            .filter(|(k, _)| *k != "__name__")
+                            .map(|(k, v)| format!("{k}=\"{v}\""))
+                            .collect();
+                        format!(
+                            "          - labels: '{name}{{{}}}'\n            value: {:?}\n",
+                            rest.join(","),
+                            s.value
+                        )
+                    })
+                    .collect(),
+                Q::String(s) => panic!("{expr}: a string {s}"),
+            };
+            let expected =
+                if samples.is_empty() { " []\n".to_string() } else { format!("\n{}", samples.concat()) };
+            tests.push_str(&format!(
+                "      - expr: '{expr}'\n        eval_time: {eval_s}s\n        exp_samples:{expected}",
+                expr = expr.replace('\'', "''")
+            ));
+        }
+    }
+    let file = format!(
+        "rule_files: []\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n{input}    promql_expr_test:\n{tests}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agreement.yml");
+    std::fs::write(&path, &file).unwrap();
+    let out = std::process::Command::new(promtool).args(["test", "rules"]).arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "Prometheus disagrees with chaoslab's evaluator:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -100,7 +100,7 @@ fn range_function(name: &str, points: &[Point], window: Window) -> Result<Option
             points.windows(2).filter(|w| !(w[1].v == w[0].v || (w[1].v.is_nan() && w[0].v.is_nan()))).count()
                 as f64,
         ),
-        "avg_over_time" => Some(incremental_mean(values())),
+        "avg_over_time" => Some(kahan_mean(values())),
         "sum_over_time" => Some(values().sum()),
         "count_over_time" => Some(points.len() as f64),
         "min_over_time" => values().reduce(|acc, v| if v < acc || acc.is_nan() { v } else { acc }),
@@ -189,6 +189,29 @@ pub(super) fn incremental_mean(values: impl Iterator<Item = f64>) -> f64 {
         mean += v / count - mean / count;
     }
     mean
+}
+
+/// `avg_over_time`'s mean as Prometheus 2.42 computes it: the incremental mean, each step added with
+/// Neumaier's compensated sum (`kahanSumInc`), the compensation added at the end — the last bits differ
+/// from the plain incremental mean, and `promtool test rules` compares them exactly.
+fn kahan_mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut mean, mut c, mut count) = (0.0f64, 0.0f64, 0.0f64);
+    for v in values {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        let inc = v / count - mean / count;
+        let t = mean + inc;
+        c += if mean.abs() >= inc.abs() { (mean - t) + inc } else { (inc - t) + mean };
+        mean = t;
+    }
+    if mean.is_infinite() { mean } else { mean + c }
 }
 
 fn matrix_arg(expr: &Expr) -> Result<&MatrixSelector, PromqlError> {
