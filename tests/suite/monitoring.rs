@@ -415,7 +415,8 @@ fn the_promql_evaluator_agrees_with_promtool() {
         (0..41).map(|i| format!("{}", ((f64::from(i) * 0.7).sin() * 10.0).round() / 2.0)).collect();
     let gappy: Vec<String> =
         (0..41).map(|i| if i % 5 == 2 { "_".into() } else { (i * 2).to_string() }).collect();
-    let series: Vec<(&str, Vec<(&str, &str)>, Vec<String>)> = vec![
+    type Series<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<String>);
+    let series: Vec<Series<'_>> = vec![
         ("requests_total", vec![("job", "api"), ("instance", "a")], counter(0.0, 10.0)),
         ("requests_total", vec![("job", "api"), ("instance", "b")], reset),
         ("requests_total", vec![("job", "web"), ("instance", "a")], counter(100.0, 2.5)),
