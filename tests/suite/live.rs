@@ -531,6 +531,27 @@ impl Mosquitto {
     }
 }
 
+impl Mosquitto {
+    /// Kills the broker (no clean shutdown) and starts a new one on the same port and configuration.
+    async fn restart(&mut self, program: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let conf = self._dir.path().join("mosquitto.conf");
+        self.child = std::process::Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let port = self.url.port;
+        eventually("mosquitto to listen again", async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
+        })
+        .await;
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -697,4 +718,29 @@ async fn a_directory_in_use_is_refused_and_a_killed_runs_files_are_kept() {
     let fourth = sim(&out);
     assert!(fourth.status.success());
     assert!(!dir.path().join("out.crashed-2").exists(), "a finished run is replaced, not kept");
+}
+
+/// An external broker that dies and comes back (a new process, no session kept): the sensor publishes
+/// again and the subscribers subscribe again, so records reach FLINK once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_reconnect_after_an_external_mosquitto_restarts() {
+    let Some(program) = common::find_on_path("mosquitto") else {
+        common::skip("components_reconnect_after_an_external_mosquitto_restarts", "mosquitto is not on PATH");
+        return;
+    };
+    let mut mosquitto = Mosquitto::start(&program).await;
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out")).mqtt_url(&mosquitto.url)).await;
+    let flink_in = || async {
+        metric(handle.http_addr, "chaoslab_records_in_total", &[("component", "FLINK")]).await.unwrap_or(0.0)
+    };
+    eventually("records to reach FLINK", async || (flink_in().await > 10.0).then_some(())).await;
+    mosquitto.restart(&program).await;
+    let after_restart = flink_in().await;
+    eventually("records to reach FLINK through the new broker", async || {
+        (flink_in().await > after_restart + 20.0).then_some(())
+    })
+    .await;
+    stop(handle).await;
+    drop(mosquitto);
 }
