@@ -744,3 +744,34 @@ async fn components_reconnect_after_an_external_mosquitto_restarts() {
     stop(handle).await;
     drop(mosquitto);
 }
+
+/// MQTT 5 and 3.1 clients are told their version is not served (a CONNACK with the reason), at once,
+/// instead of a closed connection they retry for ever; 3.1.1 is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_mqtt_versions_get_a_connack_that_refuses_them() {
+    let Some(sub) = common::find_on_path("mosquitto_sub") else {
+        common::skip("other_mqtt_versions_get_a_connack_that_refuses_them", "mosquitto_sub is not on PATH");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start(fast_run(&dir.path().join("out"))).await;
+    let port = mqtt(&handle).port.to_string();
+    for (version, says) in
+        [("mqttv5", "Unsupported Protocol Version"), ("mqttv31", "unacceptable protocol version")]
+    {
+        let run = tokio::process::Command::new(&sub)
+            .args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-t", "customTopic", "-C", "1"])
+            .kill_on_drop(true)
+            .output();
+        let out = timeout(Duration::from_secs(10), run).await.expect("the client gave up at once").unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{version}: {stderr}");
+    }
+    let run = tokio::process::Command::new(&sub)
+        .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv311", "-t", "customTopic", "-C", "1", "-W", "20"])
+        .kill_on_drop(true)
+        .output();
+    let out = timeout(WAIT, run).await.unwrap().unwrap();
+    assert!(out.status.success(), "3.1.1 is served: {}", String::from_utf8_lossy(&out.stderr));
+    stop(handle).await;
+}

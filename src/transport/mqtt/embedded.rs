@@ -314,14 +314,78 @@ pub async fn serve_front(
     }
 }
 
-/// Connects to `upstream` and copies bytes both ways until either side closes.
+/// The MQTT protocol level a CONNECT packet asks for, once enough of it is there: `Some(Ok(level))`,
+/// `Some(Err(()))` when the bytes are not a CONNECT (the broker will refuse them itself), `None` when more
+/// bytes are needed.
+fn connect_level(head: &[u8]) -> Option<Result<u8, ()>> {
+    let (&first, rest) = head.split_first()?;
+    if first != 0x10 {
+        return Some(Err(()));
+    }
+    // The remaining length: 1 to 4 bytes, high bit set on all but the last.
+    let len_bytes = rest.iter().position(|b| b & 0x80 == 0)? + 1;
+    if len_bytes > 4 {
+        return Some(Err(()));
+    }
+    let variable = &rest[len_bytes..];
+    let name_len = usize::from(u16::from_be_bytes([*variable.first()?, *variable.get(1)?]));
+    if name_len > 6 {
+        return Some(Err(()));
+    }
+    variable.get(2 + name_len).map(|level| Ok(*level))
+}
+
+/// Answers a CONNECT for a protocol level rumqttd does not serve with the CONNACK that says so —
+/// MQTT 5's reason code 0x84 "Unsupported Protocol Version", MQTT 3.1's return code 0x01 "unacceptable
+/// protocol version" — instead of closing without a word (a client then retries for ever).
+async fn refuse_version(client: &mut TcpStream, level: u8) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let connack: &[u8] = if level == 5 { &[0x20, 0x03, 0x00, 0x84, 0x00] } else { &[0x20, 0x02, 0x00, 0x01] };
+    client.write_all(connack).await?;
+    client.shutdown().await
+}
+
+/// Reads the start of a connection until its CONNECT's protocol level shows (at most 16 bytes, for at
+/// most the connect timeout): the level, or `None` to let the broker judge, and the bytes read.
+async fn read_connect_level(client: &mut TcpStream) -> (Option<u8>, Vec<u8>) {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::with_capacity(16);
+    let mut chunk = [0u8; 16];
+    let read = async {
+        while head.len() < 16 {
+            if let Some(level) = connect_level(&head) {
+                return level.ok();
+            }
+            let n = client.read(&mut chunk[..16 - head.len()]).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        connect_level(&head).and_then(Result::ok)
+    };
+    let level = tokio::time::timeout(EmbeddedConfig::default().connect_timeout, read).await.ok().flatten();
+    (level, head)
+}
+
+/// Connects to `upstream` and copies bytes both ways until either side closes; a CONNECT for an MQTT
+/// version other than 3.1.1 gets its refusal from here.
 async fn splice(
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
     upstream: SocketAddr,
     stats: Arc<ProxyStats>,
     _active: ActiveGuard,
 ) {
+    let (level, head) = read_connect_level(&mut client).await;
+    if let Some(level) = level.filter(|l| *l != 4) {
+        debug!(%peer, level, "MQTT protocol level not served; CONNACK refuses it");
+        stats.bytes_to_upstream.fetch_add(head.len() as u64, Ordering::Relaxed);
+        if let Err(e) = refuse_version(&mut client, level).await {
+            debug!(%peer, error = %e, "cannot send the refusing CONNACK");
+        }
+        return;
+    }
     let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(server)) => server,
         Ok(Err(e)) => return upstream_failed(&stats, peer, upstream, &e.to_string()),
@@ -333,8 +397,19 @@ async fn splice(
             debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
     }
-    let mut client =
-        Counted { io: client, count: CountTo::Upstream, stats: stats.clone(), frames: FrameScan::default() };
+    // What was read to see the version goes first, counted as if it had been spliced.
+    let mut frames = FrameScan::default();
+    let publishes = frames.feed(&head);
+    stats.bytes_to_upstream.fetch_add(head.len() as u64, Ordering::Relaxed);
+    stats.publishes_to_upstream.fetch_add(publishes, Ordering::Relaxed);
+    let mut server = server;
+    {
+        use tokio::io::AsyncWriteExt as _;
+        if let Err(e) = server.write_all(&head).await {
+            return upstream_failed(&stats, peer, upstream, &e.to_string());
+        }
+    }
+    let mut client = Counted { io: client, count: CountTo::Upstream, stats: stats.clone(), frames };
     let mut server = Counted { io: server, count: CountTo::Client, stats, frames: FrameScan::default() };
     match tokio::io::copy_bidirectional(&mut client, &mut server).await {
         Ok((up, down)) => debug!(%peer, up, down, "proxied connection closed"),
@@ -474,6 +549,22 @@ impl AsyncWrite for Counted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connect_level_shows_after_a_few_bytes() {
+        // CONNECT, remaining length 16, "MQTT", level 5 / 4; MQTT 3.1's "MQIsdp", level 3.
+        let v5 = [0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60];
+        let v311 = [0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60];
+        let v31 = [0x10, 18, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2];
+        assert_eq!(connect_level(&v5), Some(Ok(5)));
+        assert_eq!(connect_level(&v311), Some(Ok(4)));
+        assert_eq!(connect_level(&v31), Some(Ok(3)));
+        for cut in 0..9 {
+            assert_eq!(connect_level(&v5[..cut]), None, "{cut} bytes are not enough");
+        }
+        assert_eq!(connect_level(&[0x30, 2, 0, 0]), Some(Err(())), "not a CONNECT");
+        assert_eq!(connect_level(&[0x10, 0xff, 0xff, 0xff, 0xff, 0x7f]), Some(Err(())), "five length bytes");
+    }
 
     #[test]
     fn the_frame_scan_counts_publishes_however_the_stream_is_cut() {
