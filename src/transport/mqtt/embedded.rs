@@ -80,6 +80,22 @@ pub enum EmbeddedError {
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     internal_addr: SocketAddr,
+    internal_v5: SocketAddr,
+}
+
+/// Where the front proxy sends a connection, by the MQTT version its CONNECT asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upstreams {
+    /// rumqttd's MQTT 3.1.1 listener.
+    pub v4: SocketAddr,
+    /// rumqttd's MQTT 5 listener, when it runs one (else v5 clients are refused with a CONNACK).
+    pub v5: Option<SocketAddr>,
+}
+
+impl From<SocketAddr> for Upstreams {
+    fn from(v4: SocketAddr) -> Upstreams {
+        Upstreams { v4, v5: None }
+    }
 }
 
 impl EmbeddedBroker {
@@ -95,7 +111,8 @@ impl EmbeddedBroker {
         loop {
             attempt += 1;
             let addr = free_loopback_addr().map_err(EmbeddedError::PortProbe)?;
-            let mut broker = Broker::new(rumqttd_config(&cfg, addr));
+            let v5 = free_loopback_addr().map_err(EmbeddedError::PortProbe)?;
+            let mut broker = Broker::new(rumqttd_config(&cfg, addr, v5));
             let thread = std::thread::Builder::new()
                 .name("rumqttd".into())
                 .spawn(move || {
@@ -105,10 +122,21 @@ impl EmbeddedBroker {
                     }
                 })
                 .map_err(EmbeddedError::Spawn)?;
-            match wait_listening(addr, &thread, cfg.startup_timeout) {
+            let listening = wait_listening(addr, &thread, cfg.startup_timeout).and_then(|()| {
+                // The v5 listener: a TCP connect is its probe (its handshake is MQTT 5's).
+                let deadline = Instant::now() + cfg.startup_timeout;
+                while StdTcpStream::connect_timeout(&v5, PROBE_INTERVAL).is_err() {
+                    if Instant::now() >= deadline || thread.is_finished() {
+                        return Err(format!("the MQTT 5 listener on {v5} did not come up"));
+                    }
+                    std::thread::sleep(PROBE_INTERVAL);
+                }
+                Ok(())
+            });
+            match listening {
                 Ok(()) => {
-                    info!(%addr, attempt, "embedded MQTT broker listening");
-                    return Ok(EmbeddedBroker { internal_addr: addr });
+                    info!(%addr, %v5, attempt, "embedded MQTT broker listening (3.1.1 and 5)");
+                    return Ok(EmbeddedBroker { internal_addr: addr, internal_v5: v5 });
                 }
                 Err(reason) if attempt < START_ATTEMPTS => {
                     warn!(%addr, attempt, %reason, "embedded MQTT broker did not come up; retrying on a new port");
@@ -118,9 +146,14 @@ impl EmbeddedBroker {
         }
     }
 
-    /// The loopback address rumqttd listens on; point [`serve_front`] at it.
+    /// The loopback address rumqttd's MQTT 3.1.1 listener is on.
     pub fn internal_addr(&self) -> SocketAddr {
         self.internal_addr
+    }
+
+    /// Both of rumqttd's listeners; point [`serve_front`] at them.
+    pub fn upstreams(&self) -> Upstreams {
+        Upstreams { v4: self.internal_addr, v5: Some(self.internal_v5) }
     }
 }
 
@@ -129,13 +162,14 @@ fn free_loopback_addr() -> io::Result<SocketAddr> {
     std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
 }
 
-/// rumqttd's configuration: one MQTT v4 listener on `addr`; no console, prometheus, metrics, bridge or
-/// cluster, so nothing else binds a port.
-fn rumqttd_config(cfg: &EmbeddedConfig, addr: SocketAddr) -> Config {
+/// rumqttd's configuration: an MQTT 3.1.1 listener on `addr` and an MQTT 5 one on `v5`, one router
+/// behind both (a v5 subscriber gets a v4 publisher's messages); no console, prometheus, metrics,
+/// bridge or cluster, so nothing else binds a port.
+fn rumqttd_config(cfg: &EmbeddedConfig, addr: SocketAddr, v5: SocketAddr) -> Config {
     let connect_timeout_ms = u16::try_from(cfg.connect_timeout.as_millis()).unwrap_or(u16::MAX);
-    let server = ServerSettings {
-        name: "chaoslab-mqtt-v4".into(),
-        listen: addr,
+    let server = |name: &str, listen: SocketAddr| ServerSettings {
+        name: name.into(),
+        listen,
         tls: None,
         next_connection_delay_ms: 0,
         connections: ConnectionSettings {
@@ -156,8 +190,8 @@ fn rumqttd_config(cfg: &EmbeddedConfig, addr: SocketAddr) -> Config {
             max_segment_count: 10,
             ..RouterConfig::default()
         },
-        v4: Some(HashMap::from([("1".to_string(), server)])),
-        v5: None,
+        v4: Some(HashMap::from([("1".to_string(), server("chaoslab-mqtt-v4", addr))])),
+        v5: Some(HashMap::from([("1".to_string(), server("chaoslab-mqtt-v5", v5))])),
         ws: None,
         cluster: None,
         console: None,
@@ -285,11 +319,12 @@ impl ProxyStats {
 /// case is reserved for a listener whose local address cannot be read.
 pub async fn serve_front(
     listener: TcpListener,
-    upstream: SocketAddr,
+    upstreams: impl Into<Upstreams>,
     stats: Arc<ProxyStats>,
 ) -> io::Result<()> {
+    let upstreams = upstreams.into();
     let front = listener.local_addr()?;
-    info!(%front, %upstream, "MQTT front proxy accepting");
+    info!(%front, upstream = %upstreams.v4, "MQTT front proxy accepting");
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -303,7 +338,7 @@ pub async fn serve_front(
                 Ok((client, peer)) => {
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let active = ActiveGuard::new(stats.clone());
-                    connections.spawn(splice(client, peer, upstream, stats.clone(), active));
+                    connections.spawn(splice(client, peer, upstreams, stats.clone(), active));
                 }
                 Err(e) => {
                     warn!(%front, error = %e, "MQTT front proxy: accept failed");
@@ -335,7 +370,7 @@ fn connect_level(head: &[u8]) -> Option<Result<u8, ()>> {
     variable.get(2 + name_len).map(|level| Ok(*level))
 }
 
-/// Answers a CONNECT for a protocol level rumqttd does not serve with the CONNACK that says so —
+/// Answers a CONNECT for a protocol level no upstream serves with the CONNACK that says so —
 /// MQTT 5's reason code 0x84 "Unsupported Protocol Version", MQTT 3.1's return code 0x01 "unacceptable
 /// protocol version" — instead of closing without a word (a client then retries for ever).
 async fn refuse_version(client: &mut TcpStream, level: u8) -> io::Result<()> {
@@ -368,17 +403,22 @@ async fn read_connect_level(client: &mut TcpStream) -> (Option<u8>, Vec<u8>) {
     (level, head)
 }
 
-/// Connects to `upstream` and copies bytes both ways until either side closes; a CONNECT for an MQTT
-/// version other than 3.1.1 gets its refusal from here.
+/// Connects to the upstream of the client's MQTT version (3.1.1 or 5) and copies bytes both ways until
+/// either side closes; a CONNECT for a version no upstream serves gets its refusal from here.
 async fn splice(
     mut client: TcpStream,
     peer: SocketAddr,
-    upstream: SocketAddr,
+    upstreams: Upstreams,
     stats: Arc<ProxyStats>,
     _active: ActiveGuard,
 ) {
     let (level, head) = read_connect_level(&mut client).await;
-    if let Some(level) = level.filter(|l| *l != 4) {
+    let upstream = match level {
+        Some(5) => upstreams.v5,
+        Some(4) | None => Some(upstreams.v4),
+        Some(_) => None,
+    };
+    if let (Some(level), None) = (level, upstream) {
         debug!(%peer, level, "MQTT protocol level not served; CONNACK refuses it");
         stats.bytes_to_upstream.fetch_add(head.len() as u64, Ordering::Relaxed);
         if let Err(e) = refuse_version(&mut client, level).await {
@@ -386,6 +426,7 @@ async fn splice(
         }
         return;
     }
+    let upstream = upstream.unwrap_or(upstreams.v4);
     let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(server)) => server,
         Ok(Err(e)) => return upstream_failed(&stats, peer, upstream, &e.to_string()),
@@ -617,18 +658,18 @@ mod tests {
     }
 
     #[test]
-    fn rumqttd_config_has_one_listener_and_nothing_else() {
+    fn rumqttd_config_has_a_v4_and_a_v5_listener_and_nothing_else() {
         let addr = SocketAddr::from(([127, 0, 0, 1], 4242));
-        let config = rumqttd_config(&EmbeddedConfig::default(), addr);
-        let servers = config.v4.as_ref().unwrap();
-        assert_eq!(servers.len(), 1);
-        let server = servers.values().next().unwrap();
-        assert_eq!(server.listen, addr);
-        assert!(server.connections.dynamic_filters);
-        assert_eq!(server.connections.connection_timeout_ms, 10_000);
-        assert!(
-            config.v5.is_none() && config.ws.is_none() && config.cluster.is_none() && config.bridge.is_none()
-        );
+        let v5 = SocketAddr::from(([127, 0, 0, 1], 4243));
+        let config = rumqttd_config(&EmbeddedConfig::default(), addr, v5);
+        for (servers, listen) in [(config.v4.as_ref().unwrap(), addr), (config.v5.as_ref().unwrap(), v5)] {
+            assert_eq!(servers.len(), 1);
+            let server = servers.values().next().unwrap();
+            assert_eq!(server.listen, listen);
+            assert!(server.connections.dynamic_filters);
+            assert_eq!(server.connections.connection_timeout_ms, 10_000);
+        }
+        assert!(config.ws.is_none() && config.cluster.is_none() && config.bridge.is_none());
         assert!(config.console.is_none() && config.prometheus.is_none() && config.metrics.is_none());
     }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::MqttConnector;
 use super::client::BrokerUrl;
-use super::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, serve_front};
+use super::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, Upstreams, serve_front};
 use super::sim_broker::{SimBroker, SimBrokerConfig, SimBrokerStats};
 use crate::kernel::component::Ctx;
 use crate::kernel::metrics::{MetricScope, MetricsError};
@@ -104,7 +104,7 @@ impl ComponentKind for MqttBrokerConfig {
                         .await
                         .context("embedded broker start-up panicked")??;
                 let backend = BrokerBackend::Embedded {
-                    internal: embedded.internal_addr(),
+                    internal: embedded.upstreams(),
                     listen,
                     prebound: Arc::new(Mutex::new(Some(listener))),
                     stats: Arc::new(ProxyStats::default()),
@@ -127,8 +127,8 @@ pub enum BrokerBackend {
     Sim(SimBroker),
     /// Embedded rumqttd behind our front listener.
     Embedded {
-        /// rumqttd's internal address.
-        internal: SocketAddr,
+        /// rumqttd's internal listeners (MQTT 3.1.1 and 5).
+        internal: Upstreams,
         /// The user-facing address.
         listen: SocketAddr,
         /// The listener bound at start-up (so an occupied port fails the run before anything starts);
