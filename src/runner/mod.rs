@@ -356,15 +356,24 @@ impl Run {
             .merge(crate::dashboard::router(
                 Arc::new(dashboard),
                 crate::dashboard::Options {
-                    credentials: Some(credentials),
+                    credentials: Some(credentials.clone()),
                     pipeline: Some(pipeline.clone()),
                     store,
                 },
             ));
+        // With --credentials, what would let a forged incident in (an alert, a log line) needs them too.
+        let ingest_auth = self.credentials.is_some().then(|| credentials.clone());
+        let app = match &ingest_auth {
+            Some(creds) => app.layer(axum::middleware::from_fn_with_state(
+                creds.clone(),
+                crate::api::auth::require_auth_on_alerts,
+            )),
+            None => app,
+        };
         let app = if http_addr.ip().is_loopback() { crate::api::loopback_hosts_only(app) } else { app };
         let app = crate::api::catch_panics(app);
         let log_stop = tokio_util::sync::CancellationToken::new();
-        let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop)?;
+        let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop, ingest_auth)?;
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
@@ -456,6 +465,7 @@ async fn finish(p: &Pipeline, max: Duration) -> anyhow::Result<(bool, Option<Ord
 fn serve_log_inputs(
     p: &Pipeline,
     stop: &tokio_util::sync::CancellationToken,
+    auth: Option<Arc<crate::api::auth::Credentials>>,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Option<SocketAddr>, Option<SocketAddr>)> {
     let mut tasks = Vec::new();
     let (mut forward_addr, mut http_addr) = (None, None);
@@ -474,6 +484,12 @@ fn serve_log_inputs(
         )));
         let app =
             crate::monitoring::logs::http_input::router(input.external.clone(), input.http_stats.clone());
+        let app = match &auth {
+            Some(creds) => {
+                app.layer(axum::middleware::from_fn_with_state(creds.clone(), crate::api::auth::require_auth))
+            }
+            None => app,
+        };
         let app =
             if http.local_addr()?.ip().is_loopback() { crate::api::loopback_hosts_only(app) } else { app };
         let app = crate::api::catch_panics(app);

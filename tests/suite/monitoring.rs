@@ -526,3 +526,47 @@ fn the_promql_evaluator_agrees_with_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With `--credentials`, a forged incident needs them: `POST /alerts` and the Fluentd HTTP input answer
+/// 401 without a token and take the alert or line with one (without `--credentials` they stay open, as
+/// the reference's are).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_alerts_and_log_lines_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "ingest-token-for-the-test";
+    let file = dir.path().join("credentials.toml");
+    let hash = chaoslab::api::auth::hash_secret(token).unwrap();
+    std::fs::write(&file, format!("[[token]]\nname = \"alertmanager\"\ntoken_hash = \"{hash}\"\n")).unwrap();
+    let any = || "127.0.0.1:0".parse().unwrap();
+    let run = Run::new(common::no_load(chaoslab::catalog::reference_flow().unwrap()))
+        .out(dir.path().join("out"))
+        .seed(3)
+        .http_listen(any())
+        .mqtt_listen(any())
+        .forward_listen(any())
+        .log_http_listen(any())
+        .credentials(&file);
+    let h = tokio::time::timeout(WAIT, run.live()).await.expect("live run did not start").unwrap();
+    let (api, logs) = (h.http_addr, h.log_http_addr.unwrap());
+    let alert = json!({"alerts": [{"status": "firing", "labels": {"alertname": "MqttInstanceDownAlert",
+        "pipeline_component": "MQTT_BROKER"}, "annotations": {"summary": "forged"}}]})
+    .to_string();
+    let line = json!({"message": "Connection to tcp://mqtt:1883 lost", "level": "ERROR"}).to_string();
+    let bearer = format!("Bearer {token}");
+    for (addr, path, body) in [(api, "/alerts", &alert), (logs, "/com.chaoslab.nifi.platform", &line)] {
+        let refused =
+            request_with(addr, "POST", path, &[], Some(("application/json", body.as_bytes()))).await;
+        assert_eq!(refused.status, 401, "{path}: {}", refused.body);
+        let taken = request_with(
+            addr,
+            "POST",
+            path,
+            &[("Authorization", &bearer)],
+            Some(("application/json", body.as_bytes())),
+        )
+        .await;
+        assert_eq!(taken.status, 200, "{path}: {}", taken.body);
+    }
+    assert_eq!(request_with(api, "GET", "/health", &[], None).await.status, 200, "other reads stay open");
+    tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
+}
