@@ -138,6 +138,10 @@ struct RunArgs {
     /// (repeatable; nothing is allowed by default).
     #[arg(long = "allow-process")]
     allow_process: Vec<String>,
+    /// Live: leave DELETE /orders and PUT /orders/{id} open to anybody, as the reference's API was (by
+    /// default they need the control plane's credentials).
+    #[arg(long)]
+    open_order_api: bool,
     /// Live: experiments POST /execute_experiment may run at once.
     #[arg(long, default_value_t = 1)]
     max_experiments: usize,
@@ -174,6 +178,7 @@ impl RunArgs {
         }
         Ok(run
             .allow_process(self.allow_process.clone())
+            .open_order_api(self.open_order_api)
             .max_experiments(self.max_experiments)
             .history(!self.no_history))
     }

@@ -53,6 +53,8 @@ pub enum ApiClient {
         client: Client<HttpConnector, Full<Bytes>>,
         /// Per-request timeout.
         timeout: Duration,
+        /// Sent as `Authorization: Bearer …` with every request (the run's service key).
+        key: Option<String>,
     },
 }
 
@@ -67,7 +69,7 @@ impl ApiClient {
             return Err(HttpError::Url(base, "expected http://host[:port]".into()));
         }
         let client = Client::builder(TokioExecutor::new()).build_http();
-        Ok(ApiClient::Remote { base, client, timeout })
+        Ok(ApiClient::Remote { base, client, timeout, key: None })
     }
 
     /// How component `api`'s clients reach it: over real HTTP at the run's API address in live mode,
@@ -75,7 +77,15 @@ impl ApiClient {
     pub fn for_component(cx: &crate::topology::BuildCx<'_>, api: &str) -> anyhow::Result<ApiClient> {
         match (cx.mode, cx.api_base) {
             (crate::topology::RunMode::Live, Some(base)) => {
-                Ok(ApiClient::remote(base, Duration::from_secs(10))?)
+                match ApiClient::remote(base, Duration::from_secs(10))? {
+                    ApiClient::Remote { base, client, timeout, .. } => Ok(ApiClient::Remote {
+                        base,
+                        client,
+                        timeout,
+                        key: cx.service_key.map(str::to_owned),
+                    }),
+                    other => Ok(other),
+                }
             }
             _ => {
                 let crate::topology::build::HttpRoutes(router) = cx.handle(api)?;
@@ -127,8 +137,11 @@ impl ApiClient {
                     .map_err(|e| HttpError::Transport(path.into(), e.to_string()))?;
                 Ok(Response { status, body: bytes })
             }
-            ApiClient::Remote { base, client, timeout } => {
+            ApiClient::Remote { base, client, timeout, key } => {
                 let url = format!("{base}{path}");
+                if let Some(key) = key {
+                    builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+                }
                 let req = builder
                     .uri(&url)
                     .body(Full::new(body))

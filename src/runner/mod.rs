@@ -53,6 +53,7 @@ pub struct Run {
     credentials: Option<PathBuf>,
     control: ControlConfig,
     allow_process: Vec<String>,
+    open_order_api: bool,
     command: Option<String>,
     history: bool,
     progress: Option<ProgressFn>,
@@ -80,6 +81,7 @@ impl Run {
             credentials: None,
             control: ControlConfig::default(),
             allow_process: Vec::new(),
+            open_order_api: false,
             command: None,
             history: true,
             progress: None,
@@ -205,6 +207,14 @@ impl Run {
         self
     }
 
+    /// Live: leave the order API's destructive routes (`DELETE /orders`, `PUT /orders/{id}`) open to
+    /// anybody, as the reference's were; by default they need the control plane's credentials (the run's
+    /// own services present a key of their own).
+    pub fn open_order_api(mut self, open: bool) -> Run {
+        self.open_order_api = open;
+        self
+    }
+
     /// Live: experiments `/execute_experiment` runs at once (default 1).
     pub fn max_experiments(mut self, n: usize) -> Run {
         self.control.max_concurrent = n;
@@ -229,6 +239,7 @@ impl Run {
             trace: self.trace,
             trace_level: self.trace_level,
             api_base: None,
+            service_key: None,
         }
     }
 
@@ -314,6 +325,8 @@ impl Run {
         control.process_allow = ProcessAllow::resolve(&self.allow_process).map_err(|e| anyhow::anyhow!(e))?;
         let mut opts = self.options(RunMode::Live);
         opts.api_base = Some(format!("http://{http_addr}"));
+        let service_key = hex::encode(rand::Rng::r#gen::<[u8; 32]>(&mut rand::thread_rng()));
+        opts.service_key = Some(service_key.clone());
         let out = opts.out.clone();
         let mesh = load_flow_mesh(&self.flow)?;
         let pipeline = Arc::new(Pipeline::build(self.flow, opts).await?);
@@ -361,6 +374,15 @@ impl Run {
                     store,
                 },
             ));
+        let app = if self.open_order_api {
+            app
+        } else {
+            let guard = crate::api::auth::OrderGuard { credentials: credentials.clone(), service_key };
+            app.layer(axum::middleware::from_fn_with_state(
+                Arc::new(guard),
+                crate::api::auth::guard_order_writes,
+            ))
+        };
         // With --credentials, what would let a forged incident in (an alert, a log line) needs them too.
         let ingest_auth = self.credentials.is_some().then(|| credentials.clone());
         let app = match &ingest_auth {

@@ -87,6 +87,8 @@ pub struct BuildCx<'a> {
     pub flow: &'a Flow,
     /// Live: the base URL the HTTP API is served at (services that call the order API use it).
     pub api_base: Option<&'a str>,
+    /// Live: the key the run's own services present to the order API's guarded routes.
+    pub service_key: Option<&'a str>,
     /// HTTP fault rules, for components serving HTTP.
     pub http_faults: &'a Arc<HttpFaults>,
     metrics: &'a Metrics,
@@ -113,6 +115,8 @@ pub struct BuildParts<'a> {
     pub flow: &'a Flow,
     /// Live: the HTTP API's base URL.
     pub api_base: Option<&'a str>,
+    /// Live: the run's service key.
+    pub service_key: Option<&'a str>,
     /// HTTP fault rules.
     pub http_faults: &'a Arc<HttpFaults>,
     /// The registry.
@@ -136,6 +140,7 @@ impl<'a> BuildCx<'a> {
             out: parts.out,
             flow: parts.flow,
             api_base: parts.api_base,
+            service_key: parts.service_key,
             http_faults: parts.http_faults,
             metrics: parts.metrics,
             supervisor: parts.supervisor,

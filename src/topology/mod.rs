@@ -61,6 +61,8 @@ pub struct PipelineOptions {
     pub trace_level: TraceLevel,
     /// Live mode: the base URL the HTTP API is served at, for the services that call it.
     pub api_base: Option<String>,
+    /// Live mode: the bearer key the run's own services present to the order API's guarded routes.
+    pub service_key: Option<String>,
 }
 
 /// A built pipeline: generic, whatever its components are.
@@ -148,6 +150,7 @@ impl Pipeline {
                 out: &opts.out,
                 flow: &flow,
                 api_base: opts.api_base.as_deref(),
+                service_key: opts.service_key.as_deref(),
                 http_faults: &http_faults,
                 metrics: &metrics,
                 supervisor: &supervisor,

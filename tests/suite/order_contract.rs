@@ -319,7 +319,12 @@ fn compare(name: &str, original: &Value, mut ours: Answer, ids: &mut Ids) -> Opt
 
 async fn start(out: &std::path::Path) -> LiveHandle {
     let flow = chaoslab::catalog::load_flow(&contract_dir().join("chaoslab-flow.toml")).unwrap();
-    let run = Run::new(flow).out(out).seed(3).http_listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+    // The original's API was open: so is this one (`--open-order-api`) for its contract.
+    let run = Run::new(flow)
+        .out(out)
+        .seed(3)
+        .http_listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .open_order_api(true);
     timeout(WAIT, run.live()).await.expect("live run did not start in time").unwrap()
 }
 

@@ -49,11 +49,17 @@ fn orders_flow() -> Flow {
     flow
 }
 
-/// Starts `flow` live on free ports and waits until the order API serves.
+/// Starts `flow` live on free ports and waits until the order API serves; its API is open, as the
+/// reference's was (`--open-order-api`), so these tests speak the original's contract.
 async fn start(flow: Flow, out: &Path, database_url: Option<String>) -> LiveHandle {
+    start_with(flow, out, database_url, true).await
+}
+
+async fn start_with(flow: Flow, out: &Path, database_url: Option<String>, open: bool) -> LiveHandle {
     let mut run = Run::new(flow)
         .out(out)
         .seed(11)
+        .open_order_api(open)
         .http_listen(any_port())
         .mqtt_listen(any_port())
         .forward_listen(any_port())
@@ -856,5 +862,31 @@ async fn the_bus_api_shows_offline_partitions_while_a_broker_is_down() {
     assert_eq!(group["members"].as_array().unwrap().len(), 3, "{group}");
     assert_eq!(get(addr, "/api/bus/topics/nope").await.status, 404);
     assert_eq!(get(addr, "/api/bus/groups/nope").await.status, 404);
+    stop(handle).await;
+}
+
+/// By default the destructive routes need credentials: `DELETE /orders` and `PUT /orders/{id}` answer 401
+/// without a token and work with the control plane's; reads and creates stay open; and the run's own
+/// ORDER-UPDATER, which PUTs every decision over HTTP, still decides orders (it presents the run's key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destructive_routes_need_credentials_unless_the_api_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = start_with(orders_flow(), dir.path(), None, false).await;
+    let addr = handle.http_addr;
+    let order = place(addr, 1, "pikachu", 10.0).await;
+    assert_eq!(decided(addr, order.id).await.state, OrderState::Success, "ORDER-UPDATER's PUT went through");
+    let path = format!("/orders/{}", order.id);
+    let put = send_json(addr, "PUT", &path, &json!({"state": "reversed"})).await;
+    assert_eq!(put.status, 401, "{}", put.body);
+    assert_eq!(request(addr, "DELETE", "/orders", None).await.status, 401);
+    let bearer = format!("Bearer {}", handle.control_token.clone().unwrap());
+    let auth = [("Authorization", bearer.as_str())];
+    let body = json!({"state": "reversed"}).to_string();
+    let put =
+        common::http::request_with(addr, "PUT", &path, &auth, Some(("application/json", body.as_bytes())))
+            .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(common::http::request_with(addr, "DELETE", "/orders", &auth, None).await.status, 200);
+    assert_eq!(get(addr, "/orders/").await.orders().len(), 0, "deleted with credentials");
     stop(handle).await;
 }
