@@ -166,6 +166,9 @@ pub enum AuthError {
     /// The check itself could not run (the blocking task failed).
     #[error("credential check failed: {0}")]
     Internal(String),
+    /// This peer failed too many checks lately.
+    #[error("too many failed credential checks from this address; retry in {0} s")]
+    TooManyFailures(u64),
 }
 
 impl AuthError {
@@ -177,6 +180,7 @@ impl AuthError {
             | AuthError::UnsupportedScheme
             | AuthError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             AuthError::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            AuthError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -285,6 +289,8 @@ pub struct Credentials {
     cache: Mutex<VerifiedCache>,
     /// Bounds the argon2 checks the middleware runs at once.
     checks: Semaphore,
+    /// Failed checks per peer.
+    failures: super::limiter::FailureLimiter,
 }
 
 impl fmt::Debug for Credentials {
@@ -440,6 +446,7 @@ impl Credentials {
             tokens,
             cache: Mutex::new(VerifiedCache::new(CACHE_CAPACITY)),
             checks: Semaphore::new(MAX_CONCURRENT_CHECKS),
+            failures: super::limiter::FailureLimiter::default(),
         })
     }
 
@@ -573,10 +580,22 @@ pub async fn check_token(creds: &Arc<Credentials>, token: &str) -> Result<Princi
 ///
 /// Use with `axum::middleware::from_fn_with_state(Arc<Credentials>, require_auth)`.
 pub async fn require_auth(State(creds): State<Arc<Credentials>>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let now = std::time::Instant::now();
     let result = match presented(req.method(), req.headers()) {
-        Ok(value) => check(&creds, value).await,
+        // A peer that failed too often is answered before any argon2 runs; a cached (valid) credential
+        // still passes.
+        Ok(value) => match peer.and_then(|ip| creds.failures.blocked(ip, now)) {
+            Some(left) if creds.cached(&value).is_none() => {
+                Err(AuthError::TooManyFailures(left.as_secs().max(1)))
+            }
+            _ => check(&creds, value).await,
+        },
         Err(e) => Err(e),
     };
+    if let (Err(AuthError::InvalidCredentials), Some(ip)) = (&result, peer) {
+        creds.failures.failed(ip, now);
+    }
     match result {
         Ok(principal) => {
             tracing::debug!(principal = %principal.name, kind = %principal.kind, path = %req.uri().path(),

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod limiter;
 pub mod mesh;
 pub mod query;
 pub mod reasoning;

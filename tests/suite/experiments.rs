@@ -414,3 +414,29 @@ fn runs_and_published_journals_are_kept_in_the_execution_store() {
     assert!(text(&o.stderr).contains("broken.json:3:"), "{}", text(&o.stderr));
     assert_eq!(chaoslab::executions::Store::open(&store).unwrap().list(10).unwrap().len(), 2);
 }
+
+/// A flood of wrong tokens from one address runs argon2 at most `MAX_FAILURES` times: after that the
+/// address gets 429 at once, while a token the server already verified still passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_tokens_is_cut_off_and_a_known_token_still_passes() {
+    use chaoslab::api::limiter::MAX_FAILURES;
+    let dir = tempfile::tempdir().unwrap();
+    let h = live(&dir.path().join("out")).await;
+    let addr = h.http_addr;
+    let bearer = format!("Bearer {}", h.control_token.clone().unwrap());
+    let good = [("Authorization", bearer.as_str())];
+    assert_eq!(request_with(addr, "GET", "/api/faults", &good, None).await.status, 200);
+    let wrong = [("Authorization", "Bearer not-the-token")];
+    for _ in 0..MAX_FAILURES {
+        assert_eq!(request_with(addr, "GET", "/api/faults", &wrong, None).await.status, 401);
+    }
+    let cut = request_with(addr, "GET", "/api/faults", &wrong, None).await;
+    assert_eq!(cut.status, 429, "{}", cut.body);
+    assert!(cut.body.contains("too many failed credential checks"), "{}", cut.body);
+    assert_eq!(
+        request_with(addr, "GET", "/api/faults", &good, None).await.status,
+        200,
+        "the known token passes"
+    );
+    h.stop().await.unwrap();
+}
