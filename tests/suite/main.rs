@@ -11,6 +11,7 @@ mod dashboard;
 mod experiments;
 mod faults;
 mod forward_fluent_logger;
+mod fuzz;
 mod live;
 mod mesh;
 mod monitoring;

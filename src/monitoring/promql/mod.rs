@@ -111,9 +111,15 @@ pub(super) fn unsupported(construct: impl Into<String>) -> PromqlError {
     PromqlError::Unsupported { construct: construct.into() }
 }
 
-/// Parses PromQL text into an AST (no support check; see [`check_supported`]).
+/// Parses PromQL text into an AST (no support check; see [`check_supported`]). promql-parser 0.11 panics on
+/// a number used as a duration that does not fit one (`up offset 1e20`, `up[1e999]`, `up offset NaN`, found
+/// by `fuzz::promql`): that panic is caught and reported as a parse error.
 pub fn parse(expr: &str) -> Result<Expr, PromqlError> {
-    promql_parser::parser::parse(expr).map_err(|reason| PromqlError::Parse { expr: expr.to_string(), reason })
+    std::panic::catch_unwind(|| promql_parser::parser::parse(expr))
+        .unwrap_or_else(
+            |_| Err("the parser failed on this expression (a duration out of range?)".to_string()),
+        )
+        .map_err(|reason| PromqlError::Parse { expr: expr.to_string(), reason })
 }
 
 /// Refuses any construct the evaluator does not implement, naming it.
