@@ -153,6 +153,9 @@ impl Dataset {
                 DatasetError::Csv { file: file.clone(), source: e }
             }
         };
+        // Lines are counted here: the csv crate's own count falls one behind after each CRLF.
+        let breaks = std::rc::Rc::new(std::cell::RefCell::new(LineBreaks::default()));
+        let r = CountLines { inner: r, breaks: breaks.clone() };
         let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(r);
         let header = reader.byte_headers().map_err(csv_error)?.clone();
         if header.is_empty() {
@@ -166,7 +169,7 @@ impl Dataset {
         let mut total = 0;
         let mut record = csv::ByteRecord::new();
         while reader.read_byte_record(&mut record).map_err(csv_error)? {
-            let line = record.position().map_or(0, csv::Position::line);
+            let line = record.position().map_or(0, |p| breaks.borrow().line_of(p.byte()));
             match validate_row(line, &record, header.len(), &columns) {
                 Ok(row) if total == 0 => rows.push(row),
                 Ok(_) => {}
@@ -231,6 +234,47 @@ fn column_indexes(header: &csv::ByteRecord) -> Result<[usize; 4], String> {
     match found {
         [Some(d), Some(h), Some(t), Some(ts)] if complaints.is_empty() => Ok([d, h, t, ts]),
         _ => Err(format!("{} (expected exactly {} in any order)", complaints.join("; "), COLUMNS.join(", "))),
+    }
+}
+
+/// Where the lines of a CSV stream break, as the csv crate breaks records: at `\n`, `\r\n` and a lone
+/// `\r`. Eight bytes per line, for as long as the file is read.
+#[derive(Debug, Default)]
+struct LineBreaks {
+    /// Byte offsets of each line break (the `\r` of a `\r\n`).
+    at: Vec<u64>,
+    /// The byte before the current read, to tell `\r\n` from two breaks.
+    last: u8,
+    /// Bytes read so far.
+    offset: u64,
+}
+
+impl LineBreaks {
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: u64) -> u64 {
+        self.at.partition_point(|&b| b < offset) as u64 + 1
+    }
+}
+
+/// A reader that notes every line break it passes on.
+struct CountLines<R> {
+    inner: R,
+    breaks: std::rc::Rc<std::cell::RefCell<LineBreaks>>,
+}
+
+impl<R: std::io::Read> std::io::Read for CountLines<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut b = self.breaks.borrow_mut();
+        let base = b.offset;
+        for (i, &byte) in buf[..n].iter().enumerate() {
+            if byte == b'\r' || (byte == b'\n' && b.last != b'\r') {
+                b.at.push(base + i as u64);
+            }
+            b.last = byte;
+        }
+        b.offset += n as u64;
+        Ok(n)
     }
 }
 

@@ -88,12 +88,35 @@ pub fn parse(text: &str, format: Format, origin: &Path) -> Result<Value, LoadErr
             column: e.column(),
             message: strip_position(&e.to_string()),
         }),
-        Format::Yaml => serde_norway::from_str(text).map_err(|e| LoadError::Yaml {
-            path: origin.to_path_buf(),
-            location: e.location().map(|l| (l.line(), l.column())),
-            message: strip_position(&e.to_string()),
+        Format::Yaml => serde_norway::from_str(text).map_err(|e| {
+            let message = strip_position(&e.to_string());
+            // The parser gives no place for a second document; it starts where the text leaves the first
+            // one's indentation (or at a `---`), usually an indentation mistake.
+            let (location, message) = match e.location() {
+                Some(l) => (Some((l.line(), l.column())), message),
+                None if message.contains("more than one document") => match second_document_line(text) {
+                    Some(line) => (
+                        Some((line, 1)),
+                        format!("{message}: a second document starts here (check this line's indentation)"),
+                    ),
+                    None => (None, message),
+                },
+                None => (None, message),
+            };
+            LoadError::Yaml { path: origin.to_path_buf(), location, message }
         }),
     }
+}
+
+/// The 1-based line where a YAML text's second document starts: a `---` after content, or the first
+/// content line indented less than the first one.
+fn second_document_line(text: &str) -> Option<usize> {
+    let content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut lines = text.lines().enumerate().filter(|(_, l)| content(l));
+    let (_, first) = lines.next()?;
+    let base = indent(first);
+    lines.find(|(_, l)| l.starts_with("---") || indent(l) < base).map(|(i, _)| i + 1)
 }
 
 /// Drops the " at line L column C" both parsers append, since the error prints its own position.
