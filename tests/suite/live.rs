@@ -496,6 +496,16 @@ async fn occupied_mqtt_port_is_named_in_the_error() {
     assert!(!out.exists(), "nothing may be written when a port is taken");
 }
 
+fn spawn_mosquitto(program: &Path, conf: &Path) -> std::process::Child {
+    std::process::Command::new(program)
+        .arg("-c")
+        .arg(conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A Mosquitto process killed when the guard drops (also when the test fails).
 struct Mosquitto {
     child: std::process::Child,
@@ -514,13 +524,7 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
         )
         .unwrap();
-        let child = std::process::Command::new(program)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn_mosquitto(program, &conf);
         let mut guard = Mosquitto { child, url: BrokerUrl { host: "127.0.0.1".into(), port }, _dir: dir };
         eventually("mosquitto to listen", async || {
             assert!(guard.child.try_wait().unwrap().is_none(), "mosquitto exited early");
@@ -536,14 +540,7 @@ impl Mosquitto {
     async fn restart(&mut self, program: &Path) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let conf = self._dir.path().join("mosquitto.conf");
-        self.child = std::process::Command::new(program)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        self.child = spawn_mosquitto(program, &self._dir.path().join("mosquitto.conf"));
         let port = self.url.port;
         eventually("mosquitto to listen again", async || {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop)
