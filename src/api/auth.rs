@@ -611,56 +611,6 @@ pub async fn require_auth(State(creds): State<Arc<Credentials>>, mut req: Reques
     }
 }
 
-/// What guards the order API's destructive routes: the control plane's credentials, or the key the
-/// run's own services (ORDER-UPDATER) present.
-pub struct OrderGuard {
-    /// The control plane's users and tokens.
-    pub credentials: Arc<Credentials>,
-    /// The run's service key.
-    pub service_key: String,
-}
-
-/// `DELETE /orders` (wipes the table) and `PUT /orders/{id}` (sets any state) need credentials — a
-/// foreign page that reaches the port, or a careless client, cannot wipe or rewrite the orders; reads
-/// and creates stay open (the order API is the system under test). `--open-order-api` lifts it.
-pub async fn guard_order_writes(State(guard): State<Arc<OrderGuard>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path();
-    let destructive = (req.method() == axum::http::Method::DELETE && path.trim_end_matches('/') == "/orders")
-        || (req.method() == axum::http::Method::PUT
-            && path.strip_prefix("/orders/").is_some_and(|id| !id.is_empty() && !id.contains('/')));
-    if !destructive {
-        return next.run(req).await;
-    }
-    let service = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| constant_time_eq(key.as_bytes(), guard.service_key.as_bytes()));
-    if service {
-        return next.run(req).await;
-    }
-    require_auth(State(guard.credentials.clone()), req, next).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// [`require_auth`] for the ingestion webhook only (`POST /alerts`): with `--credentials` a forged alert
-/// needs them too, as the control plane does; every other path passes through.
-pub async fn require_auth_on_alerts(
-    State(creds): State<Arc<Credentials>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if req.uri().path() == "/alerts" {
-        require_auth(State(creds), req, next).await
-    } else {
-        next.run(req).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

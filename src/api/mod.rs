@@ -10,10 +10,14 @@
 //! - `GET /api/orders/invariants` — the order services' invariants, checked now; and the order API itself
 //!   (`/orders/`, `/create_order`, `/list_orders`, `/docs`, …) when the flow runs it.
 //!
-//! The router is also usable in-process (tower `oneshot`), which is how sim-mode tools query it.
+//! The router is also usable in-process (tower `oneshot`), which is how sim-mode tools query it. Around
+//! it in a live run: [`catch_panics`] (a handler's panic is a 500), [`loopback_hosts_only`] (no DNS
+//! rebinding), [`guards`] (order writes, the alerts webhook) and [`auth`]'s control-plane credentials
+//! with [`limiter`]'s bound on failed checks.
 
 pub mod auth;
 pub mod control;
+pub mod guards;
 pub mod limiter;
 pub mod mesh;
 pub mod query;

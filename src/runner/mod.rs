@@ -377,10 +377,10 @@ impl Run {
         let app = if self.open_order_api {
             app
         } else {
-            let guard = crate::api::auth::OrderGuard { credentials: credentials.clone(), service_key };
+            let guard = crate::api::guards::OrderGuard { credentials: credentials.clone(), service_key };
             app.layer(axum::middleware::from_fn_with_state(
                 Arc::new(guard),
-                crate::api::auth::guard_order_writes,
+                crate::api::guards::guard_order_writes,
             ))
         };
         // With --credentials, what would let a forged incident in (an alert, a log line) needs them too.
@@ -388,7 +388,7 @@ impl Run {
         let app = match &ingest_auth {
             Some(creds) => app.layer(axum::middleware::from_fn_with_state(
                 creds.clone(),
-                crate::api::auth::require_auth_on_alerts,
+                crate::api::guards::require_auth_on_alerts,
             )),
             None => app,
         };
