@@ -122,12 +122,12 @@ impl Problems {
         r.map_err(|e| self.0.push(e)).ok()
     }
 
-    /// `Ok(value)` when nothing was recorded.
-    pub fn finish<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
-        match (self.0.is_empty(), value()) {
-            (true, Some(v)) => Ok(v),
-            (_, _) if !self.0.is_empty() => Err(ApiError::Invalid(self.0)),
-            _ => Err(ApiError::Internal("validation produced no value and no error".into())),
+    /// `Ok(value)` when nothing was recorded, else every problem.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            _ if !self.0.is_empty() => Err(ApiError::Invalid(self.0)),
+            Some(v) => Ok(v),
+            None => Err(ApiError::Internal("validation produced no value and no error".into())),
         }
     }
 }

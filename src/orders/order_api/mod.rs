@@ -201,9 +201,9 @@ const ROUTES: [(&str, &str); 8] = [
     ("/orders", "DELETE"),
 ];
 
-/// The route `path` matches, if any.
-fn route_of(path: &str) -> Option<&'static str> {
-    ROUTES.iter().map(|(r, _)| *r).find(|r| match r.strip_suffix("{id}") {
+/// The route `path` matches, if any, with its methods.
+fn route_of(path: &str) -> Option<&'static (&'static str, &'static str)> {
+    ROUTES.iter().find(|(r, _)| match r.strip_suffix("{id}") {
         Some(prefix) => path.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && !rest.contains('/')),
         None => path == *r,
     })
@@ -230,8 +230,7 @@ fn router(state: Api) -> Router {
 /// of the first route on that path. (Routes without GET have no HEAD either: FastAPI adds HEAD only to
 /// its own documentation routes.)
 async fn method_not_allowed(uri: Uri) -> Response {
-    let allow =
-        route_of(uri.path()).and_then(|r| ROUTES.iter().find(|(p, _)| *p == r)).map_or("GET", |(_, a)| a);
+    let allow = route_of(uri.path()).map_or("GET", |(_, allow)| allow);
     let mut resp = errors::detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".into());
     resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
@@ -317,7 +316,7 @@ fn listing(
         // The HTML listing ignores a state that is not one of the five, as the original does.
         Some(s) => OrderState::ALL.into_iter().find(|st| st.as_str() == s),
     };
-    problems.finish(|| Some((state, skip, limit.min(MAX_PAGE))))
+    problems.finish(Some((state, skip, limit.min(MAX_PAGE))))
 }
 
 /// The most orders one listing returns.
@@ -336,7 +335,7 @@ async fn list_json(
 async fn get_json(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
     let mut problems = Problems::default();
     let id = request::order_id(&id, &mut problems);
-    let id = problems.finish(|| id)?;
+    let id = problems.finish(id)?;
     api.orders
         .db(IoMethod::Read, "orders", |s| async move { s.get(id).await })
         .await?
@@ -389,9 +388,7 @@ async fn create_from_form(State(api): State<Api>, req: Request) -> Result<Html<S
 }
 
 async fn read_form(req: Request) -> Result<BTreeMap<String, String>, ApiError> {
-    let essence =
-        content_type(req.headers()).unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.as_str() {
+    match request::media_type(content_type(req.headers()).unwrap_or("")).as_str() {
         "application/x-www-form-urlencoded" => {
             let bytes =
                 axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::TooLarge)?;

@@ -31,11 +31,15 @@ pub enum Body {
     Raw(String),
 }
 
+/// A content type's `type/subtype`, lower-case, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 /// Whether FastAPI parses a body of this content type as JSON.
 pub fn is_json(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type.map(str::trim).filter(|c| !c.is_empty()) else { return true };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match essence.split_once('/') {
+    match media_type(ct).split_once('/') {
         Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
         _ => false,
     }
@@ -87,12 +91,12 @@ pub fn new_order(body: &Body, mut problems: Problems) -> Result<NewOrder, ApiErr
         Ok(m) => m,
         Err(e) => {
             problems.0.push(e);
-            return problems.finish(|| None);
+            return problems.finish(None);
         }
     };
     let get = |name: &str| member(members, name).map(Given::Json);
     let order = read_order(&mut problems, get, || object_json(members));
-    problems.finish(|| order)
+    problems.finish(order)
 }
 
 /// The `/create_order` form's fields (already decoded; an empty value counts as missing).
@@ -100,7 +104,7 @@ pub fn form_order(form: &BTreeMap<String, String>) -> Result<NewOrder, ApiError>
     let mut problems = Problems::default();
     let get = |name: &str| form.get(name).filter(|v| !v.is_empty()).map(|v| Given::Text(v));
     let order = read_order(&mut problems, get, || Value::Null);
-    problems.finish(|| order)
+    problems.finish(order)
 }
 
 fn read_order<'a>(
@@ -139,7 +143,7 @@ pub fn new_state(body: &Body, mut problems: Problems) -> Result<OrderState, ApiE
             None
         }
     };
-    problems.finish(|| state)
+    problems.finish(state)
 }
 
 /// The path's `order_id`.
