@@ -39,6 +39,11 @@ enum Command {
     Run(Box<RunArgs>),
     /// Run the SPARK k-means job once over the records a run stored.
     Kmeans(KmeansArgs),
+    /// The logical files of a run's HADOOP store: list, print, export as real files.
+    Hdfs {
+        #[command(subcommand)]
+        command: cli::hdfs::HdfsCommand,
+    },
     /// OCTILLERY on its own: place orders against any order API.
     Load(LoadArgs),
     /// Synthetic datasets and dataset checks.
@@ -326,6 +331,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50_000)]
         messages: u64,
     },
+    /// HADOOP's writes in each layout, and SPARK end to end against scikit-learn's fit.
+    Store {
+        /// Records written (segments) and clustered.
+        #[arg(long, default_value_t = 200_000)]
+        records: usize,
+        /// Records written in the one-file-per-record layout (file creation is slow).
+        #[arg(long, default_value_t = 50_000)]
+        files_records: usize,
+    },
     /// Order API requests per second (live, real HTTP) and orders per wall second end to end (sim).
     Orders {
         /// POST /orders/ requests in the live run.
@@ -360,6 +374,7 @@ fn main() -> ExitCode {
         Command::Mesh { command } => Some(cli::mesh::execute(command)),
         Command::Campaign { command } => Some(cli::campaign::execute(command)),
         Command::Serve(a) => Some(cli::serve::execute(a)),
+        Command::Hdfs { command } => Some(cli::hdfs::execute(command).map(|()| ExitCode::SUCCESS)),
         Command::Auth { command: AuthCommand::Hash } => Some(cli::fault::hash_from_stdin()),
         command => {
             if let Err(e) = execute(Cli { command }) {
@@ -434,6 +449,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         | Command::Mesh { .. }
         | Command::Campaign { .. }
         | Command::Serve(_)
+        | Command::Hdfs { .. }
         | Command::Auth { .. } => {
             unreachable!("handled in main")
         }
@@ -601,6 +617,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders } } => {
             chaoslab::bench::orders(requests, concurrency, sim_orders.max(1))
+        }
+        Command::Bench { command: BenchCommand::Store { records, files_records } } => {
+            chaoslab::bench::store::run(records.max(2), files_records)
         }
         Command::Bench { command: BenchCommand::Mining { events, sim_for } } => {
             chaoslab::bench::mining::run(events.max(1), sim_for)

@@ -4,6 +4,7 @@
 pub mod campaign;
 pub mod experiment;
 pub mod fault;
+pub mod hdfs;
 pub mod mesh;
 pub mod progress;
 pub mod serve;
@@ -38,7 +39,8 @@ pub struct PipelineArgs {
     /// Sensor CSV in GNFUV format (device_id,humidity,temperature,time).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
-    /// Override the sensor's publish interval in milliseconds (0 = as fast as possible).
+    /// Override the sensor's publish interval in milliseconds (0 = as fast as possible; in sim, 64 records per
+    /// virtual millisecond).
     #[arg(long)]
     pub rate_ms: Option<u64>,
     /// What the trace records: every record at every hop, or only lifecycle events (states, faults, drops, windows).
@@ -68,6 +70,10 @@ pub struct PipelineArgs {
     /// Run the IoT path only, without the order services.
     #[arg(long)]
     pub no_orders: bool,
+    /// How HADOOP keeps its records: segments (append-only segment files, the default) or files (one real
+    /// file per record, as NiFi's PutHDFS writes them).
+    #[arg(long, value_enum)]
+    pub hdfs_layout: Option<chaoslab::sinks::file_store::Layout>,
     /// Run the order services on a real Kafka cluster (host:port,…) instead of the embedded bus (needs the
     /// `kafka` build feature).
     #[arg(long)]
@@ -108,6 +114,9 @@ impl PipelineArgs {
         }
         if let Some(p) = self.poison {
             flow.configure::<FraudDetectorConfig>(|d| d.poison = p);
+        }
+        if let Some(layout) = self.hdfs_layout {
+            flow.configure::<chaoslab::sinks::file_store::FileStoreConfig>(|s| s.layout = layout);
         }
         if let Some(servers) = &self.kafka_brokers {
             flow.configure::<KafkaClusterConfig>(|k| k.bootstrap = Some(servers.clone()));

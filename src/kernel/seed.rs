@@ -55,11 +55,22 @@ impl SharedRng {
     pub fn uuid(&self) -> Uuid {
         uuid_from(&mut self.lock())
     }
+
+    /// A time-ordered (version 7 layout) UUID for `unix_ms`, its random bits drawn from this stream.
+    pub fn uuid_v7(&self, unix_ms: u64) -> Uuid {
+        uuid_v7_from(&mut self.lock(), unix_ms)
+    }
 }
 
 /// A random (version 4 layout) UUID drawn from `rng`.
 pub fn uuid_from(rng: &mut Rng) -> Uuid {
     uuid::Builder::from_random_bytes(rng.r#gen()).into_uuid()
+}
+
+/// A time-ordered (version 7 layout) UUID for `unix_ms` (the caller's clock) with random bits from `rng`:
+/// ids made later sort later, so an index keyed by them grows at its end.
+pub fn uuid_v7_from(rng: &mut Rng, unix_ms: u64) -> Uuid {
+    uuid::Builder::from_unix_timestamp_millis(unix_ms, &rng.r#gen()).into_uuid()
 }
 
 #[cfg(test)]
@@ -76,6 +87,15 @@ mod tests {
         assert_eq!(a1, a2);
         assert_ne!(a1, b);
         assert_ne!(a1, other);
+    }
+
+    #[test]
+    fn v7_uuids_sort_by_their_time_and_follow_the_seed() {
+        let x = Seed(1).shared_stream("ids");
+        let ids: Vec<Uuid> = [1_000, 1_001, 5_000, 5_000_000].iter().map(|&ms| x.uuid_v7(ms)).collect();
+        assert!(ids.windows(2).all(|w| w[0].to_string() < w[1].to_string()), "{ids:?}");
+        assert_eq!(ids[0].get_version_num(), 7);
+        assert_eq!(ids[0], Seed(1).shared_stream("ids").uuid_v7(1_000));
     }
 
     #[test]

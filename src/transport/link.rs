@@ -588,6 +588,32 @@ impl LinkReceiver<'_> {
         }
     }
 
+    /// The next message if one is due now, without waiting (for taking what is queued in a batch).
+    pub fn try_recv(&mut self) -> Option<Envelope> {
+        if self.link.is_held() {
+            return None;
+        }
+        let st = &mut *self.state;
+        if st.heap.is_empty() {
+            match st.rx.try_recv() {
+                Ok(item) if item.due.is_none() => return Some(self.link.delivered(item)),
+                Ok(item) => st.heap.push(Reverse(item)),
+                Err(_) => return None,
+            }
+        }
+        while let Ok(item) = st.rx.try_recv() {
+            st.heap.push(Reverse(item));
+        }
+        let now = Instant::now();
+        match st.heap.peek() {
+            Some(Reverse(top)) if top.due.is_none_or(|due| due <= now) => {
+                let Reverse(item) = st.heap.pop()?;
+                Some(self.link.delivered(item))
+            }
+            _ => None,
+        }
+    }
+
     /// The next message in due-time order; `None` when every sender is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Envelope> {
         let st = &mut *self.state;

@@ -153,6 +153,59 @@ fn sim_needs_a_duration() {
 }
 
 #[test]
+fn both_hdfs_layouts_store_the_same_files_and_hdfs_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |layout: &str| {
+        let out = dir.path().join(layout);
+        let args = ["run", "--sim", "--seed", "3", "--for", "2m", "--no-orders", "--hdfs-layout", layout];
+        let o = chaoslab(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        out
+    };
+    let (segments, files) = (run("segments"), run("files"));
+    let real = crate::common::tree(&files.join("hdfs/nifi"));
+    assert!(real.len() > 100, "{}", real.len());
+    assert!(real.iter().all(|(p, _)| p.ends_with(".json")), "one real file per record");
+    let packed = crate::common::tree(&segments.join("hdfs/nifi"));
+    assert!(
+        packed.len() < 5,
+        "a few segment files and the namespace: {:?}",
+        packed.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+
+    let export = dir.path().join("export");
+    let e = chaoslab(&["hdfs", "export", segments.to_str().unwrap(), "--to", export.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e.stderr));
+    assert_eq!(crate::common::tree(&export), real, "the same paths and bytes as the reference layout");
+
+    let ls = chaoslab(&["hdfs", "ls", segments.to_str().unwrap()]);
+    assert!(ls.status.success(), "{}", text(&ls.stderr));
+    let listed: Vec<(String, String)> = text(&ls.stdout)
+        .lines()
+        .map(|l| {
+            let (size, path) = l.trim_start().split_once(' ').unwrap();
+            (path.to_string(), size.to_string())
+        })
+        .collect();
+    assert_eq!(listed.len(), real.len());
+    assert!(text(&ls.stderr).contains(&format!("{} files", real.len())), "{}", text(&ls.stderr));
+    let (path, bytes) = &real[7];
+    assert!(listed.contains(&(path.clone(), bytes.len().to_string())), "{path} listed with its size");
+    let cat = chaoslab(&["hdfs", "cat", segments.to_str().unwrap(), path]);
+    assert!(cat.status.success(), "{}", text(&cat.stderr));
+    assert_eq!(&cat.stdout, bytes);
+    let missing = chaoslab(&["hdfs", "cat", segments.to_str().unwrap(), "2020-02-21/none.json"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("2020-02-21/none.json: no such file"),
+        "{}",
+        text(&missing.stderr)
+    );
+    let again = chaoslab(&["hdfs", "export", segments.to_str().unwrap(), "--to", export.to_str().unwrap()]);
+    assert!(text(&again.stderr).contains("is not empty"), "{}", text(&again.stderr));
+}
+
+#[test]
 fn kmeans_on_demand_over_a_finished_run() {
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().to_str().unwrap();
@@ -161,8 +214,11 @@ fn kmeans_on_demand_over_a_finished_run() {
     assert!(k.status.success(), "{}", text(&k.stderr));
     let report: serde_json::Value = serde_json::from_slice(&k.stdout).unwrap();
     assert_eq!(report["result"]["k"], 2);
-    // As many files as HADOOP stored: counted on disk, not taken from the program.
-    let stored = crate::common::tree(&dir.path().join("hdfs")).len();
+    // As many files as HADOOP stored: exported as real files and counted on disk.
+    let export = dir.path().join("export");
+    let e = chaoslab(&["hdfs", "export", o, "--to", export.to_str().unwrap()]);
+    assert!(e.status.success(), "{}", text(&e.stderr));
+    let stored = crate::common::tree(&export).len();
     assert!(stored > 100, "a 3-minute run stores a record a second: {stored}");
     assert_eq!(report["files"], stored);
     let again = chaoslab(&["kmeans", "--out", o, "--k", "2", "--seed", "1"]);

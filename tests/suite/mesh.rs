@@ -834,18 +834,17 @@ fn io_mistakes_write_wrong_bytes_into_hadoop() {
     // Files written while the mistake was in force hold zero bytes; the others are JSON.
     let mut bad = 0;
     let mut good = 0;
-    for day in std::fs::read_dir(out.join("hdfs/nifi")).unwrap() {
-        for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            let bytes = std::fs::read(f.unwrap().path()).unwrap();
-            if bytes.contains(&0) {
-                assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_err());
-                bad += 1;
-            } else {
-                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
-                good += 1;
-            }
+    chaoslab::sinks::file_store::read::walk(&out.join("hdfs/nifi"), &mut |_, bytes| {
+        let bytes = bytes.unwrap();
+        if bytes.contains(&0) {
+            assert!(serde_json::from_slice::<serde_json::Value>(bytes).is_err());
+            bad += 1;
+        } else {
+            serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+            good += 1;
         }
-    }
+    })
+    .unwrap();
     assert!(bad >= 30 && good >= 60, "{bad} mangled, {good} intact");
 }
 

@@ -20,6 +20,8 @@ use rand_xoshiro::rand_core::SeedableRng;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::sinks::file_store::read;
+
 /// How many `"path: reason"` lines a [`StoreScan`] keeps; further skips are only counted.
 pub const MAX_PROBLEMS: usize = 10;
 
@@ -78,9 +80,9 @@ impl Default for FitParams {
 /// What [`scan_store`] found. Every record file is counted once: `files == points.len() + skipped`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StoreScan {
-    /// `[humidity, temperature]` of the usable records, in sorted path order.
+    /// `[humidity, temperature]` of the usable records, in the store's reading order.
     pub points: Vec<[f64; 2]>,
-    /// Number of `*.json` record files found.
+    /// Number of records found.
     pub files: usize,
     /// Records that gave no point (not JSON, a value missing or not castable to a number, file vanished).
     pub skipped: usize,
@@ -97,53 +99,28 @@ impl StoreScan {
     }
 }
 
-/// Reads every `*.json` under `root` recursively in sorted path order (determinism), Spark-style: a record
-/// whose humidity or temperature does not cast to a number is skipped and counted, never an error. Values
-/// may be JSON numbers or strings holding a number (surrounding whitespace allowed); fractional values are
-/// kept, not truncated as Spark's `cast("int")` would. A missing root gives an empty scan, and a file or day
-/// directory that vanishes while scanning is skipped; any other I/O failure is an error naming the path.
+/// Reads every record of the store at `root`, in either layout, in a fixed order (determinism; see
+/// [`read::walk`]): Spark-style, a record whose humidity or temperature does not cast to a number is skipped
+/// and counted, never an error. Values may be JSON numbers or strings holding a number (surrounding
+/// whitespace allowed); fractional values are kept, not truncated as Spark's `cast("int")` would. A missing
+/// root gives an empty scan, a file that vanishes or a frame that is torn while scanning is skipped; any
+/// other I/O failure is an error naming the path.
 pub fn scan_store(root: &Path) -> Result<StoreScan, KMeansError> {
-    let mut paths = Vec::new();
-    collect_json_files(root, &mut paths)?;
-    paths.sort();
-
-    let mut scan = StoreScan { files: paths.len(), ..StoreScan::default() };
-    for path in &paths {
-        match fs::read(path) {
-            Ok(bytes) => match parse_record(&bytes) {
-                Ok(point) => scan.points.push(point),
-                Err(reason) => scan.skip(path, &reason),
-            },
-            Err(err) if err.kind() == io::ErrorKind::NotFound => scan.skip(path, "vanished while scanning"),
-            Err(source) => return Err(KMeansError::Io { action: "read", path: path.clone(), source }),
+    let mut scan = StoreScan::default();
+    read::walk(root, &mut |path, bytes| {
+        scan.files += 1;
+        match bytes.and_then(parse_record) {
+            Ok(point) => scan.points.push(point),
+            Err(reason) => scan.skip(path, &reason),
         }
-    }
+    })
+    .map_err(|source| KMeansError::Io { action: "read", path: root.to_path_buf(), source })?;
     if scan.skipped > 0 {
         tracing::info!(root = %root.display(), files = scan.files, skipped = scan.skipped,
             first = ?scan.problems.first(), "k-means store scan skipped unusable records");
     }
     tracing::debug!(root = %root.display(), files = scan.files, points = scan.points.len(), "k-means store scanned");
     Ok(scan)
-}
-
-/// Appends the `*.json` files under `dir` (recursively, symlinked directories not followed) to `out`.
-fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), KMeansError> {
-    let io_err = |path: &Path, source| KMeansError::Io { action: "list", path: path.to_path_buf(), source };
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(io_err(dir, source)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|source| io_err(dir, source))?;
-        let path = entry.path();
-        if entry.file_type().map_err(|source| io_err(&path, source))?.is_dir() {
-            collect_json_files(&path, out)?;
-        } else if path.extension().is_some_and(|ext| ext == "json") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// `[humidity, temperature]` of one record file, or why it has none.
