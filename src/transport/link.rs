@@ -259,7 +259,27 @@ pub struct Link {
 
 struct LinkReceiverState {
     rx: mpsc::Receiver<Item>,
+    /// Messages taken off the channel, in due-time order; at most `capacity` of them, so a receiver
+    /// that falls behind pushes back on its senders instead of queueing without limit.
     heap: BinaryHeap<Reverse<Item>>,
+    capacity: usize,
+}
+
+impl LinkReceiverState {
+    /// Room for one more message in the heap.
+    fn has_room(&self) -> bool {
+        self.heap.len() < self.capacity
+    }
+
+    /// Moves what is queued on the channel into the heap, while it has room.
+    fn take_queued(&mut self) {
+        while self.has_room() {
+            match self.rx.try_recv() {
+                Ok(item) => self.heap.push(Reverse(item)),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 /// Why [`Link::gate`] refused a request.
@@ -315,7 +335,7 @@ impl Link {
             to: to.to_string(),
             state: Mutex::new(state),
             tx,
-            rx: AsyncMutex::new(LinkReceiverState { rx, heap: BinaryHeap::new() }),
+            rx: AsyncMutex::new(LinkReceiverState { rx, heap: BinaryHeap::new(), capacity: capacity.max(1) }),
             src_up,
             dest_up,
             counters,
@@ -365,6 +385,7 @@ impl Link {
 
     /// Holds (true) or releases (false) delivery: while held, messages queue in the link (their delays
     /// run on) and are delivered in order once released, as a paused process finds its socket backlog.
+    /// As with a socket, the backlog is bounded (twice the link's capacity): then senders wait.
     pub fn set_hold(&self, hold: bool) {
         self.held.store(hold, Ordering::SeqCst);
         if self.hold.send_replace(hold) != hold {
@@ -601,9 +622,7 @@ impl LinkReceiver<'_> {
                 Err(_) => return None,
             }
         }
-        while let Ok(item) = st.rx.try_recv() {
-            st.heap.push(Reverse(item));
-        }
+        st.take_queued();
         let now = Instant::now();
         match st.heap.peek() {
             Some(Reverse(top)) if top.due.is_none_or(|due| due <= now) => {
@@ -619,11 +638,12 @@ impl LinkReceiver<'_> {
         let st = &mut *self.state;
         loop {
             if self.link.is_held() {
-                // Keep taking what arrives, so senders are not blocked by a full channel meanwhile.
+                // Keep taking what arrives up to the receiver's room, so senders block only once both
+                // the channel and the heap are full (as a paused process's socket buffers fill).
                 tokio::select! {
                     biased;
                     _ = self.link.wait_released() => {}
-                    item = st.rx.recv(), if !st.rx.is_closed() => {
+                    item = st.rx.recv(), if !st.rx.is_closed() && st.has_room() => {
                         if let Some(item) = item {
                             st.heap.push(Reverse(item));
                         }
@@ -638,9 +658,7 @@ impl LinkReceiver<'_> {
                     Err(_) => {}
                 }
             }
-            while let Ok(item) = st.rx.try_recv() {
-                st.heap.push(Reverse(item));
-            }
+            st.take_queued();
             let now = Instant::now();
             if let Some(Reverse(top)) = st.heap.peek()
                 && top.due.is_none_or(|due| due <= now)
@@ -651,7 +669,7 @@ impl LinkReceiver<'_> {
             let next_due = st.heap.peek().and_then(|Reverse(i)| i.due);
             tokio::select! {
                 biased;
-                item = st.rx.recv() => match item {
+                item = st.rx.recv(), if st.has_room() => match item {
                     Some(item) => st.heap.push(Reverse(item)),
                     None => match next_due {
                         Some(due) => tokio::time::sleep_until(due).await,
@@ -715,6 +733,37 @@ mod tests {
             assert_eq!(rx.recv().await.unwrap().payload, format!("{i}"));
         }
         assert_eq!(l.stats().delivered, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receiver_that_falls_behind_pushes_back_instead_of_queueing_without_limit() {
+        // A hold fills the receiver's side first; then the sender runs far ahead of a slow receiver.
+        let l = link(true);
+        l.set_hold(true);
+        let sender = {
+            let l = l.clone();
+            tokio::spawn(async move {
+                for i in 0..10_000 {
+                    l.send(msg(i)).await;
+                }
+            })
+        };
+        let mut rx = l.receiver().await;
+        let held = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
+        assert!(held.is_err(), "a held link delivered");
+        // The link's queue plus the receiver's side (two capacities) and the one the sender waits to
+        // hand over; not the 10 000 sent.
+        assert_eq!(l.in_flight(), 129);
+        l.set_hold(false);
+        for i in 0..10_000 {
+            assert_eq!(rx.recv().await.unwrap().payload, format!("{i}"));
+            assert!(l.in_flight() <= 129, "{} in flight after {i}", l.in_flight());
+            if i % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        sender.await.unwrap();
+        assert_eq!(l.stats().delivered, 10_000);
     }
 
     #[tokio::test(start_paused = true)]
