@@ -186,8 +186,11 @@ fn rumqttd_config(cfg: &EmbeddedConfig, addr: SocketAddr, v5: SocketAddr) -> Con
         router: RouterConfig {
             max_connections: cfg.max_connections,
             max_outgoing_packet_count: 200,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
+            // rumqttd keeps what was published to a topic in a commit log of segments, in memory: 8 MiB
+            // of it per topic (a subscriber further behind skips ahead, as a QoS 0 queue overflows in
+            // Mosquitto), not the 1 GB 100 MiB × 10 would let a fast publisher fill.
+            max_segment_size: 1024 * 1024,
+            max_segment_count: 8,
             ..RouterConfig::default()
         },
         v4: Some(HashMap::from([("1".to_string(), server("chaoslab-mqtt-v4", addr))])),
