@@ -87,9 +87,11 @@ impl Producer {
             st.topic_changed(topic);
             self.bus.wake();
         }
+        let default_max = st.config.retention_bytes;
         let t = st.cluster.topic_mut(topic)?;
         let partition = partition.unwrap_or_else(|| t.choose_partition(key.as_deref()));
         let min_insync = t.config.min_insync_replicas;
+        let max_bytes = t.config.retention_bytes.or(default_max);
         let p = t.partition_mut(topic, partition)?;
         if p.leader.is_none() {
             return Err(BusError::LeaderNotAvailable { topic: topic.to_owned(), partition });
@@ -98,7 +100,7 @@ impl Producer {
             let isr = p.isr.len();
             return Err(BusError::NotEnoughReplicas { topic: topic.to_owned(), partition, isr, min_insync });
         }
-        let offset = p.log.append(key, value, timestamp_ms);
+        let offset = p.log.append(key, value, timestamp_ms, max_bytes);
         st.produced += 1;
         drop(st);
         self.bus.wake();
@@ -733,6 +735,25 @@ pub(crate) mod tests {
         late.assign(&[("t", 0)]);
         assert!(tokio::time::timeout(Duration::from_secs(1), late.poll(10)).await.is_err());
         assert_eq!(late.position("t", 0), Some(3), "latest: the high watermark");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn size_retention_bounds_every_partition_and_a_topic_may_set_its_own() {
+        let bus = Bus::new(BusConfig { retention_bytes: Some(1_000), ..BusConfig::default() });
+        let admin = bus.admin();
+        admin.create_topic("own", TopicConfig::new(1, 1).retention_bytes(10_000)).unwrap();
+        let producer = bus.producer("p", ProducerConfig::default());
+        for i in 0..200 {
+            // Auto-created topics take the bus's limit: 36 + 64 bytes a record, ten records.
+            producer.send("auto", None, None, text(&format!("{i:036}")), i).await.unwrap();
+            producer.send("own", None, None, text(&format!("{i:036}")), i).await.unwrap();
+        }
+        assert_eq!(admin.offsets("auto", 0).unwrap(), (190, 200));
+        assert_eq!(admin.offsets("own", 0).unwrap(), (100, 200));
+        let mut early = bus.consumer(ConsumerConfig::new("c", "g").earliest());
+        early.assign(&[("auto", 0)]);
+        let got = poll_for(&mut early).await;
+        assert_eq!(got.first().map(|r| r.offset), Some(190), "a new consumer starts at the log start");
     }
 
     #[tokio::test(start_paused = true)]

@@ -34,6 +34,9 @@ pub struct TopicConfig {
     ///
     /// [`Admin::enforce_retention`]: super::Admin::enforce_retention
     pub retention: Option<Duration>,
+    /// `retention.bytes`: most bytes a partition keeps (records deleted from the head on append); `None`
+    /// takes the bus's [`BusConfig::retention_bytes`](super::BusConfig::retention_bytes).
+    pub retention_bytes: Option<u64>,
     /// Replica list per partition (`--replica-assignment`); `None` spreads them round-robin over the live
     /// brokers. In a [`TopicDescription`] this always holds the current lists.
     pub replica_assignment: Option<Vec<Vec<u32>>>,
@@ -48,6 +51,7 @@ impl TopicConfig {
             replication_factor,
             min_insync_replicas: 1,
             retention: None,
+            retention_bytes: None,
             replica_assignment: None,
         }
     }
@@ -60,6 +64,11 @@ impl TopicConfig {
     /// The same with a retention time.
     pub fn retention(self, retention: Duration) -> Self {
         TopicConfig { retention: Some(retention), ..self }
+    }
+
+    /// The same with a size limit per partition.
+    pub fn retention_bytes(self, bytes: u64) -> Self {
+        TopicConfig { retention_bytes: Some(bytes), ..self }
     }
 
     /// The same with explicit replica lists, one per partition.

@@ -44,10 +44,19 @@ pub struct KafkaClusterConfig {
     /// How often the controller refreshes lag (and enforces retention).
     #[serde(default = "five_seconds", with = "humantime_serde")]
     pub lag_interval: Duration,
+    /// `log.retention.bytes` per partition of the embedded bus, whose logs are in memory: older records are
+    /// deleted from the head as the log passes it (a consumer left behind resets as `auto.offset.reset`
+    /// says). 0 keeps everything.
+    #[serde(default = "default_retention_bytes")]
+    pub retention_bytes: u64,
     /// Extra series of a topic's lag summed over partitions, `{consumergroup, topic}`, by metric name
     /// (the process-mining study captures `Lag_Input_Topic = "input"`).
     #[serde(default)]
     pub lag_series: BTreeMap<String, String>,
+}
+
+fn default_retention_bytes() -> u64 {
+    super::DEFAULT_RETENTION_BYTES
 }
 
 fn five_seconds() -> Duration {
@@ -74,6 +83,9 @@ pub struct TopicSection {
     /// Delete records older than this (Kafka's default is 7 days).
     #[serde(default, with = "humantime_serde")]
     pub retention: Option<Duration>,
+    /// `retention.bytes`: most bytes a partition keeps (default: the cluster's `retention_bytes`).
+    #[serde(default)]
+    pub retention_bytes: Option<u64>,
     /// Explicit replicas per partition (broker ids), as a partition reassignment writes them.
     #[serde(default)]
     pub replica_assignment: Option<Vec<Vec<u32>>>,
@@ -206,6 +218,7 @@ impl ComponentKind for KafkaClusterConfig {
         let bus = Bus::new(BusConfig {
             brokers: self.brokers,
             auto_create_topics: self.auto_create_topics,
+            retention_bytes: (self.retention_bytes > 0).then_some(self.retention_bytes),
             ..BusConfig::default()
         });
         let admin = bus.admin();
@@ -258,6 +271,9 @@ fn topic_config(t: &TopicSection) -> TopicConfig {
     let mut config = TopicConfig::new(t.partitions, t.replication_factor).min_insync(t.min_insync_replicas);
     if let Some(r) = t.retention {
         config = config.retention(r);
+    }
+    if let Some(b) = t.retention_bytes {
+        config = config.retention_bytes(b);
     }
     if let Some(a) = &t.replica_assignment {
         config = config.assignment(a.clone());

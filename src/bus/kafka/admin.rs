@@ -37,7 +37,7 @@ impl KafkaBus {
                 (Ok(_), None) => {}
             }
         }
-        let (min_insync_replicas, retention) = settings.unwrap_or((1, None));
+        let (min_insync_replicas, retention, retention_bytes) = settings.unwrap_or((1, None, None));
         let replication_factor = partitions
             .iter()
             .map(|p| p.replicas.len())
@@ -48,6 +48,7 @@ impl KafkaBus {
             replication_factor,
             min_insync_replicas,
             retention,
+            retention_bytes,
             replica_assignment: Some(partitions.iter().map(|p| p.replicas.clone()).collect()),
         };
         Ok(TopicDescription { name: topic.to_owned(), partitions, config })
@@ -101,7 +102,8 @@ impl KafkaBus {
 
     /// Creates a topic with the partitions, replication (factor or explicit lists), `min.insync.replicas`
     /// and retention of `config`; no retention becomes `retention.ms=-1` (keep everything, as in the
-    /// embedded bus), not the broker's default.
+    /// embedded bus), not the broker's default. `retention.bytes` is set only where `config` has it: a
+    /// real cluster keeps its logs on disk, so the embedded bus's default bound is not carried over.
     pub async fn create_topic(&self, name: &str, config: &TopicConfig) -> Result<(), BusError> {
         let invalid = |reason: String| BusError::InvalidTopicConfig { topic: name.to_owned(), reason };
         let partitions = i32::try_from(config.partitions)
@@ -120,9 +122,13 @@ impl KafkaBus {
         };
         let min_insync = config.min_insync_replicas.to_string();
         let retention = config.retention.map_or_else(|| "-1".to_owned(), |d| d.as_millis().to_string());
-        let topic = NewTopic::new(name, partitions, replication)
+        let retention_bytes = config.retention_bytes.map(|b| b.to_string());
+        let mut topic = NewTopic::new(name, partitions, replication)
             .set("min.insync.replicas", &min_insync)
             .set("retention.ms", &retention);
+        if let Some(bytes) = &retention_bytes {
+            topic = topic.set("retention.bytes", bytes);
+        }
         let options = admin_options();
         let operation = || format!("create topic `{name}`");
         let results =
@@ -274,6 +280,8 @@ impl KafkaBus {
             .and_then(|v| v.parse::<i64>().ok())
             .and_then(|ms| u64::try_from(ms).ok())
             .map(Duration::from_millis);
-        Some((min_insync, retention))
+        // -1 (Kafka's default) keeps everything.
+        let retention_bytes = value("retention.bytes").and_then(|v| v.parse::<u64>().ok());
+        Some((min_insync, retention, retention_bytes))
     }
 }

@@ -67,8 +67,9 @@ const ADMIN_CLIENT_ID: &str = "chaoslab-admin";
 /// DescribeConfigs is asked again.
 const SETTINGS_TTL: Duration = Duration::from_secs(30);
 
-/// `min.insync.replicas` and retention of a topic, `None` when they could not be read.
-type TopicSettings = Option<(u16, Option<Duration>)>;
+/// `min.insync.replicas`, `retention.ms` and `retention.bytes` of a topic, `None` when they could not be
+/// read.
+type TopicSettings = Option<(u16, Option<Duration>, Option<u64>)>;
 
 /// A handle on a Kafka cluster; cheap to clone, all clones share one admin client.
 #[derive(Clone)]

@@ -133,7 +133,7 @@ impl KafkaProducer {
                     .ok()
                     .and_then(|ps| ps.into_iter().find(|p| p.id == partition))
                     .map_or(0, |p| p.isr.len());
-                let min_insync = settings.map_or(0, |(n, _)| n);
+                let min_insync = settings.map_or(0, |(n, _, _)| n);
                 BusError::NotEnoughReplicas { topic: topic.to_owned(), partition, isr, min_insync }
             }
             _ => map_error(err, operation, topic, partition),

@@ -205,7 +205,10 @@ async fn describe_topic_reports_leaders_replicas_and_offline_partitions() {
         assert_eq!(highs, [1, 0, 2]);
         // The mock does not answer DescribeConfigs: the defaults stand in, and the failed read is
         // remembered instead of stalling every description for the request timeout.
-        assert_eq!((d.config.min_insync_replicas, d.config.retention), (1, None));
+        assert_eq!(
+            (d.config.min_insync_replicas, d.config.retention, d.config.retention_bytes),
+            (1, None, None)
+        );
         let started = Instant::now();
         bus.describe_topic("orders").await.unwrap();
         assert!(started.elapsed() < REQUEST_TIMEOUT / 2, "{:?}", started.elapsed());
