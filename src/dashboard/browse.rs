@@ -50,32 +50,40 @@ fn doc_time(run: &view::RunInfo, doc: &Value) -> Option<u64> {
 }
 
 pub(super) async fn search(State(d): State<Shared>, Query(s): Query<Search>) -> Response {
-    let Some(docs) = d.source.documents(&s.index) else {
-        return error(StatusCode::NOT_FOUND, format!("no index {:?}", s.index));
-    };
     let terms: Vec<(String, String)> = match parse_terms(s.q.as_deref().unwrap_or("")) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let run = d.source.run();
     let replay_at = s.at.filter(|_| d.source.mode() == Mode::Replay);
-    let matching: Vec<&Value> = docs
-        .iter()
-        .filter(|doc| terms.iter().all(|(field, value)| field_matches(doc, field, value)))
-        .filter(|doc| {
-            let t = doc_time(run, doc);
-            let written = replay_at.is_none_or(|at| t.is_none_or(|t| t <= at));
-            if s.since_ms.is_none() && s.until_ms.is_none() {
-                return written;
-            }
-            written
-                && t.is_some_and(|t| s.since_ms.is_none_or(|a| t >= a) && s.until_ms.is_none_or(|b| t <= b))
-        })
-        .collect();
+    let matches = |doc: &Value| {
+        if !terms.iter().all(|(field, value)| field_matches(doc, field, value)) {
+            return false;
+        }
+        let t = doc_time(run, doc);
+        let written = replay_at.is_none_or(|at| t.is_none_or(|t| t <= at));
+        if s.since_ms.is_none() && s.until_ms.is_none() {
+            return written;
+        }
+        written && t.is_some_and(|t| s.since_ms.is_none_or(|a| t >= a) && s.until_ms.is_none_or(|b| t <= b))
+    };
     let from = s.from.unwrap_or(0);
     let size = s.size.unwrap_or(50).min(MAX_SEARCH_PAGE);
-    let page: Vec<&Value> = matching.iter().skip(from).take(size).copied().collect();
-    Json(json!({"index": s.index, "total": matching.len(), "from": from, "docs": page})).into_response()
+    // The documents stream past: only the page is kept, whatever the index's size.
+    let (mut total, mut page) = (0usize, Vec::new());
+    let found = d.source.scan_documents(&s.index, &mut |doc| {
+        if matches(&doc) {
+            if total >= from && page.len() < size {
+                page.push(doc);
+            }
+            total += 1;
+        }
+        true
+    });
+    if !found {
+        return error(StatusCode::NOT_FOUND, format!("no index {:?}", s.index));
+    }
+    Json(json!({"index": s.index, "total": total, "from": from, "docs": page})).into_response()
 }
 
 /// `field:value field2:value2` → pairs; a term without `:` is refused, naming it.

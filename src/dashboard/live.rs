@@ -125,9 +125,12 @@ impl Source for Live {
         stores(&self.pipeline).iter().flat_map(|s| s.list()).map(|i| (i.name.clone(), i.docs)).collect()
     }
 
-    fn documents(&self, index: &str) -> Option<Vec<Value>> {
-        let store = stores(&self.pipeline).into_iter().find(|s| s.list().iter().any(|i| i.name == index))?;
-        let total = store.count(index);
-        Some(store.docs(index, 0, total).iter().filter_map(|d| serde_json::from_str(d.get()).ok()).collect())
+    fn scan_documents(&self, index: &str, f: &mut dyn FnMut(Value) -> bool) -> bool {
+        let Some(store) =
+            stores(&self.pipeline).into_iter().find(|s| s.list().iter().any(|i| i.name == index))
+        else {
+            return false;
+        };
+        store.scan(index, 0, &mut |doc| serde_json::from_str(doc.get()).map_or(true, &mut *f))
     }
 }

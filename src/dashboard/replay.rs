@@ -205,7 +205,13 @@ impl Source for Replay {
         self.indices.iter().map(|(n, d)| (n.clone(), d.len())).collect()
     }
 
-    fn documents(&self, index: &str) -> Option<Vec<Value>> {
-        self.indices.get(index).cloned()
+    fn scan_documents(&self, index: &str, f: &mut dyn FnMut(Value) -> bool) -> bool {
+        let Some(docs) = self.indices.get(index) else { return false };
+        for doc in docs {
+            if !f(doc.clone()) {
+                break;
+            }
+        }
+        true
     }
 }

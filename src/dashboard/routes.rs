@@ -431,8 +431,8 @@ mod tests {
         fn indices(&self) -> Vec<(String, usize)> {
             Vec::new()
         }
-        fn documents(&self, _: &str) -> Option<Vec<Value>> {
-            None
+        fn scan_documents(&self, _: &str, _: &mut dyn FnMut(Value) -> bool) -> bool {
+            false
         }
     }
 

@@ -108,8 +108,9 @@ pub trait Source: Send + Sync + 'static {
     fn events_of(&self, component: &str, at: u64, limit: usize) -> Vec<Event>;
     /// The document indices and their sizes.
     fn indices(&self) -> Vec<(String, usize)>;
-    /// Every document of an index, in write order (`None`: no such index).
-    fn documents(&self, index: &str) -> Option<Vec<Value>>;
+    /// Calls `f` with every document of an index in write order until it returns false (false: no such
+    /// index). Documents stream past; none is kept beyond the call.
+    fn scan_documents(&self, index: &str, f: &mut dyn FnMut(Value) -> bool) -> bool;
 }
 
 /// A component at an instant.

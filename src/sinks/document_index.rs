@@ -1,15 +1,17 @@
 //! `document-index` (`ELASTICSEARCH`): an embedded, append-only document index.
 //!
-//! Each index is a list of JSON documents, kept in memory as their validated JSON text (no parsed tree:
-//! cheap to keep, served as is) for the HTTP API, and appended, one document per line, to
-//! `<out>/index/<name>.jsonl`. Writers reach it through links (FLINK->ELASTICSEARCH, …); the
-//! component drains those links, so an index that is down or partitioned loses writes exactly where the
-//! real one would. Index names follow Elasticsearch's rules (lower case, no path characters), which also
-//! keeps names from the network from escaping the directory.
+//! Each index is a list of JSON documents appended, one document per line, to `<out>/index/<name>.jsonl`.
+//! Memory holds the newest documents of each index (at most [`TAIL_BYTES`] of JSON text, kept as validated
+//! text: no parsed tree, served as is) and the file offset of every [`STRIDE`]-th document; an older page
+//! is read back from the file. So memory stays flat however long a run writes, as Elasticsearch keeps
+//! its segments on disk. A store without a directory keeps everything in memory. Writers reach it through
+//! links (FLINK->ELASTICSEARCH, …); the component drains those links, so an index that is down or
+//! partitioned loses writes exactly where the real one would. Index names follow Elasticsearch's rules
+//! (lower case, no path characters), which also keeps names from the network from escaping the directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -87,9 +89,30 @@ pub struct IndexInfo {
 /// One stored document: JSON text known to be an object.
 pub type Doc = Arc<RawValue>;
 
+/// Newest documents' JSON text kept in memory per index, at most (with a file behind it).
+pub const TAIL_BYTES: usize = 4 << 20;
+
+/// Every `STRIDE`-th document's offset in its file is kept in memory.
+pub const STRIDE: usize = 256;
+
 struct IndexData {
-    docs: Vec<Doc>,
+    /// Documents in the index.
+    count: usize,
+    /// The newest documents (all of them without a file).
+    tail: VecDeque<Doc>,
+    tail_bytes: usize,
+    /// File offsets of documents 0, STRIDE, 2·STRIDE, …
+    marks: Vec<u64>,
+    /// Bytes written to the file: the next document's offset.
+    end: u64,
     file: Option<BufWriter<File>>,
+}
+
+impl IndexData {
+    /// Position of the oldest document in memory.
+    fn tail_start(&self) -> usize {
+        self.count - self.tail.len()
+    }
 }
 
 /// The store behind `ELASTICSEARCH`. Cheap to clone.
@@ -143,38 +166,115 @@ impl IndexStore {
         if !doc.get().starts_with('{') {
             return Err(IndexError::NotAnObject(index.to_string()));
         }
+        // One document, one line: a document sent with line breaks is stored compact.
+        let doc = if doc.get().contains(['\n', '\r']) {
+            let value: serde_json::Value =
+                serde_json::from_str(doc.get()).map_err(|_| IndexError::NotAnObject(index.to_string()))?;
+            serde_json::value::to_raw_value(&value).map_err(|_| IndexError::NotAnObject(index.to_string()))?
+        } else {
+            doc
+        };
         let mut indices = self.lock();
         if !indices.contains_key(index) {
             let file = match self.path_of(index) {
                 Some(path) => Some(open_append(&path)?),
                 None => None,
             };
-            indices.insert(index.to_string(), IndexData { docs: Vec::new(), file });
+            // An existing file (`chaoslab mine` adding to a finished run's index) is appended to.
+            let end = match &file {
+                Some(f) => f.get_ref().metadata().map(|m| m.len()).unwrap_or(0),
+                None => 0,
+            };
+            let data =
+                IndexData { count: 0, tail: VecDeque::new(), tail_bytes: 0, marks: Vec::new(), end, file };
+            indices.insert(index.to_string(), data);
         }
         let Some(data) = indices.get_mut(index) else { return Err(IndexError::InvalidName(index.into())) };
+        let len = doc.get().len();
         if let Some(file) = data.file.as_mut() {
             let written = file.write_all(doc.get().as_bytes()).and_then(|()| file.write_all(b"\n"));
             written
                 .map_err(|source| IndexError::Io { path: self.path_of(index).unwrap_or_default(), source })?;
+            if data.count.is_multiple_of(STRIDE) {
+                data.marks.push(data.end);
+            }
+            data.end += len as u64 + 1;
         }
-        data.docs.push(Arc::from(doc));
-        Ok(data.docs.len() - 1)
+        data.tail.push_back(Arc::from(doc));
+        data.tail_bytes += len;
+        data.count += 1;
+        if data.file.is_some() {
+            while data.tail_bytes > TAIL_BYTES && data.tail.len() > 1 {
+                if let Some(old) = data.tail.pop_front() {
+                    data.tail_bytes -= old.get().len();
+                }
+            }
+        }
+        Ok(data.count - 1)
     }
 
-    /// Documents `from..from+size` of an index (empty when the index does not exist).
+    /// Documents `from..from+size` of an index (empty when the index does not exist), older ones read back
+    /// from its file.
     pub fn docs(&self, index: &str, from: usize, size: usize) -> Vec<Doc> {
-        let indices = self.lock();
-        indices.get(index).map(|d| d.docs.iter().skip(from).take(size).cloned().collect()).unwrap_or_default()
+        let mut out = Vec::new();
+        self.scan(index, from, &mut |doc| {
+            out.push(doc);
+            out.len() < size
+        });
+        out
+    }
+
+    /// Calls `f` with the documents of `index` from position `from` on, in order, until it returns
+    /// false; false when there is no such index. Documents no longer in memory are read from the file
+    /// without holding the store's lock, so writers go on meanwhile.
+    pub fn scan(&self, index: &str, from: usize, f: &mut dyn FnMut(Doc) -> bool) -> bool {
+        let (tail, tail_start, from_disk) = {
+            let mut indices = self.lock();
+            let Some(data) = indices.get_mut(index) else { return false };
+            let tail_start = data.tail_start();
+            let from_disk = if from < tail_start {
+                // The lines before the tail are complete on disk once the buffer is flushed.
+                if let Some(file) = data.file.as_mut()
+                    && let Err(e) = file.flush()
+                {
+                    tracing::warn!(index, "cannot flush the index file: {e}");
+                }
+                let mark = from / STRIDE;
+                data.marks.get(mark).map(|&offset| (offset, mark * STRIDE))
+            } else {
+                None
+            };
+            let skip = from.saturating_sub(tail_start);
+            (data.tail.iter().skip(skip).cloned().collect::<Vec<_>>(), tail_start, from_disk)
+        };
+        if let Some((offset, first)) = from_disk
+            && let Some(path) = self.path_of(index)
+        {
+            match read_lines(&path, offset, first, from, tail_start, f) {
+                Ok(true) => {}
+                Ok(false) => return true,
+                Err(e) => {
+                    tracing::warn!(index, "cannot read {}: {e}", path.display());
+                    return true;
+                }
+            }
+        }
+        for doc in tail {
+            if !f(doc) {
+                break;
+            }
+        }
+        true
     }
 
     /// Number of documents in an index.
     pub fn count(&self, index: &str) -> usize {
-        self.lock().get(index).map_or(0, |d| d.docs.len())
+        self.lock().get(index).map_or(0, |d| d.count)
     }
 
     /// All indices, by name.
     pub fn list(&self) -> Vec<IndexInfo> {
-        self.lock().iter().map(|(name, d)| IndexInfo { name: name.clone(), docs: d.docs.len() }).collect()
+        self.lock().iter().map(|(name, d)| IndexInfo { name: name.clone(), docs: d.count }).collect()
     }
 
     /// Writes buffered lines to disk.
@@ -189,6 +289,41 @@ impl IndexStore {
         }
         Ok(())
     }
+}
+
+/// Reads documents `from..until` of the file at `path`, whose document `first` starts at `offset`, into
+/// `f`; `Ok(false)` when `f` asked to stop.
+fn read_lines(
+    path: &Path,
+    offset: u64,
+    first: usize,
+    from: usize,
+    until: usize,
+    f: &mut dyn FnMut(Doc) -> bool,
+) -> std::io::Result<bool> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    for pos in first..until {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("document {pos} is missing"),
+            ));
+        }
+        if pos < from {
+            continue;
+        }
+        let doc = RawValue::from_string(line.trim_end().to_owned()).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("document {pos}: {e}"))
+        })?;
+        if !f(Arc::from(doc)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn open_append(path: &Path) -> Result<BufWriter<File>, IndexError> {
@@ -274,6 +409,55 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("index/flink-sensor-data.jsonl")).unwrap();
         assert_eq!(text.lines().count(), 6);
         assert_eq!(text.lines().last(), Some("{\"id\": 5}"));
+    }
+
+    #[test]
+    fn memory_keeps_the_newest_documents_and_older_pages_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index/big.jsonl");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // A file left by an earlier writer is appended to, and not counted as this store's.
+        std::fs::write(&path, "{\"old\":true}\n").unwrap();
+        let store = IndexStore::new(Some(dir.path().join("index")));
+        let pad = "x".repeat(1000);
+        let n = 3 * TAIL_BYTES / 1000 + 7;
+        for i in 0..n {
+            store.append("big", &json!({"i": i, "pad": pad})).unwrap();
+        }
+        store.append_json("big", b"{\n  \"i\": \"last\"\n}").unwrap();
+        let (tail_len, tail_bytes) = {
+            let indices = store.lock();
+            let d = &indices["big"];
+            (d.tail.len(), d.tail_bytes)
+        };
+        assert!(
+            tail_bytes <= TAIL_BYTES && tail_len < n / 2,
+            "{tail_len} documents, {tail_bytes} bytes in memory"
+        );
+        assert_eq!(store.count("big"), n + 1);
+        let id = |d: &Doc| serde_json::from_str::<serde_json::Value>(d.get()).unwrap()["i"].clone();
+        // Pages from the file, across the file/memory boundary, and from memory.
+        let boundary = n + 1 - tail_len;
+        for from in [0, 1, STRIDE - 1, STRIDE, 5 * STRIDE + 3, boundary - 2, boundary, n - 1] {
+            let page = store.docs("big", from, 4);
+            let want: Vec<serde_json::Value> = (from..(from + 4).min(n))
+                .map(|i| json!(i))
+                .chain((from + 4 > n).then(|| json!("last")))
+                .collect();
+            assert_eq!(page.iter().map(id).collect::<Vec<_>>(), want, "from {from}");
+        }
+        assert!(store.docs("big", n + 1, 4).is_empty());
+        let mut seen = 0;
+        assert!(store.scan("big", 0, &mut |_| {
+            seen += 1;
+            true
+        }));
+        assert_eq!(seen, n + 1);
+        assert!(!store.scan("none", 0, &mut |_| true));
+        store.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), n + 2, "one line per document, the earlier one kept");
+        assert_eq!(text.lines().last(), Some("{\"i\":\"last\"}"), "stored compact");
     }
 
     #[test]
