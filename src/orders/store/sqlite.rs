@@ -112,12 +112,14 @@ pub(super) fn sqlite_create(
 ) -> SqliteResult<Order> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stamp = sqlite_timestamp(&now);
-    let id: i64 = tx.query_row(
-        r#"INSERT INTO poke_orders (user_id, pokemon, country, price, state, "timestamp")
-           VALUES (?1, ?2, ?3, ?4, 'pending', ?5) RETURNING id"#,
-        params![user_id, new.pokemon, new.country, new.price, stamp],
-        |row| row.get(0),
-    )?;
+    // Cached statements: an order's few statements run thousands of times a second in a fast run, and
+    // preparing each anew was a fifth of a sim run's time.
+    let id: i64 = tx
+        .prepare_cached(
+            r#"INSERT INTO poke_orders (user_id, pokemon, country, price, state, "timestamp")
+               VALUES (?1, ?2, ?3, ?4, 'pending', ?5) RETURNING id"#,
+        )?
+        .query_row(params![user_id, new.pokemon, new.country, new.price, stamp], |row| row.get(0))?;
     let order = Order {
         id,
         user_id: i64::from(user_id),
@@ -128,10 +130,10 @@ pub(super) fn sqlite_create(
         timestamp: now,
     };
     if let Some(topic) = topic {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO poke_orders_outbox (order_id, topic, payload, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id, topic, order.to_kafka_json(), stamp],
-        )?;
+        )?
+        .execute(params![id, topic, order.to_kafka_json(), stamp])?;
     }
     tx.commit()?;
     Ok(order)
@@ -139,11 +141,8 @@ pub(super) fn sqlite_create(
 
 pub(super) fn sqlite_get(conn: &mut Connection, id: i64) -> SqliteResult<Option<Order>> {
     let raw = conn
-        .query_row(
-            concat!("SELECT ", sqlite_order_columns!(), " FROM poke_orders WHERE id = ?1"),
-            [id],
-            sqlite_raw_order,
-        )
+        .prepare_cached(concat!("SELECT ", sqlite_order_columns!(), " FROM poke_orders WHERE id = ?1"))?
+        .query_row([id], sqlite_raw_order)
         .optional()?;
     Ok(raw.map(RawOrder::into_order).transpose().map_err(StoreError::Backend)?)
 }
@@ -182,11 +181,11 @@ pub(super) fn sqlite_set_state(
     state: OrderState,
 ) -> SqliteResult<Option<Order>> {
     let raw = conn
-        .query_row(
-            concat!("UPDATE poke_orders SET state = ?1 WHERE id = ?2 RETURNING ", sqlite_order_columns!()),
-            params![state.as_str(), id],
-            sqlite_raw_order,
-        )
+        .prepare_cached(concat!(
+            "UPDATE poke_orders SET state = ?1 WHERE id = ?2 RETURNING ",
+            sqlite_order_columns!()
+        ))?
+        .query_row(params![state.as_str(), id], sqlite_raw_order)
         .optional()?;
     Ok(raw.map(RawOrder::into_order).transpose().map_err(StoreError::Backend)?)
 }
