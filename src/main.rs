@@ -331,6 +331,27 @@ enum BenchCommand {
         #[arg(long, default_value_t = 50_000)]
         messages: u64,
     },
+    /// The pipeline live for a while at full sensor rate, its memory printed over time.
+    Soak {
+        /// How long.
+        #[arg(long = "for", default_value = "10m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// How often memory is sampled.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        every: Duration,
+        /// Sensor interval (0: as fast as the broker takes them).
+        #[arg(long, default_value_t = 0)]
+        rate_ms: u64,
+        /// Without the order services.
+        #[arg(long)]
+        no_orders: bool,
+        /// Without these components (comma-separated), and whatever needs them.
+        #[arg(long, value_delimiter = ',')]
+        without: Vec<String>,
+        /// What the trace records.
+        #[arg(long, value_enum, default_value = "records")]
+        trace: chaoslab::kernel::trace::TraceLevel,
+    },
     /// HADOOP's writes in each layout, and SPARK end to end against scikit-learn's fit.
     Store {
         /// Records written (segments) and clustered.
@@ -617,6 +638,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders } } => {
             chaoslab::bench::orders(requests, concurrency, sim_orders.max(1))
+        }
+        Command::Bench {
+            command: BenchCommand::Soak { duration, every, rate_ms, no_orders, without, trace },
+        } => {
+            let every = every.max(Duration::from_millis(100));
+            chaoslab::bench::soak::run(duration, every, rate_ms, !no_orders, &without, trace)
         }
         Command::Bench { command: BenchCommand::Store { records, files_records } } => {
             chaoslab::bench::store::run(records.max(2), files_records)

@@ -251,6 +251,26 @@ fn the_benchmarks_run_and_print_their_figures() {
     for figure in ["miner alone:       20000 events", "pybeamline:", "tables at ε 0.0001", "sim path:"] {
         assert!(out.contains(figure), "missing {figure:?} in:\n{out}");
     }
+    let store = chaoslab(&["bench", "store", "--records", "2000", "--files-records", "200"]);
+    assert!(store.status.success(), "{}", text(&store.stderr));
+    let out = text(&store.stdout);
+    for figure in ["HADOOP segments:   2000 records", "HADOOP files:      200 records", "SPARK over segments"]
+    {
+        assert!(out.contains(figure), "missing {figure:?} in:\n{out}");
+    }
+    let soak = chaoslab(&["bench", "soak", "--for", "3s", "--every", "1s", "--no-orders"]);
+    assert!(soak.status.success(), "{}", text(&soak.stderr));
+    let out = text(&soak.stdout);
+    // Three samples, each with a resident set and the counts of a pipeline that moved records.
+    let rows: Vec<Vec<f64>> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().map(|w| w.parse().ok()).collect::<Option<Vec<f64>>>())
+        .filter(|r| r.len() == 5)
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(rows.iter().all(|r| r[1] > 1.0), "{out}");
+    assert!(rows[2][2] > 0.0 && rows[2][3] > 0.0, "nothing published and stored:\n{out}");
+    assert!(out.contains("records stored;"), "{out}");
 }
 
 #[test]
