@@ -19,7 +19,9 @@
 //! One deliberate difference: a `{` without its `}` is a configuration error here; Fluentd would quietly
 //! build a pattern that matches its own regex source text.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A pattern that cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +42,19 @@ pub enum TagPatternError {
 pub struct TagPattern {
     source: String,
     globs: Vec<Glob>,
+    /// Tags already matched against the globs, and the answers (shared by clones).
+    cache: Arc<Mutex<MatchCache>>,
+}
+
+/// How many tags a pattern remembers, as Fluentd's `EventRouter::MatchCache` (`MATCH_CACHE_SIZE`).
+const MATCH_CACHE_SIZE: usize = 1024;
+
+/// The answers for the most recent distinct tags; the oldest is forgotten first, as in Fluentd. A flow
+/// has a handful of tags and routes every log line, so nearly every match is a lookup.
+#[derive(Default)]
+struct MatchCache {
+    answers: BTreeMap<Box<str>, bool>,
+    order: VecDeque<Box<str>>,
 }
 
 impl TagPattern {
@@ -49,7 +64,7 @@ impl TagPattern {
         if globs.is_empty() {
             return Err(TagPatternError::Empty);
         }
-        Ok(Self { source: source.to_string(), globs })
+        Ok(Self { source: source.to_string(), globs, cache: Arc::default() })
     }
 
     /// Whether `tag` matches any of the globs.
@@ -57,8 +72,20 @@ impl TagPattern {
         if self.globs.iter().any(|g| matches!(g, Glob::All)) {
             return true;
         }
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&answer) = cache.answers.get(tag) {
+            return answer;
+        }
         let chars: Vec<char> = tag.chars().collect();
-        self.globs.iter().any(|g| g.matches(&chars))
+        let answer = self.globs.iter().any(|g| g.matches(&chars));
+        if cache.order.len() >= MATCH_CACHE_SIZE
+            && let Some(oldest) = cache.order.pop_front()
+        {
+            cache.answers.remove(&oldest);
+        }
+        cache.answers.insert(tag.into(), answer);
+        cache.order.push_back(tag.into());
+        answer
     }
 
     /// The pattern text as written in the configuration.
@@ -353,6 +380,27 @@ mod tests {
 
     fn m(pattern: &str, tag: &str) -> bool {
         TagPattern::parse(pattern).unwrap().matches(tag)
+    }
+
+    #[test]
+    fn remembered_answers_are_the_computed_ones_and_the_memory_is_bounded() {
+        let p = TagPattern::parse("a.* {b,c}.**").unwrap();
+        let tag = |i: usize| match i % 4 {
+            0 => format!("a.x{i}"),
+            1 => format!("a.x{i}.y"),
+            2 => format!("c.{i}"),
+            _ => format!("d{i}"),
+        };
+        for round in 0..2 {
+            for i in 0..3 * MATCH_CACHE_SIZE {
+                let t = tag(i);
+                let fresh = TagPattern::parse("a.* {b,c}.**").unwrap().matches(&t);
+                assert_eq!(p.matches(&t), fresh, "{t} in round {round}");
+                assert_eq!(fresh, i % 4 == 0 || i % 4 == 2, "{t}");
+            }
+        }
+        let cache = p.cache.lock().unwrap();
+        assert_eq!((cache.answers.len(), cache.order.len()), (MATCH_CACHE_SIZE, MATCH_CACHE_SIZE));
     }
 
     #[test]
