@@ -257,19 +257,29 @@ pub async fn run(
                             qos: Qos::AtMostOnce,
                             retain: false,
                         };
-                        link.send(env).await;
+                        // A refused send is counted by the link (down, partitioned, lost).
+                        if link.send(env).await {
+                            ctx.metrics.records_out.inc();
+                        }
                     }
                 }
-                OutputRef::Stdout => tracing::info!(target: "fluentd", tag = %routed.event.tag, "{doc}"),
-                OutputRef::File(path) => append_file(&out.files, &path, &doc),
+                OutputRef::Stdout => {
+                    tracing::info!(target: "fluentd", tag = %routed.event.tag, "{doc}");
+                    ctx.metrics.records_out.inc();
+                }
+                OutputRef::File(path) => match append_file(&out.files, &path, &doc) {
+                    Ok(()) => ctx.metrics.records_out.inc(),
+                    Err(e) => ctx.drop_record("file_error", json!({"tag": routed.event.tag, "error": e})),
+                },
                 OutputRef::Null => {}
             }
         }
     }
 }
 
-/// Appends a record to a `file` output, kept under `root` whatever path the configuration names.
-fn append_file(root: &Path, path: &str, doc: &Value) {
+/// Appends a record to a `file` output, kept under `root` whatever path the configuration names; the
+/// error names the file.
+fn append_file(root: &Path, path: &str, doc: &Value) -> Result<(), String> {
     use std::io::Write as _;
     let name: String = path
         .chars()
@@ -280,7 +290,5 @@ fn append_file(root: &Path, path: &str, doc: &Value) {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;
         writeln!(f, "{doc}")
     });
-    if let Err(e) = written {
-        tracing::warn!("fluentd file output {}: {e}", file.display());
-    }
+    written.map_err(|e| format!("{}: {e}", file.display()))
 }

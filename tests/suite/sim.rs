@@ -37,6 +37,13 @@ fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
     assert!(!ida.is_empty());
     assert_eq!(ida.len(), idc.len(), "the seed changes ids, not the data");
     assert!(ida.iter().zip(&idc).all(|(x, y)| x != y), "another seed must give other window ids");
+    // The tables add up: what FLUENTD routed out is what its links took.
+    let fluentd = &a.components["FLUENTD"];
+    assert!(fluentd.records_out > 0, "{fluentd:?}");
+    assert_eq!(
+        fluentd.records_out,
+        a.links["FLUENTD->ELASTICSEARCH"].delivered + a.links["FLUENTD->KAFKA"].delivered
+    );
     assert_eq!(a.simulated_secs, 600.0);
     // Sim time is virtual: the 10 minutes ran in far less wall time (not a benchmark, a sanity bound).
     assert!(a.wall_secs < 60.0);
