@@ -50,6 +50,15 @@ fn doc_time(run: &view::RunInfo, doc: &Value) -> Option<u64> {
 }
 
 pub(super) async fn search(State(d): State<Shared>, Query(s): Query<Search>) -> Response {
+    // An index's older documents are read from its file: off the runtime's workers, which the pipeline
+    // shares in a live run.
+    match tokio::task::spawn_blocking(move || search_blocking(&d, &s)).await {
+        Ok(response) => response,
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the search failed: {e}")),
+    }
+}
+
+fn search_blocking(d: &Shared, s: &Search) -> Response {
     let terms: Vec<(String, String)> = match parse_terms(s.q.as_deref().unwrap_or("")) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
