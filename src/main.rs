@@ -540,7 +540,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let seed = a.seed.map_or_else(Seed::from_entropy, Seed);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report =
-                rt.block_on(run_users(client, &plan, seed.shared_stream("component:OCTILLERY"), None));
+                rt.block_on(run_users(client, &plan, seed.shared_stream("component:OCTILLERY"), None, None));
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.placed == 0 && report.failed > 0 {
                 anyhow::bail!("no order was placed at {}", a.url);

@@ -16,6 +16,7 @@ use super::catalog::{COUNTRIES, POKEMON, names};
 use super::http::ApiClient;
 use crate::kernel::component::Ctx;
 use crate::kernel::component::{RestartMode, RestartPolicy};
+use crate::kernel::metrics::ComponentMetrics;
 use crate::kernel::seed::SharedRng;
 use crate::kernel::task::ChildTask;
 use crate::topology::BuildCx;
@@ -102,13 +103,15 @@ impl LoadReport {
     }
 }
 
-/// One user's orders. `gate` is the hop to the API (none for `chaoslab load`).
+/// One user's orders. `gate` is the hop to the API (none for `chaoslab load`); `counts`, the component's
+/// counters, see each order as it is placed (out) or not (dropped, `not_placed`).
 pub async fn run_user(
     client: ApiClient,
     user_id: u32,
     plan: LoadGeneratorConfig,
     rng: SharedRng,
     gate: Option<Arc<Link>>,
+    counts: Option<ComponentMetrics>,
 ) -> LoadReport {
     let (pokemon, countries) = (names(POKEMON), names(COUNTRIES));
     let mut report = LoadReport::default();
@@ -139,14 +142,23 @@ pub async fn run_user(
         let key = match &sent {
             Ok(resp) if resp.status == StatusCode::OK => {
                 report.placed += 1;
+                if let Some(c) = &counts {
+                    c.records_out.inc();
+                }
                 "200".to_string()
             }
             Ok(resp) => {
                 report.failed += 1;
+                if let Some(c) = &counts {
+                    c.dropped("not_placed");
+                }
                 resp.status.as_u16().to_string()
             }
             Err(e) => {
                 report.failed += 1;
+                if let Some(c) = &counts {
+                    c.dropped("not_placed");
+                }
                 tracing::warn!(user = user_id, "order not placed: {e}");
                 "error".to_string()
             }
@@ -163,14 +175,15 @@ pub async fn run_users(
     plan: &LoadGeneratorConfig,
     rng: SharedRng,
     gate: Option<Arc<Link>>,
+    counts: Option<ComponentMetrics>,
 ) -> LoadReport {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut users = Vec::new();
     for user_id in 1..=plan.users {
-        let (client, plan, rng, gate, tx) =
-            (client.clone(), plan.clone(), rng.clone(), gate.clone(), tx.clone());
+        let (client, plan, rng, gate, counts, tx) =
+            (client.clone(), plan.clone(), rng.clone(), gate.clone(), counts.clone(), tx.clone());
         users.push(ChildTask::spawn(async move {
-            let _ = tx.send(run_user(client, user_id, plan, rng, gate).await);
+            let _ = tx.send(run_user(client, user_id, plan, rng, gate, counts).await);
         }));
     }
     drop(tx);
@@ -193,10 +206,8 @@ pub async fn run(
     let report = tokio::select! {
         biased;
         _ = ctx.shutdown.cancelled() => return Ok(()),
-        r = run_users(client, &plan, ctx.rng.clone(), Some(gate)) => r,
+        r = run_users(client, &plan, ctx.rng.clone(), Some(gate), Some(ctx.metrics.clone())) => r,
     };
-    ctx.metrics.records_out.inc_by(report.placed);
-    ctx.metrics.dropped_n("not_placed", report.failed);
     tracing::info!(component = %ctx.name, "load done: {} placed, {} failed", report.placed, report.failed);
     ctx.trace("load.done", &report);
     Ok(())

@@ -44,6 +44,10 @@ fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
         fluentd.records_out,
         a.links["FLUENTD->ELASTICSEARCH"].delivered + a.links["FLUENTD->KAFKA"].delivered
     );
+    // OCTILLERY's plan outlasts the run: its orders are counted as they are placed, not at its end.
+    let octillery = &a.components["OCTILLERY"];
+    assert!(octillery.records_out > 0, "{octillery:?}");
+    assert_eq!(octillery.records_out, a.links["OCTILLERY->POKE-ORDER-API"].delivered);
     assert_eq!(a.simulated_secs, 600.0);
     // Sim time is virtual: the 10 minutes ran in far less wall time (not a benchmark, a sanity bound).
     assert!(a.wall_secs < 60.0);
