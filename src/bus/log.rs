@@ -4,7 +4,7 @@
 //! watermark* is the offset the next record will get (replicas catch up instantly in this bus, so the log
 //! end and the high watermark coincide). Retention deletes records from the head only, as Kafka deletes old
 //! segments, so the stored offsets always form the range `log_start..high_watermark` — by age
-//! (`retention.ms`, [`PartitionLog::delete_older_than`]) and by size (`retention.bytes`, on append: the log is
+//! (`retention.ms`, `PartitionLog::delete_older_than`) and by size (`retention.bytes`, on append: the log is
 //! this bus's memory).
 
 use std::collections::VecDeque;
