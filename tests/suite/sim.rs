@@ -48,6 +48,9 @@ fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
     let octillery = &a.components["OCTILLERY"];
     assert!(octillery.records_out > 0, "{octillery:?}");
     assert_eq!(octillery.records_out, a.links["OCTILLERY->POKE-ORDER-API"].delivered);
+    // Every order placed was created by the API and produced to poke-orders.
+    let api = &a.components["POKE-ORDER-API"];
+    assert_eq!((api.records_in, api.records_out), (octillery.records_out, octillery.records_out));
     assert_eq!(a.simulated_secs, 600.0);
     // Sim time is virtual: the 10 minutes ran in far less wall time (not a benchmark, a sanity bound).
     assert!(a.wall_secs < 60.0);

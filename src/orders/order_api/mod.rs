@@ -46,6 +46,7 @@ use self::lax::Given;
 use super::model::{NewOrder, Order, OrderState};
 use super::service::{ORDERS_TOPIC, Orders, millis};
 use crate::kernel::hooks::IoMethod;
+use crate::kernel::metrics::ComponentMetrics;
 use crate::topology::BuildCx;
 use crate::topology::build::HttpRoutes;
 use crate::topology::check::CheckCx;
@@ -112,6 +113,7 @@ impl ComponentKind for OrderApiConfig {
         let m = cx.metrics(name);
         let api = Api {
             orders,
+            counts: cx.registry().component(name),
             up: cx.up_flag(name),
             publish: self.publish,
             publish_failures: m.counter(
@@ -146,6 +148,8 @@ async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
     let now = o.now();
     let outbox = (api.publish == PublishMode::Outbox).then_some(ORDERS_TOPIC);
     let order = o.db(IoMethod::Write, "orders", |s| async move { s.create(&new, now, outbox).await }).await?;
+    // In: orders created; out: orders produced to poke-orders (with an outbox, OUTBOX-RELAY's out).
+    api.counts.records_in.inc();
     o.ledger.created(order.id);
     o.trace.emit(
         &o.name,
@@ -157,6 +161,7 @@ async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
         let value = Bytes::from(order.to_kafka_json());
         match o.publish(ORDERS_TOPIC, value, millis(now)).await {
             Ok(meta) => {
+                api.counts.records_out.inc();
                 o.trace.emit(
                     &o.name,
                     "order.published",
@@ -164,8 +169,10 @@ async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
                 );
             }
             Err(e) => {
-                // The reference only logs this in its delivery callback: the order stays pending.
+                // The reference only logs this in its delivery callback: the order stays pending, and
+                // its message is lost.
                 api.publish_failures.inc();
+                api.counts.dropped("publish_failed");
                 tracing::error!(component = %o.name, "Message delivery failed for order {}: {e}", order.id);
                 o.trace.emit(
                     &o.name,
@@ -181,6 +188,8 @@ async fn create_order(api: &Api, new: NewOrder) -> Result<Order, ApiError> {
 #[derive(Clone)]
 struct Api {
     orders: Orders,
+    /// The component's in/out/dropped counters.
+    counts: ComponentMetrics,
     /// The component's flag: while it is false every request gets 503.
     up: Arc<AtomicBool>,
     publish: PublishMode,
