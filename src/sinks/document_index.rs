@@ -216,6 +216,17 @@ impl IndexStore {
     /// Documents `from..from+size` of an index (empty when the index does not exist), older ones read back
     /// from its file.
     pub fn docs(&self, index: &str, from: usize, size: usize) -> Vec<Doc> {
+        if size == 0 {
+            return Vec::new();
+        }
+        {
+            // A page within memory: copy just the page, not the whole tail as a scan would.
+            let indices = self.lock();
+            let Some(data) = indices.get(index) else { return Vec::new() };
+            if let Some(skip) = from.checked_sub(data.tail_start()) {
+                return data.tail.range(skip.min(data.tail.len())..).take(size).cloned().collect();
+            }
+        }
         let mut out = Vec::new();
         self.scan(index, from, &mut |doc| {
             out.push(doc);
@@ -245,7 +256,7 @@ impl IndexStore {
                 None
             };
             let skip = from.saturating_sub(tail_start);
-            (data.tail.iter().skip(skip).cloned().collect::<Vec<_>>(), tail_start, from_disk)
+            (data.tail.range(skip.min(data.tail.len())..).cloned().collect::<Vec<_>>(), tail_start, from_disk)
         };
         if let Some((offset, first)) = from_disk
             && let Some(path) = self.path_of(index)
