@@ -91,7 +91,8 @@ impl Producer {
         let t = st.cluster.topic_mut(topic)?;
         let partition = partition.unwrap_or_else(|| t.choose_partition(key.as_deref()));
         let min_insync = t.config.min_insync_replicas;
-        let max_bytes = t.config.retention_bytes.or(default_max);
+        // 0 keeps everything, for a topic as for the bus (Kafka's -1).
+        let max_bytes = t.config.retention_bytes.or(default_max).filter(|&b| b > 0);
         let p = t.partition_mut(topic, partition)?;
         if p.leader.is_none() {
             return Err(BusError::LeaderNotAvailable { topic: topic.to_owned(), partition });
@@ -754,6 +755,18 @@ pub(crate) mod tests {
         early.assign(&[("auto", 0)]);
         let got = poll_for(&mut early).await;
         assert_eq!(got.first().map(|r| r.offset), Some(190), "a new consumer starts at the log start");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_topic_with_retention_bytes_0_keeps_everything_under_a_bounded_bus() {
+        let bus = Bus::new(BusConfig { retention_bytes: Some(1_000), ..BusConfig::default() });
+        let admin = bus.admin();
+        admin.create_topic("all", TopicConfig::new(1, 1).retention_bytes(0)).unwrap();
+        let producer = bus.producer("p", ProducerConfig::default());
+        for i in 0..200 {
+            producer.send("all", None, None, text(&format!("{i:036}")), i).await.unwrap();
+        }
+        assert_eq!(admin.offsets("all", 0).unwrap(), (0, 200));
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,7 +35,8 @@ pub struct TopicConfig {
     /// [`Admin::enforce_retention`]: super::Admin::enforce_retention
     pub retention: Option<Duration>,
     /// `retention.bytes`: most bytes a partition keeps (records deleted from the head on append); `None`
-    /// takes the bus's [`BusConfig::retention_bytes`](super::BusConfig::retention_bytes).
+    /// takes the bus's [`BusConfig::retention_bytes`](super::BusConfig::retention_bytes), 0 keeps
+    /// everything.
     pub retention_bytes: Option<u64>,
     /// Replica list per partition (`--replica-assignment`); `None` spreads them round-robin over the live
     /// brokers. In a [`TopicDescription`] this always holds the current lists.

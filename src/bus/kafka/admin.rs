@@ -122,7 +122,9 @@ impl KafkaBus {
         };
         let min_insync = config.min_insync_replicas.to_string();
         let retention = config.retention.map_or_else(|| "-1".to_owned(), |d| d.as_millis().to_string());
-        let retention_bytes = config.retention_bytes.map(|b| b.to_string());
+        // 0 keeps everything here, as on the embedded bus: Kafka's -1.
+        let retention_bytes =
+            config.retention_bytes.map(|b| if b == 0 { "-1".to_owned() } else { b.to_string() });
         let mut topic = NewTopic::new(name, partitions, replication)
             .set("min.insync.replicas", &min_insync)
             .set("retention.ms", &retention);
