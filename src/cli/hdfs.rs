@@ -49,15 +49,14 @@ pub fn execute(command: HdfsCommand) -> anyhow::Result<()> {
                     Ok(b) => {
                         files += 1;
                         bytes += b.len() as u64;
-                        if failed.is_none() {
-                            failed = writeln!(out, "{:>8} {rel}", b.len()).err();
-                        }
+                        failed = writeln!(out, "{:>8} {rel}", b.len()).err();
                     }
                     Err(why) => {
                         problems += 1;
                         eprintln!("warning: {rel}: {why}");
                     }
                 }
+                if failed.is_some() { read::Next::Break(()) } else { read::Next::Continue(()) }
             })?;
             if let Some(e) = failed {
                 // A closed pipe (`| head`) ends the listing; anything else is an error.

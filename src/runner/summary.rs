@@ -262,9 +262,14 @@ impl RunSummary {
                     let centres: Vec<String> =
                         r.centres.iter().map(|c| format!("({:.2}, {:.2})", c[0], c[1])).collect();
                     let sil = r.silhouette.map_or("n/a".to_string(), |x| format!("{x:.4}"));
+                    let sample = if r.fitted_on < r.points {
+                        format!(" (fitted on a sample of {})", r.fitted_on)
+                    } else {
+                        String::new()
+                    };
                     let _ = writeln!(
                         s,
-                        "  {name} k-means: k={} over {} points; centres (humidity, temperature) {}; sizes {:?}; silhouette {sil}",
+                        "  {name} k-means: k={} over {} points{sample}; centres (humidity, temperature) {}; sizes {:?}; silhouette {sil}",
                         r.k,
                         r.points,
                         centres.join(" "),

@@ -843,6 +843,7 @@ fn io_mistakes_write_wrong_bytes_into_hadoop() {
             serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
             good += 1;
         }
+        std::ops::ControlFlow::Continue(())
     })
     .unwrap();
     assert!(bad >= 30 && good >= 60, "{bad} mangled, {good} intact");

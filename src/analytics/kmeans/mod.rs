@@ -1,5 +1,12 @@
 //! `kmeans` (`SPARK`): the k-means batch job over what a `file-store` (`HADOOP`) holds, on a schedule and
-//! at the end of a run; the algorithm, the store scan and the output files are in [`model`].
+//! at the end of a run; the algorithm and the output files are in [`model`], reading the store in
+//! [`scan`].
+//!
+//! The job's memory is bounded whatever the store holds: up to [`SAMPLE_POINTS`] points it fits and labels
+//! everything in memory, as Spark would; past that it fits on a seeded uniform sample of that many, then
+//! reads the store once more to label every record into the predictions file (cluster sizes and inertia
+//! are over every record). A job is cancellable: when its component is stopped while it runs (the final
+//! job at shutdown outlasting the supervisor's grace), it stops within a record and writes nothing.
 //!
 //! Like `kmeans_sensors.py`: read every stored record, keep humidity and temperature, `KMeans(k=2,
 //! seed=1)`, write `predictions_<time>.csv`, and report the centres and the silhouette score — here as
@@ -7,9 +14,11 @@
 //! latency there fails or slows the job.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub mod model;
+pub mod scan;
 
 use std::time::Duration;
 
@@ -17,7 +26,9 @@ use prometheus::{Gauge, GaugeVec, IntCounterVec};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use self::model::{FitParams, KMeansResult};
+use self::model::{FitParams, KMeansError, KMeansResult};
+pub use self::scan::SAMPLE_POINTS;
+use self::scan::ScanLimits;
 use crate::kernel::component::Ctx;
 use crate::kernel::metrics::{MetricScope, MetricsError};
 use crate::sinks::file_store::StoreRoot;
@@ -99,16 +110,59 @@ pub struct JobReport {
     pub outputs: Vec<PathBuf>,
 }
 
-/// Runs the job once: scan `store`, fit, write outputs under `out_dir` stamped with `stamp`.
+/// Runs the job once: scan `store`, fit, write outputs under `out_dir` stamped with `stamp`; at most
+/// [`SAMPLE_POINTS`] points in memory.
 pub fn run_job(store: &Path, out_dir: &Path, stamp: &str, k: usize, seed: u64) -> anyhow::Result<JobReport> {
-    let scan = model::scan_store(store)?;
     let cfg = FitParams { k, seed, ..FitParams::default() };
-    if scan.points.len() < k {
-        return Ok(JobReport { files: scan.files, skipped: scan.skipped, result: None, outputs: vec![] });
+    Ok(run_job_with(store, out_dir, stamp, &cfg, SAMPLE_POINTS, None)?)
+}
+
+/// [`run_job`] with the fit's parameters, the most points held in memory, and a flag that stops it.
+pub fn run_job_with(
+    store: &Path,
+    out_dir: &Path,
+    stamp: &str,
+    cfg: &FitParams,
+    sample: usize,
+    cancel: Option<&AtomicBool>,
+) -> Result<JobReport, KMeansError> {
+    let scan = scan::scan_store_with(store, &ScanLimits { sample, seed: cfg.seed, cancel })?;
+    let (files, skipped) = (scan.files, scan.skipped);
+    if scan.usable < cfg.k {
+        return Ok(JobReport { files, skipped, result: None, outputs: vec![] });
     }
-    let result = model::fit(&scan.points, &cfg)?;
-    let outputs = model::write_outputs(out_dir, stamp, &scan.points, &result)?;
-    Ok(JobReport { files: scan.files, skipped: scan.skipped, result: Some(result), outputs })
+    let mut result = model::fit(&scan.points, cfg)?;
+    if !scan.sampled() {
+        let outputs = model::write_outputs(out_dir, stamp, &scan.points, &result)?;
+        return Ok(JobReport { files, skipped, result: Some(result), outputs });
+    }
+    // Fitted on a sample: label every record, in a second read of the store.
+    let mut sizes = vec![0usize; result.centres.len()];
+    let mut inertia = 0.0;
+    let mut pass = Ok(0);
+    let predictions = model::write_predictions(out_dir, stamp, |out| {
+        pass = scan::for_each_point(store, files, cancel, &mut |point| {
+            let (label, distance) = model::nearest(&result.centres, point);
+            sizes[label] += 1;
+            inertia += distance;
+            model::write_prediction(out, point, label)
+        });
+        pass.as_ref().map(|_| ()).map_err(|_| std::io::Error::other("the labelling pass failed"))
+    });
+    let labelled = pass?;
+    let predictions = predictions?;
+    tracing::info!(
+        points = labelled,
+        sample = scan.points.len(),
+        ?sizes,
+        inertia,
+        "k-means fitted on a sample, every record labelled"
+    );
+    result.points = labelled;
+    result.cluster_sizes = sizes;
+    result.inertia = inertia;
+    let centres = model::write_centres(out_dir, stamp, &result)?;
+    Ok(JobReport { files, skipped, result: Some(result), outputs: vec![predictions, centres] })
 }
 
 /// The job's metrics and its latest result.
@@ -176,8 +230,16 @@ pub async fn run_once(
         return;
     }
     let stamp = ctx.clock.now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-    let (store, out_dir, k, seed) = (store.to_path_buf(), out_dir.to_path_buf(), cfg.k, cfg.seed);
-    let job = move || run_job(&store, &out_dir, &stamp, k, seed);
+    let (store, out_dir) = (store.to_path_buf(), out_dir.to_path_buf());
+    let params = FitParams { k: cfg.k, seed: cfg.seed, ..FitParams::default() };
+    // Raised when this future is dropped: the supervisor gave up waiting (a stop outlasting its grace), and
+    // the blocking job, which an abort cannot reach, stops at its next record.
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = cancel.0.clone();
+    let job = move || {
+        run_job_with(&store, &out_dir, &stamp, &params, SAMPLE_POINTS, Some(&flag))
+            .map_err(anyhow::Error::from)
+    };
     // In sim mode the job runs inline: virtual time stands still while it computes, which keeps runs
     // reproducible. In live mode it must not block the runtime's worker.
     let outcome = if ctx.clock.is_sim() {
@@ -185,6 +247,7 @@ pub async fn run_once(
     } else {
         tokio::task::spawn_blocking(job).await.unwrap_or_else(|e| Err(anyhow::anyhow!("job panicked: {e}")))
     };
+    cancel.disarm();
     match outcome {
         Ok(report) => {
             probe.runs.with_label_values(&["ok"]).inc();
@@ -213,6 +276,22 @@ pub async fn run_once(
     }
 }
 
+/// Raises its flag when dropped unless disarmed, and says so.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl CancelOnDrop {
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        tracing::warn!("k-means job cut off: SPARK was stopped while it ran; its last model stands");
+    }
+}
+
 /// Runs the job every `cfg.every` until stopped, and once more when stopped gracefully.
 pub async fn run(
     ctx: Ctx,
@@ -236,5 +315,108 @@ pub async fn run(
             return Ok(());
         }
         next += cfg.every;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two blobs of records, `n` in all, around (20, 40) and (60, 20), every seventh record unusable.
+    fn two_blobs(root: &Path, n: usize) {
+        let mut w = crate::sinks::file_store::segments::SegmentWriter::open(root, 1 << 20).unwrap();
+        for i in 0..n {
+            let (h, t) = if i % 3 == 0 { (60.0, 20.0) } else { (20.0, 40.0) };
+            let jitter = (i % 11) as f64 * 0.5 - 2.5;
+            let body = if i % 7 == 6 {
+                r#"{"humidity":"None"}"#.to_owned()
+            } else {
+                format!(r#"{{"humidity":"{}","temperature":{}}}"#, h + jitter, t - jitter)
+            };
+            w.put("2020-02-18", &format!("{i:05}"), body.as_bytes()).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    fn predictions(path: &Path) -> Vec<([f64; 2], usize)> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("humidity,temperature,prediction"));
+        lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                ([f[0].parse().unwrap(), f[1].parse().unwrap()], f[2].parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_store_past_the_sample_is_fitted_on_the_sample_and_labelled_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        two_blobs(&store, 700);
+        let cfg = FitParams::default();
+        let whole = run_job_with(&store, &dir.path().join("whole"), "a", &cfg, usize::MAX, None).unwrap();
+        let sampled = run_job_with(&store, &dir.path().join("sampled"), "a", &cfg, 60, None).unwrap();
+        let (w, s) = (whole.result.unwrap(), sampled.result.unwrap());
+        assert_eq!((w.points, w.fitted_on, s.points, s.fitted_on), (600, 600, 600, 60));
+        assert_eq!((sampled.files, sampled.skipped), (700, 100));
+        for (a, b) in w.centres.iter().zip(&s.centres) {
+            assert!(
+                (a[0] - b[0]).abs() < 1.0 && (a[1] - b[1]).abs() < 1.0,
+                "{:?} vs {:?}",
+                w.centres,
+                s.centres
+            );
+        }
+
+        // Every usable record is in the predictions, in store order, nearest its centre; the sizes and the
+        // inertia are over all of them.
+        let rows = predictions(&sampled.outputs[0]);
+        assert_eq!(rows.len(), 600);
+        assert_eq!(
+            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            predictions(&whole.outputs[0]).iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+        let mut sizes = vec![0; 2];
+        let mut inertia = 0.0;
+        for (p, label) in &rows {
+            let d: Vec<f64> =
+                s.centres.iter().map(|c| (p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2)).collect();
+            assert!(d[*label] <= d[1 - label], "{p:?} labelled {label}");
+            sizes[*label] += 1;
+            inertia += d[*label];
+        }
+        assert_eq!(s.cluster_sizes, sizes);
+        assert!((s.inertia - inertia).abs() < 1e-6 * inertia, "{} vs {inertia}", s.inertia);
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&sampled.outputs[1]).unwrap()).unwrap();
+        assert_eq!((doc["points"].as_u64(), doc["fitted_on"].as_u64()), (Some(600), Some(60)));
+
+        // The same seed gives the same files.
+        let again = run_job_with(&store, &dir.path().join("again"), "a", &cfg, 60, None).unwrap();
+        for (a, b) in again.outputs.iter().zip(&sampled.outputs) {
+            assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_cancelled_job_writes_nothing_and_a_dropped_guard_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        two_blobs(&store, 100);
+        let guard = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = guard.0.clone();
+        drop(guard);
+        assert!(flag.load(Ordering::Relaxed), "dropping the guard raises the flag");
+        let out = dir.path().join("out");
+        let job = run_job_with(&store, &out, "a", &FitParams::default(), 10, Some(&flag));
+        assert!(matches!(job, Err(KMeansError::Cancelled)), "{job:?}");
+        assert!(!out.exists(), "nothing written");
+
+        let kept = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = kept.0.clone();
+        kept.disarm();
+        assert!(!flag.load(Ordering::Relaxed), "a disarmed guard leaves the flag down");
     }
 }

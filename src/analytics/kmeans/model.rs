@@ -2,9 +2,9 @@
 //! the HDFS-like file store, as the reference pipeline's `kmeans_sensors.py` does with Spark MLlib
 //! (`KMeans(k=2, seed=1)`, predictions to `predictions_<ts>.csv`, centres and silhouette reported).
 //!
-//! This module owns reading the store (tolerating the chaos it may hold, Spark-style), the fit (linfa KMeans++
-//! seeded with `Xoshiro256Plus`, centres put in a canonical order), the silhouette score and writing the
-//! outputs atomically. It reads no clock, uses no OS randomness and iterates no hash map, so the same points and
+//! This module owns the fit (linfa KMeans++ seeded with `Xoshiro256Plus`, centres put in a canonical
+//! order), the silhouette score and writing the outputs atomically; reading the store is in
+//! [`scan`](super::scan). It reads no clock, uses no OS randomness and iterates no hash map, so the same points and
 //! seed always give a bit-identical result, in sim mode as in live mode.
 
 use std::fs::{self, File};
@@ -18,12 +18,6 @@ use ndarray::Array2;
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
 use serde::Serialize;
-use serde_json::{Map, Value};
-
-use crate::sinks::file_store::read;
-
-/// How many `"path: reason"` lines a [`StoreScan`] keeps; further skips are only counted.
-pub const MAX_PROBLEMS: usize = 10;
 
 /// What can go wrong in the k-means batch job.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +48,9 @@ pub enum KMeansError {
     /// `write_outputs` got a result whose labels do not match the points.
     #[error("result has {labels} labels for {points} points")]
     LabelCount { labels: usize, points: usize },
+    /// The job was stopped while it ran (its component stopped); nothing was written.
+    #[error("stopped before it finished")]
+    Cancelled,
 }
 
 /// Parameters of one k-means run; the defaults are the reference job's (`k=2, seed=1`) and Spark MLlib's.
@@ -77,80 +74,6 @@ impl Default for FitParams {
     }
 }
 
-/// What [`scan_store`] found. Every record file is counted once: `files == points.len() + skipped`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct StoreScan {
-    /// `[humidity, temperature]` of the usable records, in the store's reading order.
-    pub points: Vec<[f64; 2]>,
-    /// Number of records found.
-    pub files: usize,
-    /// Records that gave no point (not JSON, a value missing or not castable to a number, file vanished).
-    pub skipped: usize,
-    /// The first [`MAX_PROBLEMS`] skips as `"path: reason"`.
-    pub problems: Vec<String>,
-}
-
-impl StoreScan {
-    fn skip(&mut self, path: &Path, reason: &str) {
-        self.skipped += 1;
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(format!("{}: {reason}", path.display()));
-        }
-    }
-}
-
-/// Reads every record of the store at `root`, in either layout, in a fixed order (determinism; see
-/// [`read::walk`]): Spark-style, a record whose humidity or temperature does not cast to a number is skipped
-/// and counted, never an error. Values may be JSON numbers or strings holding a number (surrounding
-/// whitespace allowed); fractional values are kept, not truncated as Spark's `cast("int")` would. A missing
-/// root gives an empty scan, a file that vanishes or a frame that is torn while scanning is skipped; any
-/// other I/O failure is an error naming the path.
-pub fn scan_store(root: &Path) -> Result<StoreScan, KMeansError> {
-    let mut scan = StoreScan::default();
-    read::walk(root, &mut |path, bytes| {
-        scan.files += 1;
-        match bytes.and_then(parse_record) {
-            Ok(point) => scan.points.push(point),
-            Err(reason) => scan.skip(path, &reason),
-        }
-    })
-    .map_err(|source| KMeansError::Io { action: "read", path: root.to_path_buf(), source })?;
-    if scan.skipped > 0 {
-        tracing::info!(root = %root.display(), files = scan.files, skipped = scan.skipped,
-            first = ?scan.problems.first(), "k-means store scan skipped unusable records");
-    }
-    tracing::debug!(root = %root.display(), files = scan.files, points = scan.points.len(), "k-means store scanned");
-    Ok(scan)
-}
-
-/// `[humidity, temperature]` of one record file, or why it has none.
-fn parse_record(bytes: &[u8]) -> Result<[f64; 2], String> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|err| format!("not JSON ({err})"))?;
-    let Value::Object(fields) = value else {
-        return Err("not a JSON object".to_owned());
-    };
-    Ok([cast_field(&fields, "humidity")?, cast_field(&fields, "temperature")?])
-}
-
-/// The field `name` as a finite number: a JSON number or a string holding one.
-fn cast_field(fields: &Map<String, Value>, name: &str) -> Result<f64, String> {
-    let value = fields.get(name).ok_or_else(|| format!("{name} is missing"))?;
-    let number = match value {
-        Value::Number(n) => n.as_f64().filter(|x| x.is_finite()),
-        Value::String(s) => cast_number(s),
-        _ => None,
-    };
-    number.ok_or_else(|| {
-        let shown: String = value.to_string().chars().take(40).collect();
-        format!("{name} {shown} does not cast to a number")
-    })
-}
-
-/// A string as a finite number (` None`, `NaN`, `inf` and garbage give `None`).
-fn cast_number(text: &str) -> Option<f64> {
-    text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
-}
-
 /// Outcome of [`fit`]. Centres are sorted by humidity, then temperature, and `labels` (one per point, in
 /// input order) index into them, so equal inputs give equal results whatever order linfa found the clusters in.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -159,12 +82,16 @@ pub struct KMeansResult {
     pub k: usize,
     /// Seed used.
     pub seed: u64,
-    /// Number of points clustered.
+    /// Number of points clustered (labelled).
     pub points: usize,
+    /// Number of points the model was fitted on: `points`, or the size of the sample a large store was
+    /// fitted on.
+    pub fitted_on: usize,
     /// `[humidity, temperature]` of each centre, sorted. linfa updates centres m_k-means style (the old
     /// centre weighs in as one more point), so they end within about `tolerance` of their cluster means.
     pub centres: Vec<[f64; 2]>,
-    /// Cluster of each point, indexing `centres`.
+    /// Cluster of each point fitted on, indexing `centres` (every point's is in the predictions file).
+    #[serde(skip)]
     pub labels: Vec<usize>,
     /// Number of points in each cluster (may hold 0 when points coincide).
     pub cluster_sizes: Vec<usize>,
@@ -239,6 +166,7 @@ pub fn fit(points: &[[f64; 2]], cfg: &FitParams) -> Result<KMeansResult, KMeansE
         k: cfg.k,
         seed: cfg.seed,
         points: points.len(),
+        fitted_on: points.len(),
         centres,
         labels,
         cluster_sizes,
@@ -300,6 +228,7 @@ struct CentresDoc<'a> {
     k: usize,
     seed: u64,
     points: usize,
+    fitted_on: usize,
     centres: &'a [[f64; 2]],
     cluster_sizes: &'a [usize],
     silhouette: Option<f64>,
@@ -307,7 +236,7 @@ struct CentresDoc<'a> {
 }
 
 /// Writes `predictions_<stamp>.csv` in `dir` (header `humidity,temperature,prediction`, one row per point) and
-/// `centres_<stamp>.json` (k, seed, points, centres, cluster_sizes, silhouette, inertia), creating `dir` if
+/// `centres_<stamp>.json` (k, seed, points, fitted_on, centres, cluster_sizes, silhouette, inertia), creating `dir` if
 /// needed, and returns their paths. Each file is written under a hidden temporary name, synced, then renamed,
 /// so readers never see half a file.
 pub fn write_outputs(
@@ -316,29 +245,52 @@ pub fn write_outputs(
     points: &[[f64; 2]],
     result: &KMeansResult,
 ) -> Result<Vec<PathBuf>, KMeansError> {
-    if stamp.is_empty() || stamp.contains(['/', '\\', '\0']) {
-        return Err(KMeansError::BadStamp(stamp.to_owned()));
-    }
     if result.labels.len() != points.len() {
         return Err(KMeansError::LabelCount { labels: result.labels.len(), points: points.len() });
+    }
+    let predictions = write_predictions(dir, stamp, |out| {
+        for (point, label) in points.iter().zip(&result.labels) {
+            write_prediction(out, *point, *label)?;
+        }
+        Ok(())
+    })?;
+    let centres = write_centres(dir, stamp, result)?;
+    Ok(vec![predictions, centres])
+}
+
+/// Writes `predictions_<stamp>.csv` in `dir` (created if needed): the header, then what `rows` writes
+/// (with [`write_prediction`]). Atomic like [`write_outputs`]: if `rows` fails, no file is left.
+pub fn write_predictions(
+    dir: &Path,
+    stamp: &str,
+    rows: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<PathBuf, KMeansError> {
+    if stamp.is_empty() || stamp.contains(['/', '\\', '\0']) {
+        return Err(KMeansError::BadStamp(stamp.to_owned()));
     }
     fs::create_dir_all(dir).map_err(|source| KMeansError::Io {
         action: "create",
         path: dir.into(),
         source,
     })?;
-
-    let predictions = write_atomically(dir, &format!("predictions_{stamp}.csv"), |out| {
+    write_atomically(dir, &format!("predictions_{stamp}.csv"), |out| {
         writeln!(out, "humidity,temperature,prediction")?;
-        for (point, label) in points.iter().zip(&result.labels) {
-            writeln!(out, "{},{},{label}", point[0], point[1])?;
-        }
-        Ok(())
-    })?;
+        rows(out)
+    })
+}
+
+/// One row of a predictions file.
+pub fn write_prediction(out: &mut dyn Write, point: [f64; 2], label: usize) -> io::Result<()> {
+    writeln!(out, "{},{},{label}", point[0], point[1])
+}
+
+/// Writes `centres_<stamp>.json` in `dir` (which [`write_predictions`] made), atomically.
+pub fn write_centres(dir: &Path, stamp: &str, result: &KMeansResult) -> Result<PathBuf, KMeansError> {
     let doc = CentresDoc {
         k: result.k,
         seed: result.seed,
         points: result.points,
+        fitted_on: result.fitted_on,
         centres: &result.centres,
         cluster_sizes: &result.cluster_sizes,
         silhouette: result.silhouette,
@@ -348,8 +300,16 @@ pub fn write_outputs(
         serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)
     })?;
-    tracing::info!(predictions = %predictions.display(), centres = %centres.display(), "k-means outputs written");
-    Ok(vec![predictions, centres])
+    tracing::info!(centres = %centres.display(), "k-means outputs written");
+    Ok(centres)
+}
+
+/// The label of the centre nearest to `point` (the first on a tie), and the squared distance to it.
+pub fn nearest(centres: &[[f64; 2]], point: [f64; 2]) -> (usize, f64) {
+    centres.iter().enumerate().fold((0, f64::INFINITY), |best, (i, &c)| {
+        let d = squared_distance(point, c);
+        if d < best.1 { (i, d) } else { best }
+    })
 }
 
 /// Writes `dir/name` through `dir/.name.tmp`; on failure the temporary file is removed.
@@ -461,67 +421,6 @@ mod tests {
         assert_eq!(silhouette(&[[1.0, 1.0]; 4], &[0, 0, 1, 1], 2), Some(0.0), "coinciding points");
     }
 
-    fn put(root: &Path, rel: &str, content: &str) {
-        let path = root.join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, content).unwrap();
-    }
-
-    #[test]
-    fn scan_store_keeps_castable_records_and_counts_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let rec = |h: &str, t: &str| {
-            format!(
-                r#"{{"device_id":"d","humidity":{h},"temperature":{t},"time":"2020-02-18T21:23:32.106Z"}}"#
-            )
-        };
-        put(root, "2020-02-18/a.json", &rec(r#""21""#, r#""40""#));
-        put(root, "2020-02-18/b.json", &rec("22.5", "39"));
-        put(root, "2020-02-18/c.json", &rec(r#"" None""#, r#"" None""#));
-        put(root, "2020-02-19/d.json", "not json {");
-        put(root, "2020-02-19/e.json", r#"{"device_id":"d","humidity":"21"}"#);
-        put(root, "2020-02-19/f.json", &rec(r#"" 23 ""#, r#""38""#));
-        put(root, "2020-02-19/g.json", "[21, 40]");
-        put(root, "2020-02-19/h.json", &rec(r#""NaN""#, r#""40""#));
-        put(root, "2020-02-19/i.json", &rec("null", "true"));
-        put(root, "2020-02-19/nested/deeper/j.json", &rec("24", r#""37""#));
-        put(root, "2020-02-19/notes.txt", &rec("1", "1"));
-
-        let scan = scan_store(root).unwrap();
-        assert_eq!(scan.points, vec![[21.0, 40.0], [22.5, 39.0], [23.0, 38.0], [24.0, 37.0]]);
-        assert_eq!((scan.files, scan.skipped), (10, 6));
-        let problems: Vec<&str> =
-            scan.problems.iter().map(|p| p.strip_prefix(&*root.to_string_lossy()).unwrap()).collect();
-        assert_eq!(
-            problems,
-            [
-                r#"/2020-02-18/c.json: humidity " None" does not cast to a number"#,
-                "/2020-02-19/d.json: not JSON (expected ident at line 1 column 2)",
-                "/2020-02-19/e.json: temperature is missing",
-                "/2020-02-19/g.json: not a JSON object",
-                r#"/2020-02-19/h.json: humidity "NaN" does not cast to a number"#,
-                "/2020-02-19/i.json: humidity null does not cast to a number",
-            ]
-        );
-    }
-
-    #[test]
-    fn scan_store_handles_missing_root_and_caps_problems() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(scan_store(&dir.path().join("absent")).unwrap(), StoreScan::default());
-
-        for i in 0..MAX_PROBLEMS + 3 {
-            put(dir.path(), &format!("2020-02-18/{i:02}.json"), "garbage");
-        }
-        let scan = scan_store(dir.path()).unwrap();
-        assert_eq!(
-            (scan.files, scan.skipped, scan.problems.len()),
-            (MAX_PROBLEMS + 3, MAX_PROBLEMS + 3, MAX_PROBLEMS)
-        );
-        assert!(scan.problems[0].contains("00.json: not JSON"), "{}", scan.problems[0]);
-    }
-
     #[test]
     fn write_outputs_writes_both_files_atomically() {
         let dir = tempfile::tempdir().unwrap();
@@ -540,7 +439,7 @@ mod tests {
             fs::read_to_string(&paths[0]).unwrap(),
             "humidity,temperature,prediction\n10,20,1\n1,2,0\n1.5,2,0\n10,21,1\n"
         );
-        let doc: Value = serde_json::from_str(&fs::read_to_string(&paths[1]).unwrap()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&fs::read_to_string(&paths[1]).unwrap()).unwrap();
         let centres: Vec<[f64; 2]> = serde_json::from_value(doc["centres"].clone()).unwrap();
         let expected = [[1.25, 2.0], [10.0, 20.5]];
         for (got, (want, ours)) in centres.iter().zip(expected.iter().zip(&result.centres)) {
@@ -582,7 +481,7 @@ mod tests {
             .records()
             .filter_map(|row| {
                 let row = row.unwrap();
-                Some([cast_number(&row[1])?, cast_number(&row[2])?])
+                Some([super::super::scan::cast_number(&row[1])?, super::super::scan::cast_number(&row[2])?])
             })
             .collect();
         assert_eq!(points.len(), 1546 - 14, "valid rows");

@@ -4,9 +4,11 @@
 //!
 //! A directory is read in name order; a segment yields its frames in write order, a `*.json` file
 //! itself (the `files` layout, or anything a user put there). A frame or file that cannot be read is
-//! reported to the visitor and the walk goes on; only a directory that cannot be listed stops it.
+//! reported to the visitor and the walk goes on; only a directory that cannot be listed stops it, or the
+//! visitor answering [`ControlFlow::Break`].
 
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Component, Path, PathBuf};
 
 use super::namespace::{self, Namespace};
@@ -19,12 +21,20 @@ fn at(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Visits every logical file under `root` with its path (as if each were a real file) and its bytes.
-/// A missing `root` is an empty store, and a directory that vanishes meanwhile is skipped.
-pub fn walk(root: &Path, visit: &mut dyn FnMut(&Path, Visit<'_>)) -> io::Result<()> {
+/// What a visitor answers: go on, or stop the walk here.
+pub type Next = ControlFlow<()>;
+
+/// Visits every logical file under `root` with its path (as if each were a real file) and its bytes,
+/// until the visitor answers [`ControlFlow::Break`]. A missing `root` is an empty store, and a directory
+/// that vanishes meanwhile is skipped.
+pub fn walk(root: &Path, visit: &mut dyn FnMut(&Path, Visit<'_>) -> Next) -> io::Result<()> {
+    walk_dir(root, visit).map(|_| ())
+}
+
+fn walk_dir(root: &Path, visit: &mut dyn FnMut(&Path, Visit<'_>) -> Next) -> io::Result<Next> {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Next::Continue(())),
         Err(e) => return Err(at(root, e)),
     };
     let mut entries: Vec<_> = entries.collect::<io::Result<_>>().map_err(|e| at(root, e))?;
@@ -33,10 +43,10 @@ pub fn walk(root: &Path, visit: &mut dyn FnMut(&Path, Visit<'_>)) -> io::Result<
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
         // Symlinked directories are not followed: a store never makes them, and a loop would not end.
-        if entry.file_type().map_err(|e| at(&path, e))?.is_dir() {
-            walk(&path, visit)?;
+        let next = if entry.file_type().map_err(|e| at(&path, e))?.is_dir() {
+            walk_dir(&path, visit)?
         } else if segments::is_segment(&name) {
-            read_segment(root, &path, visit)?;
+            read_segment(root, &path, visit)?
         } else if name.ends_with(".json") && !name.starts_with('.') {
             match std::fs::read(&path) {
                 Ok(bytes) => visit(&path, Ok(&bytes)),
@@ -45,29 +55,38 @@ pub fn walk(root: &Path, visit: &mut dyn FnMut(&Path, Visit<'_>)) -> io::Result<
                 }
                 Err(e) => return Err(at(&path, e)),
             }
+        } else {
+            Next::Continue(())
+        };
+        if next.is_break() {
+            return Ok(next);
         }
     }
-    Ok(())
+    Ok(Next::Continue(()))
 }
 
-fn read_segment(dir: &Path, path: &Path, visit: &mut dyn FnMut(&Path, Visit<'_>)) -> io::Result<()> {
+fn read_segment(
+    dir: &Path,
+    path: &Path,
+    visit: &mut dyn FnMut(&Path, Visit<'_>) -> Next,
+) -> io::Result<Next> {
     let mut frames = match Frames::open(path) {
         Ok(frames) => frames,
-        Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(Next::Continue(())),
         Err(FrameError::Io(e)) => return Err(at(path, e)),
-        Err(e) => {
-            visit(path, Err(e.to_string()));
-            return Ok(());
-        }
+        Err(e) => return Ok(visit(path, Err(e.to_string()))),
     };
     while let Some(frame) = frames.next_frame() {
-        match frame {
+        let next = match frame {
             Ok(f) => visit(&dir.join(&f.name), Ok(&f.bytes)),
             Err(FrameError::Io(e)) => return Err(at(path, e)),
             Err(e) => visit(path, Err(e.to_string())),
+        };
+        if next.is_break() {
+            return Ok(next);
         }
     }
-    Ok(())
+    Ok(Next::Continue(()))
 }
 
 /// The bytes of the logical file `rel` (`<day>/<name>.json`) of the store at `root`.
@@ -96,9 +115,10 @@ pub fn cat(root: &Path, rel: &str) -> io::Result<Vec<u8>> {
             let mut found = None;
             let want = root.join(rel_path);
             walk(root, &mut |path, bytes| {
-                if found.is_none() && path == want {
+                if path == want {
                     found = bytes.ok().map(<[u8]>::to_vec);
                 }
+                if found.is_some() { Next::Break(()) } else { Next::Continue(()) }
             })?;
             found.ok_or_else(not_found)
         }
@@ -129,9 +149,6 @@ pub fn export(root: &Path, target: &Path) -> io::Result<Exported> {
     let mut done = Exported::default();
     let mut failed: Option<io::Error> = None;
     walk(root, &mut |path, bytes| {
-        if failed.is_some() {
-            return;
-        }
         let rel = path.strip_prefix(root).unwrap_or(path);
         match bytes {
             Ok(bytes) => {
@@ -151,6 +168,7 @@ pub fn export(root: &Path, target: &Path) -> io::Result<Exported> {
             }
             Err(why) => done.problems.push(format!("{}: {why}", rel.display())),
         }
+        if failed.is_some() { Next::Break(()) } else { Next::Continue(()) }
     })?;
     match failed {
         Some(e) => Err(e),
@@ -172,7 +190,8 @@ mod tests {
     fn listing(root: &Path) -> Vec<(String, Result<Vec<u8>, String>)> {
         let mut out = Vec::new();
         walk(root, &mut |p, b| {
-            out.push((p.strip_prefix(root).unwrap().display().to_string(), b.map(<[u8]>::to_vec)))
+            out.push((p.strip_prefix(root).unwrap().display().to_string(), b.map(<[u8]>::to_vec)));
+            Next::Continue(())
         })
         .unwrap();
         out
