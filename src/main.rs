@@ -322,6 +322,22 @@ enum BenchCommand {
         #[arg(long = "sim-for", default_value = "60s", value_parser = humantime::parse_duration)]
         sim_for: Duration,
     },
+    /// The embedded MQTT broker beside Mosquitto (when installed): the same clients, throughput, CPU and
+    /// memory of each broker process, and the ratios.
+    Mqtt {
+        /// Messages per QoS level.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        /// Publishing connections.
+        #[arg(long, default_value_t = 1)]
+        publishers: u32,
+        /// QoS levels (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,1", value_parser = parse_qos)]
+        qos: Vec<chaoslab::transport::envelope::Qos>,
+        /// Only the embedded broker, even when Mosquitto is installed.
+        #[arg(long)]
+        no_peer: bool,
+    },
     /// Sim throughput and time compression, live MQTT throughput, start-up time, memory.
     Pipeline {
         /// Records for the sim throughput run.
@@ -373,6 +389,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         sim_orders: u32,
     },
+}
+
+/// A QoS level as MQTT numbers it: 0 or 1 (2 is served as 1, so it is not offered here).
+fn parse_qos(text: &str) -> Result<chaoslab::transport::envelope::Qos, String> {
+    match text.trim() {
+        "0" => Ok(chaoslab::transport::envelope::Qos::AtMostOnce),
+        "1" => Ok(chaoslab::transport::envelope::Qos::AtLeastOnce),
+        other => Err(format!("{other:?} is not a QoS level this benchmark measures (0 or 1)")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -635,6 +660,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { command: BenchCommand::Pipeline { records, messages } } => {
             chaoslab::bench::pipeline(records, messages)
+        }
+        Command::Bench { command: BenchCommand::Mqtt { messages, publishers, qos, no_peer } } => {
+            chaoslab::bench::mqtt::run(&chaoslab::bench::mqtt::MqttBench {
+                messages,
+                publishers,
+                qos,
+                peer: !no_peer,
+            })
         }
         Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders } } => {
             chaoslab::bench::orders(requests, concurrency, sim_orders.max(1))

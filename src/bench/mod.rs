@@ -1,4 +1,6 @@
-//! `chaoslab bench pipeline` (and `orders`; `mining` in [`mining`], `store` in [`store`](mod@store), `soak` in [`soak`]): the figures the project's targets are stated in, printed, not asserted.
+//! `chaoslab bench pipeline` (and `orders`; `mining` in [`mining`], `mqtt` in [`mqtt`], `store` in
+//! [`store`](mod@store), `soak` in [`soak`]): the figures the project's targets are stated in, printed, not
+//! asserted.
 //!
 //! 1. Sim throughput: sensor records per wall second through MQTT_BROKER → FLINK → ELASTICSEARCH with no
 //!    rate limit (target ≥ 1 M records/s/core).
@@ -8,6 +10,7 @@
 //! 5. Peak resident memory of each phase (target < 64 MB for the reference pipeline).
 
 pub mod mining;
+pub mod mqtt;
 pub mod soak;
 pub mod store;
 
