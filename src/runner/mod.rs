@@ -625,12 +625,12 @@ fn control_credentials(
     file: Option<&std::path::Path>,
     out: &std::path::Path,
 ) -> anyhow::Result<(Arc<crate::api::auth::Credentials>, Option<String>)> {
-    use crate::api::auth::{Credentials, hash_secret};
+    use crate::api::auth::{Credentials, hash_generated_token};
     if let Some(path) = file {
         return Ok((Arc::new(Credentials::load(path)?), None));
     }
     let token = hex::encode(rand::Rng::r#gen::<[u8; 32]>(&mut rand::thread_rng()));
-    let hash = hash_secret(&token)?;
+    let hash = hash_generated_token(&token)?;
     let text = format!("[[token]]\nname = \"generated\"\ntoken_hash = \"{hash}\"\n");
     let creds = Credentials::parse(&text, "<generated>")?;
     let path = out.join(CONTROL_TOKEN_FILE);
