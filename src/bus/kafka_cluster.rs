@@ -374,7 +374,17 @@ pub async fn run_controller(
     every: Duration,
 ) -> anyhow::Result<()> {
     ctx.health.set_ready(true, "serving");
+    // The cluster's row in the run's table: records produced in, records fetched by consumers out.
+    let tally = |bus: &Bus| {
+        let stats = bus.stats();
+        let m = &ctx.metrics;
+        m.records_in.inc_by(stats.records_produced.saturating_sub(m.records_in.get()));
+        m.records_out.inc_by(stats.records_fetched.saturating_sub(m.records_out.get()));
+    };
     loop {
+        if let Some(embedded) = bus.embedded() {
+            tally(embedded);
+        }
         match bus.embedded().map(Bus::admin) {
             Some(admin) => {
                 let removed = admin.enforce_retention(ctx.clock.now().timestamp_millis());
@@ -398,7 +408,12 @@ pub async fn run_controller(
         }
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = ctx.shutdown.cancelled() => {
+                if let Some(embedded) = bus.embedded() {
+                    tally(embedded);
+                }
+                return Ok(());
+            }
             _ = tokio::time::sleep(every) => {}
         }
     }

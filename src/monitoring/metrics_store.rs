@@ -303,13 +303,13 @@ impl MetricsState {
         super::promql::query(expr, &lock(&self.tsdb), t_ms)
     }
 
-    fn scrape(&self, t_ms: i64) {
+    fn scrape(&self, t_ms: i64) -> crate::monitoring::tsdb::ScrapeStats {
         let families = self.registry.registry().gather();
         lock(&self.tsdb).ingest_families(
             &families,
             &[("job", "chaoslab"), ("instance", &self.instance)],
             t_ms,
-        );
+        )
     }
 }
 
@@ -326,7 +326,10 @@ pub async fn run_prometheus(
         let now_ms = ctx.clock.now().timestamp_millis();
         let now = tokio::time::Instant::now();
         if now >= next_scrape {
-            state.scrape(now_ms);
+            // In its row: samples scraped in; refused ones (out of order, over a limit) are drops.
+            let stats = state.scrape(now_ms);
+            ctx.metrics.records_in.inc_by((stats.appended + stats.rejected) as u64);
+            ctx.metrics.dropped_n("sample_refused", stats.rejected as u64);
             next_scrape += state.scrape;
         }
         if now >= next_eval {

@@ -72,6 +72,7 @@ impl ComponentKind for OrderStoreConfig {
             ledger: Ledger::default(),
             hooks: cx.hooks(name),
             up: cx.up_flag(name),
+            counts: cx.registry().component(name),
         };
         cx.provide(name, db);
         let by_state =

@@ -25,6 +25,7 @@ use crate::bus::kafka_cluster::BusHandle;
 use crate::bus::{Acks, BusError, RecordMeta};
 use crate::kernel::clock::Clock;
 use crate::kernel::hooks::{ComponentHooks, IoMethod};
+use crate::kernel::metrics::ComponentMetrics;
 use crate::kernel::seed::SharedRng;
 use crate::kernel::trace::Trace;
 use crate::topology::BuildCx;
@@ -107,6 +108,8 @@ pub struct OrderDb {
     pub hooks: Arc<ComponentHooks>,
     /// True while the component runs.
     pub up: Arc<std::sync::atomic::AtomicBool>,
+    /// The component's row in the run's table: operations in, answered out, failed dropped.
+    pub counts: ComponentMetrics,
 }
 
 /// What a service that reads and writes orders works with: the store through its link, the bus
@@ -139,6 +142,8 @@ pub struct Orders {
     pub kafka_link: Arc<Link>,
     /// The database component's fault hooks (I/O faults on the store).
     pub db_hooks: Arc<ComponentHooks>,
+    /// The store component's counts.
+    pub db_counts: ComponentMetrics,
     /// The producer's `message.timeout.ms`.
     pub produce_timeout: Duration,
 }
@@ -241,6 +246,7 @@ impl Orders {
             db_link: cx.link(name, store)?,
             kafka_link: cx.link(name, bus)?,
             db_hooks: db.hooks,
+            db_counts: db.counts,
             produce_timeout,
         })
     }
@@ -287,7 +293,15 @@ impl Orders {
             .io(method, table)
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.db_name)))?;
-        op(self.store.clone()).await
+        // The store's row: an operation that reached it is in; answered, out; failed there, dropped.
+        self.db_counts.records_in.inc();
+        let outcome = op(self.store.clone()).await;
+        match &outcome {
+            Ok(_) => self.db_counts.records_out.inc(),
+            Err(StoreError::Invalid(_)) => self.db_counts.dropped("invalid_request"),
+            Err(_) => self.db_counts.dropped("store_error"),
+        }
+        outcome
     }
 
     /// Records a state change: ledger, metric, trace and the process-mining event.

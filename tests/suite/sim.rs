@@ -51,6 +51,18 @@ fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
     // Every order placed was created by the API and produced to poke-orders.
     let api = &a.components["POKE-ORDER-API"];
     assert_eq!((api.records_in, api.records_out), (octillery.records_out, octillery.records_out));
+    // The store counts the operations that reached it; each was answered or failed there.
+    let db = &a.components["POKE-ORDERS-DB"];
+    assert!(db.records_in >= api.records_in, "at least one write per order created: {db:?}");
+    assert_eq!(db.records_in, db.records_out + db.records_dropped, "{db:?}");
+    // The cluster counts what was produced to it (at most what its links delivered) and fetched from it.
+    let kafka = &a.components["KAFKA"];
+    let into_kafka: u64 =
+        a.links.iter().filter(|(k, _)| k.ends_with("->KAFKA")).map(|(_, l)| l.delivered).sum();
+    assert!(kafka.records_in >= api.records_out && kafka.records_in <= into_kafka, "{kafka:?}, {into_kafka}");
+    assert!(kafka.records_out >= api.records_out, "every order was consumed at least once: {kafka:?}");
+    // PROMETHEUS counts the samples it scraped.
+    assert!(a.components["PROMETHEUS"].records_in > 0, "{:?}", a.components["PROMETHEUS"]);
     assert_eq!(a.simulated_secs, 600.0);
     // Sim time is virtual: the 10 minutes ran in far less wall time (not a benchmark, a sanity bound).
     assert!(a.wall_secs < 60.0);
