@@ -388,6 +388,10 @@ enum BenchCommand {
         /// Orders per user (5 users) in the sim run.
         #[arg(long, default_value_t = 2_000)]
         sim_orders: u32,
+        /// Another order API (e.g. the reference's FastAPI at http://127.0.0.1:8000) to send the same
+        /// requests to, side by side.
+        #[arg(long)]
+        peer: Option<String>,
     },
 }
 
@@ -669,8 +673,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 peer: !no_peer,
             })
         }
-        Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders } } => {
-            chaoslab::bench::orders(requests, concurrency, sim_orders.max(1))
+        Command::Bench { command: BenchCommand::Orders { requests, concurrency, sim_orders, peer } } => {
+            chaoslab::bench::orders(requests, concurrency, sim_orders.max(1), peer.as_deref())
         }
         Command::Bench {
             command: BenchCommand::Soak { duration, every, rate_ms, no_orders, without, trace },

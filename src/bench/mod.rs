@@ -179,18 +179,36 @@ pub fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `chaoslab bench orders`: order API requests per second over real HTTP on the embedded store, and
-/// orders per wall second end to end (API → bus → detector → updater → store) in sim mode.
-pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Result<()> {
+/// `chaoslab bench orders`: order API requests per second over real HTTP on the embedded store — and,
+/// with `peer`, the same requests against another order API (the reference's FastAPI, say) with the
+/// ratio — and orders per wall second end to end (API → bus → detector → updater → store) in sim mode.
+pub fn orders(requests: u64, concurrency: u32, sim_orders: u32, peer: Option<&str>) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     println!("chaoslab bench orders ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (ok, secs) = rt.block_on(live_posts(&dir.join("live"), requests, concurrency))?;
+    let ours = rt.block_on(live_posts(&dir.join("live"), requests, concurrency))?;
     println!(
-        "live API:          {ok} POST /orders/ over HTTP/1.1 ({concurrency} concurrent clients, SQLite store, direct publish) in {secs:.3} s = {:.0} requests/s",
-        ok as f64 / secs
+        "live API:          {} POST /orders/ over HTTP/1.1 ({concurrency} concurrent clients, SQLite store, direct publish) {}",
+        ours.ok,
+        ours.figures()
     );
+    if let Some(url) = peer {
+        let client = crate::orders::http::ApiClient::remote(url, Duration::from_secs(30))
+            .with_context(|| format!("--peer {url}"))?;
+        let theirs = rt.block_on(posts(client, requests, concurrency));
+        println!(
+            "peer API:          {} POST /orders/ to {url}, the same requests, {}",
+            theirs.ok,
+            theirs.figures()
+        );
+        anyhow::ensure!(theirs.ok > 0, "the peer at {url} answered no POST /orders/ with 200");
+        println!(
+            "chaoslab / peer:   {:.2}x the requests/s; p99 latency {:.2}x",
+            ours.rate() / theirs.rate().max(1e-9),
+            ours.percentile(0.99) / theirs.percentile(0.99).max(1e-9)
+        );
+    }
     drop(rt);
 
     let mut flow = reference_flow()?;
@@ -229,7 +247,38 @@ pub fn orders(requests: u64, concurrency: u32, sim_orders: u32) -> anyhow::Resul
     Ok(())
 }
 
-async fn live_posts(out: &std::path::Path, requests: u64, concurrency: u32) -> anyhow::Result<(u64, f64)> {
+/// What a run of `POST /orders/` requests gave: how many were answered 200, in how long, each one's time.
+struct Posts {
+    ok: u64,
+    secs: f64,
+    latencies: Vec<f64>,
+}
+
+impl Posts {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.secs.max(1e-9)
+    }
+
+    /// The `q` quantile of the request times in seconds (nearest rank), 0 without requests.
+    fn percentile(&self, q: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(rank).copied().unwrap_or(0.0)
+    }
+
+    fn figures(&self) -> String {
+        format!(
+            "in {:.3} s = {:.0} requests/s; latency p50 {:.2} ms, p99 {:.2} ms",
+            self.secs,
+            self.rate(),
+            self.percentile(0.5) * 1e3,
+            self.percentile(0.99) * 1e3
+        )
+    }
+}
+
+async fn live_posts(out: &std::path::Path, requests: u64, concurrency: u32) -> anyhow::Result<Posts> {
     let mut flow = reference_flow()?;
     flow.without(&["OCTILLERY", "SENSOR", "FLINK", "NIFI", "HADOOP", "NODE-RED", "SPARK"]);
     let handle = live_on_free_ports(Run::new(flow).out(out).seed(1))?.live().await?;
@@ -237,33 +286,45 @@ async fn live_posts(out: &std::path::Path, requests: u64, concurrency: u32) -> a
         &format!("http://{}", handle.http_addr),
         Duration::from_secs(30),
     )?;
+    let posts = posts(client, requests, concurrency).await;
+    handle.stop().await?;
+    Ok(posts)
+}
+
+/// `requests` orders posted by `concurrency` clients in parallel, each waiting for its answer.
+async fn posts(client: crate::orders::http::ApiClient, requests: u64, concurrency: u32) -> Posts {
     let started = Instant::now();
     let mut workers = Vec::new();
-    for w in 0..concurrency {
+    for w in 0..concurrency.max(1) {
         let client = client.clone();
-        let n = requests / u64::from(concurrency);
+        let n = requests / u64::from(concurrency.max(1));
         workers.push(tokio::spawn(async move {
             let mut ok = 0u64;
+            let mut latencies = Vec::with_capacity(n as usize);
             for i in 0..n {
                 let body = format!(
                     r#"{{"user_id": {}, "pokemon": "pikachu", "country": "Chile", "price": {}}}"#,
                     w + 1,
                     i % 300
                 );
+                let sent = Instant::now();
                 if let Ok(r) = client.send(hyper::Method::POST, "/orders/", Some(body.into_bytes())).await
                     && r.status == hyper::StatusCode::OK
                 {
                     ok += 1;
+                    latencies.push(sent.elapsed().as_secs_f64());
                 }
             }
-            ok
+            (ok, latencies)
         }));
     }
-    let mut ok = 0;
+    let mut all = Posts { ok: 0, secs: 0.0, latencies: Vec::new() };
     for w in workers {
-        ok += w.await.unwrap_or(0);
+        if let Ok((ok, latencies)) = w.await {
+            all.ok += ok;
+            all.latencies.extend(latencies);
+        }
     }
-    let secs = started.elapsed().as_secs_f64();
-    handle.stop().await?;
-    Ok((ok, secs))
+    all.secs = started.elapsed().as_secs_f64();
+    all
 }

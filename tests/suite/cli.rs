@@ -239,11 +239,40 @@ fn the_benchmarks_run_and_print_their_figures() {
         assert!(out.contains(figure), "missing {figure:?} in:\n{out}");
     }
     assert_eq!(out.matches("sim throughput:").count(), 2, "both trace levels");
-    let orders =
-        chaoslab(&["bench", "orders", "--requests", "40", "--concurrency", "2", "--sim-orders", "10"]);
+    // The peer: another chaoslab serving only the order API, as a user would point --peer at the
+    // reference's FastAPI.
+    let peer_dir = tempfile::tempdir().unwrap();
+    let flow = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/order_api/chaoslab-flow.toml");
+    let mut peer = crate::common::chaoslab()
+        .args(["run", "--flow", flow.to_str().unwrap(), "--http-listen", "127.0.0.1:0"])
+        .args(["--mqtt-listen", "127.0.0.1:0", "--out", peer_dir.path().join("out").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(peer.stdout.take().unwrap()));
+    let url = lines
+        .find_map(|l| Some(l.ok()?.split("HTTP at ").nth(1)?.split([' ', ',']).next()?.to_owned()))
+        .expect("the peer prints its HTTP address");
+    let orders = chaoslab(&[
+        "bench",
+        "orders",
+        "--requests",
+        "40",
+        "--concurrency",
+        "2",
+        "--sim-orders",
+        "10",
+        "--peer",
+        &url,
+    ]);
+    let _ = peer.kill();
+    let _ = peer.wait();
     assert!(orders.status.success(), "{}", text(&orders.stderr));
     let out = text(&orders.stdout);
     assert!(out.contains("live API:          40 POST /orders/"), "{out}");
+    assert!(out.contains(&format!("peer API:          40 POST /orders/ to {url}")), "{out}");
+    assert!(out.contains("chaoslab / peer:") && out.contains("p99 latency"), "{out}");
     assert!(out.contains("sim end to end:    50 orders"), "{out}");
     let mining = chaoslab(&["bench", "mining", "--events", "20000", "--sim-for", "3s"]);
     assert!(mining.status.success(), "{}", text(&mining.stderr));
