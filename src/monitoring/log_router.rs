@@ -81,6 +81,8 @@ pub struct LogInputHandle {
     pub http_stats: Arc<HttpStats>,
     /// Live: the Forward and HTTP listeners, taken by the runner that serves them.
     pub listeners: Arc<Mutex<Option<(std::net::TcpListener, std::net::TcpListener)>>>,
+    /// The Forward source's `<security>` in the Fluentd configuration: its handshake, when set.
+    pub forward_security: Option<Arc<crate::monitoring::logs::config::ForwardSecurity>>,
 }
 
 fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<std::net::TcpListener> {
@@ -137,6 +139,10 @@ impl ComponentKind for LogRouterConfig {
         for note in &fluent.notes {
             tracing::debug!("fluentd configuration: {note}");
         }
+        let forward_security = fluent.sources.iter().find_map(|source| match source {
+            crate::monitoring::logs::config::Source::Forward(f) => f.security.clone().map(Arc::new),
+            crate::monitoring::logs::config::Source::Http(_) => None,
+        });
         let router = Arc::new(Router::new(fluent));
         let listeners = match cx.mode {
             RunMode::Live => Some((
@@ -155,6 +161,7 @@ impl ComponentKind for LogRouterConfig {
                 forward_stats: Arc::default(),
                 http_stats: Arc::default(),
                 listeners: Arc::new(Mutex::new(listeners)),
+                forward_security,
             },
         );
         let inputs = Arc::new(LogInputs {

@@ -498,11 +498,19 @@ fn serve_log_inputs(
         http_addr = http_addr.or(Some(http.local_addr()?));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let fwd = tokio::net::TcpListener::from_std(fwd)?;
+        if auth.is_some() && input.forward_security.is_none() {
+            tracing::warn!(
+                address = ?forward_addr,
+                "the Fluentd Forward input takes events from anyone: with --credentials, give its <source> a \
+                 <security> section (self_hostname, shared_key) in the Fluentd configuration"
+            );
+        }
         tasks.push(tokio::spawn(crate::monitoring::logs::forward::serve(
             fwd,
             input.external.clone(),
             input.forward_stats.clone(),
             stop_rx.clone(),
+            input.forward_security.clone(),
         )));
         let app =
             crate::monitoring::logs::http_input::router(input.external.clone(), input.http_stats.clone());

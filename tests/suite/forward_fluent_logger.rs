@@ -48,7 +48,7 @@ async fn fluent_logger_records_arrive_with_tag_time_and_fields() {
     let (tx, mut rx) = mpsc::channel(8);
     let stats = Arc::new(ForwardStats::default());
     let (stop, shutdown) = watch::channel(false);
-    let server = tokio::spawn(serve(listener, tx, stats.clone(), shutdown));
+    let server = tokio::spawn(serve(listener, tx, stats.clone(), shutdown, None));
 
     let output = tokio::time::timeout(
         Duration::from_secs(60),

@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::monitoring::logs::config::ForwardSecurity;
 use crate::monitoring::logs::event::{EventTime, LogEvent};
 
 /// Longest accepted tag, in bytes.
@@ -92,6 +93,7 @@ pub struct ForwardStats {
     invalid_messages: AtomicU64,
     invalid_entries: AtomicU64,
     oversized: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A copy of [`ForwardStats`] at one moment.
@@ -115,6 +117,8 @@ pub struct ForwardStatsSnapshot {
     pub invalid_entries: u64,
     /// Messages rejected for size: over the message limit (connection closed) or a tag over the limit.
     pub oversized: u64,
+    /// Connections closed because they failed the `<security>` handshake.
+    pub refused: u64,
 }
 
 impl ForwardStats {
@@ -131,6 +135,7 @@ impl ForwardStats {
             invalid_messages: get(&self.invalid_messages),
             invalid_entries: get(&self.invalid_entries),
             oversized: get(&self.oversized),
+            refused: get(&self.refused),
         }
     }
 
@@ -564,6 +569,7 @@ pub async fn serve(
     tx: mpsc::Sender<LogEvent>,
     stats: Arc<ForwardStats>,
     mut shutdown: watch::Receiver<bool>,
+    security: Option<Arc<ForwardSecurity>>,
 ) {
     let mut connections = JoinSet::new();
     let local = listener.local_addr().ok();
@@ -581,7 +587,7 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     ForwardStats::add(&stats.connections, 1);
                     tracing::debug!(%peer, "forward: connection accepted");
-                    connections.spawn(connection(stream, peer.to_string(), tx.clone(), stats.clone(), shutdown.clone()));
+                    connections.spawn(connection(stream, peer.to_string(), tx.clone(), stats.clone(), shutdown.clone(), security.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "forward: accept failed");
@@ -600,8 +606,21 @@ async fn connection(
     tx: mpsc::Sender<LogEvent>,
     stats: Arc<ForwardStats>,
     mut shutdown: watch::Receiver<bool>,
+    security: Option<Arc<ForwardSecurity>>,
 ) {
     let mut decoder = FrameDecoder::new();
+    if let Some(security) = &security {
+        let outcome = tokio::select! {
+            biased;
+            () = shutdown_requested(&mut shutdown) => return,
+            outcome = super::forward_auth::handshake(&mut stream, &mut decoder, security) => outcome,
+        };
+        if let Err(reason) = outcome {
+            ForwardStats::add(&stats.refused, 1);
+            tracing::warn!(%peer, %reason, "forward: handshake failed; connection closed");
+            return;
+        }
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         loop {
@@ -963,7 +982,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let stats = Arc::new(ForwardStats::default());
         let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, tx, stats.clone(), shutdown));
+        let task = tokio::spawn(serve(listener, tx, stats.clone(), shutdown, None));
         Server { addr, rx, stats, stop, task }
     }
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod event;
 pub mod forward;
+pub mod forward_auth;
 pub mod http_input;
 pub mod router;
 pub mod tag;

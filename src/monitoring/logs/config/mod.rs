@@ -172,8 +172,34 @@ pub struct ForwardSource {
     pub port: u16,
     /// `@label`: route this source's events into that label instead of the top level.
     pub label: Option<String>,
+    /// `<security>`: the shared-key handshake every client must pass first.
+    pub security: Option<ForwardSecurity>,
     /// Where the directive is.
     pub origin: Origin,
+}
+
+/// A Forward source's `<security>` (Fluentd's `in_forward`): before any event, a client answers the
+/// server's HELO with a PING proving it knows `shared_key` (and, with `user_auth`, a user's password);
+/// the server answers PONG proving it knows the key too.
+#[derive(Clone, PartialEq)]
+pub struct ForwardSecurity {
+    /// `self_hostname`: the name the server gives in PONG.
+    pub self_hostname: String,
+    /// `shared_key`.
+    pub shared_key: String,
+    /// `<user>` entries (username, password) when `user_auth` is on; empty otherwise.
+    pub users: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ForwardSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ForwardSecurity")
+            .field("self_hostname", &self.self_hostname)
+            .field("shared_key", &"***")
+            .field("users", &users)
+            .finish()
+    }
 }
 
 /// Settings of an HTTP listener (`in_http`).

@@ -4,7 +4,7 @@ use super::section::Section;
 use super::{Builder, LabelRef};
 use crate::monitoring::logs::config::syntax::Element;
 use crate::monitoring::logs::config::{
-    DEFAULT_FORWARD_PORT, DEFAULT_HTTP_PORT, Fault, ForwardSource, HttpSource, Source,
+    DEFAULT_FORWARD_PORT, DEFAULT_HTTP_PORT, Fault, ForwardSecurity, ForwardSource, HttpSource, Source,
 };
 
 impl Builder {
@@ -29,7 +29,11 @@ impl Builder {
                     "chunk_size_limit",
                     "skip_invalid_event",
                 ]);
-                Source::Forward(ForwardSource { bind, port, label, origin: element.origin.clone() })
+                let security = match section.child("security")? {
+                    Some(element) => Some(self.security(element)?),
+                    None => None,
+                };
+                Source::Forward(ForwardSource { bind, port, label, security, origin: element.origin.clone() })
             }
             "http" => {
                 let port = section.port("port", DEFAULT_HTTP_PORT)?;
@@ -83,8 +87,52 @@ impl Builder {
                 ));
             }
         };
-        section.ignore_children(&["transport", "security"]);
+        section.ignore_children(&["transport"]);
         section.finish(&mut self.notes);
         Ok(source)
+    }
+
+    /// A Forward source's `<security>`: `self_hostname` and `shared_key` required, as in Fluentd;
+    /// `user_auth` with its `<user>` entries; per-client keys (`<client>`) are not implemented.
+    fn security(&mut self, element: &Element) -> Result<ForwardSecurity, Fault> {
+        let mut section = Section::new(element);
+        let self_hostname = section.required("self_hostname")?.value.clone();
+        let shared_key = section.required("shared_key")?.value.clone();
+        if shared_key.is_empty() {
+            return Err(section.invalid(&element.origin, "`shared_key` must not be empty"));
+        }
+        let user_auth = section.bool("user_auth", false)?;
+        if let Some(param) = section.param("allow_anonymous_source")
+            && matches!(param.value.as_str(), "false" | "no")
+        {
+            return Err(section.unsupported(
+                &param.origin,
+                "allow_anonymous_source false",
+                "sources are not told apart by address: every client uses the shared key",
+            ));
+        }
+        if let Some(client) = section.children("client").first() {
+            return Err(section.unsupported(
+                &client.origin,
+                "<client>",
+                "per-client keys are not implemented; every client uses the shared key",
+            ));
+        }
+        let mut users = Vec::new();
+        for user in section.children("user") {
+            let mut entry = Section::new(user);
+            let name = entry.required("username")?.value.clone();
+            let password = entry.required("password")?.value.clone();
+            entry.finish(&mut self.notes);
+            users.push((name, password));
+        }
+        if user_auth && users.is_empty() {
+            return Err(section.invalid(&element.origin, "`user_auth true` needs at least one <user>"));
+        }
+        if !user_auth {
+            users.clear();
+        }
+        section.finish(&mut self.notes);
+        Ok(ForwardSecurity { self_hostname, shared_key, users })
     }
 }

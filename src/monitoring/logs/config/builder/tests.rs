@@ -34,6 +34,41 @@ fn sources_are_read_with_defaults_and_parse_settings() {
 }
 
 #[test]
+fn a_forward_sources_security_is_read_and_what_is_not_implemented_is_refused() {
+    let with = |security: &str| {
+        format!("<source>\n  @type forward\n  <security>\n{security}  </security>\n</source>\n")
+    };
+    let config = parse(&with(
+        "    self_hostname chaoslab\n    shared_key s3cret\n    user_auth true\n    <user>\n      username alice\n\
+         \x20     password pw\n    </user>\n",
+    ))
+    .unwrap();
+    let security = config.forward_source().unwrap().security.clone().unwrap();
+    assert_eq!((security.self_hostname.as_str(), security.shared_key.as_str()), ("chaoslab", "s3cret"));
+    assert_eq!(security.users, [("alice".to_string(), "pw".to_string())]);
+    assert!(
+        !format!("{security:?}").contains("s3cret") && !format!("{security:?}").contains("pw"),
+        "no secret in Debug"
+    );
+    assert!(config.notes.is_empty(), "{:?}", config.notes);
+    assert_eq!(
+        parse("<source>\n  @type forward\n</source>\n").unwrap().forward_source().unwrap().security,
+        None
+    );
+
+    let e = err(&with("    self_hostname chaoslab\n"));
+    assert!(e.contains("fluent.conf:3") && e.contains("`shared_key` is required"), "{e}");
+    let e = err(&with("    self_hostname h\n    shared_key k\n    user_auth true\n"));
+    assert!(e.contains("needs at least one <user>"), "{e}");
+    let e = err(&with(
+        "    self_hostname h\n    shared_key k\n    <client>\n      host 10.0.0.1\n    </client>\n",
+    ));
+    assert!(e.contains("fluent.conf:6") && e.contains("<client>"), "{e}");
+    let e = err(&with("    self_hostname h\n    shared_key k\n    allow_anonymous_source false\n"));
+    assert!(e.contains("fluent.conf:6") && e.contains("allow_anonymous_source"), "{e}");
+}
+
+#[test]
 fn comments_quotes_and_values() {
     let config = parse(
         "# leading comment\n<match a.**>   # trailing comment\n  @type file\n  path /tmp/a#b # comment\n\
