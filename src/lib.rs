@@ -49,7 +49,7 @@
 //! - [`executions`]: the local execution store — every experiment, Chaos Mesh run and campaign run with
 //!   its journal, outcome, ground truth, resilience score and reproducing command (ChaosIQ's "publish",
 //!   locally).
-//! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining|store|soak`, which print figures.
+//! - [`bench`](mod@bench): `chaoslab bench pipeline|orders|mining|mqtt|store|soak`, which print figures.
 
 pub mod analytics;
 pub mod api;
