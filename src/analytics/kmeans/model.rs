@@ -53,7 +53,9 @@ pub enum KMeansError {
     Cancelled,
 }
 
-/// Parameters of one k-means run; the defaults are the reference job's (`k=2, seed=1`) and Spark MLlib's.
+/// Parameters of one k-means run; the defaults are the reference job's (`KMeans(k=2, seed=1)`) with
+/// the rest of Spark MLlib's defaults: one initialisation (Spark has no `n_init`), at most 20 iterations
+/// (`maxIter`), tolerance 1e-4 (`tol`). Spark initialises with k-means||; linfa's KMeans++ is used here.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitParams {
     /// Number of clusters.
@@ -70,7 +72,7 @@ pub struct FitParams {
 
 impl Default for FitParams {
     fn default() -> Self {
-        Self { k: 2, seed: 1, n_runs: 10, max_iterations: 300, tolerance: 1e-4 }
+        Self { k: 2, seed: 1, n_runs: 1, max_iterations: 20, tolerance: 1e-4 }
     }
 }
 
