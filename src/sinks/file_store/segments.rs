@@ -277,7 +277,8 @@ impl<R: BufRead> Frames<R> {
             return bad(format!("header {line:?} has a bad length or checksum"));
         };
         let name = name.to_owned();
-        let mut bytes = Vec::new();
+        // Sized once from the header (a corrupt length cannot make it allocate more than 1 MiB up front).
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX).min(1 << 20) + 1);
         match (&mut self.reader).take(len.saturating_add(1)).read_to_end(&mut bytes) {
             Ok(n) if (n as u64) < len.saturating_add(1) => return Some(Err(FrameError::Torn(start))),
             Ok(_) => {}
