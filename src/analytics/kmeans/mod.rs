@@ -234,8 +234,8 @@ pub async fn run_once(
     let params = FitParams { k: cfg.k, seed: cfg.seed, ..FitParams::default() };
     // Raised when this future is dropped: the supervisor gave up waiting (a stop outlasting its grace), and
     // the blocking job, which an abort cannot reach, stops at its next record.
-    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-    let flag = cancel.0.clone();
+    let cancel = CancelOnDrop::new();
+    let flag = cancel.flag.clone();
     let job = move || {
         run_job_with(&store, &out_dir, &stamp, &params, SAMPLE_POINTS, Some(&flag))
             .map_err(anyhow::Error::from)
@@ -277,18 +277,27 @@ pub async fn run_once(
 }
 
 /// Raises its flag when dropped unless disarmed, and says so.
-struct CancelOnDrop(Arc<AtomicBool>);
+struct CancelOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
 
 impl CancelOnDrop {
-    fn disarm(self) {
-        std::mem::forget(self);
+    fn new() -> CancelOnDrop {
+        CancelOnDrop { flag: Arc::new(AtomicBool::new(false)), armed: true }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        tracing::warn!("k-means job cut off: SPARK was stopped while it ran; its last model stands");
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+            tracing::warn!("k-means job cut off: SPARK was stopped while it ran; its last model stands");
+        }
     }
 }
 
@@ -405,8 +414,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         two_blobs(&store, 100);
-        let guard = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-        let flag = guard.0.clone();
+        let guard = CancelOnDrop::new();
+        let flag = guard.flag.clone();
         drop(guard);
         assert!(flag.load(Ordering::Relaxed), "dropping the guard raises the flag");
         let out = dir.path().join("out");
@@ -414,9 +423,10 @@ mod tests {
         assert!(matches!(job, Err(KMeansError::Cancelled)), "{job:?}");
         assert!(!out.exists(), "nothing written");
 
-        let kept = CancelOnDrop(Arc::new(AtomicBool::new(false)));
-        let flag = kept.0.clone();
+        let kept = CancelOnDrop::new();
+        let flag = kept.flag.clone();
         kept.disarm();
+        assert_eq!(Arc::strong_count(&flag), 1, "a disarmed guard lets go of the flag");
         assert!(!flag.load(Ordering::Relaxed), "a disarmed guard leaves the flag down");
     }
 }
