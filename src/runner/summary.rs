@@ -64,6 +64,9 @@ pub struct RunSummary {
     pub flat_file_lines: u64,
     /// The last k-means model per stage.
     pub kmeans: BTreeMap<String, Option<KMeansResult>>,
+    /// Per stage whose last job failed or was cut off: why (its model, if any, is from an earlier job).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kmeans_problems: BTreeMap<String, String>,
     /// The order services, when the flow runs them.
     pub orders: Option<OrdersSummary>,
     /// The mined process models, by miner (when the flow mines).
@@ -171,6 +174,12 @@ impl RunSummary {
                 .into_iter()
                 .map(|(n, probe)| (n.to_string(), probe.latest().and_then(|r| r.result)))
                 .collect(),
+            kmeans_problems: p
+                .handles
+                .all::<SparkProbe>()
+                .into_iter()
+                .filter_map(|(n, probe)| Some((n.to_string(), probe.problem()?)))
+                .collect(),
             orders,
             process_models: p
                 .handles
@@ -275,10 +284,18 @@ impl RunSummary {
                         centres.join(" "),
                         r.cluster_sizes
                     );
+                    if let Some(problem) = self.kmeans_problems.get(name) {
+                        let _ = writeln!(s, "    (from an earlier job: {problem})");
+                    }
                 }
-                None => {
-                    let _ = writeln!(s, "  {name} k-means: no model (too few records)");
-                }
+                None => match self.kmeans_problems.get(name) {
+                    Some(problem) => {
+                        let _ = writeln!(s, "  {name} k-means: no model ({problem})");
+                    }
+                    None => {
+                        let _ = writeln!(s, "  {name} k-means: no model (too few records)");
+                    }
+                },
             }
         }
         if let Some(o) = &self.orders {

@@ -442,6 +442,25 @@ fn a_stopped_store_fails_the_kmeans_job_and_a_delayed_sensor_link_still_drains()
     let link = &s.links["SENSOR->MQTT_BROKER"];
     assert_eq!((link.sent, link.dropped()), (link.delivered, 0));
     assert_eq!(s.simulated_secs, 660.0 + 3.0, "stopping waits out the last 3 s of latency, no more");
+    assert!(s.kmeans["SPARK"].is_some() && s.kmeans_problems.is_empty(), "the later jobs succeeded");
+
+    // A store SPARK cannot reach to the end: every job fails, and the summary says so rather than
+    // blaming too few records.
+    let cut = format!("{}\n[links.\"HADOOP->SPARK\"]\npartition = true\n", chaoslab::catalog::REFERENCE_FLOW);
+    let dir = tempfile::tempdir().unwrap();
+    let s = Run::new(chaoslab::catalog::parse_flow(&cut, "x.toml", None).unwrap())
+        .out(dir.path())
+        .seed(1)
+        .sim(6 * MIN)
+        .unwrap();
+    assert!(s.kmeans["SPARK"].is_none(), "{:?}", s.kmeans_problems);
+    let problem = &s.kmeans_problems["SPARK"];
+    assert!(problem.contains("could not read the store"), "{problem}");
+    assert!(
+        s.render().contains("SPARK k-means: no model (its last job could not read the store"),
+        "{}",
+        s.render()
+    );
 }
 
 #[test]

@@ -172,6 +172,7 @@ pub struct SparkProbe {
     silhouette: Gauge,
     centre: GaugeVec,
     latest: Arc<Mutex<Option<JobReport>>>,
+    problem: Arc<Mutex<Option<String>>>,
     files_seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -191,6 +192,7 @@ impl SparkProbe {
             silhouette,
             centre,
             latest: Default::default(),
+            problem: Default::default(),
             files_seen: Default::default(),
         })
     }
@@ -200,7 +202,18 @@ impl SparkProbe {
         self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Why the last run of the job gave no model, when it failed or was cut off (cleared by a run that
+    /// finishes): so a summary never blames too few records for a job that did not finish.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) = problem;
+    }
+
     fn record(&self, report: &JobReport) {
+        self.set_problem(None);
         if let Some(r) = &report.result {
             if let Some(s) = r.silhouette {
                 self.silhouette.set(s);
@@ -227,6 +240,7 @@ pub async fn run_once(
         probe.runs.with_label_values(&["failed"]).inc();
         tracing::error!(component = %ctx.name, "k-means job failed: cannot read the store: {e}");
         ctx.trace("kmeans.failed", &json!({"error": e.to_string()}));
+        probe.set_problem(Some(format!("its last job could not read the store: {e}")));
         return;
     }
     let stamp = ctx.clock.now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
@@ -234,7 +248,7 @@ pub async fn run_once(
     let params = FitParams { k: cfg.k, seed: cfg.seed, ..FitParams::default() };
     // Raised when this future is dropped: the supervisor gave up waiting (a stop outlasting its grace), and
     // the blocking job, which an abort cannot reach, stops at its next record.
-    let cancel = CancelOnDrop::new();
+    let cancel = CancelOnDrop::new(probe.clone());
     let flag = cancel.flag.clone();
     let job = move || {
         run_job_with(&store, &out_dir, &stamp, &params, SAMPLE_POINTS, Some(&flag))
@@ -272,6 +286,7 @@ pub async fn run_once(
             probe.runs.with_label_values(&["failed"]).inc();
             tracing::error!(component = %ctx.name, "k-means job failed: {e:#}");
             ctx.trace("kmeans.failed", &json!({"error": format!("{e:#}")}));
+            probe.set_problem(Some(format!("its last job failed: {e:#}")));
         }
     }
 }
@@ -280,11 +295,12 @@ pub async fn run_once(
 struct CancelOnDrop {
     flag: Arc<AtomicBool>,
     armed: bool,
+    probe: SparkProbe,
 }
 
 impl CancelOnDrop {
-    fn new() -> CancelOnDrop {
-        CancelOnDrop { flag: Arc::new(AtomicBool::new(false)), armed: true }
+    fn new(probe: SparkProbe) -> CancelOnDrop {
+        CancelOnDrop { flag: Arc::new(AtomicBool::new(false)), armed: true, probe }
     }
 
     fn disarm(mut self) {
@@ -296,6 +312,7 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
             self.flag.store(true, Ordering::Relaxed);
+            self.probe.set_problem(Some("its last job was cut off: SPARK was stopped while it ran".into()));
             tracing::warn!("k-means job cut off: SPARK was stopped while it ran; its last model stands");
         }
     }
@@ -414,16 +431,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
         two_blobs(&store, 100);
-        let guard = CancelOnDrop::new();
+        let probe =
+            SparkProbe::register(&crate::kernel::metrics::Metrics::new().unwrap().scope("SPARK")).unwrap();
+        let guard = CancelOnDrop::new(probe.clone());
         let flag = guard.flag.clone();
         drop(guard);
         assert!(flag.load(Ordering::Relaxed), "dropping the guard raises the flag");
+        assert!(probe.problem().is_some_and(|p| p.contains("cut off")), "and says why there is no new model");
         let out = dir.path().join("out");
         let job = run_job_with(&store, &out, "a", &FitParams::default(), 10, Some(&flag));
         assert!(matches!(job, Err(KMeansError::Cancelled)), "{job:?}");
         assert!(!out.exists(), "nothing written");
 
-        let kept = CancelOnDrop::new();
+        let kept = CancelOnDrop::new(probe.clone());
         let flag = kept.flag.clone();
         kept.disarm();
         assert_eq!(Arc::strong_count(&flag), 1, "a disarmed guard lets go of the flag");
