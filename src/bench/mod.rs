@@ -174,8 +174,13 @@ fn peak_rss_text() -> String {
 
 /// Peak resident set size in KiB (Linux `VmHWM`).
 pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    proc_status_kib("self", "VmHWM")
+}
+
+/// A KiB field (`VmRSS`, `VmHWM`, …) of `/proc/<process>/status`; `process` is a PID or `self`.
+pub fn proc_status_kib(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 

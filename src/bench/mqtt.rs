@@ -72,9 +72,7 @@ impl BrokerProcess {
 
     /// Peak resident set in KiB (Linux `VmHWM`).
     fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+        super::proc_status_kib(&self.child.id().to_string(), "VmHWM")
     }
 }
 
@@ -309,11 +307,8 @@ fn start_mosquitto(program: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> 
     anyhow::bail!("mosquitto did not listen on {addr} within 5 s")
 }
 
-/// The first `program` on the `PATH` (and in `/usr/sbin`, where Debian puts Mosquitto).
+/// The first executable `program` on the `PATH`, else in `/usr/sbin` (where Debian puts Mosquitto).
 fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([std::path::PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    use crate::chaos::experiment::provider::process::which;
+    which(program).or_else(|| which(&format!("/usr/sbin/{program}")))
 }

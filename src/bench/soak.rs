@@ -16,9 +16,7 @@ use crate::runner::Run;
 
 /// Resident set size now, in KiB (Linux `VmRSS`).
 pub fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    super::proc_status_kib("self", "VmRSS")
 }
 
 /// Runs the soak for `duration`, sampling every `every`.
