@@ -249,7 +249,10 @@ async fn the_control_plane_refuses_bad_credentials_and_runs_faults_and_experimen
     assert_eq!(removed.status, 200);
     assert_eq!(removed.json()["status"], "removed");
 
-    // What the Python extension calls.
+    // What the Python extension calls. FLINK is ready once it has subscribed; the checks above no longer
+    // take argon2's tens of milliseconds each, so wait for it rather than race its start.
+    let ready = h.pipeline.supervisor.wait_for("FLINK", |s| s.ready);
+    tokio::time::timeout(WAIT, ready).await.expect("FLINK did not become ready").unwrap();
     let call = json!({"module": "chaoslab.probes", "func": "component_up", "arguments": {"name": "FLINK"}})
         .to_string();
     let up =
