@@ -478,6 +478,9 @@ async fn experiments_run_from_the_page_are_kept_in_the_execution_store() {
     let h = timeout(WAIT, run.live()).await.expect("live run did not start in time").unwrap();
     let (addr, token) = (h.http_addr, h.control_token.clone().unwrap());
     let auth = format!("Bearer {token}");
+    // The experiment probes FLINK: it must have started (subscribed) first, not race the probe.
+    let ready = h.pipeline.supervisor.wait_for("FLINK", |s| s.ready);
+    timeout(WAIT, ready).await.expect("FLINK did not become ready").unwrap();
 
     // The page validates YAML with lines, then runs it.
     let broken =
