@@ -13,8 +13,8 @@
 //!   the supervisor, fault hooks, log records.
 //! - [`config`]: reading what users write: one problem collector (`file:line:key: message`) and line
 //!   locators for TOML and YAML.
-//! - [`transport`]: envelopes, links (every fault hook on a hop), MQTT (in-process, embedded rumqttd,
-//!   external), and the `mqtt-broker` component.
+//! - [`transport`]: envelopes, links (every fault hook on a hop), MQTT (in-process, embedded rumqttd behind
+//!   its front proxy, external), and the `mqtt-broker` component.
 //! - [`bus`]: the embedded Kafka-semantics bus (partitions, offsets, groups, brokers, ISR), its backends
 //!   as traits (embedded, rdkafka), and the `kafka-cluster` component.
 //! - [`storage`]: the SQLite/PostgreSQL plumbing the order store and the signal store share.

@@ -451,14 +451,21 @@ fn init_logging(default: &str) {
     // rumqttd logs ERROR for every client that disconnects (`router-drop error=Recv(Disconnected)`, or
     // "connection closed by peer"): ordinary MQTT life, not errors. MQTT_BROKER reports what matters
     // (start, stop, connections in its metrics); `RUST_LOG=rumqttd=info` brings rumqttd's own lines back.
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    use chaoslab::transport::mqtt::embedded::SkippedAheadLayer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttd=off")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_timer(chaoslab::kernel::clock::LogTime)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter(filter);
+    // Counts the messages rumqttd skips, whatever the log filter lets through (MQTT_BROKER's drops).
+    let skipped = SkippedAheadLayer.with_filter(SkippedAheadLayer::filter());
+    tracing_subscriber::registry().with(log).with(skipped).init();
 }
 
 fn execute(cli: Cli) -> anyhow::Result<()> {

@@ -27,7 +27,8 @@ use crate::runner::Run;
 use crate::topology::Pipeline;
 use crate::transport::envelope::{Envelope, Qos};
 use crate::transport::mqtt::client::{BrokerUrl, ClientOptions, LiveSession};
-use crate::transport::mqtt::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, serve_front};
+use crate::transport::mqtt::embedded::{EmbeddedBroker, EmbeddedConfig};
+use crate::transport::mqtt::front::{ProxyStats, serve_front};
 
 /// Runs all pipeline benchmarks and prints their figures.
 pub fn pipeline(records: u64, messages: u64) -> anyhow::Result<()> {
@@ -109,7 +110,7 @@ async fn live_mqtt(messages: u64) -> anyhow::Result<(u64, f64)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let _front = crate::kernel::task::ChildTask::spawn(async move {
-        let _ = serve_front(listener, broker.internal_addr(), Arc::new(ProxyStats::default())).await;
+        let _ = serve_front(listener, broker.upstreams(), Arc::new(ProxyStats::default())).await;
     });
     let url = BrokerUrl { host: addr.ip().to_string(), port: addr.port() };
     let opts = |id: &str| ClientOptions {

@@ -531,7 +531,7 @@ pub(crate) mod tests {
             .await
             .unwrap()
             .unwrap();
-        let url = parse(&broker.internal_addr().to_string()).unwrap();
+        let (url, _stats, _front) = crate::transport::mqtt::front::tests::spawn_front(&broker).await;
         let mut session = LiveSession::connect(opts(&url, "self-loop")).await.unwrap();
         session.subscribe("loop/t", Qos::AtMostOnce).await.unwrap();
         let mut published = 0;

@@ -2,13 +2,14 @@
 //!
 //! Components talk to [`MqttConnector`] and [`MqttSession`], never to a broker crate: in sim mode they are
 //! backed by the in-process [`sim_broker`], in live mode by a rumqttc [`client`] session connected to the
-//! embedded rumqttd broker ([`embedded`]) or to an external one. [`pump`] holds the two loops every MQTT
+//! embedded rumqttd broker ([`embedded`], reached through its [`front`] proxy) or to an external one. [`pump`] holds the two loops every MQTT
 //! component needs (subscribe into a link, publish out of a link) with reconnects and the log lines the
 //! reference components print.
 
 pub mod client;
 pub mod embedded;
 pub mod error;
+pub mod front;
 pub mod mqtt_broker;
 pub mod pump;
 pub mod sim_broker;

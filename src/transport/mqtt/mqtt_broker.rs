@@ -22,7 +22,8 @@ use serde_json::json;
 
 use super::MqttConnector;
 use super::client::BrokerUrl;
-use super::embedded::{EmbeddedBroker, EmbeddedConfig, ProxyStats, Upstreams, serve_front};
+use super::embedded::{EmbeddedBroker, EmbeddedConfig, skipped_ahead};
+use super::front::{ProxyStats, Upstreams, serve_front};
 use super::sim_broker::{SimBroker, SimBrokerConfig, SimBrokerStats};
 use crate::kernel::component::Ctx;
 use crate::kernel::metrics::{MetricScope, MetricsError};
@@ -189,12 +190,24 @@ pub async fn run(ctx: Ctx, backend: BrokerBackend, uptime: IntCounter) -> anyhow
             ctx.health.set_ready(true, "serving");
             let serve = serve_front(listener, internal, stats.clone());
             tokio::pin!(serve);
-            // PUBLISH packets through the front proxy are this component's records in and out.
-            let mut seen = (stats.publishes_to_upstream(), stats.publishes_to_client());
+            // PUBLISH packets through the front proxy are this component's records in and out; messages
+            // rumqttd skipped for a subscriber too far behind are its drops.
+            let counts = || (stats.publishes_to_upstream(), stats.publishes_to_client(), skipped_ahead());
+            let mut seen = counts();
             let mut sync = || {
-                let now = (stats.publishes_to_upstream(), stats.publishes_to_client());
+                let now = counts();
                 ctx.metrics.records_in.inc_by(now.0.saturating_sub(seen.0));
                 ctx.metrics.records_out.inc_by(now.1.saturating_sub(seen.1));
+                let skipped = now.2.saturating_sub(seen.2);
+                if skipped > 0 {
+                    ctx.metrics.dropped_n("skipped_ahead", skipped);
+                    tracing::warn!(
+                        component = %ctx.name,
+                        skipped,
+                        "MQTT_BROKER dropped messages: a subscriber fell further behind than the broker \
+                         keeps (8 MiB per subscription) and was moved ahead to the oldest message held"
+                    );
+                }
                 seen = now;
             };
             tokio::select! {
