@@ -101,8 +101,12 @@ impl Producer {
             let isr = p.isr.len();
             return Err(BusError::NotEnoughReplicas { topic: topic.to_owned(), partition, isr, min_insync });
         }
+        let leader = p.leader;
         let offset = p.log.append(key, value, timestamp_ms, max_bytes);
         st.produced += 1;
+        if let Some(leader) = leader {
+            st.per_broker.entry(leader).or_default().records_produced += 1;
+        }
         drop(st);
         self.bus.wake();
         let offset = (self.acks != Acks::None).then_some(offset);
@@ -376,6 +380,7 @@ impl Consumer {
     fn fetch(&mut self, st: &mut State, max: usize) -> Vec<ConsumerRecord> {
         let n = self.assignment.len();
         let mut out = Vec::new();
+        let mut fetched_from = Vec::new();
         let group = st.groups.get(&self.config.group_id);
         for i in 0..n {
             let (topic, partition) = &self.assignment[(self.cursor + i) % n];
@@ -392,6 +397,11 @@ impl Consumer {
                 }
             };
             let batch = p.log.read(topic, *partition, position, max - out.len());
+            if let Some(leader) = p.leader
+                && !batch.is_empty()
+            {
+                fetched_from.push((leader, batch.len() as u64));
+            }
             self.positions.insert(key, position + batch.len() as u64);
             out.extend(batch);
             if out.len() >= max {
@@ -400,6 +410,9 @@ impl Consumer {
         }
         self.cursor = (self.cursor + 1) % n.max(1);
         st.fetched += out.len() as u64;
+        for (leader, n) in fetched_from {
+            st.per_broker.entry(leader).or_default().records_fetched += n;
+        }
         out
     }
 }
@@ -563,7 +576,7 @@ pub(crate) mod tests {
 
     use bytes::Bytes;
 
-    use super::super::{Bus, BusConfig, murmur2};
+    use super::super::{BrokerStats, Bus, BusConfig, murmur2};
     use super::*;
 
     /// Polls until a non-empty batch arrives (a rebalance gives empty ones), failing after an hour of
@@ -606,6 +619,35 @@ pub(crate) mod tests {
         assert_eq!(p1, [text("m1"), text("m3"), text("m5")]);
         assert_eq!(got[1].timestamp_ms, 2);
         assert_eq!(bus.stats().records_fetched, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_broker_counts_what_it_served_as_leader() {
+        let bus = Bus::new(BusConfig { brokers: 3, ..BusConfig::default() });
+        bus.admin().create_topic("t", TopicConfig::new(1, 3)).unwrap();
+        let leader = || bus.admin().describe_topic("t").unwrap().partitions[0].leader.unwrap();
+        let first = leader();
+        let producer = bus.producer("p", ProducerConfig::default());
+        let mut c = bus.consumer(ConsumerConfig::new("g", "c").earliest());
+        c.assign(&[("t", 0)]);
+        for i in 0..4 {
+            producer.send("t", None, None, text("v"), i).await.unwrap();
+        }
+        assert_eq!(poll_for(&mut c).await.len(), 4);
+        bus.set_broker_up(first, false).unwrap();
+        let second = leader();
+        assert_ne!(first, second, "leadership moved");
+        for i in 0..3 {
+            producer.send("t", None, None, text("v"), i).await.unwrap();
+        }
+        assert_eq!(poll_for(&mut c).await.len(), 3);
+        let served = |id| bus.broker_stats(id);
+        assert_eq!(served(first), BrokerStats { records_produced: 4, records_fetched: 4 });
+        assert_eq!(served(second), BrokerStats { records_produced: 3, records_fetched: 3 });
+        let third = (1..=3).find(|id| ![first, second].contains(id)).unwrap();
+        assert_eq!(served(third), BrokerStats::default(), "a follower serves nothing");
+        let total = bus.stats();
+        assert_eq!((total.records_produced, total.records_fetched), (7, 7));
     }
 
     #[tokio::test(start_paused = true)]

@@ -358,7 +358,23 @@ pub async fn run_broker(ctx: Ctx, bus: Bus, id: u32) -> anyhow::Result<()> {
     tracing::info!(component = %ctx.name, "{line}");
     ctx.trace("broker.up", &json!({"broker": id, "log": line}));
     ctx.health.set_ready(true, "serving");
-    ctx.shutdown.cancelled().await;
+    // The broker's row in the run's table: records appended to the partitions it leads in, records
+    // fetched from them out; brought up to date each second and when the broker stops.
+    let tally = || {
+        let stats = bus.broker_stats(id);
+        let m = &ctx.metrics;
+        m.records_in.inc_by(stats.records_produced.saturating_sub(m.records_in.get()));
+        m.records_out.inc_by(stats.records_fetched.saturating_sub(m.records_out.get()));
+    };
+    loop {
+        tally();
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    tally();
     let line = format!("[KafkaServer id={id}] shut down completed");
     tracing::info!(component = %ctx.name, "{line}");
     ctx.trace("broker.down", &json!({"broker": id, "log": line}));

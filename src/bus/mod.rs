@@ -83,6 +83,16 @@ impl Default for BusConfig {
     }
 }
 
+/// What one broker of a [`Bus`] served: records appended to and read from the partitions it leads (as a
+/// Kafka broker's `MessagesInPerSec` counts only what it appends as leader).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerStats {
+    /// Records appended to partitions this broker led at the time.
+    pub records_produced: u64,
+    /// Records handed to consumers from partitions this broker led at the time.
+    pub records_fetched: u64,
+}
+
 /// Counters and gauges of a [`Bus`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BusStats {
@@ -116,6 +126,8 @@ pub(crate) struct State {
     pub(crate) members_joined: u64,
     pub(crate) produced: u64,
     pub(crate) fetched: u64,
+    /// What each broker served as leader, by broker id.
+    pub(crate) per_broker: BTreeMap<u32, BrokerStats>,
 }
 
 impl State {
@@ -162,6 +174,7 @@ impl Bus {
             members_joined: 0,
             produced: 0,
             fetched: 0,
+            per_broker: BTreeMap::new(),
         };
         Bus { shared: Arc::new(Shared { state: Mutex::new(state), changed: Notify::new() }) }
     }
@@ -184,6 +197,11 @@ impl Bus {
     /// Says the run is stopping: the brokers' shutdown that follows is logged as such, not as outages.
     pub fn closing(&self) {
         self.lock().cluster.closing = true;
+    }
+
+    /// What broker `id` has served as leader since the bus was created (zeros for an unknown id).
+    pub fn broker_stats(&self, id: u32) -> BrokerStats {
+        self.lock().per_broker.get(&id).copied().unwrap_or_default()
     }
 
     /// Stops or starts a broker (a crash or a reboot): ISRs shrink or grow and leaders move.

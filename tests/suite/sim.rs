@@ -61,6 +61,12 @@ fn same_seed_gives_identical_trace_and_files_and_another_seed_does_not() {
         a.links.iter().filter(|(k, _)| k.ends_with("->KAFKA")).map(|(_, l)| l.delivered).sum();
     assert!(kafka.records_in >= api.records_out && kafka.records_in <= into_kafka, "{kafka:?}, {into_kafka}");
     assert!(kafka.records_out >= api.records_out, "every order was consumed at least once: {kafka:?}");
+    // Each record has one leader when it is appended and when it is fetched: the brokers' rows add up to
+    // the cluster's.
+    let brokers: Vec<_> = (1..=3).map(|id| &a.components[&format!("KAFKA-{id}")]).collect();
+    assert_eq!(brokers.iter().map(|b| b.records_in).sum::<u64>(), kafka.records_in, "{brokers:?}");
+    assert_eq!(brokers.iter().map(|b| b.records_out).sum::<u64>(), kafka.records_out, "{brokers:?}");
+    assert!(brokers.iter().filter(|b| b.records_in > 0).count() >= 2, "leaders are spread: {brokers:?}");
     // PROMETHEUS counts the samples it scraped.
     assert!(a.components["PROMETHEUS"].records_in > 0, "{:?}", a.components["PROMETHEUS"]);
     assert_eq!(a.simulated_secs, 600.0);
