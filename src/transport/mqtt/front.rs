@@ -45,8 +45,7 @@ impl FrontLogin {
         use rand::RngCore as _;
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
-        let password = secret.iter().map(|b| format!("{b:02x}")).collect();
-        FrontLogin { username: "chaoslab-front-proxy".into(), password }
+        FrontLogin { username: "chaoslab-front-proxy".into(), password: hex::encode(secret) }
     }
 }
 
