@@ -42,7 +42,8 @@
 //!   ChaosMeshWizard's CSV format, its event detection checked against the ground truth, recovery-time
 //!   statistics and the dose-response regression.
 //! - [`api`]: the HTTP API of a live run and its authenticated control plane (faults, Chaos Toolkit
-//!   experiments, Chaos Mesh objects), and the browser session (token cookie, same-origin checks).
+//!   experiments, Chaos Mesh objects), the browser session (token cookie, same-origin checks), and its
+//!   OpenAPI document with Swagger UI (`/api/openapi.json`, `/api/docs`).
 //! - [`dashboard`]: the web page to watch, break and replay a run: the pipeline diagram, faults,
 //!   experiments, the timeline of metrics with fault windows and incidents, the indices, the runs; live, or
 //!   over a finished sim run's recorded history (`chaoslab serve --out DIR`).

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod control;
+pub mod docs;
 pub mod guards;
 pub mod limiter;
 pub mod mesh;
@@ -67,7 +68,8 @@ pub fn router(p: Arc<Pipeline>) -> Router {
         .route("/api/bus/groups", get(bus_groups))
         .route("/api/bus/groups/{group}", get(bus_group))
         .merge(query::routes())
-        .with_state(p);
+        .with_state(p)
+        .merge(docs::routes());
     served.into_iter().fold(api, Router::merge)
 }
 

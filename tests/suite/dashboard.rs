@@ -625,3 +625,49 @@ async fn a_replay_shows_the_mined_process_model() {
     assert!(orders["error"].as_str().unwrap().contains("no order store"));
     assert_eq!(http_get(addr, "/ui/api/orders?state=lost").await.status, 400);
 }
+
+/// How many operations an OpenAPI document has.
+fn operations(doc: &Value) -> usize {
+    let verbs = ["get", "post", "put", "delete", "patch", "head", "options"];
+    doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| verbs.iter().filter(|v| item.get(**v).is_some()).count())
+        .sum()
+}
+
+/// `/api/docs` and the order API's `/docs` are Swagger UI served from the binary: in a real browser each
+/// shows every operation of its document, without a console error, and the other document is one
+/// choice away in the top bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_docs_show_every_operation_in_a_browser() {
+    let Some(mut driver) = Driver::start("the_api_docs_show_every_operation_in_a_browser") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_live(dir.path()).await;
+    let addr = h.http_addr;
+    let ours = operations(&http_get(addr, "/api/openapi.json").await.json());
+    let orders = operations(&http_get(addr, "/openapi.json").await.json());
+    assert!(ours > 60 && orders > 3, "{ours} and {orders} operations");
+    let c = driver.session().await;
+    let shown = |n: usize| format!("return document.querySelectorAll('.opblock').length === {n};");
+
+    c.goto(&format!("http://{addr}/api/docs")).await.unwrap();
+    wait_until(&c, &format!("chaoslab's {ours} operations"), &shown(ours)).await;
+    screenshot(&c, "api-docs").await;
+    // The top bar lists both documents; choosing the order API's shows its operations.
+    let choice = wait_for(&c, ".topbar select").await;
+    choice.select_by_label("POKE-ORDER-API").await.unwrap();
+    wait_until(&c, &format!("the order API's {orders} operations"), &shown(orders)).await;
+
+    c.goto(&format!("http://{addr}/docs")).await.unwrap();
+    wait_until(&c, &format!("the order API's {orders} operations at /docs"), &shown(orders)).await;
+    assert_eq!(c.title().await.unwrap(), "FastAPI - Swagger UI");
+    screenshot(&c, "order-api-docs").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    timeout(WAIT, h.stop()).await.expect("live run did not stop in time").unwrap();
+}

@@ -522,6 +522,30 @@ async fn html_pages_create_and_list_orders_and_escape_names() {
     assert!(is_html(&docs));
     assert!(docs.body.contains("/openapi.json"), "{}", docs.body);
     assert!(!docs.body.contains("https://"), "the docs page loads nothing from elsewhere: {}", docs.body);
+    // Swagger UI's files come from the same server, and chaoslab's own document is in the page's list.
+    // (The text ones: the test client reads bodies as UTF-8.)
+    let assets: Vec<&str> = docs
+        .body
+        .split('"')
+        .filter(|s| s.starts_with("/api/docs/") && (s.ends_with(".js") || s.ends_with(".css")))
+        .collect();
+    assert!(assets.len() >= 3, "{}", docs.body);
+    for asset in assets {
+        let file = get(addr, asset).await;
+        assert_eq!(file.status, 200, "{asset}");
+        assert!(file.body.len() > 100, "{asset}: {} bytes", file.body.len());
+    }
+    assert!(docs.body.contains("/api/openapi.json"), "{}", docs.body);
+    let ours = get(addr, "/api/openapi.json").await;
+    assert_eq!(ours.status, 200);
+    assert!(ours.json()["paths"]["/api/faults"]["post"].is_object(), "{}", ours.body);
+    let page = get(addr, "/api/docs").await;
+    assert!(
+        page.status == 200 && is_html(&page) && page.body.contains("swagger-ui-bundle.js"),
+        "{}",
+        page.body
+    );
+    assert_eq!(get(addr, "/api/docs/no-such-file.js").await.status, 404);
     stop(handle).await;
 }
 

@@ -178,59 +178,17 @@ pub fn order_list(orders: &[Order], state: &str, skip: u64, limit: u64) -> Strin
     )
 }
 
-/// `GET /docs`: the API from `/openapi.json`, rendered here (no Swagger UI from a CDN: nothing is
-/// fetched at run time): every operation with its parameters, body and answers.
+/// `GET /docs`: Swagger UI over `/openapi.json`, as FastAPI serves it, with chaoslab's own document in its
+/// list; Swagger UI's files come from the binary (nothing is fetched at run time).
 pub fn docs() -> String {
-    let doc = super::openapi::document();
-    let mut out = String::from(
-        "<h1 class=\"mb-4\">FastAPI</h1>\n<p>OpenAPI 3.1 document: <a href=\"/openapi.json\">/openapi.json</a></p>\n",
-    );
-    for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
-        for (method, op) in ops.as_object().into_iter().flatten() {
-            let params: Vec<String> = op["parameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    format!(
-                        "<code>{}</code> ({})",
-                        escape(p["name"].as_str().unwrap_or("")),
-                        escape(p["in"].as_str().unwrap_or(""))
-                    )
-                })
-                .collect();
-            let body =
-                op["requestBody"]["content"].as_object().and_then(|c| c.iter().next()).map(|(ct, s)| {
-                    format!(
-                        " · body <code>{}</code> {}",
-                        escape(ct),
-                        escape(
-                            s["schema"]["$ref"]
-                                .as_str()
-                                .unwrap_or("")
-                                .trim_start_matches("#/components/schemas/")
-                        )
-                    )
-                });
-            let answers: Vec<&str> =
-                op["responses"].as_object().into_iter().flatten().map(|(code, _)| code.as_str()).collect();
-            out.push_str(&format!(
-                "<section><h3><code>{} {}</code> — {}</h3><p>{}{} · answers {}</p></section>\n",
-                method.to_uppercase(),
-                escape(path),
-                escape(op["summary"].as_str().unwrap_or("")),
-                if params.is_empty() { "no parameters".to_owned() } else { params.join(", ") },
-                body.unwrap_or_default(),
-                answers.join(", ")
-            ));
-        }
-    }
-    page("FastAPI - Swagger UI", &out)
+    crate::api::docs::page("FastAPI - Swagger UI", &crate::api::docs::ORDER_API_FIRST)
 }
 
-/// `GET /docs/oauth2-redirect`: the page Swagger UI's OAuth2 flow returns to; the API has no OAuth2.
+/// `GET /docs/oauth2-redirect`: Swagger UI's OAuth2 redirect page (the API has no OAuth2 flow).
 pub fn oauth2_redirect() -> String {
-    page("Swagger UI: OAuth2 Redirect", "<p>This API uses no OAuth2 flow.</p>\n")
+    crate::api::docs::swagger_file("oauth2-redirect.html")
+        .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|| page("Swagger UI: OAuth2 Redirect", "<p>This API uses no OAuth2 flow.</p>\n"))
 }
 
 #[cfg(test)]
@@ -255,8 +213,9 @@ mod tests {
         let page = order_list(&[o], "<x>", 20, 20);
         assert!(page.contains("&lt;b&gt;ditto&lt;/b&gt;"));
         assert!(page.contains("href=\"?skip=0&limit=20&state=&lt;x&gt;\">Previous"), "{page}");
-        assert!(docs().contains("<code>POST /orders/</code>"));
+        assert!(docs().contains(r#""urls.primaryName":"POKE-ORDER-API""#), "{}", docs());
         assert!(!docs().contains("https://"), "nothing is fetched from elsewhere");
+        assert!(oauth2_redirect().contains("oauth2"), "Swagger UI's own redirect page");
     }
 
     #[test]
