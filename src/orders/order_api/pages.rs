@@ -184,11 +184,14 @@ pub fn docs() -> String {
     crate::api::docs::page("FastAPI - Swagger UI", &crate::api::docs::ORDER_API_FIRST)
 }
 
-/// `GET /docs/oauth2-redirect`: Swagger UI's OAuth2 redirect page (the API has no OAuth2 flow).
+/// `GET /docs/oauth2-redirect`: the page Swagger UI's OAuth2 flow returns to (FastAPI's title), running
+/// Swagger UI's own redirect script from the binary; the API itself has no OAuth2 flow.
 pub fn oauth2_redirect() -> String {
-    crate::api::docs::swagger_file("oauth2-redirect.html")
-        .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_else(|| page("Swagger UI: OAuth2 Redirect", "<p>This API uses no OAuth2 flow.</p>\n"))
+    format!(
+        "<!doctype html>\n<html lang=\"en-US\">\n<head>\n<title>Swagger UI: OAuth2 Redirect</title>\n</head>\n\
+         <body>\n<script src=\"{}/oauth2-redirect.js\"></script>\n</body>\n</html>\n",
+        crate::api::docs::ASSETS
+    )
 }
 
 #[cfg(test)]
@@ -215,7 +218,11 @@ mod tests {
         assert!(page.contains("href=\"?skip=0&limit=20&state=&lt;x&gt;\">Previous"), "{page}");
         assert!(docs().contains(r#""urls.primaryName":"POKE-ORDER-API""#), "{}", docs());
         assert!(!docs().contains("https://"), "nothing is fetched from elsewhere");
-        assert!(oauth2_redirect().contains("oauth2"), "Swagger UI's own redirect page");
+        let redirect = oauth2_redirect();
+        assert!(redirect.contains("<title>Swagger UI: OAuth2 Redirect</title>"), "{redirect}");
+        let script = redirect.split('"').find(|s| s.ends_with("oauth2-redirect.js")).unwrap();
+        let file = script.strip_prefix("/api/docs/").unwrap();
+        assert!(crate::api::docs::swagger_file(file).is_some_and(|(_, js)| js.len() > 500), "{script}");
     }
 
     #[test]
