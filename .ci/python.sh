@@ -2,8 +2,8 @@
 # Sets up (or refreshes) a Python venv for chaoslab's Chaos Toolkit checks:
 # chaostoolkit 1.19.0, the chaoslab extension (editable, with its test extra), chaostoolkit-kafka and
 # chaostoolkit-aws, so that `chaos validate` accepts experiments using chaoslab.*, chaoskafka.* and
-# chaosaws.msk.* python providers, fluent-logger for the Forward-protocol test, and openapi-spec-validator
-# for the HTTP API's documents. Safe to run again: an existing venv is reused and pip only changes
+# chaosaws.msk.* python providers, fluent-logger for the Forward-protocol test, paho-mqtt for the MQTT
+# 3.1.1/5 client test, and openapi-spec-validator for the HTTP API's documents. Safe to run again: an existing venv is reused and pip only changes
 # what differs.
 #
 # Usage: .ci/python.sh VENV_DIR EXTENSION_DIR
@@ -45,6 +45,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
     "chaostoolkit-aws==$CHAOSTOOLKIT_AWS_VERSION" \
     "fluent-logger==${FLUENT_LOGGER_VERSION:-0.11.1}" \
     "openapi-spec-validator==${OPENAPI_SPEC_VALIDATOR_VERSION:-0.9.0}" \
+    "paho-mqtt==${PAHO_MQTT_VERSION:-2.2.0}" \
     --editable "$ext[test]"
 
 # The providers chaos validate will import must load in this venv.
@@ -55,7 +56,7 @@ echo "python $("$vpy" -c 'import platform; print(platform.python_version())') at
 from importlib.metadata import PackageNotFoundError, version
 
 for dist in ("chaostoolkit", "chaostoolkit-lib", "chaostoolkit-chaoslab", "chaostoolkit-kafka",
-             "chaostoolkit-aws", "confluent-kafka", "boto3", "fluent-logger", "openapi-spec-validator", "pytest"):
+             "chaostoolkit-aws", "confluent-kafka", "boto3", "fluent-logger", "openapi-spec-validator", "paho-mqtt", "pytest"):
     try:
         print(f"{dist} {version(dist)}")
     except PackageNotFoundError:

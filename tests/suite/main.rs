@@ -18,5 +18,6 @@ mod monitoring;
 mod order_contract;
 mod orders;
 mod orders_live;
+mod paho;
 mod process_mining;
 mod sim;
