@@ -6,7 +6,9 @@
 //! configuration. The same rumqttc clients, in this process, then push the same messages through each at
 //! each QoS: `--publishers` connections publish, one subscriber receives everything. Printed per broker and
 //! QoS: messages delivered, messages/s and MB/s from the first publish to the last delivery, and the broker
-//! process's CPU time per message; per broker, its peak resident set (`VmHWM`); then the ratios.
+//! process's CPU time per message and, for chaoslab, the messages its broker counted as skipped for a
+//! subscriber too far behind (read from its `/metrics`), so that every message sent is accounted for; per
+//! broker, its peak resident set (`VmHWM`); then the ratios.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -40,6 +42,9 @@ struct Measured {
     secs: f64,
     bytes: u64,
     broker_cpu: Option<f64>,
+    /// Messages the broker itself counted as dropped (chaoslab's `skipped_ahead`); `None` when it does
+    /// not say.
+    skipped: Option<u64>,
 }
 
 impl Measured {
@@ -57,6 +62,8 @@ struct BrokerProcess {
     name: String,
     child: Child,
     addr: SocketAddr,
+    /// The HTTP plane (chaoslab's), where its metrics are.
+    http: Option<SocketAddr>,
 }
 
 impl BrokerProcess {
@@ -68,6 +75,18 @@ impl BrokerProcess {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         Some(ticks as f64 / CLOCK_TICKS)
+    }
+
+    /// Messages chaoslab's broker has counted as skipped ahead so far, from its `/metrics`.
+    async fn skipped(&self) -> Option<u64> {
+        let text = http_get(self.http?, "/metrics").await?;
+        let line = text.lines().find(|l| {
+            l.starts_with("chaoslab_records_dropped_total{")
+                && l.contains(r#"component="MQTT_BROKER""#)
+                && l.contains(r#"reason="skipped_ahead""#)
+        });
+        // No line: nothing was skipped yet (the series appears with its first drop).
+        Some(line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).map_or(0, |v| v as u64))
     }
 
     /// Peak resident set in KiB (Linux `VmHWM`).
@@ -146,15 +165,29 @@ async fn measure_broker(
     let mut all = Vec::new();
     for &qos in &bench.qos {
         let before = broker.cpu_secs();
+        let skipped_before = broker.skipped().await;
         let mut m = push(broker.addr, qos, bench.messages, bench.publishers)
             .await
             .with_context(|| format!("{} at {}, QoS {}", broker.name, broker.addr, qos.level()))?;
         m.broker_cpu = before.zip(broker.cpu_secs()).map(|(a, b)| b - a);
+        if skipped_before.is_some() {
+            // MQTT_BROKER brings its counts up to date each second.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            m.skipped = skipped_before.zip(broker.skipped().await).map(|(a, b)| b.saturating_sub(a));
+        }
         let cpu = m.cpu_per_message_us().map_or(String::new(), |us| {
             format!("; broker CPU {:.2} s ({us:.2} µs/message)", m.broker_cpu.unwrap_or_default())
         });
+        let skipped = m.skipped.map_or(String::new(), |n| {
+            let sum = if m.delivered + n == bench.messages {
+                "every message accounted for"
+            } else {
+                "some unaccounted"
+            };
+            format!("; the broker counted {n} skipped for the subscriber ({sum})")
+        });
         println!(
-            "{:<18} QoS {}: {}/{} delivered in {:.3} s = {:.0} msg/s ({:.1} MB/s){cpu}",
+            "{:<18} QoS {}: {}/{} delivered in {:.3} s = {:.0} msg/s ({:.1} MB/s){cpu}{skipped}",
             format!("{}:", broker.name),
             qos.level(),
             m.delivered,
@@ -225,7 +258,14 @@ async fn push(addr: SocketAddr, qos: Qos, messages: u64, publishers: u32) -> any
         }
     }
     sub.disconnect().await;
-    Ok(Measured { qos, delivered, secs: (last - started).as_secs_f64(), bytes, broker_cpu: None })
+    Ok(Measured {
+        qos,
+        delivered,
+        secs: (last - started).as_secs_f64(),
+        bytes,
+        broker_cpu: None,
+        skipped: None,
+    })
 }
 
 /// A live chaoslab running only `MQTT_BROKER`, on ports the OS picks.
@@ -250,15 +290,18 @@ fn start_chaoslab(dir: &Path) -> anyhow::Result<BrokerProcess> {
         .spawn()
         .context("cannot start chaoslab's broker-only run")?;
     let stdout = child.stdout.take().context("no stdout from the broker-only run")?;
-    // The run prints `chaoslab live: MQTT at tcp://HOST:PORT, ...` once it is listening.
+    // The run prints `chaoslab live: MQTT at tcp://HOST:PORT, HTTP at http://HOST:PORT ...` once it is
+    // listening.
     let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
+    let (addr, http) = loop {
         match lines.next() {
             Some(Ok(line)) => {
-                if let Some(rest) = line.split("MQTT at tcp://").nth(1)
-                    && let Some(addr) = rest.split([',', ' ']).next()
-                {
-                    break addr.parse::<SocketAddr>().with_context(|| format!("cannot read {line:?}"))?;
+                let after = |marker: &str| {
+                    let rest = line.split(marker).nth(1)?;
+                    rest.split([',', ' ']).next()?.parse::<SocketAddr>().ok()
+                };
+                if let Some(addr) = after("MQTT at tcp://") {
+                    break (addr, after("HTTP at http://"));
                 }
             }
             _ => {
@@ -270,7 +313,7 @@ fn start_chaoslab(dir: &Path) -> anyhow::Result<BrokerProcess> {
     };
     // Keep reading its stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(BrokerProcess { name: "chaoslab".into(), child, addr })
+    Ok(BrokerProcess { name: "chaoslab".into(), child, addr, http })
 }
 
 /// Mosquitto on a free port, anonymous, without persistence or logging.
@@ -297,7 +340,8 @@ fn start_mosquitto(program: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> 
         .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
         .unwrap_or_default();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let broker = BrokerProcess { name: format!("mosquitto {version}").trim().to_owned(), child, addr };
+    let broker =
+        BrokerProcess { name: format!("mosquitto {version}").trim().to_owned(), child, addr, http: None };
     for _ in 0..100 {
         if std::net::TcpStream::connect(addr).is_ok() {
             return Ok(broker);
@@ -311,4 +355,19 @@ fn start_mosquitto(program: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> 
 fn which(program: &str) -> Option<std::path::PathBuf> {
     use crate::chaos::experiment::provider::process::which;
     which(program).or_else(|| which(&format!("/usr/sbin/{program}")))
+}
+
+/// A plain HTTP/1.0 GET on `addr`: the body, or `None` when the server cannot be read.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        (head.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange).await.ok().flatten()
 }
