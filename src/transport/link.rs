@@ -11,7 +11,7 @@
 //! same faults to one request.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -259,23 +259,66 @@ pub struct Link {
 
 struct LinkReceiverState {
     rx: mpsc::Receiver<Item>,
-    /// Messages taken off the channel, in due-time order; at most `capacity` of them, so a receiver
-    /// that falls behind pushes back on its senders instead of queueing without limit.
+    /// Messages taken off the channel, at most `capacity` of them (so a receiver that falls behind pushes
+    /// back on its senders instead of queueing without limit), split in two: those that came in
+    /// due-time order, in a queue (the usual case, O(1) each way) ...
+    fifo: VecDeque<Item>,
+    /// ... and those that came earlier than the queue's last (a delay with jitter), in a heap.
     heap: BinaryHeap<Reverse<Item>>,
     capacity: usize,
 }
 
 impl LinkReceiverState {
-    /// Room for one more message in the heap.
-    fn has_room(&self) -> bool {
-        self.heap.len() < self.capacity
+    /// Messages held.
+    fn len(&self) -> usize {
+        self.fifo.len() + self.heap.len()
     }
 
-    /// Moves what is queued on the channel into the heap, while it has room.
+    fn is_empty(&self) -> bool {
+        self.fifo.is_empty() && self.heap.is_empty()
+    }
+
+    /// Room for one more message.
+    fn has_room(&self) -> bool {
+        self.len() < self.capacity
+    }
+
+    fn push(&mut self, item: Item) {
+        if self.fifo.back().is_none_or(|last| *last <= item) {
+            self.fifo.push_back(item);
+        } else {
+            self.heap.push(Reverse(item));
+        }
+    }
+
+    /// Whether the next message (the earliest due) is the queue's, rather than the heap's.
+    fn next_is_fifo(&self) -> bool {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(a), Some(Reverse(b))) => a < b,
+            (a, _) => a.is_some(),
+        }
+    }
+
+    /// The earliest-due message held.
+    fn peek(&self) -> Option<&Item> {
+        if self.next_is_fifo() { self.fifo.front() } else { self.heap.peek().map(|Reverse(i)| i) }
+    }
+
+    /// Takes the earliest-due message held.
+    fn pop(&mut self) -> Option<Item> {
+        if self.next_is_fifo() { self.fifo.pop_front() } else { self.heap.pop().map(|Reverse(i)| i) }
+    }
+
+    fn clear(&mut self) {
+        self.fifo.clear();
+        self.heap.clear();
+    }
+
+    /// Moves what is queued on the channel in, while there is room.
     fn take_queued(&mut self) {
         while self.has_room() {
             match self.rx.try_recv() {
-                Ok(item) => self.heap.push(Reverse(item)),
+                Ok(item) => self.push(item),
                 Err(_) => break,
             }
         }
@@ -335,7 +378,12 @@ impl Link {
             to: to.to_string(),
             state: Mutex::new(state),
             tx,
-            rx: AsyncMutex::new(LinkReceiverState { rx, heap: BinaryHeap::new(), capacity: capacity.max(1) }),
+            rx: AsyncMutex::new(LinkReceiverState {
+                rx,
+                fifo: VecDeque::new(),
+                heap: BinaryHeap::new(),
+                capacity: capacity.max(1),
+            }),
             src_up,
             dest_up,
             counters,
@@ -615,18 +663,18 @@ impl LinkReceiver<'_> {
             return None;
         }
         let st = &mut *self.state;
-        if st.heap.is_empty() {
+        if st.is_empty() {
             match st.rx.try_recv() {
                 Ok(item) if item.due.is_none() => return Some(self.link.delivered(item)),
-                Ok(item) => st.heap.push(Reverse(item)),
+                Ok(item) => st.push(item),
                 Err(_) => return None,
             }
         }
         st.take_queued();
         let now = Instant::now();
-        match st.heap.peek() {
-            Some(Reverse(top)) if top.due.is_none_or(|due| due <= now) => {
-                let Reverse(item) = st.heap.pop()?;
+        match st.peek() {
+            Some(top) if top.due.is_none_or(|due| due <= now) => {
+                let item = st.pop()?;
                 Some(self.link.delivered(item))
             }
             _ => None,
@@ -639,38 +687,38 @@ impl LinkReceiver<'_> {
         loop {
             if self.link.is_held() {
                 // Keep taking what arrives up to the receiver's room, so senders block only once both
-                // the channel and the heap are full (as a paused process's socket buffers fill).
+                // the channel and the receiver's room are full (as a paused process's socket buffers fill).
                 tokio::select! {
                     biased;
                     _ = self.link.wait_released() => {}
                     item = st.rx.recv(), if !st.rx.is_closed() && st.has_room() => {
                         if let Some(item) = item {
-                            st.heap.push(Reverse(item));
+                            st.push(item);
                         }
                     }
                 }
                 continue;
             }
-            if st.heap.is_empty() {
+            if st.is_empty() {
                 match st.rx.try_recv() {
                     Ok(item) if item.due.is_none() => return Some(self.link.delivered(item)),
-                    Ok(item) => st.heap.push(Reverse(item)),
+                    Ok(item) => st.push(item),
                     Err(_) => {}
                 }
             }
             st.take_queued();
             let now = Instant::now();
-            if let Some(Reverse(top)) = st.heap.peek()
+            if let Some(top) = st.peek()
                 && top.due.is_none_or(|due| due <= now)
             {
-                let Reverse(item) = st.heap.pop()?;
+                let item = st.pop()?;
                 return Some(self.link.delivered(item));
             }
-            let next_due = st.heap.peek().and_then(|Reverse(i)| i.due);
+            let next_due = st.peek().and_then(|i| i.due);
             tokio::select! {
                 biased;
                 item = st.rx.recv(), if st.has_room() => match item {
-                    Some(item) => st.heap.push(Reverse(item)),
+                    Some(item) => st.push(item),
                     None => match next_due {
                         Some(due) => tokio::time::sleep_until(due).await,
                         None => return None,
@@ -685,8 +733,8 @@ impl LinkReceiver<'_> {
 impl Drop for LinkReceiver<'_> {
     fn drop(&mut self) {
         let st = &mut *self.state;
-        let mut lost = st.heap.len() as u64;
-        st.heap.clear();
+        let mut lost = st.len() as u64;
+        st.clear();
         while st.rx.try_recv().is_ok() {
             lost += 1;
         }
@@ -716,6 +764,51 @@ mod tests {
             trace,
             (Arc::new(AtomicBool::new(up)), Arc::new(AtomicBool::new(up))),
         )
+    }
+
+    /// The receiver's two-part queue gives messages back in (due, seq) order whatever order they came
+    /// in: in order (the queue), early ones (the heap), `None` dues (at once) among them.
+    #[test]
+    fn the_receiver_queue_gives_messages_back_in_due_order() {
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
+        let start = Instant::now();
+        let (_tx, rx) = mpsc::channel(1);
+        let mut st =
+            LinkReceiverState { rx, fifo: VecDeque::new(), heap: BinaryHeap::new(), capacity: 10_000 };
+        let mut keys = Vec::new();
+        let mut due_ms = 0u64;
+        for seq in 0..2_000u64 {
+            // Mostly rising, sometimes earlier (jitter), sometimes no due time at all.
+            let due = match rng.gen_range(0..10) {
+                0 => None,
+                1 | 2 => Some(start + Duration::from_millis(due_ms.saturating_sub(rng.gen_range(0..50)))),
+                _ => {
+                    due_ms += rng.gen_range(0..3);
+                    Some(start + Duration::from_millis(due_ms))
+                }
+            };
+            keys.push((due, seq));
+            st.push(Item { due, seq, env: msg(0) });
+            if rng.gen_range(0..4) == 0 {
+                // Take some out as they come, as a receiver does.
+                let first = st.pop().unwrap();
+                let min = *keys.iter().min().unwrap();
+                assert_eq!((first.due, first.seq), min);
+                keys.retain(|k| *k != min);
+            }
+        }
+        assert!(!st.fifo.is_empty() && !st.heap.is_empty(), "both parts were used");
+        assert_eq!(st.len(), keys.len());
+        keys.sort();
+        let mut out = Vec::new();
+        while let Some(peeked) = st.peek().map(|i| (i.due, i.seq)) {
+            let item = st.pop().unwrap();
+            assert_eq!((item.due, item.seq), peeked);
+            out.push(peeked);
+        }
+        assert_eq!(out, keys);
+        assert!(st.is_empty());
     }
 
     fn msg(i: u32) -> Envelope {
