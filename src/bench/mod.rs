@@ -193,11 +193,13 @@ pub fn orders(requests: u64, concurrency: u32, sim_orders: u32, peer: Option<&st
     println!("chaoslab bench orders ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    reset_peak_rss();
     let ours = rt.block_on(live_posts(&dir.join("live"), requests, concurrency))?;
     println!(
-        "live API:          {} POST /orders/ over HTTP/1.1 ({concurrency} concurrent clients, SQLite store, direct publish) {}",
+        "live API:          {} POST /orders/ over HTTP/1.1 ({concurrency} concurrent clients, SQLite store, direct publish) {}; peak RSS {} (this process: the live run and its clients; target <= 64 MB)",
         ours.ok,
-        ours.figures()
+        ours.figures(),
+        peak_rss_text()
     );
     if let Some(url) = peer {
         let client = crate::orders::http::ApiClient::remote(url, Duration::from_secs(30))

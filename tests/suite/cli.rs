@@ -271,6 +271,10 @@ fn the_benchmarks_run_and_print_their_figures() {
     assert!(orders.status.success(), "{}", text(&orders.stderr));
     let out = text(&orders.stdout);
     assert!(out.contains("live API:          40 POST /orders/"), "{out}");
+    // The order API's memory is printed beside its speed.
+    let rss =
+        out.split("peak RSS ").nth(1).and_then(|r| r.split(" MB").next()).and_then(|n| n.parse::<f64>().ok());
+    assert!(rss.is_some_and(|mb| mb > 1.0), "{out}");
     assert!(out.contains(&format!("peer API:          40 POST /orders/ to {url}")), "{out}");
     assert!(out.contains("chaoslab / peer:") && out.contains("p99 latency"), "{out}");
     assert!(out.contains("sim end to end:    50 orders"), "{out}");
