@@ -63,7 +63,7 @@ struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
     /// The HTTP plane (chaoslab's), where its metrics are.
-    http: Option<SocketAddr>,
+    http: Option<crate::orders::http::ApiClient>,
 }
 
 impl BrokerProcess {
@@ -79,7 +79,8 @@ impl BrokerProcess {
 
     /// Messages chaoslab's broker has counted as skipped ahead so far, from its `/metrics`.
     async fn skipped(&self) -> Option<u64> {
-        let text = http_get(self.http?, "/metrics").await?;
+        let resp = self.http.as_ref()?.send(hyper::Method::GET, "/metrics", None).await.ok()?;
+        let text = std::str::from_utf8(&resp.body).ok().filter(|_| resp.status.is_success())?;
         let line = text.lines().find(|l| {
             l.starts_with("chaoslab_records_dropped_total{")
                 && l.contains(r#"component="MQTT_BROKER""#)
@@ -301,7 +302,11 @@ fn start_chaoslab(dir: &Path) -> anyhow::Result<BrokerProcess> {
                     rest.split([',', ' ']).next()?.parse::<SocketAddr>().ok()
                 };
                 if let Some(addr) = after("MQTT at tcp://") {
-                    break (addr, after("HTTP at http://"));
+                    let http = after("HTTP at http://").and_then(|a| {
+                        crate::orders::http::ApiClient::remote(&format!("http://{a}"), Duration::from_secs(5))
+                            .ok()
+                    });
+                    break (addr, http);
                 }
             }
             _ => {
@@ -355,19 +360,4 @@ fn start_mosquitto(program: &Path, dir: &Path) -> anyhow::Result<BrokerProcess> 
 fn which(program: &str) -> Option<std::path::PathBuf> {
     use crate::chaos::experiment::provider::process::which;
     which(program).or_else(|| which(&format!("/usr/sbin/{program}")))
-}
-
-/// A plain HTTP/1.0 GET on `addr`: the body, or `None` when the server cannot be read.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        (head.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange).await.ok().flatten()
 }
