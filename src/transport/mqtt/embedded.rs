@@ -135,18 +135,13 @@ impl EmbeddedBroker {
         }
     }
 
-    /// The loopback address rumqttd's MQTT 3.1.1 listener is on.
-    pub fn internal_addr(&self) -> SocketAddr {
-        self.internal_addr
-    }
-
     /// Both of rumqttd's listeners and the login they require; point [`super::front::serve_front`] at
     /// them.
     pub fn upstreams(&self) -> Upstreams {
         Upstreams {
             v4: self.internal_addr,
             v5: Some(self.internal_v5),
-            login: Some(self.login.clone()),
+            login: self.login.clone(),
             max_connect: self.max_packet,
         }
     }

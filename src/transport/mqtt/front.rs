@@ -63,17 +63,10 @@ pub struct Upstreams {
     pub v4: SocketAddr,
     /// rumqttd's MQTT 5 listener, when it runs one (else v5 clients are refused with a CONNACK).
     pub v5: Option<SocketAddr>,
-    /// The login the upstreams require; `None` forwards each CONNECT as the client sent it.
-    pub login: Option<FrontLogin>,
+    /// The login the upstreams require, written into every CONNECT in place of the client's.
+    pub login: FrontLogin,
     /// Largest CONNECT packet read (its remaining length, in bytes); a longer one closes the connection.
     pub max_connect: usize,
-}
-
-impl From<SocketAddr> for Upstreams {
-    /// An MQTT 3.1.1 broker that takes CONNECTs as clients send them.
-    fn from(v4: SocketAddr) -> Upstreams {
-        Upstreams { v4, v5: None, login: None, max_connect: EmbeddedConfig::default().max_payload_size }
-    }
 }
 
 /// Counters of one front proxy; shared with whoever reports metrics.
@@ -82,7 +75,6 @@ pub struct ProxyStats {
     accepted: AtomicU64,
     active: AtomicU64,
     upstream_failures: AtomicU64,
-    refused: AtomicU64,
     bytes_to_upstream: AtomicU64,
     bytes_to_client: AtomicU64,
     publishes_to_upstream: AtomicU64,
@@ -103,12 +95,6 @@ impl ProxyStats {
     /// Accepted connections that were closed because the upstream could not be reached.
     pub fn upstream_failures(&self) -> u64 {
         self.upstream_failures.load(Ordering::Relaxed)
-    }
-
-    /// Accepted connections closed by the proxy itself: no complete CONNECT within the connect timeout
-    /// or the size limit, a first packet that is not a CONNECT, or a protocol version not served.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
     }
 
     /// Bytes read from clients (towards the broker).
@@ -138,10 +124,10 @@ impl ProxyStats {
 /// case is reserved for a listener whose local address cannot be read.
 pub async fn serve_front(
     listener: TcpListener,
-    upstreams: impl Into<Upstreams>,
+    upstreams: Upstreams,
     stats: Arc<ProxyStats>,
 ) -> io::Result<()> {
-    let upstreams = Arc::new(upstreams.into());
+    let upstreams = Arc::new(upstreams);
     let front = listener.local_addr()?;
     info!(%front, upstream = %upstreams.v4, "MQTT front proxy accepting");
     let mut connections = JoinSet::new();
@@ -308,7 +294,6 @@ async fn splice(
     let (level, packet, rest) = match read_hello(&mut client, upstreams.max_connect).await {
         Hello::Connect { level, packet, rest } => (level, packet, rest),
         Hello::Refused(why) => {
-            stats.refused.fetch_add(1, Ordering::Relaxed);
             debug!(%peer, why, "MQTT front proxy: connection closed before the broker");
             return;
         }
@@ -320,23 +305,18 @@ async fn splice(
         _ => None,
     };
     let Some(upstream) = upstream else {
-        stats.refused.fetch_add(1, Ordering::Relaxed);
         debug!(%peer, level, "MQTT protocol level not served; CONNACK refuses it");
         if let Err(e) = refuse_version(&mut client, level).await {
             debug!(%peer, error = %e, "cannot send the refusing CONNACK");
         }
         return;
     };
-    let connect = match &upstreams.login {
-        Some(login) => match with_login(&packet, level, login, upstreams.max_connect) {
-            Ok(connect) => connect,
-            Err(why) => {
-                stats.refused.fetch_add(1, Ordering::Relaxed);
-                debug!(%peer, level, why, "MQTT front proxy: unreadable CONNECT; connection closed");
-                return;
-            }
-        },
-        None => BytesMut::from(&packet[..]),
+    let connect = match with_login(&packet, level, &upstreams.login, upstreams.max_connect) {
+        Ok(connect) => connect,
+        Err(why) => {
+            debug!(%peer, level, why, "MQTT front proxy: unreadable CONNECT; connection closed");
+            return;
+        }
     };
     let server = match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(upstream)).await {
         Ok(Ok(server)) => server,
