@@ -8,6 +8,7 @@
 //! The pages are Swagger UI, whose files come from the binary (utoipa-swagger-ui's vendored copy,
 //! extracted at build time): nothing is fetched from the internet, at build or at run time.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -87,14 +88,15 @@ pub fn page(title: &str, specs: &[Spec]) -> String {
 
 /// One of Swagger UI's files: its content type and bytes, or `None` for a name it does not have.
 /// (`swagger-initializer.js` and `index.html` are Swagger UI's own start-up, which [`page`] replaces.)
-pub fn swagger_file(name: &str) -> Option<(String, Vec<u8>)> {
+pub fn swagger_file(name: &str) -> Option<(String, Cow<'static, [u8]>)> {
     static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
     if name.is_empty() || matches!(name, "/" | "index.html" | "swagger-initializer.js") {
         return None;
     }
     let config = CONFIG.get_or_init(|| Arc::new(utoipa_swagger_ui::Config::new(["/api/openapi.json"])));
     match utoipa_swagger_ui::serve(name, config.clone()) {
-        Ok(Some(file)) => Some((file.content_type, file.bytes.into_owned())),
+        // The files are borrowed from the binary: a request copies none of them.
+        Ok(Some(file)) => Some((file.content_type, file.bytes)),
         Ok(None) => None,
         Err(e) => {
             tracing::warn!(file = name, "Swagger UI file unreadable: {e}");
@@ -106,7 +108,11 @@ pub fn swagger_file(name: &str) -> Option<(String, Vec<u8>)> {
 async fn asset(Path(file): Path<String>) -> Response {
     match swagger_file(&file) {
         Some((content_type, bytes)) => {
-            let mut resp = bytes.into_response();
+            let body = match bytes {
+                Cow::Borrowed(b) => bytes::Bytes::from_static(b),
+                Cow::Owned(v) => bytes::Bytes::from(v),
+            };
+            let mut resp = body.into_response();
             let headers = resp.headers_mut();
             if let Ok(value) = HeaderValue::from_str(&content_type) {
                 headers.insert(header::CONTENT_TYPE, value);
