@@ -18,7 +18,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::error::BusError;
-use super::log::PartitionLog;
+use super::log::{PartitionLog, SpillConfig};
 
 /// Settings of one topic, as `kafka-topics --create` and `kafka-configs` set them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -181,8 +181,8 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    fn new(replicas: Vec<u32>, brokers: &BTreeMap<u32, bool>) -> Self {
-        let mut p = Partition { replicas, isr: Vec::new(), leader: None, log: PartitionLog::default() };
+    fn new(replicas: Vec<u32>, brokers: &BTreeMap<u32, bool>, log: PartitionLog) -> Self {
+        let mut p = Partition { replicas, isr: Vec::new(), leader: None, log };
         p.settle(brokers);
         p
     }
@@ -273,15 +273,18 @@ pub(crate) struct Cluster {
     pub(crate) topics: BTreeMap<String, Topic>,
     /// The run is stopping: brokers going down is the shutdown, not news worth a warning.
     pub(crate) closing: bool,
+    /// Where partition logs spill to disk.
+    spill: Option<SpillConfig>,
 }
 
 impl Cluster {
-    /// `brokers` running brokers with ids `1..=brokers`.
-    pub(crate) fn new(brokers: u32) -> Self {
+    /// `brokers` running brokers with ids `1..=brokers`; partition logs spill as `spill` says.
+    pub(crate) fn new(brokers: u32, spill: Option<SpillConfig>) -> Self {
         Cluster {
             brokers: (1..=brokers).map(|id| (id, true)).collect(),
             topics: BTreeMap::new(),
             closing: false,
+            spill,
         }
     }
 
@@ -343,7 +346,12 @@ impl Cluster {
                     .collect()
             }
         };
-        let partitions = assignment.into_iter().map(|r| Partition::new(r, &self.brokers)).collect();
+        let log = |p: usize| PartitionLog::new(self.spill.as_ref(), name, p as u32);
+        let partitions = assignment
+            .into_iter()
+            .enumerate()
+            .map(|(p, r)| Partition::new(r, &self.brokers, log(p)))
+            .collect();
         info!(topic = name, partitions = config.partitions, rf, "topic created");
         self.topics.insert(name.to_owned(), Topic { config, partitions, next_round_robin: 0 });
         Ok(())
@@ -368,7 +376,9 @@ impl Cluster {
     }
 
     pub(crate) fn delete_topic(&mut self, name: &str) -> Result<(), BusError> {
-        self.topics.remove(name).ok_or_else(|| BusError::UnknownTopic { topic: name.to_owned() })?;
+        let mut topic =
+            self.topics.remove(name).ok_or_else(|| BusError::UnknownTopic { topic: name.to_owned() })?;
+        topic.partitions.iter_mut().for_each(|p| p.log.remove_files());
         info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -484,7 +494,7 @@ mod tests {
 
     #[test]
     fn default_placement_is_round_robin_and_validated() {
-        let mut c = Cluster::new(3);
+        let mut c = Cluster::new(3, None);
         c.create_topic("t", TopicConfig::new(4, 2)).unwrap();
         let replicas: Vec<_> = c.describe("t").unwrap().partitions.into_iter().map(|p| p.replicas).collect();
         assert_eq!(replicas, [vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]);
@@ -503,7 +513,7 @@ mod tests {
 
     #[test]
     fn elections_are_clean_and_the_last_isr_member_is_kept() {
-        let mut c = Cluster::new(3);
+        let mut c = Cluster::new(3, None);
         c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
         c.set_broker_up(1, false).unwrap();
         assert_eq!(leaders_and_isr(&c.describe("t").unwrap()), [(Some(2), vec![2, 3])]);

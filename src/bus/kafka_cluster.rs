@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::backend::BusClient;
 use super::group::PartitionLag;
-use super::{Bus, BusConfig, TopicConfig};
+use super::{Bus, BusConfig, SpillConfig, TopicConfig};
 use crate::kernel::component::{Ctx, RestartPolicy};
 use crate::topology::build::InputCx;
 use crate::topology::check::CheckCx;
@@ -44,11 +44,21 @@ pub struct KafkaClusterConfig {
     /// How often the controller refreshes lag (and enforces retention).
     #[serde(default = "five_seconds", with = "humantime_serde")]
     pub lag_interval: Duration,
-    /// `log.retention.bytes` per partition of the embedded bus, whose logs are in memory: older records are
-    /// deleted from the head as the log passes it (a consumer left behind resets as `auto.offset.reset`
-    /// says). 0 keeps everything.
+    /// `log.retention.bytes` per partition of the embedded bus: older records are deleted from the head as
+    /// the log passes it (a consumer left behind resets as `auto.offset.reset` says). 0 keeps everything.
     #[serde(default = "default_retention_bytes")]
     pub retention_bytes: u64,
+    /// Most bytes of records a partition of the embedded bus keeps in memory; older ones go to segment
+    /// files under `log_dir`. 0 keeps every log wholly in memory.
+    #[serde(default = "default_memory_bytes")]
+    pub memory_bytes: u64,
+    /// Kafka's `log.segment.bytes`: the size at which a segment file is closed and the next one started
+    /// (size retention deletes whole segments).
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Kafka's `log.dirs`: the directory of the segment files, under the run's `--out`.
+    #[serde(default = "default_log_dir")]
+    pub log_dir: std::path::PathBuf,
     /// Extra series of a topic's lag summed over partitions, `{consumergroup, topic}`, by metric name
     /// (the process-mining study captures `Lag_Input_Topic = "input"`).
     #[serde(default)]
@@ -57,6 +67,18 @@ pub struct KafkaClusterConfig {
 
 fn default_retention_bytes() -> u64 {
     super::DEFAULT_RETENTION_BYTES
+}
+
+fn default_memory_bytes() -> u64 {
+    1 << 20
+}
+
+fn default_segment_bytes() -> u64 {
+    8 << 20
+}
+
+fn default_log_dir() -> std::path::PathBuf {
+    "kafka-logs".into()
 }
 
 fn five_seconds() -> Duration {
@@ -136,6 +158,8 @@ impl ComponentKind for KafkaClusterConfig {
 
     fn check(&self, cx: &mut CheckCx<'_>) {
         cx.require(!self.lag_interval.is_zero(), "lag_interval", "must be more than 0");
+        cx.require(self.segment_bytes > 0, "segment_bytes", "must be more than 0");
+        cx.relative_path("log_dir", &self.log_dir);
         for name in self.lag_series.keys() {
             let ok = name.chars().enumerate().all(|(i, c)| {
                 c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
@@ -219,6 +243,11 @@ impl ComponentKind for KafkaClusterConfig {
             brokers: self.brokers,
             auto_create_topics: self.auto_create_topics,
             retention_bytes: (self.retention_bytes > 0).then_some(self.retention_bytes),
+            spill: (self.memory_bytes > 0).then(|| SpillConfig {
+                dir: cx.out_path(&self.log_dir),
+                memory_bytes: self.memory_bytes,
+                segment_bytes: self.segment_bytes,
+            }),
             ..BusConfig::default()
         });
         let admin = bus.admin();
@@ -259,10 +288,18 @@ impl ComponentKind for KafkaClusterConfig {
                 })
                 .collect::<Result<_, crate::kernel::metrics::MetricsError>>()?,
         };
-        let rebalances = m.gauge_vec("bus_group_rebalances", "Rebalances of a group.", &["group"])?;
+        let gauges = ControllerGauges {
+            lag,
+            rebalances: m.gauge_vec("bus_group_rebalances", "Rebalances of a group.", &["group"])?,
+            log_bytes: m.gauge_vec(
+                "bus_log_bytes",
+                "Bytes of the embedded bus's partition logs, in memory and in segment files.",
+                &["tier"],
+            )?,
+        };
         let every = self.lag_interval;
         cx.add_as(name, "kafka-controller", always, move |ctx| {
-            run_controller(ctx, client.clone(), lag.clone(), rebalances.clone(), every)
+            run_controller(ctx, client.clone(), gauges.clone(), every)
         })
     }
 }
@@ -313,6 +350,15 @@ pub const CONTROLLER_TICK: Duration = Duration::from_secs(5);
 /// The groups whose lag the controller follows on a real cluster.
 const GROUPS: [(&str, &str); 2] =
     [("poke-order-consumer", "poke-orders"), ("order-updater", "poke-orders-state")];
+
+/// The series the controller keeps.
+#[derive(Clone)]
+pub struct ControllerGauges {
+    lag: LagGauges,
+    rebalances: IntGaugeVec,
+    /// `{tier="memory"|"disk"}`.
+    log_bytes: IntGaugeVec,
+}
 
 /// The lag series the controller keeps.
 #[derive(Clone)]
@@ -385,10 +431,10 @@ pub async fn run_broker(ctx: Ctx, bus: Bus, id: u32) -> anyhow::Result<()> {
 pub async fn run_controller(
     ctx: Ctx,
     bus: BusClient,
-    lag: LagGauges,
-    rebalances: IntGaugeVec,
+    gauges: ControllerGauges,
     every: Duration,
 ) -> anyhow::Result<()> {
+    let ControllerGauges { lag, rebalances, log_bytes } = gauges;
     ctx.health.set_ready(true, "serving");
     // The cluster's row in the run's table: records produced in, records fetched by consumers out.
     let tally = |bus: &Bus| {
@@ -396,6 +442,9 @@ pub async fn run_controller(
         let m = &ctx.metrics;
         m.records_in.inc_by(stats.records_produced.saturating_sub(m.records_in.get()));
         m.records_out.inc_by(stats.records_fetched.saturating_sub(m.records_out.get()));
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        log_bytes.with_label_values(&["memory"]).set(gauge(stats.log_memory_bytes));
+        log_bytes.with_label_values(&["disk"]).set(gauge(stats.log_disk_bytes));
     };
     loop {
         if let Some(embedded) = bus.embedded() {

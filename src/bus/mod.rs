@@ -5,7 +5,8 @@
 //! poison pill that stalls one partition of a consumer group, consumer lag. This module reproduces those
 //! semantics in-process so that the experiments behave as they would against the real cluster:
 //! - [`cluster`]: brokers, replica placement, ISR, clean leader election, offline partitions;
-//! - [`log`]: per-partition logs with offsets, high watermark, log start and retention;
+//! - [`log`]: per-partition logs with offsets, high watermark, log start and retention, their newest
+//!   records in memory and, with a [`SpillConfig`], the rest in [`segment`] files;
 //! - [`group`]: consumer groups with generations, range assignment, rebalances on join, leave
 //!   and session timeout, committed offsets and lag;
 //! - [`client`]: the [`Producer`], [`Consumer`] and [`Admin`] handles, shaped like a Kafka
@@ -30,6 +31,7 @@ pub mod group;
 pub mod kafka;
 pub mod kafka_cluster;
 pub mod log;
+pub mod segment;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -42,7 +44,7 @@ pub use client::{Acks, Admin, Consumer, ConsumerConfig, OffsetReset, Producer, P
 pub use cluster::{BrokerInfo, PartitionInfo, TopicConfig, TopicDescription, murmur2};
 pub use error::BusError;
 pub use group::{GroupDescription, GroupState, MemberDescription, PartitionLag};
-pub use log::ConsumerRecord;
+pub use log::{ConsumerRecord, SpillConfig};
 
 use cluster::Cluster;
 use group::Group;
@@ -59,9 +61,12 @@ pub struct BusConfig {
     pub default_partitions: u32,
     /// How long a crashed consumer stays in its group before the group rebalances without it.
     pub session_timeout: Duration,
-    /// `log.retention.bytes`: most bytes a partition of a topic without its own `retention.bytes` keeps.
-    /// The bus keeps its logs in memory, so this bounds its memory; `None` keeps everything.
+    /// `log.retention.bytes`: most bytes a partition of a topic without its own `retention.bytes` keeps;
+    /// `None` keeps everything.
     pub retention_bytes: Option<u64>,
+    /// Where the logs go past their in-memory tail; `None` keeps them wholly in memory (then
+    /// `retention_bytes` is what bounds the bus's memory).
+    pub spill: Option<SpillConfig>,
 }
 
 /// The embedded bus's default `log.retention.bytes` per partition: room for the backlog the process-mining
@@ -79,6 +84,7 @@ impl Default for BusConfig {
             default_partitions: 1,
             session_timeout: Duration::from_secs(45),
             retention_bytes: Some(DEFAULT_RETENTION_BYTES),
+            spill: None,
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct BusStats {
     pub members: usize,
     /// Rebalances of all groups.
     pub rebalances: u64,
+    /// Bytes of records the partition logs hold in memory.
+    pub log_memory_bytes: u64,
+    /// Bytes of the partition logs' segment files.
+    pub log_disk_bytes: u64,
 }
 
 /// The whole bus state, behind the mutex of [`Bus`].
@@ -168,7 +178,7 @@ impl Bus {
         config.brokers = config.brokers.max(1);
         config.default_partitions = config.default_partitions.max(1);
         let state = State {
-            cluster: Cluster::new(config.brokers),
+            cluster: Cluster::new(config.brokers, config.spill.clone()),
             config,
             groups: BTreeMap::new(),
             members_joined: 0,
@@ -232,6 +242,8 @@ impl Bus {
             groups: st.groups.len(),
             members: st.groups.values().map(Group::member_count).sum(),
             rebalances: st.groups.values().map(Group::rebalances).sum(),
+            log_memory_bytes: parts.iter().map(|p| p.log.memory_bytes()).sum(),
+            log_disk_bytes: parts.iter().map(|p| p.log.disk_bytes()).sum(),
         }
     }
 
