@@ -5,18 +5,19 @@
 //! `POKE-ORDER-API->KAFKA`, …) so that network faults, partitions and a stopped database or broker reach
 //! the services the way they would reach the real ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::NaiveDateTime;
 use prometheus::IntCounterVec;
+use rangemap::RangeInclusiveSet;
 use serde::Serialize;
 use serde_json::json;
 
 use super::fraud::is_fraud;
-use super::model::{Order, OrderState};
+use super::model::OrderState;
 use super::store::{OrderStore, StoreError};
 use rand::Rng as _;
 
@@ -44,14 +45,18 @@ pub const DETECTIVE_GROUP: &str = "poke-order-consumer";
 /// Consumer group of `ORDER-UPDATER`.
 pub const UPDATER_GROUP: &str = "order-updater";
 
-/// What the run saw happen to orders, to check the invariants at the end.
+/// What the run saw happen to orders, to check the invariants at the end — in memory that does not grow
+/// with the run: order ids are sequential, so the created ones are a few ranges, and of the state changes
+/// only the illegal ones are kept.
 #[derive(Default)]
 struct LedgerData {
-    created: BTreeSet<i64>,
-    transitions: BTreeMap<i64, Vec<(OrderState, OrderState)>>,
+    created: RangeInclusiveSet<i64>,
+    created_count: u64,
+    /// State changes the flow does not allow, in the order they happened.
+    illegal: Vec<(i64, OrderState, OrderState)>,
 }
 
-/// Created orders and every state change, as the services made them.
+/// Created orders and every illegal state change, as the services made them.
 #[derive(Clone, Default)]
 pub struct Ledger(Arc<Mutex<LedgerData>>);
 
@@ -62,17 +67,23 @@ impl Ledger {
 
     /// Notes a new order.
     pub fn created(&self, id: i64) {
-        self.lock().created.insert(id);
+        let mut l = self.lock();
+        if !l.created.contains(&id) {
+            l.created.insert(id..=id);
+            l.created_count += 1;
+        }
     }
 
-    /// Notes a state change.
+    /// Notes a state change: the flow allows `pending` → `success` | `rejected` | `reversed` only.
     pub fn changed(&self, id: i64, from: OrderState, to: OrderState) {
-        self.lock().transitions.entry(id).or_default().push((from, to));
+        if from != OrderState::Pending || to == OrderState::Pending || to == OrderState::Failed {
+            self.lock().illegal.push((id, from, to));
+        }
     }
 
     /// Orders created so far.
-    pub fn created_count(&self) -> usize {
-        self.lock().created.len()
+    pub fn created_count(&self) -> u64 {
+        self.lock().created_count
     }
 }
 
@@ -335,49 +346,77 @@ impl OrderDb {
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))?;
         let counts = self.store.counts_by_state().await?;
-        let mut all = Vec::new();
-        let mut skip = 0;
+        // The store is read a page at a time; what stays is its ids as ranges and the wrong decisions.
+        let (mut stored, mut wrong_decision, mut after) = (RangeInclusiveSet::new(), Vec::new(), None);
         loop {
-            let page = self.store.list(None, skip, 1000).await?;
-            if page.is_empty() {
-                break;
-            }
-            skip += page.len() as u64;
-            all.extend(page);
-        }
-        let ids: BTreeSet<i64> = all.iter().map(|o| o.id).collect();
-        let (created, transitions) = {
-            let ledger = self.ledger.lock();
-            (ledger.created.clone(), ledger.transitions.clone())
-        };
-        let missing: Vec<i64> = created.difference(&ids).copied().collect();
-        let wrong_decision: Vec<i64> = all
-            .iter()
-            .filter(|o| match o.state {
-                OrderState::Rejected => !is_fraud(o.user_id, &o.pokemon, o.price),
-                OrderState::Success => is_fraud(o.user_id, &o.pokemon, o.price),
-                _ => false,
-            })
-            .map(|o: &Order| o.id)
-            .collect();
-        let mut illegal = Vec::new();
-        for (id, changes) in &transitions {
-            for (from, to) in changes {
-                if *from != OrderState::Pending || *to == OrderState::Pending || *to == OrderState::Failed {
-                    illegal.push((*id, format!("{} -> {}", from.as_str(), to.as_str())));
+            let page = self.store.list_after(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for o in &page {
+                stored.insert(o.id..=o.id);
+                let wrong = match o.state {
+                    OrderState::Rejected => !is_fraud(o.user_id, &o.pokemon, o.price),
+                    OrderState::Success => is_fraud(o.user_id, &o.pokemon, o.price),
+                    _ => false,
+                };
+                if wrong {
+                    wrong_decision.push(o.id);
                 }
             }
         }
+        let (created, created_count, illegal) = {
+            let ledger = self.ledger.lock();
+            (ledger.created.clone(), ledger.created_count, ledger.illegal.clone())
+        };
+        let missing: Vec<i64> = created.iter().flat_map(|r| stored.gaps(r)).flatten().collect();
+        let mut illegal: Vec<(i64, String)> = illegal
+            .into_iter()
+            .map(|(id, from, to)| (id, format!("{} -> {}", from.as_str(), to.as_str())))
+            .collect();
+        illegal.sort_by_key(|(id, _)| *id); // stable: an order's changes stay in their order
         let in_flight = counts.get(&OrderState::Pending).copied().unwrap_or(0);
         let ok = missing.is_empty() && wrong_decision.is_empty() && illegal.is_empty();
         Ok(Invariants {
             by_state: counts.iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect(),
-            created: created.len() as u64,
+            created: created_count,
             missing,
             in_flight,
             wrong_decision,
             illegal_transitions: illegal,
             ok,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_keeps_ranges_of_ids_and_only_the_illegal_changes() {
+        let ledger = Ledger::default();
+        // Ids arrive a little out of order from concurrent requests, and one twice.
+        for id in [1, 2, 4, 3, 5, 5, 9, 7, 8] {
+            ledger.created(id);
+        }
+        assert_eq!(ledger.created_count(), 8);
+        let l = ledger.lock();
+        assert_eq!(l.created.iter().cloned().collect::<Vec<_>>(), vec![1..=5, 7..=9]);
+        drop(l);
+        for to in [OrderState::Success, OrderState::Rejected, OrderState::Reversed] {
+            ledger.changed(1, OrderState::Pending, to);
+        }
+        assert!(ledger.lock().illegal.is_empty(), "every change out of pending is allowed");
+        ledger.changed(2, OrderState::Pending, OrderState::Failed);
+        ledger.changed(3, OrderState::Success, OrderState::Reversed);
+        ledger.changed(4, OrderState::Pending, OrderState::Pending);
+        assert_eq!(
+            ledger.lock().illegal,
+            vec![
+                (2, OrderState::Pending, OrderState::Failed),
+                (3, OrderState::Success, OrderState::Reversed),
+                (4, OrderState::Pending, OrderState::Pending)
+            ]
+        );
     }
 }

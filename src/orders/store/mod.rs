@@ -36,8 +36,8 @@ mod tests;
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, read_file as read_sqlite_file};
 use sqlite::{
-    sqlite_counts, sqlite_create, sqlite_get, sqlite_list, sqlite_mark_sent, sqlite_outbox_pending,
-    sqlite_reverse, sqlite_set_state,
+    sqlite_counts, sqlite_create, sqlite_get, sqlite_list, sqlite_list_after, sqlite_mark_sent,
+    sqlite_outbox_pending, sqlite_reverse, sqlite_set_state,
 };
 
 pub use crate::storage::postgres::{
@@ -184,6 +184,18 @@ impl OrderStore {
                 s.db.call("list", move |conn| sqlite_list(conn, state, skip, limit)).await
             }
             OrderStore::Postgres(p) => p.list(state, skip, limit).await,
+        }
+    }
+
+    /// At most `limit` orders by increasing id, those after `after` (all from the first without it): a
+    /// whole-table scan a page at a time that costs the same for the last page as for the first.
+    pub async fn list_after(&self, after: Option<i64>, limit: u64) -> Result<Vec<Order>, StoreError> {
+        let (after, limit) = (after.unwrap_or(i64::MIN), clamp_i64(limit));
+        match self {
+            OrderStore::Sqlite(s) => {
+                s.db.call("list_after", move |conn| sqlite_list_after(conn, after, limit)).await
+            }
+            OrderStore::Postgres(p) => p.list_after(after, limit).await,
         }
     }
 

@@ -162,6 +162,16 @@ impl PgStore {
         self.decode(op, raw)
     }
 
+    pub(super) async fn list_after(&self, after: i64, limit: i64) -> Result<Vec<Order>, StoreError> {
+        let query = sqlx::query(concat!(
+            "SELECT ",
+            pg_order_columns!(),
+            " FROM poke_orders WHERE id > $1 ORDER BY id LIMIT $2"
+        ));
+        let rows = self.db.run("list_after", query.bind(after).bind(limit).fetch_all(self.db.pool())).await?;
+        rows.iter().map(|row| self.run_decode("list_after", row)).collect()
+    }
+
     pub(super) async fn list(
         &self,
         state: Option<OrderState>,

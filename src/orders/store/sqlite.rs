@@ -147,6 +147,16 @@ pub(super) fn sqlite_get(conn: &mut Connection, id: i64) -> SqliteResult<Option<
     Ok(raw.map(RawOrder::into_order).transpose().map_err(StoreError::Backend)?)
 }
 
+pub(super) fn sqlite_list_after(conn: &mut Connection, after: i64, limit: i64) -> SqliteResult<Vec<Order>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        sqlite_order_columns!(),
+        " FROM poke_orders WHERE id > ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    let raw = stmt.query_map(params![after, limit], sqlite_raw_order)?.collect::<Result<Vec<_>, _>>()?;
+    into_orders(raw)
+}
+
 pub(super) fn sqlite_list(
     conn: &mut Connection,
     state: Option<OrderState>,

@@ -68,6 +68,11 @@ async fn check_full_api(store: &OrderStore) {
     assert_eq!(store.list(None, 3, 20).await.unwrap(), vec![]);
     assert_eq!(store.list(None, 0, 0).await.unwrap(), vec![]);
     assert_eq!(store.list(None, 0, u64::MAX).await.unwrap().len(), 3, "huge limits are clamped");
+    assert_eq!(store.list_after(None, 2).await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(store.list_after(Some(a.id), 1).await.unwrap(), vec![b.clone()]);
+    assert_eq!(store.list_after(Some(b.id), 20).await.unwrap(), vec![c.clone()]);
+    assert_eq!(store.list_after(Some(c.id), 20).await.unwrap(), vec![]);
+    assert_eq!(store.list_after(Some(i64::MIN), u64::MAX).await.unwrap().len(), 3, "huge limits are clamped");
 
     let b2 = store.set_state(b.id, OrderState::Success).await.unwrap().unwrap();
     assert_eq!(b2, Order { state: OrderState::Success, ..b.clone() });
