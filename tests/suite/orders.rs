@@ -257,10 +257,8 @@ fn the_bus_spills_its_logs_to_segment_files_and_the_run_is_unchanged() {
     assert!(a.bus.log_memory_bytes <= a.bus.partitions as u64 * 2048 + 4096, "{:?}", a.bus);
     assert!(b.bus.log_memory_bytes > a.bus.log_memory_bytes * 10, "{:?}", b.bus);
     let part = dir.path().join("kafka-logs").join("poke-orders-0");
-    let files: Vec<String> = std::fs::read_dir(&part)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&part).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(files.contains(&"00000000000000000000.log".to_string()), "{files:?}");
     assert!(files.len() > 1, "segments roll at segment_bytes: {files:?}");
 }
