@@ -2,6 +2,9 @@
 
 /// mimalloc: runs allocate and free millions of small records (events, messages, their keys), and glibc's
 /// allocator spends a third of a campaign run in malloc and free; mimalloc makes such a run 25 % faster.
+/// The `system-alloc` feature leaves it out, so that heap profilers which hook `malloc` (heaptrack,
+/// valgrind's massif) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -130,7 +133,9 @@ struct RunArgs {
     #[arg(long)]
     http_listen: Option<SocketAddr>,
     /// Live: the control plane's credentials file (TOML, argon2 hashes; see `chaoslab auth hash`).
-    /// Without it a token is generated and written to <out>/control-token.
+    /// Without it a token is generated and written to <out>/control-token. With it, `POST /alerts` and
+    /// the log inputs need credentials too (the Forward input the shared-key handshake: its <security>,
+    /// or a key written to <out>/forward-shared-key).
     #[arg(long)]
     credentials: Option<PathBuf>,
     /// Live: where the Fluentd Forward input listens (default from the flow: 127.0.0.1:24224).

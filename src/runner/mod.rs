@@ -395,7 +395,8 @@ impl Run {
         let app = if http_addr.ip().is_loopback() { crate::api::loopback_hosts_only(app) } else { app };
         let app = crate::api::catch_panics(app);
         let log_stop = tokio_util::sync::CancellationToken::new();
-        let (log_inputs, forward_addr, log_http_addr) = serve_log_inputs(&pipeline, &log_stop, ingest_auth)?;
+        let (log_inputs, forward_addr, log_http_addr) =
+            serve_log_inputs(&pipeline, &log_stop, ingest_auth, &out)?;
         let listener = tokio::net::TcpListener::from_std(http_listener)?;
         let stop = http_stop.clone();
         let http = tokio::spawn(async move {
@@ -482,12 +483,16 @@ async fn finish(p: &Pipeline, max: Duration) -> anyhow::Result<(bool, Option<Ord
     Ok((drained, orders, trace))
 }
 
-/// Serves the log router's Forward and HTTP inputs on the listeners it bound (live, monitoring on).
+/// Serves the log router's Forward and HTTP inputs on the listeners it bound (live, monitoring on). With
+/// `auth` (`--credentials`) both take events only from who proves it may: the HTTP input wants the token,
+/// the Forward input the shared-key handshake — with the `<security>` of its `<source>`, or else a key
+/// generated now and written to `<out>/forward-shared-key` (owner-only).
 #[allow(clippy::type_complexity)]
 fn serve_log_inputs(
     p: &Pipeline,
     stop: &tokio_util::sync::CancellationToken,
     auth: Option<Arc<crate::api::auth::Credentials>>,
+    out: &std::path::Path,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Option<SocketAddr>, Option<SocketAddr>)> {
     let mut tasks = Vec::new();
     let (mut forward_addr, mut http_addr) = (None, None);
@@ -498,19 +503,17 @@ fn serve_log_inputs(
         http_addr = http_addr.or(Some(http.local_addr()?));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let fwd = tokio::net::TcpListener::from_std(fwd)?;
-        if auth.is_some() && input.forward_security.is_none() {
-            tracing::warn!(
-                address = ?forward_addr,
-                "the Fluentd Forward input takes events from anyone: with --credentials, give its <source> a \
-                 <security> section (self_hostname, shared_key) in the Fluentd configuration"
-            );
-        }
+        let security = match (&input.forward_security, &auth) {
+            (Some(configured), _) => Some(configured.clone()),
+            (None, Some(_)) => Some(Arc::new(generated_forward_security(out)?)),
+            (None, None) => None,
+        };
         tasks.push(tokio::spawn(crate::monitoring::logs::forward::serve(
             fwd,
             input.external.clone(),
             input.forward_stats.clone(),
             stop_rx.clone(),
-            input.forward_security.clone(),
+            security,
         )));
         let app =
             crate::monitoring::logs::http_input::router(input.external.clone(), input.http_stats.clone());
@@ -625,6 +628,31 @@ impl Recorder {
         let _ = self.task.await;
         self.history.write(&p.out.join(crate::dashboard::history::HISTORY_FILE))
     }
+}
+
+/// Name of the file that holds the Forward input's generated shared key.
+pub const FORWARD_KEY_FILE: &str = "forward-shared-key";
+
+/// The Forward input's handshake when `--credentials` guards the run and the Fluentd `<source>` has no
+/// `<security>`: `self_hostname chaoslab` and a 256-bit key from the OS, written owner-only to
+/// `<out>/forward-shared-key` for the clients to configure (Fluent Bit's `Shared_Key`, Fluentd's
+/// `<security>` of `out_forward`).
+fn generated_forward_security(
+    out: &std::path::Path,
+) -> anyhow::Result<crate::monitoring::logs::config::ForwardSecurity> {
+    let key = hex::encode(rand::Rng::r#gen::<[u8; 32]>(&mut rand::thread_rng()));
+    let path = out.join(FORWARD_KEY_FILE);
+    write_private(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(
+        "the Fluentd Forward input needs the shared-key handshake (--credentials and no <security> in the \
+         Fluentd configuration): self_hostname chaoslab, shared_key in {}",
+        path.display()
+    );
+    Ok(crate::monitoring::logs::config::ForwardSecurity {
+        self_hostname: "chaoslab".to_owned(),
+        shared_key: key,
+        users: Vec::new(),
+    })
 }
 
 /// The control plane's credentials: the file given, or a token generated now (written to

@@ -528,8 +528,8 @@ fn the_promql_evaluator_agrees_with_promtool() {
 }
 
 /// With `--credentials`, a forged incident needs them: `POST /alerts` and the Fluentd HTTP input answer
-/// 401 without a token and take the alert or line with one (without `--credentials` they stay open, as
-/// the reference's are).
+/// 401 without a token and take the alert or line with one, and the Forward input wants the shared-key
+/// handshake (without `--credentials` they stay open, as the reference's are).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_credentials_alerts_and_log_lines_need_a_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -568,5 +568,54 @@ async fn with_credentials_alerts_and_log_lines_need_a_token() {
         assert_eq!(taken.status, 200, "{path}: {}", taken.body);
     }
     assert_eq!(request_with(api, "GET", "/health", &[], None).await.status, 200, "other reads stay open");
+
+    // The Forward input's configuration has no <security>: a key was generated, owner-only, and the
+    // handshake takes it and refuses any other.
+    let key_file = dir.path().join("out").join(chaoslab::runner::FORWARD_KEY_FILE);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()), "{key:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let forward = h.forward_addr.unwrap();
+    assert_eq!(forward_handshake(forward, &key).await, (true, String::new()));
+    assert_eq!(forward_handshake(forward, "a-guess").await, (false, "shared_key mismatch".to_string()));
     tokio::time::timeout(WAIT, h.stop()).await.expect("stop in time").unwrap();
+}
+
+/// Connects to a Forward input, reads its HELO and answers with a PING for `key` (Fluentd's
+/// forward-protocol handshake); returns the PONG's verdict and reason.
+async fn forward_handshake(addr: std::net::SocketAddr, key: &str) -> (bool, String) {
+    use rmpv::Value as Msgpack;
+    use sha2::Digest as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    async fn read(stream: &mut tokio::net::TcpStream) -> Msgpack {
+        let (mut got, mut buf) = (Vec::new(), [0u8; 1024]);
+        loop {
+            if let Ok(v) = rmpv::decode::read_value(&mut &got[..]) {
+                return v;
+            }
+            let n = tokio::time::timeout(WAIT, stream.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed while the handshake expected a message");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let helo = read(&mut stream).await;
+    assert_eq!(helo[0].as_str(), Some("HELO"), "the server speaks first: {helo:?}");
+    let nonce = match &helo[1].as_map().unwrap()[0].1 {
+        Msgpack::Binary(b) => b.clone(),
+        other => panic!("nonce {other:?}"),
+    };
+    let mut digest = sha2::Sha512::new();
+    for part in [&b"salt"[..], b"client", &nonce, key.as_bytes()] {
+        digest.update(part);
+    }
+    let digest = hex::encode(digest.finalize());
+    let ping =
+        Msgpack::Array(["PING", "client", "salt", &digest, "", ""].into_iter().map(Msgpack::from).collect());
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &ping).unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    let pong = read(&mut stream).await;
+    (pong[1].as_bool().unwrap(), pong[2].as_str().unwrap_or("").to_string())
 }
