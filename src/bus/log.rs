@@ -160,6 +160,9 @@ impl PartitionLog {
         let target = spill.memory_bytes / 2;
         while self.tail_bytes > target && self.records.len() > 1 {
             if self.segments.back().is_none_or(|s| s.len() >= spill.segment_bytes) {
+                if let Some(full) = self.segments.back_mut() {
+                    full.seal();
+                }
                 match Segment::create(&spill.dir, self.tail_start) {
                     Ok(s) => self.segments.push_back(s),
                     Err(e) => return spill_failed(spill, e),
@@ -384,6 +387,12 @@ mod tests {
         assert_eq!(files[0], "00000000000000000000.log");
         assert_eq!(files[1], format!("{:020}.log", log.segments[1].base()));
         assert!(log.segments.iter().all(|s| s.len() <= 50_000 + 500));
+        let open: Vec<bool> = log.segments.iter().map(Segment::is_open).collect();
+        assert_eq!(open.iter().filter(|o| **o).count(), 1, "only the active segment holds a descriptor");
+        assert_eq!(open.last(), Some(&true));
+        // A sealed segment reads back as well as the active one.
+        assert_eq!(log.read("t", 0, 0, 3).iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(log.read("t", 0, 0, 3)[1].value, value(1, 436));
         log.remove_files();
         assert!(!part.exists(), "the partition's directory went with its files");
     }

@@ -33,7 +33,9 @@ pub(crate) struct Segment {
     /// Offset after its last record.
     next: u64,
     path: PathBuf,
-    file: File,
+    /// Open while the segment takes records; a sealed one is opened per read, so a long log does not
+    /// hold a descriptor per segment.
+    file: Option<File>,
     /// Bytes of frames written.
     len: u64,
     /// What its records count against `retention.bytes` (as they counted in memory).
@@ -54,7 +56,7 @@ impl Segment {
             base,
             next: base,
             path,
-            file,
+            file: Some(file),
             len: 0,
             counted: 0,
             max_timestamp_ms: i64::MIN,
@@ -95,7 +97,8 @@ impl Segment {
             counted += r.size();
             max_ts = max_ts.max(r.timestamp_ms);
         }
-        self.file.write_all_at(&buf, self.len)?;
+        let file = self.file.as_ref().ok_or_else(|| io::Error::other("a sealed segment takes no records"))?;
+        file.write_all_at(&buf, self.len)?;
         self.len += buf.len() as u64;
         self.next = next;
         self.counted += counted;
@@ -112,11 +115,19 @@ impl Segment {
         }
         let at = self.index.partition_point(|&(offset, _)| offset <= from).saturating_sub(1);
         let (mut offset, mut pos) = self.index.get(at).copied().unwrap_or((self.base, 0));
+        let opened;
+        let file = match &self.file {
+            Some(f) => f,
+            None => {
+                opened = File::open(&self.path).map_err(|e| self.error(0, e))?;
+                &opened
+            }
+        };
         let mut buf = Vec::new();
         let mut taken = 0;
         while offset < self.next && taken < max {
             let want = READ_CHUNK.min(usize::try_from(self.len - pos).unwrap_or(READ_CHUNK));
-            self.fill(&mut buf, pos, want)?;
+            self.fill(file, &mut buf, pos, want)?;
             let mut at = 0;
             while offset < self.next && taken < max {
                 let Some(len) = frame_len(&buf[at..]) else { break };
@@ -127,7 +138,7 @@ impl Segment {
                     if pos + len as u64 > self.len {
                         return Err(corrupt(&self.path, offset, "a frame runs past the segment's end"));
                     }
-                    self.fill(&mut buf, pos, len)?; // a frame larger than a chunk, read whole
+                    self.fill(file, &mut buf, pos, len)?; // a frame larger than a chunk, read whole
                 }
                 if offset >= from {
                     each(offset, decode(&buf[at..at + len], &self.path, offset)?);
@@ -145,10 +156,25 @@ impl Segment {
     }
 
     /// Reads `want` bytes at `pos` into `buf` (replacing what it held).
-    fn fill(&self, buf: &mut Vec<u8>, pos: u64, want: usize) -> io::Result<()> {
+    fn fill(&self, file: &File, buf: &mut Vec<u8>, pos: u64, want: usize) -> io::Result<()> {
         buf.resize(want, 0);
-        (self.file.read_exact_at(buf, pos))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: at byte {pos}: {e}", self.path.display())))
+        file.read_exact_at(buf, pos).map_err(|e| self.error(pos, e))
+    }
+
+    /// `e`, naming the file and the byte.
+    fn error(&self, pos: u64, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("{}: at byte {pos}: {e}", self.path.display()))
+    }
+
+    /// Takes no more records: the file is closed, and opened again for each read.
+    pub(crate) fn seal(&mut self) {
+        self.file = None;
+    }
+
+    /// Whether the segment still holds its file open (it takes records).
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Deletes the file (a missing one is no error).
@@ -259,7 +285,7 @@ mod tests {
         let all: Vec<Stored> = (0..4).map(|i| stored(i, 40)).collect();
         seg.append(all.iter()).unwrap();
         // Someone cuts the file short behind the log's back.
-        seg.file.set_len(seg.len - 10).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&seg.path).unwrap().set_len(seg.len - 10).unwrap();
         let mut got = 0;
         let e = seg.read(0, 10, |_, _| got += 1).unwrap_err();
         assert!(e.to_string().contains("00000000000000000000.log"), "{e}");
