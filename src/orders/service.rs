@@ -50,11 +50,15 @@ pub const UPDATER_GROUP: &str = "order-updater";
 /// only the illegal ones are kept.
 #[derive(Default)]
 struct LedgerData {
-    created: RangeInclusiveSet<i64>,
+    created: Ids,
     created_count: u64,
     /// State changes the flow does not allow, in the order they happened.
     illegal: Vec<(i64, OrderState, OrderState)>,
 }
+
+/// A set of order ids kept as ranges. Ids are widened to `i128` so that merging a range with its
+/// neighbour (`id + 1`, `id - 1`) cannot overflow, whatever ids a store holds.
+type Ids = RangeInclusiveSet<i128>;
 
 /// Created orders and every illegal state change, as the services made them.
 #[derive(Clone, Default)]
@@ -67,7 +71,7 @@ impl Ledger {
 
     /// Notes a new order.
     pub fn created(&self, id: i64) {
-        let mut l = self.lock();
+        let (mut l, id) = (self.lock(), i128::from(id));
         if !l.created.contains(&id) {
             l.created.insert(id..=id);
             l.created_count += 1;
@@ -347,13 +351,13 @@ impl OrderDb {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.name)))?;
         let counts = self.store.counts_by_state().await?;
         // The store is read a page at a time; what stays is its ids as ranges and the wrong decisions.
-        let (mut stored, mut wrong_decision, mut after) = (RangeInclusiveSet::new(), Vec::new(), None);
+        let (mut stored, mut wrong_decision, mut after) = (Ids::new(), Vec::new(), None);
         loop {
             let page = self.store.list_after(after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for o in &page {
-                stored.insert(o.id..=o.id);
+                stored.insert(i128::from(o.id)..=i128::from(o.id));
                 let wrong = match o.state {
                     OrderState::Rejected => !is_fraud(o.user_id, &o.pokemon, o.price),
                     OrderState::Success => is_fraud(o.user_id, &o.pokemon, o.price),
@@ -368,7 +372,13 @@ impl OrderDb {
             let ledger = self.ledger.lock();
             (ledger.created.clone(), ledger.created_count, ledger.illegal.clone())
         };
-        let missing: Vec<i64> = created.iter().flat_map(|r| stored.gaps(r)).flatten().collect();
+        // Gaps lie inside created ranges, which hold i64 ids only.
+        let missing: Vec<i64> = created
+            .iter()
+            .flat_map(|r| stored.gaps(r))
+            .flatten()
+            .filter_map(|id| i64::try_from(id).ok())
+            .collect();
         let mut illegal: Vec<(i64, String)> = illegal
             .into_iter()
             .map(|(id, from, to)| (id, format!("{} -> {}", from.as_str(), to.as_str())))
@@ -396,12 +406,13 @@ mod tests {
     fn the_ledger_keeps_ranges_of_ids_and_only_the_illegal_changes() {
         let ledger = Ledger::default();
         // Ids arrive a little out of order from concurrent requests, and one twice.
-        for id in [1, 2, 4, 3, 5, 5, 9, 7, 8] {
+        for id in [1, 2, 4, 3, 5, 5, 9, 7, 8, i64::MAX, i64::MIN] {
             ledger.created(id);
         }
-        assert_eq!(ledger.created_count(), 8);
+        assert_eq!(ledger.created_count(), 10);
         let l = ledger.lock();
-        assert_eq!(l.created.iter().cloned().collect::<Vec<_>>(), vec![1..=5, 7..=9]);
+        let (min, max) = (i128::from(i64::MIN), i128::from(i64::MAX));
+        assert_eq!(l.created.iter().cloned().collect::<Vec<_>>(), vec![min..=min, 1..=5, 7..=9, max..=max]);
         drop(l);
         for to in [OrderState::Success, OrderState::Rejected, OrderState::Reversed] {
             ledger.changed(1, OrderState::Pending, to);
