@@ -20,7 +20,8 @@
 //!
 //! Simplified on purpose: replication and rebalances are instantaneous; leadership does not move back to the
 //! preferred replica by itself; a live consumer handle heartbeats forever (no `max.poll.interval.ms`);
-//! retention deletes single records, not segments; there are no transactions or idempotent producers.
+//! retention deletes single records from the in-memory tail (whole segments only on disk); there are no
+//! transactions or idempotent producers.
 
 pub mod backend;
 pub mod client;
@@ -71,7 +72,8 @@ pub struct BusConfig {
 
 /// The embedded bus's default `log.retention.bytes` per partition: room for the backlog the process-mining
 /// study builds under a pod failure at full rate (a quarter of a million events over three partitions),
-/// so retention bounds memory without cutting a lagging consumer off.
+/// so retention bounds the log (in memory, or on disk with a [`SpillConfig`]) without cutting a lagging
+/// consumer off.
 pub const DEFAULT_RETENTION_BYTES: u64 = 64 << 20;
 
 impl Default for BusConfig {
