@@ -3,7 +3,7 @@
 //! A segment is one append-only file named after its first offset, as Kafka names
 //! `00000000000000000000.log`. Each record is a frame, little-endian: `u32` length of the rest, `i64`
 //! timestamp (ms), `i32` key length (-1: no key), the key, the value. Offsets are implied by position.
-//! A sparse index in memory (one entry per [`INDEX_INTERVAL`] bytes, like Kafka's `.index`) says where
+//! A sparse index in memory (one entry per 4 KiB, like Kafka's `.index`) says where
 //! to start reading for an offset; from there the frames are scanned.
 //!
 //! Writes are positional (`pwrite` at the segment's end), so a failed write leaves nothing that a later
