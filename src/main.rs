@@ -369,7 +369,8 @@ enum BenchCommand {
         /// Without these components (comma-separated), and whatever needs them.
         #[arg(long, value_delimiter = ',')]
         without: Vec<String>,
-        /// What the trace records.
+        /// What the trace records (at full rate the full trace alone writes about 2.5 GB a minute;
+        /// `lifecycle` keeps a long soak's output small).
         #[arg(long, value_enum, default_value = "records")]
         trace: chaoslab::kernel::trace::TraceLevel,
     },

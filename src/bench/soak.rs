@@ -1,5 +1,6 @@
 //! `chaoslab bench soak --for 10m`: the reference pipeline live, the sensor at full rate, its resident
-//! memory printed over time — with the records stored and indexed meanwhile — and whether it levelled off.
+//! memory printed over time — with the records stored and indexed meanwhile, and the disk its output
+//! takes (a full-rate run with the full trace writes gigabytes a minute) — and whether it levelled off.
 //!
 //! What keeps it flat: `HADOOP`'s segments and namespace on disk, `ELASTICSEARCH`'s newest documents in
 //! memory and the rest in its files, the bus's logs bounded by `retention.bytes`, the TSDB's retention.
@@ -17,6 +18,18 @@ use crate::runner::Run;
 /// Resident set size now, in KiB (Linux `VmRSS`).
 pub fn rss_kib() -> Option<u64> {
     super::proc_status_kib("self", "VmRSS")
+}
+
+/// Bytes of the files under `dir`, symbolic links not followed (0 for what cannot be read).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    (entries.flatten())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Runs the soak for `duration`, sampling every `every`.
@@ -48,7 +61,8 @@ pub fn run(
     if !without.is_empty() {
         println!("without {}", without.join(", "));
     }
-    let run = Run::new(flow).out(dir.join("soak")).seed(1).rate_ms(rate_ms).trace_level(trace);
+    let out = dir.join("soak");
+    let run = Run::new(flow).out(&out).seed(1).rate_ms(rate_ms).trace_level(trace);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let samples = rt.block_on(async {
         let handle = super::live_on_free_ports(run)?.live().await.context("cannot start the live run")?;
@@ -57,16 +71,20 @@ pub fn run(
             (m.component("SENSOR"), m.component("HADOOP"), m.component("ELASTICSEARCH"));
         let started = Instant::now();
         let mut samples = Vec::new();
-        println!("{:>8} {:>10} {:>12} {:>12} {:>12}", "t (s)", "RSS (MB)", "published", "stored", "indexed");
+        println!(
+            "{:>8} {:>10} {:>12} {:>12} {:>12} {:>10}",
+            "t (s)", "RSS (MB)", "published", "stored", "indexed", "out (MB)"
+        );
         while started.elapsed() < duration {
             tokio::time::sleep(every.min(duration.saturating_sub(started.elapsed()))).await;
             let rss = rss_kib().unwrap_or(0) as f64 / 1024.0;
             let t = started.elapsed().as_secs_f64();
             println!(
-                "{t:>8.0} {rss:>10.1} {:>12} {:>12} {:>12}",
+                "{t:>8.0} {rss:>10.1} {:>12} {:>12} {:>12} {:>10.0}",
                 sensor.records_out.get(),
                 stored.records_out.get(),
-                indexed.records_out.get()
+                indexed.records_out.get(),
+                dir_bytes(&out) as f64 / 1e6
             );
             samples.push((t, rss));
         }
@@ -89,4 +107,22 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dir_bytes;
+
+    #[test]
+    fn the_output_size_counts_nested_files_and_does_not_follow_links() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("hdfs/nifi/2020-02-21")).unwrap();
+        std::fs::write(dir.path().join("trace.jsonl"), vec![b'x'; 1000]).unwrap();
+        std::fs::write(dir.path().join("hdfs/nifi/2020-02-21/seg.log"), vec![b'y'; 234]).unwrap();
+        // A link back to the top would loop forever if followed.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("hdfs/loop")).unwrap();
+        let link = std::fs::symlink_metadata(dir.path().join("hdfs/loop")).unwrap().len();
+        assert_eq!(dir_bytes(dir.path()), 1000 + 234 + link);
+        assert_eq!(dir_bytes(&dir.path().join("missing")), 0);
+    }
 }
