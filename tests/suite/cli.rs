@@ -330,15 +330,17 @@ fn the_benchmarks_run_and_print_their_figures() {
     let soak = chaoslab(&["bench", "soak", "--for", "3s", "--every", "1s", "--no-orders"]);
     assert!(soak.status.success(), "{}", text(&soak.stderr));
     let out = text(&soak.stdout);
-    // Three samples, each with a resident set and the counts of a pipeline that moved records.
+    // Three samples, each with a resident set, the counts of a pipeline that moved records, and the
+    // output it wrote meanwhile.
     let rows: Vec<Vec<f64>> = out
         .lines()
         .filter_map(|l| l.split_whitespace().map(|w| w.parse().ok()).collect::<Option<Vec<f64>>>())
-        .filter(|r| r.len() == 5)
+        .filter(|r| r.len() == 6)
         .collect();
     assert_eq!(rows.len(), 3, "{out}");
     assert!(rows.iter().all(|r| r[1] > 1.0), "{out}");
     assert!(rows[2][2] > 0.0 && rows[2][3] > 0.0, "nothing published and stored:\n{out}");
+    assert!(rows[0][5] > 0.0 && rows[2][5] > rows[0][5], "the output grows as records are stored:\n{out}");
     assert!(out.contains("records stored;"), "{out}");
 }
 
