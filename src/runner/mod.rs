@@ -495,6 +495,8 @@ fn serve_log_inputs(
     out: &std::path::Path,
 ) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Option<SocketAddr>, Option<SocketAddr>)> {
     let mut tasks = Vec::new();
+    // One generated key for every Forward input that needs one: they share its file.
+    let mut generated = None;
     let (mut forward_addr, mut http_addr) = (None, None);
     for (_, input) in p.handles.all::<LogInputHandle>() {
         let taken = input.listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -505,7 +507,12 @@ fn serve_log_inputs(
         let fwd = tokio::net::TcpListener::from_std(fwd)?;
         let security = match (&input.forward_security, &auth) {
             (Some(configured), _) => Some(configured.clone()),
-            (None, Some(_)) => Some(Arc::new(generated_forward_security(out)?)),
+            (None, Some(_)) => {
+                if generated.is_none() {
+                    generated = Some(Arc::new(generated_forward_security(out)?));
+                }
+                generated.clone()
+            }
             (None, None) => None,
         };
         tasks.push(tokio::spawn(crate::monitoring::logs::forward::serve(
